@@ -1,0 +1,3 @@
+fn main() {
+    println!("loraforge {}", env!("CARGO_PKG_VERSION"));
+}

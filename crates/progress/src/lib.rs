@@ -1,0 +1,96 @@
+//! Progress reporting for loraforge's long-running work.
+//!
+//! Libraries never draw progress bars or print. Long work (a merge, a GGUF export, a quantization,
+//! an upload to Ollama) reports through the [`Reporter`] trait instead; the CLI turns reports into
+//! progress bars, the registry turns them into persisted job records, tests use [`NoProgress`].
+//!
+//! ```
+//! use loraforge_progress::{NoProgress, Reporter};
+//!
+//! fn copy_tensors(reporter: &dyn Reporter) {
+//!     reporter.begin("merge", Some(3));
+//!     for _ in 0..3 {
+//!         reporter.advance(1);
+//!     }
+//!     reporter.finish();
+//! }
+//! copy_tensors(&NoProgress);
+//! ```
+#![deny(missing_docs)]
+
+/// Receives progress from a long-running operation.
+///
+/// Implementations must be cheap and thread-safe: `advance` may be called from worker threads for
+/// every tensor or block. Units are whatever the phase says (bytes for I/O-bound phases).
+pub trait Reporter: Send + Sync {
+    /// A new phase starts (`"merge"`, `"quantize"`, `"upload"` …) with its total units when known.
+    fn begin(&self, phase: &str, total: Option<u64>);
+    /// `units` more units of the current phase are done.
+    fn advance(&self, units: u64);
+    /// A human-readable status line (current tensor, server status message …).
+    fn message(&self, _text: &str) {}
+    /// The current phase is complete.
+    fn finish(&self) {}
+}
+
+/// A reporter that ignores everything.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoProgress;
+
+impl Reporter for NoProgress {
+    fn begin(&self, _phase: &str, _total: Option<u64>) {}
+    fn advance(&self, _units: u64) {}
+}
+
+impl<R: Reporter + ?Sized> Reporter for &R {
+    fn begin(&self, phase: &str, total: Option<u64>) {
+        (**self).begin(phase, total)
+    }
+    fn advance(&self, units: u64) {
+        (**self).advance(units)
+    }
+    fn message(&self, text: &str) {
+        (**self).message(text)
+    }
+    fn finish(&self) {
+        (**self).finish()
+    }
+}
+
+impl<R: Reporter + ?Sized> Reporter for std::sync::Arc<R> {
+    fn begin(&self, phase: &str, total: Option<u64>) {
+        (**self).begin(phase, total)
+    }
+    fn advance(&self, units: u64) {
+        (**self).advance(units)
+    }
+    fn message(&self, text: &str) {
+        (**self).message(text)
+    }
+    fn finish(&self) {
+        (**self).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    struct Counter(AtomicU64);
+    impl Reporter for Counter {
+        fn begin(&self, _phase: &str, _total: Option<u64>) {}
+        fn advance(&self, units: u64) {
+            self.0.fetch_add(units, Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn references_and_arcs_forward_to_the_reporter() {
+        let counter = std::sync::Arc::new(Counter(AtomicU64::new(0)));
+        let by_ref: &dyn Reporter = &counter;
+        by_ref.advance(2);
+        counter.clone().advance(3);
+        assert_eq!(counter.0.load(Ordering::Relaxed), 5);
+    }
+}

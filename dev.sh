@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# One entry point for a fresh Debian machine with only the Rust toolchain:
+#   ./dev.sh demo   installs system packages, builds, and runs `loraforge demo` end to end
+#   ./dev.sh test   installs system packages, then runs formatting, lints and every test
+set -euo pipefail
+cd "$(dirname "$0")"
+
+install_system_packages() {
+    # OpenBLAS backs the LoRA merge (blas-src / openblas-src with the `system` feature).
+    if ! dpkg -s libopenblas-dev >/dev/null 2>&1; then
+        local sudo=""
+        if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq libopenblas-dev pkg-config
+    fi
+}
+
+case "${1:-}" in
+    demo)
+        install_system_packages
+        shift
+        cargo run --release --locked -p loraforge-cli --bin loraforge -- demo "$@"
+        ;;
+    test)
+        install_system_packages
+        cargo fmt --all -- --check
+        cargo clippy --workspace --all-targets --locked -- -D warnings
+        cargo test --workspace --locked
+        ;;
+    *)
+        echo "usage: ./dev.sh demo|test" >&2
+        exit 2
+        ;;
+esac

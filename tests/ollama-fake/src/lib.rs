@@ -1,0 +1,2 @@
+//! A fake Ollama server for tests, implementing Ollama's documented REST behaviour in process.
+#![deny(missing_docs)]
