@@ -1,0 +1,364 @@
+//! An opened Hugging Face model folder with memory-mapped weights.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+
+use crate::dtype::decode_into;
+use crate::header::{read_safetensors_header, SafetensorsHeader};
+use crate::{Dtype, HfModelError};
+
+/// Name of the single-file weights.
+pub const SINGLE_FILE: &str = "model.safetensors";
+/// Name of the shard index.
+pub const INDEX_FILE: &str = "model.safetensors.index.json";
+/// Name of the model config.
+pub const CONFIG_FILE: &str = "config.json";
+
+struct Shard {
+    header: SafetensorsHeader,
+    map: Option<Mmap>,
+}
+
+/// A Hugging Face model folder: `config.json` and `model.safetensors` or sharded
+/// `model-0000i-of-0000N.safetensors` + `model.safetensors.index.json`.
+///
+/// Weights are memory-mapped and read on demand; headers are validated at open time.
+pub struct HfModel {
+    dir: PathBuf,
+    config: serde_json::Value,
+    files: Vec<PathBuf>,
+    shards: Vec<Shard>,
+    /// tensor name → (shard index, tensor index in that shard's header)
+    lookup: HashMap<String, (usize, usize)>,
+}
+
+impl std::fmt::Debug for HfModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HfModel")
+            .field("dir", &self.dir)
+            .field("files", &self.files)
+            .field("tensors", &self.lookup.len())
+            .finish()
+    }
+}
+
+/// A borrowed view of one tensor's bytes in a memory-mapped file.
+#[derive(Debug, Clone, Copy)]
+pub struct TensorView<'a> {
+    /// Tensor name.
+    pub name: &'a str,
+    /// Element type.
+    pub dtype: Dtype,
+    /// Shape, row-major.
+    pub shape: &'a [usize],
+    /// Little-endian element bytes.
+    pub data: &'a [u8],
+}
+
+impl TensorView<'_> {
+    /// Number of elements.
+    pub fn element_count(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// All elements converted to f32 (exact for every supported dtype).
+    pub fn to_f32_vec(&self) -> Vec<f32> {
+        let mut out = vec![0f32; self.element_count()];
+        decode_into(self.dtype, self.data, &mut out);
+        out
+    }
+
+    /// Converts all elements to f32 into `out`, which must hold exactly `element_count()` values.
+    pub fn read_f32_into(&self, out: &mut [f32]) -> Result<(), HfModelError> {
+        if out.len() != self.element_count() {
+            return Err(HfModelError::BufferSize {
+                tensor: self.name.to_string(),
+                expected: self.element_count(),
+                got: out.len(),
+            });
+        }
+        decode_into(self.dtype, self.data, out);
+        Ok(())
+    }
+}
+
+impl HfModel {
+    /// Opens a model folder: reads `config.json` (required), validates every safetensors header
+    /// (and the index when sharded) and memory-maps the weight files.
+    pub fn open(dir: &Path) -> Result<HfModel, HfModelError> {
+        let config_path = dir.join(CONFIG_FILE);
+        let config_text = match std::fs::read(&config_path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(HfModelError::MissingConfig {
+                    dir: dir.to_path_buf(),
+                })
+            }
+            Err(source) => {
+                return Err(HfModelError::Io {
+                    path: config_path,
+                    source,
+                })
+            }
+        };
+        let config: serde_json::Value =
+            serde_json::from_slice(&config_text).map_err(|source| HfModelError::ConfigJson {
+                path: config_path.clone(),
+                source,
+            })?;
+        if !config.is_object() {
+            return Err(HfModelError::InvalidConfig {
+                path: config_path,
+                reason: "config.json is not a JSON object".into(),
+            });
+        }
+        let index_path = dir.join(INDEX_FILE);
+        let single_path = dir.join(SINGLE_FILE);
+        let (files, weight_map) = if index_path.is_file() {
+            let (files, map) = read_index(&index_path)?;
+            (
+                files.into_iter().map(|f| dir.join(f)).collect::<Vec<_>>(),
+                Some(map),
+            )
+        } else if single_path.is_file() {
+            (vec![single_path], None)
+        } else {
+            return Err(HfModelError::NoWeights {
+                dir: dir.to_path_buf(),
+            });
+        };
+        let mut shards = Vec::with_capacity(files.len());
+        let mut lookup: HashMap<String, (usize, usize)> = HashMap::new();
+        for (si, path) in files.iter().enumerate() {
+            let header = read_safetensors_header(path)?;
+            for (ti, t) in header.tensors.iter().enumerate() {
+                if let Some(&(prev, _)) = lookup.get(&t.name) {
+                    return Err(HfModelError::DuplicateTensor {
+                        tensor: t.name.clone(),
+                        first_file: files[prev].clone(),
+                        second_file: path.clone(),
+                    });
+                }
+                lookup.insert(t.name.clone(), (si, ti));
+            }
+            let map = if header.data_len == 0 {
+                None
+            } else {
+                let file = File::open(path).map_err(|source| HfModelError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+                // SAFETY: the file is opened read-only; loraforge never writes to a file it maps.
+                // A concurrent writer outside this process could change the bytes under us, which
+                // the docs of `HfModel` warn about (same contract as safetensors/candle).
+                let map = unsafe { Mmap::map(&file) }.map_err(|source| HfModelError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+                let needed = header.data_start + header.data_len;
+                if (map.len() as u64) < needed {
+                    return Err(HfModelError::TruncatedFile {
+                        path: path.clone(),
+                        file_len: map.len() as u64,
+                    });
+                }
+                Some(map)
+            };
+            shards.push(Shard { header, map });
+        }
+        if let Some(map) = weight_map {
+            for (tensor, file) in &map {
+                let Some(&(si, _)) = lookup.get(tensor) else {
+                    return Err(HfModelError::IndexTensorMissing {
+                        index: index_path.clone(),
+                        tensor: tensor.clone(),
+                        file: dir.join(file),
+                    });
+                };
+                if files[si] != dir.join(file) {
+                    return Err(HfModelError::IndexTensorMissing {
+                        index: index_path.clone(),
+                        tensor: tensor.clone(),
+                        file: dir.join(file),
+                    });
+                }
+            }
+            if map.len() != lookup.len() {
+                let missing = lookup
+                    .keys()
+                    .find(|k| !map.contains_key(*k))
+                    .cloned()
+                    .unwrap_or_default();
+                return Err(HfModelError::InvalidIndex {
+                    path: index_path,
+                    reason: format!("tensor {missing:?} is in a shard but not in weight_map"),
+                });
+            }
+        }
+        Ok(HfModel {
+            dir: dir.to_path_buf(),
+            config,
+            files,
+            shards,
+            lookup,
+        })
+    }
+
+    /// The folder this model was opened from.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The raw `config.json`.
+    pub fn config(&self) -> &serde_json::Value {
+        &self.config
+    }
+
+    /// The dtype in `config.json` (`"dtype"`, or the legacy `"torch_dtype"`), if recognised.
+    pub fn config_dtype(&self) -> Option<Dtype> {
+        self.config
+            .get("dtype")
+            .and_then(|d| d.as_str())
+            .or_else(|| self.config.get("torch_dtype").and_then(|d| d.as_str()))
+            .and_then(Dtype::parse_config_dtype)
+    }
+
+    /// All tensor names: shard order, then offset order inside each file.
+    pub fn tensor_names(&self) -> Vec<&str> {
+        self.shards
+            .iter()
+            .flat_map(|s| s.header.tensors.iter().map(|t| t.name.as_str()))
+            .collect()
+    }
+
+    /// Whether the model has a tensor of that name.
+    pub fn contains(&self, name: &str) -> bool {
+        self.lookup.contains_key(name)
+    }
+
+    /// The tensor's dtype, shape and bytes.
+    pub fn tensor(&self, name: &str) -> Result<TensorView<'_>, HfModelError> {
+        let &(si, ti) = self
+            .lookup
+            .get(name)
+            .ok_or_else(|| HfModelError::TensorNotFound {
+                tensor: name.to_string(),
+                dir: self.dir.clone(),
+            })?;
+        let shard = &self.shards[si];
+        let info = &shard.header.tensors[ti];
+        let (begin, end) = info.data_offsets;
+        let data: &[u8] = match &shard.map {
+            None => &[],
+            Some(map) => {
+                let start = (shard.header.data_start + begin) as usize;
+                let stop = (shard.header.data_start + end) as usize;
+                map.get(start..stop)
+                    .ok_or_else(|| HfModelError::TruncatedFile {
+                        path: self.files[si].clone(),
+                        file_len: map.len() as u64,
+                    })?
+            }
+        };
+        Ok(TensorView {
+            name: &info.name,
+            dtype: info.dtype,
+            shape: &info.shape,
+            data,
+        })
+    }
+
+    /// Tells the kernel this process no longer needs the mapped pages of `name` (they stay in the
+    /// page cache; the mapping's resident size drops). Keeps peak RSS bounded while streaming a
+    /// model larger than memory. Views still alive stay valid: the pages are re-read on access.
+    pub fn release(&self, name: &str) {
+        let Some(&(si, ti)) = self.lookup.get(name) else {
+            return;
+        };
+        let shard = &self.shards[si];
+        let Some(map) = &shard.map else { return };
+        let info = &shard.header.tensors[ti];
+        let page = 4096u64;
+        let start = shard.header.data_start + info.data_offsets.0;
+        let end = shard.header.data_start + info.data_offsets.1;
+        // Only whole pages inside this tensor, so neighbours are not affected in any way.
+        let first = start.div_ceil(page) * page;
+        let last = end / page * page;
+        if last > first {
+            #[cfg(unix)]
+            {
+                // SAFETY: the mapping is a read-only private file mapping that was never written,
+                // so dropping its pages loses nothing: later reads fault them back in from the file.
+                let _ = unsafe {
+                    map.unchecked_advise_range(
+                        memmap2::UncheckedAdvice::DontNeed,
+                        first as usize,
+                        (last - first) as usize,
+                    )
+                };
+            }
+        }
+    }
+
+    /// Number of parameters (elements) over all tensors, from the headers.
+    pub fn parameter_count(&self) -> u64 {
+        self.shards.iter().map(|s| s.header.parameter_count()).sum()
+    }
+
+    /// Total bytes of tensor data over all files.
+    pub fn data_size(&self) -> u64 {
+        self.shards.iter().map(|s| s.header.data_len).sum()
+    }
+
+    /// The weight files, in shard order.
+    pub fn weight_files(&self) -> &[PathBuf] {
+        &self.files
+    }
+
+    /// The validated headers, in shard order.
+    pub fn headers(&self) -> impl Iterator<Item = &SafetensorsHeader> {
+        self.shards.iter().map(|s| &s.header)
+    }
+}
+
+/// Reads `model.safetensors.index.json`: the shard file names (sorted) and the weight map.
+fn read_index(
+    path: &Path,
+) -> Result<(Vec<String>, std::collections::BTreeMap<String, String>), HfModelError> {
+    let invalid = |reason: String| HfModelError::InvalidIndex {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let text = std::fs::read(path).map_err(|source| HfModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let value: serde_json::Value =
+        serde_json::from_slice(&text).map_err(|e| invalid(format!("bad JSON: {e}")))?;
+    let map = value
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| invalid("no \"weight_map\" object".into()))?;
+    let mut weight_map = std::collections::BTreeMap::new();
+    for (k, v) in map {
+        let file = v
+            .as_str()
+            .ok_or_else(|| invalid(format!("weight_map[{k:?}] is not a string")))?;
+        if file.contains('/') || file.contains('\\') || file == ".." {
+            return Err(invalid(format!(
+                "weight_map[{k:?}] = {file:?} is not a file name"
+            )));
+        }
+        weight_map.insert(k.clone(), file.to_string());
+    }
+    let mut files: Vec<String> = weight_map.values().cloned().collect();
+    files.sort();
+    files.dedup();
+    if files.is_empty() {
+        return Err(invalid("weight_map is empty".into()));
+    }
+    Ok((files, weight_map))
+}
