@@ -1,15 +1,44 @@
 //! ggml block quantization, bit-exact with ggml's reference quantizers, and the llama.cpp
 //! "ftype" mixture policy (which tensor gets which block type for Q8_0 / Q4_K_M / Q4_K_S).
 //!
-//! This crate does no I/O: it turns rows of `f32` into ggml blocks and back, and decides types.
-//! The GGUF file pipeline that uses it lives in `loraforge-gguf-writer`.
+//! This crate does no I/O: it turns rows of `f32` into ggml blocks and back
+//! ([`quantize_rows`], [`dequantize_rows`]), and decides per-tensor types
+//! ([`recipe::plan_tensor_types`]). The GGUF file pipeline that uses it lives in
+//! `loraforge-gguf-writer`.
+//!
+//! The kernels are ports of `ggml/src/ggml-quants.c` (llama.cpp 0c1e57098 / ggml 0.25.3): the
+//! bytes equal `ggml_quantize_chunk` without an importance matrix, checked against golden
+//! files produced by ggml itself.
 //!
 //! ```
-//! use loraforge_quantize::GgmlType;
-//! assert_eq!(GgmlType::Q4K.row_size(4096), Some(2304));
+//! use loraforge_quantize::{dequantize_rows, quantize_rows, GgmlType};
+//!
+//! let row: Vec<f32> = (0..256).map(|i| (i as f32 - 128.0) / 64.0).collect();
+//! let mut blocks = vec![0u8; GgmlType::Q4K.row_size(256).unwrap() as usize];
+//! quantize_rows(GgmlType::Q4K, &row, 256, &mut blocks)?;
+//! let mut back = vec![0f32; 256];
+//! dequantize_rows(GgmlType::Q4K, &blocks, 256, &mut back)?;
+//! assert!(row.iter().zip(&back).all(|(a, b)| (a - b).abs() < 0.1));
+//! # Ok::<(), loraforge_quantize::QuantizeError>(())
 //! ```
 #![deny(missing_docs)]
 
+mod blocks;
+mod error;
+mod fast;
+mod fp;
 mod ggml_type;
+mod kernels;
+pub mod recipe;
+mod reference;
 
+pub use blocks::{BlockQ4K, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8_0, QK_K};
+pub use error::QuantizeError;
+pub use fp::{bf16_to_fp32, fp16_to_fp32, fp32_to_bf16, fp32_to_fp16};
 pub use ggml_type::GgmlType;
+pub use kernels::{
+    dequantize_rows, find_non_finite, quantize_rows, quantize_rows_reference, SUPPORTED_TYPES,
+};
+pub use recipe::{
+    llama_tensor_order, plan_tensor_types, Fallback, FileType, ModelHparams, TensorDecision,
+};

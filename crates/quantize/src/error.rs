@@ -1,0 +1,73 @@
+//! The one error type of this crate.
+
+use crate::GgmlType;
+
+/// Everything that can go wrong when quantizing, dequantizing or choosing types.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum QuantizeError {
+    /// A buffer does not have the size the row geometry implies.
+    #[error("{what} holds {got} {unit}, expected {expected} for {ty} rows of {n_per_row}")]
+    LengthMismatch {
+        /// Which buffer (`"source"` or `"destination"`).
+        what: &'static str,
+        /// The type being converted to or from.
+        ty: GgmlType,
+        /// Elements per row.
+        n_per_row: usize,
+        /// Size the geometry requires.
+        expected: usize,
+        /// Size that was passed.
+        got: usize,
+        /// `"values"` or `"bytes"`.
+        unit: &'static str,
+    },
+    /// The source is not a whole number of rows.
+    #[error("{len} values are not a whole number of rows of {n_per_row}")]
+    RaggedRows {
+        /// Number of values given.
+        len: usize,
+        /// Elements per row.
+        n_per_row: usize,
+    },
+    /// A row of zero elements was requested.
+    #[error("row length must be positive")]
+    EmptyRow,
+    /// The row length is not a multiple of the type's block size.
+    #[error("row length {n} is not a multiple of {ty}'s block size {}", ty.block_size())]
+    NotBlockMultiple {
+        /// The block type.
+        ty: GgmlType,
+        /// The row length.
+        n: usize,
+    },
+    /// This crate has no kernel for the type.
+    #[error("quantization kernel for {0} is not implemented")]
+    Unsupported(GgmlType),
+    /// A NaN or infinity was found (row and column, 0-based).
+    #[error("non-finite value at row {row}, column {index}")]
+    NonFinite {
+        /// Row index.
+        row: usize,
+        /// Column index within the row.
+        index: usize,
+    },
+    /// A file-type name that is not one of the supported recipes.
+    #[error("unknown quantization type {given:?}; valid types: {valid}")]
+    UnknownFileType {
+        /// What the user typed.
+        given: String,
+        /// Comma-separated list of the valid names.
+        valid: String,
+    },
+    /// llama.cpp has no fallback type for this tensor's row length and refuses to quantize.
+    #[error("tensor {tensor}: row length {ne0} is not a multiple of {ty}'s block size {} and no fallback type is defined for {ty}", ty.block_size())]
+    NoFallback {
+        /// Tensor name.
+        tensor: String,
+        /// The type that does not fit.
+        ty: GgmlType,
+        /// The row length.
+        ne0: u64,
+    },
+}

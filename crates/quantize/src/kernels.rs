@@ -1,0 +1,239 @@
+//! Row-level entry points: geometry checks and dispatch to the block kernels.
+
+use crate::blocks::{BlockQ4K, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8_0, QK, QK_K};
+use crate::fp::{bf16_to_fp32, fp16_to_fp32, fp32_to_bf16, fp32_to_fp16};
+use crate::{reference, GgmlType, QuantizeError};
+
+/// Types [`quantize_rows`] and [`dequantize_rows`] support.
+pub const SUPPORTED_TYPES: [GgmlType; 9] = [
+    GgmlType::F32,
+    GgmlType::F16,
+    GgmlType::BF16,
+    GgmlType::Q8_0,
+    GgmlType::Q5_0,
+    GgmlType::Q5_1,
+    GgmlType::Q4K,
+    GgmlType::Q5K,
+    GgmlType::Q6K,
+];
+
+/// Check geometry; returns the number of rows.
+fn check(
+    ty: GgmlType,
+    n_values: usize,
+    n_bytes: usize,
+    n_per_row: usize,
+    values_are_src: bool,
+) -> Result<usize, QuantizeError> {
+    if !SUPPORTED_TYPES.contains(&ty) {
+        return Err(QuantizeError::Unsupported(ty));
+    }
+    if n_per_row == 0 {
+        return Err(QuantizeError::EmptyRow);
+    }
+    if n_per_row % ty.block_size() != 0 {
+        return Err(QuantizeError::NotBlockMultiple { ty, n: n_per_row });
+    }
+    if n_values % n_per_row != 0 {
+        return Err(QuantizeError::RaggedRows {
+            len: n_values,
+            n_per_row,
+        });
+    }
+    let nrows = n_values / n_per_row;
+    let row_bytes = (n_per_row / ty.block_size()) * ty.type_size();
+    let expected = nrows
+        .checked_mul(row_bytes)
+        .ok_or(QuantizeError::RaggedRows {
+            len: n_values,
+            n_per_row,
+        })?;
+    if n_bytes != expected {
+        return Err(QuantizeError::LengthMismatch {
+            what: if values_are_src {
+                "destination"
+            } else {
+                "source"
+            },
+            ty,
+            n_per_row,
+            expected,
+            got: n_bytes,
+            unit: "bytes",
+        });
+    }
+    Ok(nrows)
+}
+
+fn blocks<const N: usize>(x: &[f32]) -> impl Iterator<Item = &[f32; N]> {
+    x.chunks_exact(N).filter_map(|c| c.try_into().ok())
+}
+
+fn blocks_mut<const N: usize>(x: &mut [f32]) -> impl Iterator<Item = &mut [f32; N]> {
+    x.chunks_exact_mut(N).filter_map(|c| c.try_into().ok())
+}
+
+/// Quantize `src` — a whole number of rows of `n_per_row` values — into `dst`, which must be
+/// exactly `rows × row_size(ty, n_per_row)` bytes.
+///
+/// The bytes are identical to ggml's `ggml_quantize_chunk` without an importance matrix
+/// (`quantize_row_*_ref`). Supported: F32, F16, BF16, Q8_0, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K.
+/// Like ggml, the input is not validated: check it with [`find_non_finite`] first.
+pub fn quantize_rows(
+    ty: GgmlType,
+    src: &[f32],
+    n_per_row: usize,
+    dst: &mut [u8],
+) -> Result<(), QuantizeError> {
+    check(ty, src.len(), dst.len(), n_per_row, true)?;
+    match ty {
+        GgmlType::F32 => {
+            for (o, v) in dst.chunks_exact_mut(4).zip(src) {
+                o.copy_from_slice(&v.to_le_bytes());
+            }
+        }
+        GgmlType::F16 => {
+            for (o, &v) in dst.chunks_exact_mut(2).zip(src) {
+                o.copy_from_slice(&fp32_to_fp16(v).to_le_bytes());
+            }
+        }
+        GgmlType::BF16 => {
+            for (o, &v) in dst.chunks_exact_mut(2).zip(src) {
+                o.copy_from_slice(&fp32_to_bf16(v).to_le_bytes());
+            }
+        }
+        GgmlType::Q8_0 => {
+            let out: &mut [BlockQ8_0] = bytemuck::cast_slice_mut(dst);
+            for (x, y) in blocks::<QK>(src).zip(out) {
+                reference::quantize_block_q8_0(x, y);
+            }
+        }
+        GgmlType::Q5_0 => {
+            let out: &mut [BlockQ5_0] = bytemuck::cast_slice_mut(dst);
+            for (x, y) in blocks::<QK>(src).zip(out) {
+                reference::quantize_block_q5_0(x, y);
+            }
+        }
+        GgmlType::Q5_1 => {
+            let out: &mut [BlockQ5_1] = bytemuck::cast_slice_mut(dst);
+            for (x, y) in blocks::<QK>(src).zip(out) {
+                reference::quantize_block_q5_1(x, y);
+            }
+        }
+        GgmlType::Q4K => crate::fast::quantize_q4_k(src, bytemuck::cast_slice_mut(dst)),
+        GgmlType::Q5K => crate::fast::quantize_q5_k(src, bytemuck::cast_slice_mut(dst)),
+        GgmlType::Q6K => crate::fast::quantize_q6_k(src, bytemuck::cast_slice_mut(dst)),
+        other => return Err(QuantizeError::Unsupported(other)),
+    }
+    Ok(())
+}
+
+/// [`quantize_rows`] through the plain scalar port only (the oracle the faster kernels are
+/// tested against). Same contract and bytes.
+pub fn quantize_rows_reference(
+    ty: GgmlType,
+    src: &[f32],
+    n_per_row: usize,
+    dst: &mut [u8],
+) -> Result<(), QuantizeError> {
+    check(ty, src.len(), dst.len(), n_per_row, true)?;
+    match ty {
+        GgmlType::Q4K => {
+            let out: &mut [BlockQ4K] = bytemuck::cast_slice_mut(dst);
+            for (x, y) in blocks::<QK_K>(src).zip(out) {
+                reference::quantize_block_q4_k(x, y);
+            }
+        }
+        GgmlType::Q5K => {
+            let out: &mut [BlockQ5K] = bytemuck::cast_slice_mut(dst);
+            for (x, y) in blocks::<QK_K>(src).zip(out) {
+                reference::quantize_block_q5_k(x, y);
+            }
+        }
+        GgmlType::Q6K => {
+            let out: &mut [BlockQ6K] = bytemuck::cast_slice_mut(dst);
+            for (x, y) in blocks::<QK_K>(src).zip(out) {
+                reference::quantize_block_q6_k(x, y);
+            }
+        }
+        _ => return quantize_rows(ty, src, n_per_row, dst),
+    }
+    Ok(())
+}
+
+/// Inverse of [`quantize_rows`]: ggml's `dequantize_row_*` (and the exact F16/BF16/F32 widening).
+/// `src` must be exactly the bytes of `dst.len() / n_per_row` rows.
+pub fn dequantize_rows(
+    ty: GgmlType,
+    src: &[u8],
+    n_per_row: usize,
+    dst: &mut [f32],
+) -> Result<(), QuantizeError> {
+    check(ty, dst.len(), src.len(), n_per_row, false)?;
+    match ty {
+        GgmlType::F32 => {
+            for (o, b) in dst.iter_mut().zip(src.chunks_exact(4)) {
+                *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            }
+        }
+        GgmlType::F16 => {
+            for (o, b) in dst.iter_mut().zip(src.chunks_exact(2)) {
+                *o = fp16_to_fp32(u16::from_le_bytes([b[0], b[1]]));
+            }
+        }
+        GgmlType::BF16 => {
+            for (o, b) in dst.iter_mut().zip(src.chunks_exact(2)) {
+                *o = bf16_to_fp32(u16::from_le_bytes([b[0], b[1]]));
+            }
+        }
+        GgmlType::Q8_0 => {
+            let inp: &[BlockQ8_0] = bytemuck::cast_slice(src);
+            for (b, y) in inp.iter().zip(blocks_mut::<QK>(dst)) {
+                reference::dequantize_block_q8_0(b, y);
+            }
+        }
+        GgmlType::Q5_0 => {
+            let inp: &[BlockQ5_0] = bytemuck::cast_slice(src);
+            for (b, y) in inp.iter().zip(blocks_mut::<QK>(dst)) {
+                reference::dequantize_block_q5_0(b, y);
+            }
+        }
+        GgmlType::Q5_1 => {
+            let inp: &[BlockQ5_1] = bytemuck::cast_slice(src);
+            for (b, y) in inp.iter().zip(blocks_mut::<QK>(dst)) {
+                reference::dequantize_block_q5_1(b, y);
+            }
+        }
+        GgmlType::Q4K => {
+            let inp: &[BlockQ4K] = bytemuck::cast_slice(src);
+            for (b, y) in inp.iter().zip(blocks_mut::<QK_K>(dst)) {
+                reference::dequantize_block_q4_k(b, y);
+            }
+        }
+        GgmlType::Q5K => {
+            let inp: &[BlockQ5K] = bytemuck::cast_slice(src);
+            for (b, y) in inp.iter().zip(blocks_mut::<QK_K>(dst)) {
+                reference::dequantize_block_q5_k(b, y);
+            }
+        }
+        GgmlType::Q6K => {
+            let inp: &[BlockQ6K] = bytemuck::cast_slice(src);
+            for (b, y) in inp.iter().zip(blocks_mut::<QK_K>(dst)) {
+                reference::dequantize_block_q6_k(b, y);
+            }
+        }
+        other => return Err(QuantizeError::Unsupported(other)),
+    }
+    Ok(())
+}
+
+/// The first NaN or infinity in `src` as (row, column), like ggml's row validation reports it.
+/// Returns `None` when every value is finite (or `n_per_row` is 0).
+pub fn find_non_finite(src: &[f32], n_per_row: usize) -> Option<(usize, usize)> {
+    if n_per_row == 0 {
+        return None;
+    }
+    src.iter()
+        .position(|v| !v.is_finite())
+        .map(|i| (i / n_per_row, i % n_per_row))
+}

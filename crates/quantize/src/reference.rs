@@ -1,0 +1,543 @@
+//! Scalar reference kernels: a straight port of ggml's `quantize_row_*_ref` and
+//! `dequantize_row_*` (`ggml/src/ggml-quants.c`, llama.cpp commit 0c1e57098 / ggml 0.25.3).
+//!
+//! Every float operation happens in the same order and precision as the C code compiled without
+//! FMA contraction, so the bytes are identical. These functions are the oracle for the faster
+//! kernels in `fast`; keep them simple and do not optimise them. Index loops mirror the C.
+#![allow(clippy::needless_range_loop)]
+
+use crate::blocks::{
+    get_scale_min_k4, BlockQ4K, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8_0, QK, QK_K,
+};
+use crate::fp::{fp16_to_fp32, fp32_to_fp16};
+
+/// `GROUP_MAX_EPS`.
+pub(crate) const GROUP_MAX_EPS: f32 = 1e-15;
+
+/// ggml's `nearest_int`: round half to even via the 1.5·2^23 trick (exact for |x| ≤ 4194303;
+/// beyond that it reproduces the same wrapped bits as the C code).
+#[inline(always)]
+pub(crate) fn nearest_int(fval: f32) -> i32 {
+    let val = fval + 12_582_912.0;
+    (val.to_bits() as i32 & 0x007F_FFFF) - 0x0040_0000
+}
+
+#[inline(always)]
+fn h(x: f32) -> [u8; 2] {
+    fp32_to_fp16(x).to_le_bytes()
+}
+
+#[inline(always)]
+fn hf(b: [u8; 2]) -> f32 {
+    fp16_to_fp32(u16::from_le_bytes(b))
+}
+
+/// `quantize_row_q8_0_ref` for one block.
+pub fn quantize_block_q8_0(x: &[f32; QK], y: &mut BlockQ8_0) {
+    let mut amax = 0.0f32;
+    for &v in x {
+        // C: amax = MAX(amax, fabsf(v)) with MAX(a,b) = a > b ? a : b
+        let a = v.abs();
+        amax = if amax > a { amax } else { a };
+    }
+    let d = amax / 127.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    y.d = h(d);
+    for (q, &v) in y.qs.iter_mut().zip(x) {
+        // roundf: half away from zero; the float→int8 conversion of the C code.
+        *q = (v * id).round() as i8;
+    }
+}
+
+/// `dequantize_row_q8_0` for one block.
+pub fn dequantize_block_q8_0(b: &BlockQ8_0, y: &mut [f32; QK]) {
+    let d = hf(b.d);
+    for (o, &q) in y.iter_mut().zip(&b.qs) {
+        *o = f32::from(q) * d;
+    }
+}
+
+fn pack_q5(xi: &[u8; QK], qs: &mut [u8; QK / 2]) -> [u8; 4] {
+    let mut qh = 0u32;
+    for j in 0..QK / 2 {
+        let (a, b) = (xi[j], xi[j + QK / 2]);
+        qs[j] = (a & 0x0F) | ((b & 0x0F) << 4);
+        qh |= u32::from((a & 0x10) >> 4) << j;
+        qh |= u32::from((b & 0x10) >> 4) << (j + QK / 2);
+    }
+    qh.to_le_bytes()
+}
+
+fn unpack_q5(qh: [u8; 4], qs: &[u8; QK / 2]) -> [i32; QK] {
+    let qh = u32::from_le_bytes(qh);
+    let mut q = [0i32; QK];
+    for j in 0..QK / 2 {
+        let xh0 = (((qh >> j) << 4) & 0x10) as i32;
+        let xh1 = ((qh >> (j + 12)) & 0x10) as i32;
+        q[j] = i32::from(qs[j] & 0x0F) | xh0;
+        q[j + QK / 2] = i32::from(qs[j] >> 4) | xh1;
+    }
+    q
+}
+
+/// `quantize_row_q5_0_ref` for one block.
+pub fn quantize_block_q5_0(x: &[f32; QK], y: &mut BlockQ5_0) {
+    let mut amax = 0.0f32;
+    let mut max = 0.0f32;
+    for &v in x {
+        if amax < v.abs() {
+            amax = v.abs();
+            max = v;
+        }
+    }
+    let d = max / -16.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    y.d = h(d);
+    let mut xi = [0u8; QK];
+    for (o, &v) in xi.iter_mut().zip(x) {
+        // (int8_t)(x*id + 16.5f), then MIN(31, ·)
+        let t = (v * id + 16.5) as i8;
+        *o = t.min(31) as u8;
+    }
+    y.qh = pack_q5(&xi, &mut y.qs);
+}
+
+/// `dequantize_row_q5_0` for one block.
+pub fn dequantize_block_q5_0(b: &BlockQ5_0, y: &mut [f32; QK]) {
+    let d = hf(b.d);
+    for (o, q) in y.iter_mut().zip(unpack_q5(b.qh, &b.qs)) {
+        *o = (q - 16) as f32 * d;
+    }
+}
+
+/// `quantize_row_q5_1_ref` for one block.
+pub fn quantize_block_q5_1(x: &[f32; QK], y: &mut BlockQ5_1) {
+    let mut min = f32::MAX;
+    let mut max = -f32::MAX;
+    for &v in x {
+        if v < min {
+            min = v;
+        }
+        if v > max {
+            max = v;
+        }
+    }
+    let d = (max - min) / 31.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    y.d = h(d);
+    y.m = h(min);
+    let mut xi = [0u8; QK];
+    for (o, &v) in xi.iter_mut().zip(x) {
+        // (uint8_t)((x - min)*id + 0.5f)
+        *o = ((v - min) * id + 0.5) as u8;
+    }
+    y.qh = pack_q5(&xi, &mut y.qs);
+}
+
+/// `dequantize_row_q5_1` for one block.
+pub fn dequantize_block_q5_1(b: &BlockQ5_1, y: &mut [f32; QK]) {
+    let d = hf(b.d);
+    let m = hf(b.m);
+    for (o, q) in y.iter_mut().zip(unpack_q5(b.qh, &b.qs)) {
+        *o = q as f32 * d + m;
+    }
+}
+
+/// `make_qkx2_quants`: asymmetric (scale, min) search for one sub-block. Returns the scale and
+/// stores `-min` in `the_min`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn make_qkx2_quants(
+    nmax: i32,
+    x: &[f32],
+    weights: &[f32],
+    l_out: &mut [u8],
+    the_min: &mut f32,
+    l_aux: &mut [u8],
+    rmin: f32,
+    rdelta: f32,
+    nstep: i32,
+) -> f32 {
+    let n = x.len();
+    let mut min = x[0];
+    let mut max = x[0];
+    let mut sum_w = weights[0];
+    let mut sum_x = sum_w * x[0];
+    for i in 1..n {
+        if x[i] < min {
+            min = x[i];
+        }
+        if x[i] > max {
+            max = x[i];
+        }
+        let w = weights[i];
+        sum_w += w;
+        sum_x += w * x[i];
+    }
+    if min > 0.0 {
+        min = 0.0;
+    }
+    if max == min {
+        l_out[..n].fill(0);
+        *the_min = -min;
+        return 0.0;
+    }
+    let nmaxf = nmax as f32;
+    let mut iscale = nmaxf / (max - min);
+    let mut scale = 1.0 / iscale;
+    let mut best_error = 0.0f32;
+    for i in 0..n {
+        let l = nearest_int(iscale * (x[i] - min));
+        let l = l.clamp(0, nmax);
+        l_out[i] = l as u8;
+        let diff = scale * l as f32 + min - x[i];
+        let diff = diff * diff;
+        best_error += weights[i] * diff;
+    }
+    if nstep < 1 {
+        *the_min = -min;
+        return scale;
+    }
+    for is in 0..=nstep {
+        iscale = (rmin + rdelta * is as f32 + nmaxf) / (max - min);
+        let mut sum_l = 0.0f32;
+        let mut sum_l2 = 0.0f32;
+        let mut sum_xl = 0.0f32;
+        for i in 0..n {
+            let l = nearest_int(iscale * (x[i] - min)).clamp(0, nmax);
+            l_aux[i] = l as u8;
+            let w = weights[i];
+            let lf = l as f32;
+            sum_l += w * lf;
+            sum_l2 += w * lf * lf;
+            sum_xl += w * lf * x[i];
+        }
+        let d = sum_w * sum_l2 - sum_l * sum_l;
+        if d > 0.0 {
+            let mut this_scale = (sum_w * sum_xl - sum_x * sum_l) / d;
+            let mut this_min = (sum_l2 * sum_x - sum_l * sum_xl) / d;
+            if this_min > 0.0 {
+                this_min = 0.0;
+                this_scale = sum_xl / sum_l2;
+            }
+            let mut cur_error = 0.0f32;
+            for i in 0..n {
+                let diff = this_scale * f32::from(l_aux[i]) + this_min - x[i];
+                let diff = diff * diff;
+                cur_error += weights[i] * diff;
+            }
+            if cur_error < best_error {
+                l_out[..n].copy_from_slice(&l_aux[..n]);
+                best_error = cur_error;
+                scale = this_scale;
+                min = this_min;
+            }
+        }
+    }
+    *the_min = -min;
+    scale
+}
+
+/// Pack 8 six-bit scales and mins as `quantize_row_q4_K_ref` does.
+fn pack_scales_mins(scales: &[f32; 8], mins: &[f32; 8], max_scale: f32, max_min: f32) -> [u8; 12] {
+    let inv_scale = if max_scale > 0.0 {
+        63.0 / max_scale
+    } else {
+        0.0
+    };
+    let inv_min = if max_min > 0.0 { 63.0 / max_min } else { 0.0 };
+    let mut out = [0u8; 12];
+    for j in 0..8 {
+        // C: uint8_t ls = nearest_int(...) truncates to 8 bits, then MIN(63, ls).
+        let ls = (nearest_int(inv_scale * scales[j]) as u8).min(63);
+        let lm = (nearest_int(inv_min * mins[j]) as u8).min(63);
+        if j < 4 {
+            out[j] = ls;
+            out[j + 4] = lm;
+        } else {
+            out[j + 4] = (ls & 0xF) | ((lm & 0xF) << 4);
+            out[j - 4] |= (ls >> 4) << 6;
+            out[j] |= (lm >> 4) << 6;
+        }
+    }
+    out
+}
+
+/// The shared part of `quantize_row_q4_K_ref` / `quantize_row_q5_K_ref`: returns
+/// (d, dmin, packed scales, L with values 0..=nmax).
+fn quantize_kx(
+    x: &[f32; QK_K],
+    nmax: i32,
+    rmin: f32,
+    nstep: i32,
+) -> ([u8; 2], [u8; 2], [u8; 12], [u8; QK_K]) {
+    let mut l = [0u8; QK_K];
+    let mut l_aux = [0u8; 32];
+    let mut weights = [0f32; 32];
+    let mut mins = [0f32; 8];
+    let mut scales = [0f32; 8];
+    let mut max_scale = 0.0f32;
+    let mut max_min = 0.0f32;
+    for j in 0..8 {
+        let xs = &x[32 * j..32 * j + 32];
+        let mut sum_x2 = 0.0f32;
+        for &v in xs {
+            sum_x2 += v * v;
+        }
+        let av_x = (sum_x2 / 32.0).sqrt();
+        for (w, &v) in weights.iter_mut().zip(xs) {
+            *w = av_x + v.abs();
+        }
+        scales[j] = make_qkx2_quants(
+            nmax,
+            xs,
+            &weights,
+            &mut l[32 * j..32 * j + 32],
+            &mut mins[j],
+            &mut l_aux,
+            rmin,
+            0.1,
+            nstep,
+        );
+        if scales[j] > max_scale {
+            max_scale = scales[j];
+        }
+        if mins[j] > max_min {
+            max_min = mins[j];
+        }
+    }
+    let packed = pack_scales_mins(&scales, &mins, max_scale, max_min);
+    let d = h(max_scale / 63.0);
+    let dmin = h(max_min / 63.0);
+    for j in 0..8 {
+        let (sc, m) = get_scale_min_k4(j, &packed);
+        let dj = hf(d) * f32::from(sc);
+        if dj == 0.0 {
+            continue;
+        }
+        let dm = hf(dmin) * f32::from(m);
+        for ii in 0..32 {
+            let q = nearest_int((x[32 * j + ii] + dm) / dj);
+            l[32 * j + ii] = q.clamp(0, nmax) as u8;
+        }
+    }
+    (d, dmin, packed, l)
+}
+
+/// `quantize_row_q4_K_ref` for one super-block.
+pub fn quantize_block_q4_k(x: &[f32; QK_K], y: &mut BlockQ4K) {
+    let (d, dmin, scales, l) = quantize_kx(x, 15, -1.0, 20);
+    y.d = d;
+    y.dmin = dmin;
+    y.scales = scales;
+    for c in 0..4 {
+        for i in 0..32 {
+            y.qs[32 * c + i] = l[64 * c + i] | (l[64 * c + 32 + i] << 4);
+        }
+    }
+}
+
+/// `quantize_row_q5_K_ref` for one super-block.
+pub fn quantize_block_q5_k(x: &[f32; QK_K], y: &mut BlockQ5K) {
+    let (d, dmin, scales, l) = quantize_kx(x, 31, -0.5, 15);
+    y.d = d;
+    y.dmin = dmin;
+    y.scales = scales;
+    y.qh = [0; 32];
+    let (mut m1, mut m2) = (1u8, 2u8);
+    for c in 0..4 {
+        for j in 0..32 {
+            let mut l1 = l[64 * c + j];
+            if l1 > 15 {
+                l1 -= 16;
+                y.qh[j] |= m1;
+            }
+            let mut l2 = l[64 * c + j + 32];
+            if l2 > 15 {
+                l2 -= 16;
+                y.qh[j] |= m2;
+            }
+            y.qs[32 * c + j] = l1 | (l2 << 4);
+        }
+        m1 <<= 2;
+        m2 <<= 2;
+    }
+}
+
+/// `dequantize_row_q4_K` for one super-block.
+pub fn dequantize_block_q4_k(b: &BlockQ4K, y: &mut [f32; QK_K]) {
+    let d = hf(b.d);
+    let min = hf(b.dmin);
+    for c in 0..4 {
+        let (sc1, m1) = get_scale_min_k4(2 * c, &b.scales);
+        let (sc2, m2) = get_scale_min_k4(2 * c + 1, &b.scales);
+        let (d1, m1) = (d * f32::from(sc1), min * f32::from(m1));
+        let (d2, m2) = (d * f32::from(sc2), min * f32::from(m2));
+        for l in 0..32 {
+            let q = b.qs[32 * c + l];
+            y[64 * c + l] = d1 * f32::from(q & 0xF) - m1;
+            y[64 * c + 32 + l] = d2 * f32::from(q >> 4) - m2;
+        }
+    }
+}
+
+/// `dequantize_row_q5_K` for one super-block.
+pub fn dequantize_block_q5_k(b: &BlockQ5K, y: &mut [f32; QK_K]) {
+    let d = hf(b.d);
+    let min = hf(b.dmin);
+    let (mut u1, mut u2) = (1u8, 2u8);
+    for c in 0..4 {
+        let (sc1, m1) = get_scale_min_k4(2 * c, &b.scales);
+        let (sc2, m2) = get_scale_min_k4(2 * c + 1, &b.scales);
+        let (d1, m1) = (d * f32::from(sc1), min * f32::from(m1));
+        let (d2, m2) = (d * f32::from(sc2), min * f32::from(m2));
+        for l in 0..32 {
+            let q = b.qs[32 * c + l];
+            let h1 = if b.qh[l] & u1 != 0 { 16 } else { 0 };
+            let h2 = if b.qh[l] & u2 != 0 { 16 } else { 0 };
+            y[64 * c + l] = d1 * f32::from((q & 0xF) + h1) - m1;
+            y[64 * c + 32 + l] = d2 * f32::from((q >> 4) + h2) - m2;
+        }
+        u1 <<= 2;
+        u2 <<= 2;
+    }
+}
+
+/// `make_qx_quants` with `rmse_type = 1` and no importance weights (all Q6_K needs).
+pub(crate) fn make_qx_quants_rmse1(nmax: i32, x: &[f32], l_out: &mut [u8]) -> f32 {
+    let n = x.len();
+    let mut max = 0.0f32;
+    let mut amax = 0.0f32;
+    for &v in x {
+        let ax = v.abs();
+        if ax > amax {
+            amax = ax;
+            max = v;
+        }
+    }
+    if amax < GROUP_MAX_EPS {
+        l_out[..n].fill(0);
+        return 0.0;
+    }
+    let nmaxf = nmax as f32;
+    let mut iscale = -nmaxf / max;
+    let mut sumlx = 0.0f32;
+    let mut suml2 = 0.0f32;
+    for i in 0..n {
+        let l = nearest_int(iscale * x[i]).clamp(-nmax, nmax - 1);
+        l_out[i] = (l + nmax) as u8;
+        let w = x[i] * x[i];
+        let lf = l as f32;
+        sumlx += w * x[i] * lf;
+        suml2 += w * lf * lf;
+    }
+    let mut scale = if suml2 != 0.0 { sumlx / suml2 } else { 0.0 };
+    let mut best = scale * sumlx;
+    for is in -9i32..=9 {
+        if is == 0 {
+            continue;
+        }
+        iscale = -(nmaxf + 0.1 * is as f32) / max;
+        sumlx = 0.0;
+        suml2 = 0.0;
+        for &v in x {
+            let l = nearest_int(iscale * v).clamp(-nmax, nmax - 1);
+            let w = v * v;
+            let lf = l as f32;
+            sumlx += w * v * lf;
+            suml2 += w * lf * lf;
+        }
+        if suml2 > 0.0 && sumlx * sumlx > best * suml2 {
+            for i in 0..n {
+                let l = nearest_int(iscale * x[i]).clamp(-nmax, nmax - 1);
+                l_out[i] = (nmax + l) as u8;
+            }
+            scale = sumlx / suml2;
+            best = scale * sumlx;
+        }
+    }
+    scale
+}
+
+/// `quantize_row_q6_K_ref` for one super-block.
+pub fn quantize_block_q6_k(x: &[f32; QK_K], y: &mut BlockQ6K) {
+    let mut l = [0u8; QK_K];
+    let mut scales = [0f32; 16];
+    let mut max_scale = 0.0f32;
+    let mut max_abs_scale = 0.0f32;
+    for ib in 0..16 {
+        let scale =
+            make_qx_quants_rmse1(32, &x[16 * ib..16 * ib + 16], &mut l[16 * ib..16 * ib + 16]);
+        scales[ib] = scale;
+        let abs_scale = scale.abs();
+        if abs_scale > max_abs_scale {
+            max_abs_scale = abs_scale;
+            max_scale = scale;
+        }
+    }
+    if max_abs_scale < GROUP_MAX_EPS {
+        *y = bytemuck::Zeroable::zeroed();
+        y.d = h(0.0);
+        return;
+    }
+    let iscale = -128.0 / max_scale;
+    y.d = h(1.0 / iscale);
+    for ib in 0..16 {
+        // C: MIN(127, nearest_int(...)) stored into an int8_t (wraps like `as i8`).
+        y.scales[ib] = nearest_int(iscale * scales[ib]).min(127) as i8;
+    }
+    let dd = hf(y.d);
+    for j in 0..16 {
+        let d = dd * f32::from(y.scales[j]);
+        if d == 0.0 {
+            continue;
+        }
+        for ii in 0..16 {
+            let q = nearest_int(x[16 * j + ii] / d).clamp(-32, 31);
+            l[16 * j + ii] = (q + 32) as u8;
+        }
+    }
+    pack_q6(&l, y);
+}
+
+/// Pack 256 six-bit values (0..64) into `ql`/`qh` as `quantize_row_q6_K_ref` does.
+pub(crate) fn pack_q6(l: &[u8; QK_K], y: &mut BlockQ6K) {
+    for half in 0..2 {
+        let j = 128 * half;
+        for i in 0..32 {
+            let q1 = l[j + i] & 0xF;
+            let q2 = l[j + i + 32] & 0xF;
+            let q3 = l[j + i + 64] & 0xF;
+            let q4 = l[j + i + 96] & 0xF;
+            y.ql[64 * half + i] = q1 | (q3 << 4);
+            y.ql[64 * half + i + 32] = q2 | (q4 << 4);
+            y.qh[32 * half + i] = (l[j + i] >> 4)
+                | ((l[j + i + 32] >> 4) << 2)
+                | ((l[j + i + 64] >> 4) << 4)
+                | ((l[j + i + 96] >> 4) << 6);
+        }
+    }
+}
+
+/// `dequantize_row_q6_K` for one super-block.
+pub fn dequantize_block_q6_k(b: &BlockQ6K, y: &mut [f32; QK_K]) {
+    let d = hf(b.d);
+    for half in 0..2 {
+        let (ql, qh, sc) = (
+            &b.ql[64 * half..],
+            &b.qh[32 * half..],
+            &b.scales[8 * half..],
+        );
+        let out = &mut y[128 * half..128 * half + 128];
+        for l in 0..32 {
+            let is = l / 16;
+            let q1 = i32::from((ql[l] & 0xF) | ((qh[l] & 3) << 4)) - 32;
+            let q2 = i32::from((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
+            let q3 = i32::from((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+            let q4 = i32::from((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+            out[l] = d * f32::from(sc[is]) * q1 as f32;
+            out[l + 32] = d * f32::from(sc[is + 2]) * q2 as f32;
+            out[l + 64] = d * f32::from(sc[is + 4]) * q3 as f32;
+            out[l + 96] = d * f32::from(sc[is + 6]) * q4 as f32;
+        }
+    }
+}
