@@ -133,8 +133,8 @@ impl HfModel {
         let mut shards = Vec::with_capacity(files.len());
         let mut lookup: HashMap<String, (usize, usize)> = HashMap::new();
         for (si, path) in files.iter().enumerate() {
-            let header = read_safetensors_header(path)?;
-            for (ti, t) in header.tensors.iter().enumerate() {
+            let shard = open_shard(path)?;
+            for (ti, t) in shard.header.tensors.iter().enumerate() {
                 if let Some(&(prev, _)) = lookup.get(&t.name) {
                     return Err(HfModelError::DuplicateTensor {
                         tensor: t.name.clone(),
@@ -144,30 +144,7 @@ impl HfModel {
                 }
                 lookup.insert(t.name.clone(), (si, ti));
             }
-            let map = if header.data_len == 0 {
-                None
-            } else {
-                let file = File::open(path).map_err(|source| HfModelError::Io {
-                    path: path.clone(),
-                    source,
-                })?;
-                // SAFETY: the file is opened read-only; loraforge never writes to a file it maps.
-                // A concurrent writer outside this process could change the bytes under us, which
-                // the docs of `HfModel` warn about (same contract as safetensors/candle).
-                let map = unsafe { Mmap::map(&file) }.map_err(|source| HfModelError::Io {
-                    path: path.clone(),
-                    source,
-                })?;
-                let needed = header.data_start + header.data_len;
-                if (map.len() as u64) < needed {
-                    return Err(HfModelError::TruncatedFile {
-                        path: path.clone(),
-                        file_len: map.len() as u64,
-                    });
-                }
-                Some(map)
-            };
-            shards.push(Shard { header, map });
+            shards.push(shard);
         }
         if let Some(map) = weight_map {
             for (tensor, file) in &map {
@@ -248,27 +225,7 @@ impl HfModel {
                 tensor: name.to_string(),
                 dir: self.dir.clone(),
             })?;
-        let shard = &self.shards[si];
-        let info = &shard.header.tensors[ti];
-        let (begin, end) = info.data_offsets;
-        let data: &[u8] = match &shard.map {
-            None => &[],
-            Some(map) => {
-                let start = (shard.header.data_start + begin) as usize;
-                let stop = (shard.header.data_start + end) as usize;
-                map.get(start..stop)
-                    .ok_or_else(|| HfModelError::TruncatedFile {
-                        path: self.files[si].clone(),
-                        file_len: map.len() as u64,
-                    })?
-            }
-        };
-        Ok(TensorView {
-            name: &info.name,
-            dtype: info.dtype,
-            shape: &info.shape,
-            data,
-        })
+        shard_view(&self.shards[si], ti)
     }
 
     /// Tells the kernel this process no longer needs the mapped pages of `name` (they stay in the
@@ -322,6 +279,114 @@ impl HfModel {
     pub fn headers(&self) -> impl Iterator<Item = &SafetensorsHeader> {
         self.shards.iter().map(|s| &s.header)
     }
+}
+
+/// One memory-mapped safetensors file (for files outside a model folder, e.g. an adapter).
+pub struct SafetensorsFile {
+    shard: Shard,
+    lookup: HashMap<String, usize>,
+}
+
+impl std::fmt::Debug for SafetensorsFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SafetensorsFile")
+            .field("path", &self.shard.header.path)
+            .field("tensors", &self.lookup.len())
+            .finish()
+    }
+}
+
+impl SafetensorsFile {
+    /// Validates the header and memory-maps the file.
+    pub fn open(path: &Path) -> Result<SafetensorsFile, HfModelError> {
+        let shard = open_shard(path)?;
+        let lookup = shard
+            .header
+            .tensors
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.name.clone(), i))
+            .collect();
+        Ok(SafetensorsFile { shard, lookup })
+    }
+
+    /// The validated header.
+    pub fn header(&self) -> &SafetensorsHeader {
+        &self.shard.header
+    }
+
+    /// Tensor names in offset order.
+    pub fn tensor_names(&self) -> Vec<&str> {
+        self.shard
+            .header
+            .tensors
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect()
+    }
+
+    /// The tensor's dtype, shape and bytes.
+    pub fn tensor(&self, name: &str) -> Result<TensorView<'_>, HfModelError> {
+        let &ti = self
+            .lookup
+            .get(name)
+            .ok_or_else(|| HfModelError::TensorNotFound {
+                tensor: name.to_string(),
+                dir: self.shard.header.path.clone(),
+            })?;
+        shard_view(&self.shard, ti)
+    }
+}
+
+fn open_shard(path: &Path) -> Result<Shard, HfModelError> {
+    let header = read_safetensors_header(path)?;
+    let map = if header.data_len == 0 {
+        None
+    } else {
+        let file = File::open(path).map_err(|source| HfModelError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        // SAFETY: the file is opened read-only; loraforge never writes to a file it maps.
+        // A concurrent writer outside this process could change the bytes under us (same
+        // contract as safetensors/candle).
+        let map = unsafe { Mmap::map(&file) }.map_err(|source| HfModelError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let needed = header.data_start + header.data_len;
+        if (map.len() as u64) < needed {
+            return Err(HfModelError::TruncatedFile {
+                path: path.to_path_buf(),
+                file_len: map.len() as u64,
+            });
+        }
+        Some(map)
+    };
+    Ok(Shard { header, map })
+}
+
+fn shard_view(shard: &Shard, ti: usize) -> Result<TensorView<'_>, HfModelError> {
+    let info = &shard.header.tensors[ti];
+    let (begin, end) = info.data_offsets;
+    let data: &[u8] = match &shard.map {
+        None => &[],
+        Some(map) => {
+            let start = (shard.header.data_start + begin) as usize;
+            let stop = (shard.header.data_start + end) as usize;
+            map.get(start..stop)
+                .ok_or_else(|| HfModelError::TruncatedFile {
+                    path: shard.header.path.clone(),
+                    file_len: map.len() as u64,
+                })?
+        }
+    };
+    Ok(TensorView {
+        name: &info.name,
+        dtype: info.dtype,
+        shape: &info.shape,
+        data,
+    })
 }
 
 /// Reads `model.safetensors.index.json`: the shard file names (sorted) and the weight map.

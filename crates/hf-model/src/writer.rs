@@ -5,6 +5,8 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use sha2::{Digest, Sha256};
+
 use crate::model::{INDEX_FILE, SINGLE_FILE};
 use crate::{Dtype, HfModelError};
 
@@ -133,6 +135,19 @@ fn header_bytes(specs: &[TensorSpec], order: &[usize]) -> Vec<u8> {
 struct OpenShard {
     path: PathBuf,
     out: BufWriter<File>,
+    hasher: Sha256,
+    size: u64,
+}
+
+/// A file the writer produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrittenFile {
+    /// Path relative to the output folder.
+    pub path: PathBuf,
+    /// Size in bytes.
+    pub size: u64,
+    /// SHA-256 of the content, lowercase hex.
+    pub sha256: String,
 }
 
 /// Streams tensors into safetensors shards inside a folder the caller provides.
@@ -150,7 +165,7 @@ struct OpenShard {
 /// let mut w = SafetensorsShardWriter::new(&dir, specs, 5_000_000_000, 2).unwrap();
 /// w.write_chunk(&[0u8; 8]).unwrap();
 /// let files = w.finish().unwrap();
-/// assert_eq!(files, vec![std::path::PathBuf::from("model.safetensors")]);
+/// assert_eq!(files[0].path, std::path::PathBuf::from("model.safetensors"));
 /// # std::fs::remove_dir_all(&dir).unwrap();
 /// ```
 pub struct SafetensorsShardWriter {
@@ -164,7 +179,8 @@ pub struct SafetensorsShardWriter {
     /// bytes still expected for the current tensor
     remaining: u64,
     open: Option<OpenShard>,
-    written: Vec<PathBuf>,
+    written: Vec<WrittenFile>,
+    sync: bool,
 }
 
 impl SafetensorsShardWriter {
@@ -187,9 +203,15 @@ impl SafetensorsShardWriter {
             remaining: 0,
             open: None,
             written: Vec::new(),
+            sync: true,
         };
         w.settle()?;
         Ok(w)
+    }
+
+    /// Whether each file is `fsync`ed when complete (default `true`).
+    pub fn set_sync(&mut self, sync: bool) {
+        self.sync = sync;
     }
 
     /// The planned shards.
@@ -256,6 +278,8 @@ impl SafetensorsShardWriter {
                     path: open.path.clone(),
                     source,
                 })?;
+            open.hasher.update(data);
+            open.size += data.len() as u64;
         }
         self.remaining -= data.len() as u64;
         if self.remaining == 0 {
@@ -305,7 +329,16 @@ impl SafetensorsShardWriter {
         out.write_all(&(header.len() as u64).to_le_bytes())
             .map_err(io)?;
         out.write_all(&header).map_err(io)?;
-        self.open = Some(OpenShard { path, out });
+        let mut hasher = Sha256::new();
+        hasher.update((header.len() as u64).to_le_bytes());
+        hasher.update(&header);
+        let size = 8 + header.len() as u64;
+        self.open = Some(OpenShard {
+            path,
+            out,
+            hasher,
+            size,
+        });
         Ok(())
     }
 
@@ -317,26 +350,29 @@ impl SafetensorsShardWriter {
                 source,
             };
             let file = open.out.into_inner().map_err(|e| io(e.into_error()))?;
-            file.sync_all().map_err(io)?;
-            self.written.push(path);
+            if self.sync {
+                file.sync_all().map_err(io)?;
+            }
+            let name = path.file_name().map(PathBuf::from).unwrap_or_default();
+            self.written.push(WrittenFile {
+                path: name,
+                size: open.size,
+                sha256: hex::encode(open.hasher.finalize()),
+            });
         }
         Ok(())
     }
 
     /// Checks every tensor was written, closes the last file and writes the index when sharded.
-    /// Returns the file names written (relative to the folder), index last.
-    pub fn finish(mut self) -> Result<Vec<PathBuf>, HfModelError> {
+    /// Returns the files written (paths relative to the folder, sizes, SHA-256), index last.
+    pub fn finish(mut self) -> Result<Vec<WrittenFile>, HfModelError> {
         if let Some(spec) = self.next_tensor() {
             return Err(HfModelError::WriteIncomplete {
                 tensor: spec.name.clone(),
             });
         }
         self.close_shard()?;
-        let mut names: Vec<PathBuf> = self
-            .shards
-            .iter()
-            .map(|s| PathBuf::from(&s.file_name))
-            .collect();
+        let mut files = std::mem::take(&mut self.written);
         if self.shards.len() > 1 {
             let mut weight_map = BTreeMap::new();
             for s in &self.shards {
@@ -358,12 +394,16 @@ impl SafetensorsShardWriter {
                 serde_json::to_string_pretty(&serde_json::Value::Object(root)).unwrap_or_default();
             text.push('\n');
             let path = self.dir.join(INDEX_FILE);
-            std::fs::write(&path, text).map_err(|source| HfModelError::Io {
+            std::fs::write(&path, &text).map_err(|source| HfModelError::Io {
                 path: path.clone(),
                 source,
             })?;
-            names.push(PathBuf::from(INDEX_FILE));
+            files.push(WrittenFile {
+                path: PathBuf::from(INDEX_FILE),
+                size: text.len() as u64,
+                sha256: hex::encode(Sha256::digest(text.as_bytes())),
+            });
         }
-        Ok(names)
+        Ok(files)
     }
 }

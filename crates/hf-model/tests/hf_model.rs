@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 
 use loraforge_hf_model::{
     read_safetensors_header, Dtype, HfModel, HfModelError, SafetensorsShardWriter, TensorSpec,
+    WrittenFile,
 };
+use sha2::{Digest, Sha256};
 
 fn fixture(case: &str) -> PathBuf {
     Path::new(concat!(
@@ -42,6 +44,21 @@ fn llama_state_dict_order(layers: usize) -> Vec<String> {
 }
 
 fn rewrite(model: &HfModel, order: &[String], out: &Path, max_shard_size: u64) -> Vec<PathBuf> {
+    let files = rewrite_files(model, order, out, max_shard_size);
+    for f in &files {
+        let bytes = std::fs::read(out.join(&f.path)).unwrap();
+        assert_eq!(bytes.len() as u64, f.size);
+        assert_eq!(hex::encode(Sha256::digest(&bytes)), f.sha256);
+    }
+    files.into_iter().map(|f| f.path).collect()
+}
+
+fn rewrite_files(
+    model: &HfModel,
+    order: &[String],
+    out: &Path,
+    max_shard_size: u64,
+) -> Vec<WrittenFile> {
     let specs: Vec<TensorSpec> = order
         .iter()
         .map(|n| {
