@@ -39,12 +39,17 @@
 
 mod inspect;
 mod metadata;
+mod quantize_file;
 mod reader;
 mod tensor;
 mod writer;
 
 pub use inspect::{inspect, InspectOptions, InspectReport, MetadataSummary, TensorSummary};
 pub use metadata::{Metadata, MetadataArray, MetadataValue, MetadataValueType};
+pub use quantize_file::{
+    quantize_file, FallbackReport, QuantizeFileError, QuantizeFileOptions, QuantizeFileReport,
+    TensorReport, GGML_QNT_VERSION,
+};
 pub use reader::{
     FormatError, GgufFile, GgufHeader, ReadError, TensorEntry, MAX_ARRAY_DEPTH, MAX_ARRAY_LEN,
     MAX_STRING_LEN,

@@ -1,0 +1,515 @@
+//! GGUF → GGUF quantization: what `llama_model_quantize` (llama.cpp 0c1e57098, default
+//! parameters, no importance matrix) writes, byte for byte.
+//!
+//! Layout choices reproduced (see `quant-policy.md`): tensors in llama.cpp's weights-map order
+//! ([`loraforge_quantize::llama_tensor_order`]); every input key-value pair copied in order
+//! except `general.file_type`, `general.quantization_version` and `split.*`, then
+//! `general.quantization_version = 2` and `general.file_type = <ftype>` appended; each tensor
+//! padded with zeros to the alignment. Input rows are widened to f32 exactly and quantized by
+//! `loraforge_quantize::quantize_rows`, in parallel over chunks of whole rows (blocks are
+//! independent, so the thread count never changes the bytes).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use loraforge_progress::Reporter;
+use loraforge_quantize::{
+    dequantize_rows, find_non_finite, llama_tensor_order, plan_tensor_types, quantize_rows,
+    Fallback, FileType, GgmlType, ModelHparams, QuantizeError, SUPPORTED_TYPES,
+};
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::metadata::MetadataValue;
+use crate::reader::{GgufFile, ReadError};
+use crate::tensor::TensorInfo;
+use crate::writer::{GgufWriter, SourceError, TensorSource, WriteError, WriteOptions};
+
+/// `GGML_QNT_VERSION`, written as `general.quantization_version`.
+pub const GGML_QNT_VERSION: u32 = 2;
+
+/// Keys `llama_model_quantize` drops from the input (split files are merged into one).
+const DROPPED_KEYS: [&str; 5] = [
+    "general.file_type",
+    "general.quantization_version",
+    "split.no",
+    "split.count",
+    "split.tensors.count",
+];
+
+/// Elements of f32 a worker converts at a time (4 MiB of f32).
+const CHUNK_ELEMS: u64 = 1 << 20;
+
+/// Options of [`quantize_file`].
+#[derive(Debug, Clone, Default)]
+pub struct QuantizeFileOptions {
+    /// Worker threads; 0 uses one per core.
+    pub threads: usize,
+    /// Accept already-quantized input tensors (they are dequantized to f32 first, as
+    /// `llama-quantize --allow-requantize` does).
+    pub allow_requantize: bool,
+    /// Refuse to write a file where a tensor's row length forced a fallback type.
+    pub no_fallback: bool,
+}
+
+/// One output tensor of a [`QuantizeFileReport`].
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct TensorReport {
+    /// Tensor name.
+    pub name: String,
+    /// Input type.
+    #[serde(serialize_with = "ser_ty")]
+    pub from: GgmlType,
+    /// Output type.
+    #[serde(serialize_with = "ser_ty")]
+    pub to: GgmlType,
+    /// Dims, `ne[0]` first.
+    pub dims: Vec<u64>,
+    /// Output bytes.
+    pub bytes: u64,
+    /// Set when the row length forced a different type than the recipe wanted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<FallbackReport>,
+}
+
+/// A fallback, as llama.cpp logs it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct FallbackReport {
+    /// The type the recipe wanted.
+    #[serde(serialize_with = "ser_ty")]
+    pub wanted: GgmlType,
+    /// The type used.
+    #[serde(serialize_with = "ser_ty")]
+    pub used: GgmlType,
+    /// llama.cpp's message.
+    pub reason: String,
+}
+
+impl From<&Fallback> for FallbackReport {
+    fn from(f: &Fallback) -> Self {
+        FallbackReport {
+            wanted: f.wanted,
+            used: f.used,
+            reason: f.reason.clone(),
+        }
+    }
+}
+
+fn ser_ty<S: serde::Serializer>(ty: &GgmlType, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(ty.name())
+}
+
+/// What [`quantize_file`] did.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct QuantizeFileReport {
+    /// The output file.
+    pub output: PathBuf,
+    /// The file type written (`Q4_K_M` …).
+    pub ftype: String,
+    /// Input file size.
+    pub input_bytes: u64,
+    /// Output file size.
+    pub output_bytes: u64,
+    /// Lowercase hex sha256 of the output file.
+    pub sha256: String,
+    /// Output tensors in file order.
+    pub tensors: Vec<TensorReport>,
+    /// Number of tensors that used a fallback type.
+    pub n_fallback: usize,
+}
+
+/// Why a file could not be quantized. Nothing is left at the output path in any case.
+#[derive(Debug, thiserror::Error)]
+pub enum QuantizeFileError {
+    /// The input is not a readable GGUF file.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// Output and input are the same file.
+    #[error("the output `{path}` is the input file; choose another output path")]
+    SameFile {
+        /// The path.
+        path: PathBuf,
+    },
+    /// A metadata key the type rules need is missing or not an integer.
+    #[error(
+        "`{path}` lacks metadata `{key}` (an unsigned integer), needed to choose tensor types"
+    )]
+    MissingMetadata {
+        /// The input file.
+        path: PathBuf,
+        /// The key.
+        key: String,
+    },
+    /// A tensor is already quantized and `allow_requantize` is off.
+    #[error("tensor `{tensor}` is already quantized ({ty}); requantizing loses quality — pass --allow-requantize to do it anyway")]
+    AlreadyQuantized {
+        /// Tensor name.
+        tensor: String,
+        /// Its type.
+        ty: GgmlType,
+    },
+    /// A tensor's input type has no conversion to f32 here.
+    #[error("tensor `{tensor}` has type {ty}, which cannot be converted")]
+    UnsupportedInputType {
+        /// Tensor name.
+        tensor: String,
+        /// Its type.
+        ty: GgmlType,
+    },
+    /// The type rules failed (a row length that fits no fallback, as llama.cpp refuses it).
+    #[error("cannot choose tensor types")]
+    Plan(#[source] QuantizeError),
+    /// Fallback types were needed and `no_fallback` is set.
+    #[error(
+        "{count} tensor(s) need a fallback type (first: {first}); refused because of --no-fallback"
+    )]
+    Fallbacks {
+        /// How many tensors.
+        count: usize,
+        /// The first fallback's message.
+        first: String,
+        /// Every tensor concerned.
+        tensors: Vec<String>,
+    },
+    /// The input holds a NaN or an infinity.
+    #[error("tensor `{tensor}` has a non-finite value (NaN or Inf) at row {row}, column {column}")]
+    NonFinite {
+        /// Tensor name.
+        tensor: String,
+        /// Row (0-based, over all rows of the tensor).
+        row: u64,
+        /// Column within the row.
+        column: u64,
+    },
+    /// A kernel refused the data.
+    #[error("could not convert tensor `{tensor}`")]
+    Kernel {
+        /// Tensor name.
+        tensor: String,
+        /// The kernel's error.
+        #[source]
+        source: QuantizeError,
+    },
+    /// The worker thread pool could not be created.
+    #[error("could not start {threads} worker threads")]
+    Threads {
+        /// Threads requested.
+        threads: usize,
+        /// The cause.
+        #[source]
+        source: rayon::ThreadPoolBuildError,
+    },
+    /// Writing the output failed.
+    #[error(transparent)]
+    Write(WriteError),
+}
+
+/// Quantizes the GGUF file `input` to `ftype`, writing `output` (through a temp file renamed
+/// into place). The output is byte-identical to `llama_model_quantize` with default parameters.
+///
+/// ```no_run
+/// use loraforge_gguf_writer::{quantize_file, QuantizeFileOptions};
+/// use loraforge_progress::NoProgress;
+/// use loraforge_quantize::FileType;
+///
+/// let report = quantize_file(
+///     "model-f16.gguf".as_ref(),
+///     "model-q4_K_M.gguf".as_ref(),
+///     FileType::parse("q4_k_m")?,
+///     &QuantizeFileOptions::default(),
+///     &NoProgress,
+/// )?;
+/// println!("{} bytes, sha256 {}", report.output_bytes, report.sha256);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn quantize_file(
+    input: &Path,
+    output: &Path,
+    ftype: FileType,
+    options: &QuantizeFileOptions,
+    reporter: &dyn Reporter,
+) -> Result<QuantizeFileReport, QuantizeFileError> {
+    if same_file(input, output) {
+        return Err(QuantizeFileError::SameFile {
+            path: output.to_path_buf(),
+        });
+    }
+    let file = GgufFile::open(input)?;
+    let hparams = hparams_of(&file, input)?;
+
+    // Output order and per-tensor decisions.
+    let mut named: Vec<Named> = file
+        .tensors()
+        .iter()
+        .enumerate()
+        .map(|(i, t)| Named(t.info.name.clone(), i))
+        .collect();
+    llama_tensor_order(&mut named);
+    let order: Vec<usize> = named.into_iter().map(|n| n.1).collect();
+    let metas: Vec<(String, Vec<u64>, GgmlType)> = order
+        .iter()
+        .map(|&i| {
+            let t = &file.tensors()[i].info;
+            (t.name.clone(), t.dims.clone(), t.ty)
+        })
+        .collect();
+    let plan = plan_tensor_types(ftype, &hparams, &metas).map_err(QuantizeFileError::Plan)?;
+
+    for (&i, d) in order.iter().zip(&plan) {
+        let ty = file.tensors()[i].info.ty;
+        if d.quantize {
+            if ty.is_quantized() && !options.allow_requantize {
+                return Err(QuantizeFileError::AlreadyQuantized {
+                    tensor: d.name.clone(),
+                    ty,
+                });
+            }
+            if !SUPPORTED_TYPES.contains(&ty) || !SUPPORTED_TYPES.contains(&d.ty) {
+                let bad = if SUPPORTED_TYPES.contains(&ty) {
+                    d.ty
+                } else {
+                    ty
+                };
+                return Err(QuantizeFileError::UnsupportedInputType {
+                    tensor: d.name.clone(),
+                    ty: bad,
+                });
+            }
+        }
+    }
+    let fallbacks: Vec<&Fallback> = plan.iter().filter_map(|d| d.fallback.as_ref()).collect();
+    if options.no_fallback && !fallbacks.is_empty() {
+        return Err(QuantizeFileError::Fallbacks {
+            count: fallbacks.len(),
+            first: fallbacks[0].reason.clone(),
+            tensors: plan
+                .iter()
+                .filter(|d| d.fallback.is_some())
+                .map(|d| d.name.clone())
+                .collect(),
+        });
+    }
+
+    // Metadata.
+    let mut writer = GgufWriter::new();
+    for (key, value) in file.metadata().iter() {
+        if !DROPPED_KEYS.contains(&key) {
+            writer.set(key, value.clone());
+        }
+    }
+    writer.set("general.quantization_version", GGML_QNT_VERSION);
+    writer.set("general.file_type", ftype.llama_ftype());
+    for (&i, d) in order.iter().zip(&plan) {
+        let t = &file.tensors()[i].info;
+        writer
+            .add_tensor(TensorInfo::new(t.name.clone(), d.ty, ggml_dims(&t.dims)))
+            .map_err(QuantizeFileError::Write)?;
+    }
+
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(options.threads)
+        .build()
+        .map_err(|source| QuantizeFileError::Threads {
+            threads: options.threads,
+            source,
+        })?;
+    let total: u64 = file.tensors().iter().map(|t| t.size).sum();
+    reporter.begin("quantize", Some(total));
+    let mut source = QuantSource {
+        file: &file,
+        order: &order,
+        plan: &plan,
+        pool: &pool,
+        reporter,
+    };
+    let written = writer
+        .write_to_path(output, &mut source, &WriteOptions { sha256: true })
+        .map_err(|e| match e {
+            WriteError::Source { source, tensor } => match source.downcast::<QuantizeFileError>() {
+                Ok(inner) => *inner,
+                Err(source) => QuantizeFileError::Write(WriteError::Source { tensor, source }),
+            },
+            other => QuantizeFileError::Write(other),
+        })?;
+    reporter.finish();
+
+    let tensors = order
+        .iter()
+        .zip(&plan)
+        .zip(writer.tensors())
+        .map(|((&i, d), out)| TensorReport {
+            name: d.name.clone(),
+            from: file.tensors()[i].info.ty,
+            to: d.ty,
+            dims: out.dims.clone(),
+            bytes: out.n_bytes().unwrap_or(0),
+            fallback: d.fallback.as_ref().map(FallbackReport::from),
+        })
+        .collect();
+    Ok(QuantizeFileReport {
+        output: written.path,
+        ftype: ftype.name().to_owned(),
+        input_bytes: file.len(),
+        output_bytes: written.bytes,
+        sha256: written.sha256.unwrap_or_default(),
+        tensors,
+        n_fallback: fallbacks.len(),
+    })
+}
+
+/// The dims ggml writes: trailing dimensions of 1 dropped, at least one kept (`ggml_n_dims`).
+fn ggml_dims(dims: &[u64]) -> Vec<u64> {
+    let n = dims.iter().rposition(|&d| d > 1).map_or(1, |i| i + 1);
+    (0..n).map(|i| dims.get(i).copied().unwrap_or(1)).collect()
+}
+
+/// A tensor name and its index in the input, sortable by [`llama_tensor_order`].
+struct Named(String, usize);
+
+impl AsRef<str> for Named {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// True when `output` names the same file as `input` (or would, once created).
+fn same_file(input: &Path, output: &Path) -> bool {
+    let Ok(inp) = input.canonicalize() else {
+        return false;
+    };
+    if let Ok(out) = output.canonicalize() {
+        return out == inp;
+    }
+    let parent = match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    match (parent.canonicalize(), output.file_name()) {
+        (Ok(dir), Some(name)) => dir.join(name) == inp,
+        _ => false,
+    }
+}
+
+fn hparams_of(file: &GgufFile, path: &Path) -> Result<ModelHparams, QuantizeFileError> {
+    let missing = |key: &str| QuantizeFileError::MissingMetadata {
+        path: path.to_path_buf(),
+        key: key.to_owned(),
+    };
+    let m = file.metadata();
+    let arch = m
+        .get("general.architecture")
+        .and_then(MetadataValue::as_str)
+        .ok_or_else(|| missing("general.architecture"))?
+        .to_owned();
+    // Per-layer arrays (some architectures) count by their first element, as llama.cpp's
+    // `get_key_or_arr` fills every layer from them.
+    let int = |key: &str| -> Option<u32> {
+        let v = m.get(key)?;
+        let v = match v {
+            MetadataValue::Array(a) => a.get(0)?,
+            other => other.clone(),
+        };
+        v.as_u64().and_then(|x| u32::try_from(x).ok())
+    };
+    let key = |k: &str| format!("{arch}.{k}");
+    let n_layer = int(&key("block_count")).ok_or_else(|| missing(&key("block_count")))?;
+    let n_head = int(&key("attention.head_count")).unwrap_or(0);
+    let n_head_kv = int(&key("attention.head_count_kv")).unwrap_or(n_head);
+    let n_expert = int(&key("expert_count")).unwrap_or(0);
+    Ok(ModelHparams {
+        arch,
+        n_layer,
+        n_head,
+        n_head_kv,
+        n_expert,
+    })
+}
+
+struct QuantSource<'a> {
+    file: &'a GgufFile,
+    order: &'a [usize],
+    plan: &'a [loraforge_quantize::TensorDecision],
+    pool: &'a rayon::ThreadPool,
+    reporter: &'a dyn Reporter,
+}
+
+impl TensorSource for QuantSource<'_> {
+    fn write_tensor(
+        &mut self,
+        index: usize,
+        info: &TensorInfo,
+        out: &mut dyn Write,
+    ) -> Result<(), SourceError> {
+        let input_index = self.order[index];
+        let decision = &self.plan[index];
+        let entry = &self.file.tensors()[input_index];
+        let data = self.file.tensor_data(input_index);
+        self.reporter.message(&info.name);
+        if !decision.quantize {
+            out.write_all(data)?;
+            self.reporter.advance(entry.size);
+            return Ok(());
+        }
+        let from = entry.info.ty;
+        let to = decision.ty;
+        let n_per_row = entry.info.row_len();
+        let n_rows = entry.info.n_rows().unwrap_or(0);
+        let in_row = from.row_size(n_per_row).unwrap_or(0) as usize;
+        let out_row = to.row_size(n_per_row).unwrap_or(0) as usize;
+        let n_per_row_us = n_per_row as usize;
+        let rows_per_chunk = (CHUNK_ELEMS / n_per_row.max(1)).max(1) as usize;
+        let n_rows_us = n_rows as usize;
+        let n_chunks = n_rows_us.div_ceil(rows_per_chunk);
+        // Chunks computed in parallel per batch, then written in order.
+        let batch = self.pool.current_num_threads().max(1) * 2;
+        let tensor = &info.name;
+        let mut chunk = 0;
+        while chunk < n_chunks {
+            let end = (chunk + batch).min(n_chunks);
+            let results: Vec<Result<Vec<u8>, QuantizeFileError>> = self.pool.install(|| {
+                (chunk..end)
+                    .into_par_iter()
+                    .map_init(Vec::new, |f32_buf: &mut Vec<f32>, c| {
+                        let r0 = c * rows_per_chunk;
+                        let r1 = (r0 + rows_per_chunk).min(n_rows_us);
+                        let kernel = |source| QuantizeFileError::Kernel {
+                            tensor: tensor.clone(),
+                            source,
+                        };
+                        let src = data.get(r0 * in_row..r1 * in_row).ok_or_else(|| {
+                            kernel(QuantizeError::LengthMismatch {
+                                what: "source",
+                                ty: from,
+                                n_per_row: n_per_row_us,
+                                expected: r1 * in_row,
+                                got: data.len(),
+                                unit: "bytes",
+                            })
+                        })?;
+                        f32_buf.resize((r1 - r0) * n_per_row_us, 0.0);
+                        dequantize_rows(from, src, n_per_row_us, f32_buf).map_err(kernel)?;
+                        if let Some((row, col)) = find_non_finite(f32_buf, n_per_row_us) {
+                            return Err(QuantizeFileError::NonFinite {
+                                tensor: tensor.clone(),
+                                row: (r0 + row) as u64,
+                                column: col as u64,
+                            });
+                        }
+                        let mut dst = vec![0u8; (r1 - r0) * out_row];
+                        quantize_rows(to, f32_buf, n_per_row_us, &mut dst).map_err(kernel)?;
+                        Ok(dst)
+                    })
+                    .collect()
+            });
+            for r in results {
+                let bytes = r.map_err(|e| Box::new(e) as SourceError)?;
+                out.write_all(&bytes)?;
+            }
+            let rows_done =
+                ((end - chunk) * rows_per_chunk).min(n_rows_us - chunk * rows_per_chunk);
+            self.reporter.advance((rows_done * in_row) as u64);
+            chunk = end;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,300 @@
+//! `quantize_file` against whole files written by llama.cpp's `llama_model_quantize`
+//! (`tests/fixtures/quant-files/`, sha256 in `SHA256SUMS`), and its refusals.
+#![allow(clippy::unwrap_used)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use loraforge_gguf_writer::{
+    quantize_file, GgufFile, GgufWriter, MetadataValue, QuantizeFileError, QuantizeFileOptions,
+    SourceError, TensorInfo,
+};
+use loraforge_progress::NoProgress;
+use loraforge_quantize::{FileType, GgmlType};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/quant-files"
+    ))
+    .join(name)
+}
+
+fn listed_sha(name: &str) -> String {
+    let sums = std::fs::read_to_string(fixture("SHA256SUMS")).unwrap();
+    sums.lines()
+        .find_map(|l| {
+            let (sha, file) = l.split_once("  ")?;
+            (file == name).then(|| sha.to_owned())
+        })
+        .unwrap()
+}
+
+fn opts(threads: usize) -> QuantizeFileOptions {
+    QuantizeFileOptions {
+        threads,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn output_is_byte_identical_to_llama_cpp_for_every_fixture() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("micro-f16", "q8_0"),
+        ("micro-f16", "q4_K_M"),
+        ("micro-f16", "q4_K_S"),
+        ("micro-f32", "q8_0"),
+        ("micro-f32", "q4_K_M"),
+        ("micro-f32", "q4_K_S"),
+        ("micro-r320-tied-f16", "q8_0"),
+        ("micro-r320-tied-f16", "q4_K_M"),
+        ("micro-r320-tied-f16", "q4_K_S"),
+    ];
+    for (i, (input, ty)) in cases.iter().enumerate() {
+        let out = dir.path().join(format!("{input}.{ty}.gguf"));
+        // Alternate 1 and 2 threads: the bytes must not depend on it.
+        let report = quantize_file(
+            &fixture(&format!("{input}.gguf")),
+            &out,
+            FileType::parse(ty).unwrap(),
+            &opts(1 + i % 2),
+            &NoProgress,
+        )
+        .unwrap();
+        let expected = listed_sha(&format!("{input}.{ty}.gguf"));
+        assert_eq!(report.sha256, expected, "{input} → {ty}");
+        let bytes = std::fs::read(&out).unwrap();
+        assert_eq!(report.output_bytes, bytes.len() as u64);
+        let reference = std::fs::read(fixture(&format!("{input}.{ty}.gguf"))).unwrap();
+        assert!(bytes == reference, "{input} → {ty}: bytes differ");
+    }
+    // Only the outputs are left in the directory (no temp files).
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), cases.len());
+}
+
+#[test]
+fn fallbacks_are_reported_and_refused_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fixture("micro-r320-tied-f16.gguf");
+    let report = quantize_file(
+        &input,
+        &dir.path().join("a.gguf"),
+        FileType::MostlyQ4KM,
+        &opts(1),
+        &NoProgress,
+    )
+    .unwrap();
+    // Rows of 320: every Q4_K tensor falls back to Q5_0, Q6_K to Q8_0 (quant-policy.md).
+    let fallbacks: Vec<_> = report
+        .tensors
+        .iter()
+        .filter_map(|t| t.fallback.as_ref().map(|f| (t.name.as_str(), f)))
+        .collect();
+    assert_eq!(report.n_fallback, fallbacks.len());
+    assert!(report.n_fallback > 0);
+    let embd = report
+        .tensors
+        .iter()
+        .find(|t| t.name == "token_embd.weight")
+        .unwrap();
+    assert_eq!(embd.to, GgmlType::Q8_0);
+    assert!(fallbacks.iter().all(|(_, f)| matches!(
+        (f.wanted, f.used),
+        (GgmlType::Q4K, GgmlType::Q5_0)
+            | (GgmlType::Q6K, GgmlType::Q8_0)
+            | (GgmlType::Q5K, GgmlType::Q5_1)
+    )));
+
+    let out = dir.path().join("b.gguf");
+    let err = quantize_file(
+        &input,
+        &out,
+        FileType::MostlyQ4KM,
+        &QuantizeFileOptions {
+            no_fallback: true,
+            ..opts(1)
+        },
+        &NoProgress,
+    )
+    .unwrap_err();
+    match err {
+        QuantizeFileError::Fallbacks {
+            count,
+            tensors,
+            first,
+        } => {
+            assert_eq!(count, report.n_fallback);
+            assert_eq!(tensors.len(), count);
+            assert!(first.contains("not divisible by 256"), "{first}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!out.exists());
+}
+
+#[test]
+fn quantized_inputs_are_refused_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fixture("micro-f16.q8_0.gguf");
+    let out = dir.path().join("re.gguf");
+    let err = quantize_file(&input, &out, FileType::MostlyQ4KM, &opts(1), &NoProgress).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            QuantizeFileError::AlreadyQuantized {
+                ty: GgmlType::Q8_0,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(!out.exists());
+    let report = quantize_file(
+        &input,
+        &out,
+        FileType::MostlyQ4KM,
+        &QuantizeFileOptions {
+            allow_requantize: true,
+            ..opts(2)
+        },
+        &NoProgress,
+    )
+    .unwrap();
+    // Same types as quantizing the F16 original (the recipe does not look at the input type).
+    let direct = GgufFile::open(&fixture("micro-f16.q4_K_M.gguf")).unwrap();
+    let requantized = GgufFile::open(&out).unwrap();
+    let types = |f: &GgufFile| -> Vec<(String, GgmlType)> {
+        f.tensors()
+            .iter()
+            .map(|t| (t.info.name.clone(), t.info.ty))
+            .collect()
+    };
+    assert_eq!(types(&requantized), types(&direct));
+    assert_eq!(report.sha256.len(), 64);
+}
+
+#[test]
+fn output_equal_to_input_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.gguf");
+    std::fs::copy(fixture("micro-f32.gguf"), &path).unwrap();
+    let before = std::fs::read(&path).unwrap();
+    let same = dir.path().join(".").join("m.gguf");
+    let err = quantize_file(&path, &same, FileType::MostlyQ8_0, &opts(1), &NoProgress).unwrap_err();
+    assert!(matches!(err, QuantizeFileError::SameFile { .. }), "{err:?}");
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+}
+
+/// A one-layer llama F32 model whose `blk.0.attn_q.weight` has `bad` at row 3, column 5.
+fn model_with(bad: f32) -> Vec<u8> {
+    let mut w = GgufWriter::new();
+    w.set("general.architecture", "llama")
+        .set("llama.block_count", 1u32)
+        .set("llama.attention.head_count", 2u32);
+    w.add_tensor(TensorInfo::new(
+        "blk.0.attn_q.weight",
+        GgmlType::F32,
+        vec![32, 8],
+    ))
+    .unwrap();
+    w.add_tensor(TensorInfo::new(
+        "output_norm.weight",
+        GgmlType::F32,
+        vec![32],
+    ))
+    .unwrap();
+    let mut src = |i: usize, t: &TensorInfo, out: &mut dyn Write| -> Result<(), SourceError> {
+        let n = t.n_elements().unwrap() as usize;
+        for j in 0..n {
+            let v = if i == 0 && j == 3 * 32 + 5 {
+                bad
+            } else {
+                0.01 * j as f32
+            };
+            out.write_all(&v.to_le_bytes())?;
+        }
+        Ok(())
+    };
+    let mut bytes = Vec::new();
+    w.write_to(&mut bytes, &mut src).unwrap();
+    bytes
+}
+
+#[test]
+fn non_finite_values_name_tensor_and_row() {
+    let dir = tempfile::tempdir().unwrap();
+    for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+        let input = dir.path().join("nan.gguf");
+        std::fs::write(&input, model_with(bad)).unwrap();
+        let out = dir.path().join("out.gguf");
+        let err =
+            quantize_file(&input, &out, FileType::MostlyQ8_0, &opts(2), &NoProgress).unwrap_err();
+        match &err {
+            QuantizeFileError::NonFinite {
+                tensor,
+                row,
+                column,
+            } => {
+                assert_eq!(
+                    (tensor.as_str(), *row, *column),
+                    ("blk.0.attn_q.weight", 3, 5)
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(err.to_string().contains("blk.0.attn_q.weight"));
+        assert!(!out.exists());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+    // The same model with a finite value quantizes, and its metadata gets the two keys last.
+    let input = dir.path().join("ok.gguf");
+    std::fs::write(&input, model_with(1.0)).unwrap();
+    let out = dir.path().join("ok.q8_0.gguf");
+    quantize_file(&input, &out, FileType::MostlyQ8_0, &opts(1), &NoProgress).unwrap();
+    let f = GgufFile::open(&out).unwrap();
+    let keys: Vec<&str> = f.metadata().keys().collect();
+    assert_eq!(
+        keys,
+        [
+            "general.architecture",
+            "llama.block_count",
+            "llama.attention.head_count",
+            "general.quantization_version",
+            "general.file_type"
+        ]
+    );
+    assert_eq!(
+        f.metadata().get("general.file_type"),
+        Some(&MetadataValue::U32(7))
+    );
+    assert_eq!(f.tensors()[0].info.name, "output_norm.weight");
+    assert_eq!(f.tensors()[1].info.ty, GgmlType::Q8_0);
+}
+
+#[test]
+fn truncated_and_incomplete_inputs_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(fixture("micro-f32.gguf")).unwrap();
+    let input = dir.path().join("cut.gguf");
+    std::fs::write(&input, &bytes[..bytes.len() / 2]).unwrap();
+    let out = dir.path().join("out.gguf");
+    let err = quantize_file(&input, &out, FileType::MostlyQ8_0, &opts(1), &NoProgress).unwrap_err();
+    assert!(matches!(err, QuantizeFileError::Read(_)), "{err:?}");
+    assert!(!out.exists());
+
+    let mut w = GgufWriter::new();
+    w.set("general.architecture", "llama");
+    let mut no_layers = Vec::new();
+    w.write_to(
+        &mut no_layers,
+        &mut |_: usize, _: &TensorInfo, _: &mut dyn Write| Ok(()),
+    )
+    .unwrap();
+    std::fs::write(&input, no_layers).unwrap();
+    let err = quantize_file(&input, &out, FileType::MostlyQ8_0, &opts(1), &NoProgress).unwrap_err();
+    assert!(
+        matches!(&err, QuantizeFileError::MissingMetadata { key, .. } if key == "llama.block_count"),
+        "{err:?}"
+    );
+}
