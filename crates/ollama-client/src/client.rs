@@ -1,0 +1,776 @@
+//! The HTTP client: one [`Client`] per Ollama server, configured by [`ClientOptions`].
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use loraforge_progress::Reporter;
+use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+use tokio::io::AsyncReadExt;
+
+use crate::error::ClientError;
+use crate::host::OllamaHost;
+use crate::types::{
+    ChatRequest, ChatResponse, CopyRequest, CreateRequest, DeleteRequest, GenerateRequest,
+    GenerateResponse, ListResponse, ProcessResponse, ProgressResponse, ShowRequest, ShowResponse,
+    VersionResponse,
+};
+
+/// Longest NDJSON line accepted from a progress stream.
+const MAX_STREAM_LINE: usize = 16 << 20;
+/// Read buffer for hashing and uploading files.
+const FILE_CHUNK: usize = 1 << 20;
+/// How often upload progress is forwarded to the reporter.
+const PROGRESS_TICK: Duration = Duration::from_millis(100);
+
+/// Connection settings of a [`Client`].
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// The server (default: `OLLAMA_HOST`, else `http://127.0.0.1:11434`).
+    pub host: OllamaHost,
+    /// Time allowed to establish a TCP (and TLS) connection.
+    pub connect_timeout: Duration,
+    /// Whole-request limit for small JSON calls (version, tags, show, ps, copy, delete, HEAD).
+    pub request_timeout: Duration,
+    /// Longest silence allowed while reading any response (create streams, uploads, generate).
+    pub read_timeout: Duration,
+    /// Whole-request limit for long calls (blob upload, create, generate, chat); `None` = none.
+    pub transfer_timeout: Option<Duration>,
+    /// How many times an idempotent call is retried after a transport error, a 5xx or a 429.
+    pub retries: u32,
+    /// Delay before the first retry; doubled for each further one.
+    pub retry_backoff: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self::with_host(OllamaHost::from_env())
+    }
+}
+
+impl ClientOptions {
+    /// Default settings for `host`.
+    pub fn with_host(host: OllamaHost) -> Self {
+        Self {
+            host,
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(60),
+            read_timeout: Duration::from_secs(600),
+            transfer_timeout: None,
+            retries: 3,
+            retry_backoff: Duration::from_millis(250),
+        }
+    }
+}
+
+/// Result of putting one file into the server's blob store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobUpload {
+    /// `sha256:<hex>`.
+    pub digest: String,
+    /// False when the server already had the blob (HEAD 200, or POST answered 200).
+    pub uploaded: bool,
+    /// Bytes sent in the successful attempt (0 when skipped).
+    pub bytes_sent: u64,
+}
+
+/// Result of a successful create.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CreateOutcome {
+    /// Every distinct status line the server sent, in order, ending with `success`.
+    pub statuses: Vec<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RetryPolicy {
+    /// GET/HEAD/DELETE and blob uploads: transport errors, 5xx and 429 are retried.
+    Idempotent,
+    /// Create, generate, chat: only a failure to connect (nothing reached the server).
+    ConnectOnly,
+}
+
+/// An async client for one Ollama server.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: Url,
+    options: ClientOptions,
+}
+
+impl Client {
+    /// Builds a client; fails when the host is not a usable http(s) URL.
+    pub fn new(options: ClientOptions) -> Result<Self, ClientError> {
+        let base = options.host.url()?;
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(options.connect_timeout)
+            .read_timeout(options.read_timeout)
+            .user_agent(concat!("loraforge/", env!("CARGO_PKG_VERSION")));
+        if is_loopback(&base) {
+            // Go's ProxyFromEnvironment never proxies loopback hosts; neither do we.
+            builder = builder.no_proxy();
+        }
+        let http = builder.build().map_err(|e| ClientError::InvalidHost {
+            value: options.host.to_string(),
+            reason: e.to_string(),
+        })?;
+        Ok(Self {
+            http,
+            base,
+            options,
+        })
+    }
+
+    /// A client for `OLLAMA_HOST` with default settings.
+    pub fn from_env() -> Result<Self, ClientError> {
+        Self::new(ClientOptions::default())
+    }
+
+    /// A client for `host` (any `OLLAMA_HOST` form) with default settings.
+    pub fn for_host(host: &str) -> Result<Self, ClientError> {
+        Self::new(ClientOptions::with_host(OllamaHost::parse(host)))
+    }
+
+    /// The base URL requests go to.
+    pub fn base_url(&self) -> &Url {
+        &self.base
+    }
+
+    /// The settings this client was built with.
+    pub fn options(&self) -> &ClientOptions {
+        &self.options
+    }
+
+    /// `GET /`: succeeds when an Ollama server answers.
+    pub async fn heartbeat(&self) -> Result<(), ClientError> {
+        self.send_small(Method::GET, "", None::<&()>, "heartbeat")
+            .await
+            .map(drop)
+    }
+
+    /// `GET /api/version`.
+    pub async fn version(&self) -> Result<String, ClientError> {
+        let v: VersionResponse = self
+            .json_call(Method::GET, "api/version", None::<&()>, "version")
+            .await?;
+        Ok(v.version)
+    }
+
+    /// `GET /api/tags`: the installed models.
+    pub async fn list(&self) -> Result<ListResponse, ClientError> {
+        self.json_call(Method::GET, "api/tags", None::<&()>, "list models")
+            .await
+    }
+
+    /// `POST /api/show`: a model's template, parameters and metadata (404 when absent).
+    pub async fn show(&self, model: &str) -> Result<ShowResponse, ClientError> {
+        let body = ShowRequest {
+            model: model.to_owned(),
+            verbose: false,
+        };
+        self.json_call(
+            Method::POST,
+            "api/show",
+            Some(&body),
+            &format!("show {model}"),
+        )
+        .await
+    }
+
+    /// `GET /api/ps`: the loaded models.
+    pub async fn ps(&self) -> Result<ProcessResponse, ClientError> {
+        self.json_call(Method::GET, "api/ps", None::<&()>, "list running models")
+            .await
+    }
+
+    /// `POST /api/copy`.
+    pub async fn copy(&self, source: &str, destination: &str) -> Result<(), ClientError> {
+        let body = CopyRequest {
+            source: source.to_owned(),
+            destination: destination.to_owned(),
+        };
+        let op = format!("copy {source} to {destination}");
+        self.send_small(Method::POST, "api/copy", Some(&body), &op)
+            .await
+            .map(drop)
+    }
+
+    /// `DELETE /api/delete` (an `Http` error with status 404 when the model does not exist).
+    pub async fn delete(&self, model: &str) -> Result<(), ClientError> {
+        let body = DeleteRequest {
+            model: model.to_owned(),
+        };
+        self.send_small(
+            Method::DELETE,
+            "api/delete",
+            Some(&body),
+            &format!("delete {model}"),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// `HEAD /api/blobs/<digest>`: whether the server's blob store has the blob.
+    pub async fn blob_exists(&self, digest: &str) -> Result<bool, ClientError> {
+        let digest = normalize_digest(digest)?;
+        let url = self.url(&format!("api/blobs/{digest}"))?;
+        let op = format!("check blob {digest}");
+        let resp = self
+            .execute(&op, RetryPolicy::Idempotent, || {
+                let req = self
+                    .http
+                    .head(url.clone())
+                    .timeout(self.options.request_timeout);
+                async move { Ok(req) }
+            })
+            .await;
+        match resp {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Uploads `path` as blob `digest` (`POST /api/blobs/<digest>`), streaming the file from disk.
+    ///
+    /// Reports bytes sent under the phase `"upload"`. A `400 digest mismatch` answer becomes
+    /// [`ClientError::DigestMismatch`] naming the file. Transport errors and 5xx are retried
+    /// (the file is re-read from the start).
+    pub async fn upload_blob(
+        &self,
+        path: &Path,
+        digest: &str,
+        reporter: &dyn Reporter,
+    ) -> Result<BlobUpload, ClientError> {
+        let digest = normalize_digest(digest)?;
+        let url = self.url(&format!("api/blobs/{digest}"))?;
+        let io = |source| ClientError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let len = tokio::fs::metadata(path).await.map_err(io)?.len();
+        let sent = Arc::new(AtomicU64::new(0));
+        let op = format!("upload {} as {digest}", path.display());
+        let send = self.execute(&op, RetryPolicy::Idempotent, || {
+            let sent = Arc::clone(&sent);
+            let url = url.clone();
+            async move {
+                let file = tokio::fs::File::open(path).await.map_err(io)?;
+                sent.store(0, Ordering::Relaxed);
+                reporter.begin("upload", Some(len));
+                let stream = tokio_util::io::ReaderStream::with_capacity(file, FILE_CHUNK).map(
+                    move |chunk| {
+                        if let Ok(c) = &chunk {
+                            sent.fetch_add(c.len() as u64, Ordering::Relaxed);
+                        }
+                        chunk
+                    },
+                );
+                let mut req = self
+                    .http
+                    .post(url)
+                    .header(reqwest::header::CONTENT_LENGTH, len)
+                    .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                    .body(reqwest::Body::wrap_stream(stream));
+                if let Some(t) = self.options.transfer_timeout {
+                    req = req.timeout(t);
+                }
+                Ok(req)
+            }
+        });
+        let result = forward_progress(send, &sent, reporter).await;
+        let resp = match result {
+            Ok(resp) => resp,
+            Err(ClientError::Http {
+                status: 400,
+                message,
+                ..
+            }) if message.starts_with("digest mismatch") => {
+                return Err(ClientError::DigestMismatch {
+                    path: path.to_owned(),
+                    expected: digest,
+                    actual: mismatch_got(&message).unwrap_or(message),
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        reporter.finish();
+        Ok(BlobUpload {
+            uploaded: resp.status() == StatusCode::CREATED,
+            bytes_sent: sent.load(Ordering::Relaxed),
+            digest,
+        })
+    }
+
+    /// Makes sure the server has `path` as a blob: uses `known_digest` when given (it is not
+    /// recomputed; the server verifies it while receiving the bytes), otherwise hashes the file
+    /// once; then `HEAD`, and uploads only when the server lacks it.
+    pub async fn push_blob(
+        &self,
+        path: &Path,
+        known_digest: Option<&str>,
+        reporter: &dyn Reporter,
+    ) -> Result<BlobUpload, ClientError> {
+        let digest = match known_digest {
+            Some(d) => normalize_digest(d)?,
+            None => sha256_file(path, reporter).await?,
+        };
+        if self.blob_exists(&digest).await? {
+            return Ok(BlobUpload {
+                digest,
+                uploaded: false,
+                bytes_sent: 0,
+            });
+        }
+        self.upload_blob(path, &digest, reporter).await
+    }
+
+    /// `POST /api/create`, streaming NDJSON progress into `reporter` (phase `"create"`; each new
+    /// status is a `message`, `completed`/`total` become `begin`/`advance`).
+    ///
+    /// An HTTP error before streaming is [`ClientError::Http`] with Ollama's message; an
+    /// `{"error": …}` line after streaming started is [`ClientError::Stream`]; a stream that ends
+    /// without `success` is [`ClientError::Protocol`]. Create is only retried when the connection
+    /// could not be made at all.
+    pub async fn create(
+        &self,
+        request: &CreateRequest,
+        reporter: &dyn Reporter,
+    ) -> Result<CreateOutcome, ClientError> {
+        let mut body = request.clone();
+        body.stream = Some(true);
+        let url = self.url("api/create")?;
+        let op = format!("create {}", request.model);
+        let resp = self
+            .execute(&op, RetryPolicy::ConnectOnly, || {
+                let mut req = self.http.post(url.clone()).json(&body);
+                if let Some(t) = self.options.transfer_timeout {
+                    req = req.timeout(t);
+                }
+                async move { Ok(req) }
+            })
+            .await?;
+        reporter.begin("create", None);
+        let mut state = StreamState::default();
+        let mut stream = resp.bytes_stream();
+        let mut buf: Vec<u8> = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| self.transport_error(&op, e))?;
+            buf.extend_from_slice(&chunk);
+            while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=nl).collect();
+                state.line(&line, &op, reporter)?;
+            }
+            if buf.len() > MAX_STREAM_LINE {
+                return Err(ClientError::Protocol {
+                    operation: op,
+                    message: format!("a progress line exceeds {MAX_STREAM_LINE} bytes"),
+                });
+            }
+        }
+        state.line(&buf, &op, reporter)?;
+        reporter.finish();
+        if !state.success {
+            return Err(ClientError::Protocol {
+                operation: op,
+                message: match state.statuses.last() {
+                    Some(last) => {
+                        format!("the progress stream ended after {last:?} without \"success\"")
+                    }
+                    None => "the progress stream ended without any status".to_owned(),
+                },
+            });
+        }
+        Ok(CreateOutcome {
+            statuses: state.statuses,
+        })
+    }
+
+    /// `POST /api/generate` with `stream: false`.
+    pub async fn generate(
+        &self,
+        request: &GenerateRequest,
+    ) -> Result<GenerateResponse, ClientError> {
+        let mut body = request.clone();
+        body.stream = false;
+        self.long_json_call(
+            "api/generate",
+            &body,
+            &format!("generate with {}", request.model),
+        )
+        .await
+    }
+
+    /// `POST /api/chat` with `stream: false`.
+    pub async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, ClientError> {
+        let mut body = request.clone();
+        body.stream = false;
+        self.long_json_call("api/chat", &body, &format!("chat with {}", request.model))
+            .await
+    }
+
+    // ---- plumbing -------------------------------------------------------------------------
+
+    fn url(&self, path: &str) -> Result<Url, ClientError> {
+        self.base.join(path).map_err(|e| ClientError::InvalidHost {
+            value: self.base.to_string(),
+            reason: e.to_string(),
+        })
+    }
+
+    fn host_label(&self) -> String {
+        self.base.as_str().trim_end_matches('/').to_owned()
+    }
+
+    fn transport_error(&self, operation: &str, source: reqwest::Error) -> ClientError {
+        let host = self.host_label();
+        let operation = operation.to_owned();
+        if source.is_timeout() {
+            ClientError::Timeout {
+                host,
+                operation,
+                source,
+            }
+        } else if source.is_connect() {
+            ClientError::Unreachable {
+                host,
+                operation,
+                source,
+            }
+        } else {
+            ClientError::Transport {
+                host,
+                operation,
+                source,
+            }
+        }
+    }
+
+    /// A small idempotent call (GET/DELETE, or POST for show/copy) returning the response.
+    async fn send_small<B: serde::Serialize + ?Sized>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        op: &str,
+    ) -> Result<Response, ClientError> {
+        let url = self.url(path)?;
+        self.execute(op, RetryPolicy::Idempotent, || {
+            let mut req = self
+                .http
+                .request(method.clone(), url.clone())
+                .timeout(self.options.request_timeout);
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            async move { Ok(req) }
+        })
+        .await
+    }
+
+    async fn json_call<B: serde::Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        op: &str,
+    ) -> Result<T, ClientError> {
+        let resp = self.send_small(method, path, body, op).await?;
+        self.decode(resp, op).await
+    }
+
+    async fn long_json_call<B: serde::Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        op: &str,
+    ) -> Result<T, ClientError> {
+        let url = self.url(path)?;
+        let resp = self
+            .execute(op, RetryPolicy::ConnectOnly, || {
+                let mut req = self.http.post(url.clone()).json(body);
+                if let Some(t) = self.options.transfer_timeout {
+                    req = req.timeout(t);
+                }
+                async move { Ok(req) }
+            })
+            .await?;
+        self.decode(resp, op).await
+    }
+
+    async fn decode<T: DeserializeOwned>(
+        &self,
+        resp: Response,
+        op: &str,
+    ) -> Result<T, ClientError> {
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(op, e))?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol {
+            operation: op.to_owned(),
+            message: format!("cannot decode the response ({e}): {}", snippet(&bytes)),
+        })
+    }
+
+    /// Sends a request built by `make`, retrying per `policy` with exponential backoff, and turns
+    /// HTTP error statuses into [`ClientError::Http`] with Ollama's message.
+    async fn execute<F, Fut>(
+        &self,
+        op: &str,
+        policy: RetryPolicy,
+        mut make: F,
+    ) -> Result<Response, ClientError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<RequestBuilder, ClientError>>,
+    {
+        let mut attempt: u32 = 0;
+        loop {
+            let retries_left = attempt < self.options.retries;
+            let result = make().await?.send().await;
+            let retry = match result {
+                Ok(resp) => {
+                    let status = resp.status();
+                    let retryable_status =
+                        status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
+                    if policy == RetryPolicy::Idempotent && retryable_status && retries_left {
+                        true
+                    } else {
+                        return check_status(resp, op).await;
+                    }
+                }
+                Err(e) => {
+                    let retryable = match policy {
+                        RetryPolicy::Idempotent => true,
+                        RetryPolicy::ConnectOnly => e.is_connect(),
+                    };
+                    if !(retryable && retries_left) {
+                        return Err(self.transport_error(op, e));
+                    }
+                    true
+                }
+            };
+            debug_assert!(retry);
+            let factor = 1u32.checked_shl(attempt.min(16)).unwrap_or(u32::MAX);
+            tokio::time::sleep(self.options.retry_backoff.saturating_mul(factor)).await;
+            attempt += 1;
+        }
+    }
+}
+
+/// Drives `send` while forwarding the byte counter to `reporter` every [`PROGRESS_TICK`].
+async fn forward_progress<F>(
+    send: F,
+    counter: &AtomicU64,
+    reporter: &dyn Reporter,
+) -> Result<Response, ClientError>
+where
+    F: Future<Output = Result<Response, ClientError>>,
+{
+    let mut reported = 0u64;
+    let mut tick = tokio::time::interval(PROGRESS_TICK);
+    tokio::pin!(send);
+    loop {
+        tokio::select! {
+            result = &mut send => {
+                let now = counter.load(Ordering::Relaxed);
+                if now > reported {
+                    reporter.advance(now - reported);
+                }
+                return result;
+            }
+            _ = tick.tick() => {
+                let now = counter.load(Ordering::Relaxed);
+                // A retry restarts the counter; only forward growth.
+                if now > reported {
+                    reporter.advance(now - reported);
+                }
+                reported = now;
+            }
+        }
+    }
+}
+
+/// Maps an HTTP error status to [`ClientError::Http`] carrying Ollama's `error` message.
+async fn check_status(resp: Response, op: &str) -> Result<Response, ClientError> {
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
+    }
+    let bytes = resp.bytes().await.unwrap_or_default();
+    let message = serde_json::from_slice::<Value>(&bytes)
+        .ok()
+        .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned))
+        .filter(|m| !m.is_empty())
+        .unwrap_or_else(|| {
+            let text = snippet(&bytes);
+            if text.is_empty() {
+                status.canonical_reason().unwrap_or("").to_owned()
+            } else {
+                text
+            }
+        });
+    Err(ClientError::Http {
+        operation: op.to_owned(),
+        status: status.as_u16(),
+        message,
+    })
+}
+
+#[derive(Default)]
+struct StreamState {
+    statuses: Vec<String>,
+    success: bool,
+    progress_key: Option<(String, Option<String>)>,
+    completed: u64,
+}
+
+impl StreamState {
+    fn line(&mut self, raw: &[u8], op: &str, reporter: &dyn Reporter) -> Result<(), ClientError> {
+        let text = String::from_utf8_lossy(raw);
+        let text = text.trim();
+        if text.is_empty() {
+            return Ok(());
+        }
+        let value: Value = serde_json::from_str(text).map_err(|e| ClientError::Protocol {
+            operation: op.to_owned(),
+            message: format!("bad progress line ({e}): {}", snippet(text.as_bytes())),
+        })?;
+        if let Some(err) = value.get("error") {
+            let message = match err {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            if !message.is_empty() {
+                return Err(ClientError::Stream {
+                    operation: op.to_owned(),
+                    message,
+                });
+            }
+        }
+        let p: ProgressResponse =
+            serde_json::from_value(value).map_err(|e| ClientError::Protocol {
+                operation: op.to_owned(),
+                message: format!("bad progress line ({e}): {}", snippet(text.as_bytes())),
+            })?;
+        if self.statuses.last() != Some(&p.status) && !p.status.is_empty() {
+            reporter.message(&p.status);
+            self.statuses.push(p.status.clone());
+        }
+        if p.status == "success" {
+            self.success = true;
+        }
+        if let Some(total) = p.total {
+            let key = (p.status.clone(), p.digest.clone());
+            if self.progress_key.as_ref() != Some(&key) {
+                reporter.begin(&p.status, Some(total));
+                self.progress_key = Some(key);
+                self.completed = 0;
+            }
+            if let Some(done) = p.completed {
+                if done > self.completed {
+                    reporter.advance(done - self.completed);
+                    self.completed = done;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Computes `sha256:<hex>` of a file, streaming it (phase `"hash"` on the reporter).
+pub async fn sha256_file(path: &Path, reporter: &dyn Reporter) -> Result<String, ClientError> {
+    let io = |source| ClientError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = tokio::fs::File::open(path).await.map_err(io)?;
+    let len = file.metadata().await.map_err(io)?.len();
+    reporter.begin("hash", Some(len));
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; FILE_CHUNK];
+    loop {
+        let n = file.read(&mut buf).await.map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(buf.get(..n).unwrap_or(&[]));
+        reporter.advance(n as u64);
+    }
+    reporter.finish();
+    Ok(format!("sha256:{}", hex::encode(hasher.finalize())))
+}
+
+/// True for digests Ollama accepts in blob URLs: `sha256:` or `sha256-` then 64 hex digits.
+pub fn is_valid_digest(digest: &str) -> bool {
+    let hex = digest
+        .strip_prefix("sha256:")
+        .or_else(|| digest.strip_prefix("sha256-"));
+    matches!(hex, Some(h) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Canonical `sha256:<lowercase hex>` form (the form the server computes and compares).
+pub fn normalize_digest(digest: &str) -> Result<String, ClientError> {
+    if !is_valid_digest(digest) {
+        return Err(ClientError::InvalidDigest {
+            digest: digest.to_owned(),
+        });
+    }
+    let hex = digest.get(7..).unwrap_or("");
+    Ok(format!("sha256:{}", hex.to_ascii_lowercase()))
+}
+
+/// Extracts `Y` from Ollama's `digest mismatch, expected "X", got "Y"`.
+fn mismatch_got(message: &str) -> Option<String> {
+    let rest = message.split("got \"").nth(1)?;
+    Some(rest.trim_end_matches('"').to_owned())
+}
+
+fn snippet(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let text = text.trim();
+    match text.char_indices().nth(200) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_owned(),
+    }
+}
+
+fn is_loopback(url: &Url) -> bool {
+    let host = url.host_str().unwrap_or("");
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback() || ip.is_unspecified(),
+        Err(_) => host.is_empty() || host.eq_ignore_ascii_case("localhost"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_forms() {
+        let hex = "A".repeat(64);
+        assert!(is_valid_digest(&format!("sha256:{hex}")));
+        assert!(is_valid_digest(&format!("sha256-{hex}")));
+        assert!(!is_valid_digest(&format!("sha256:{}", "a".repeat(63))));
+        assert!(!is_valid_digest(&format!("sha512:{hex}")));
+        assert!(!is_valid_digest(&format!("sha256:{}g", "a".repeat(63))));
+        assert_eq!(
+            normalize_digest(&format!("sha256-{hex}")).ok(),
+            Some(format!("sha256:{}", "a".repeat(64)))
+        );
+    }
+
+    #[test]
+    fn mismatch_message_parsing() {
+        let m = r#"digest mismatch, expected "sha256:aa", got "sha256:bb""#;
+        assert_eq!(mismatch_got(m).as_deref(), Some("sha256:bb"));
+    }
+}
