@@ -238,7 +238,12 @@ pub(crate) fn make_qkx2_quants(
 }
 
 /// Pack 8 six-bit scales and mins as `quantize_row_q4_K_ref` does.
-fn pack_scales_mins(scales: &[f32; 8], mins: &[f32; 8], max_scale: f32, max_min: f32) -> [u8; 12] {
+pub(crate) fn pack_scales_mins(
+    scales: &[f32; 8],
+    mins: &[f32; 8],
+    max_scale: f32,
+    max_min: f32,
+) -> [u8; 12] {
     let inv_scale = if max_scale > 0.0 {
         63.0 / max_scale
     } else {

@@ -1,0 +1,63 @@
+//! Per-kernel quantization throughput, single thread, in bytes of f32 input per second.
+//!
+//! Run: `cargo bench -p loraforge-benches --bench quantize_kernels`
+//! Input: weight-like rows (N(0, 0.02) with a few hot columns), 16 rows of 4096.
+#![allow(missing_docs)]
+
+use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use loraforge_quantize::{quantize_rows, quantize_rows_reference, GgmlType};
+
+const N_PER_ROW: usize = 4096;
+const ROWS: usize = 16;
+
+/// Deterministic weight-like data (xorshift + Box-Muller), no extra dependencies.
+fn weights() -> Vec<f32> {
+    let mut s = 0x9E37_79B9_7F4A_7C15u64;
+    let mut uniform = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        ((s >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    };
+    (0..ROWS * N_PER_ROW)
+        .map(|i| {
+            let (u1, u2) = (uniform(), uniform());
+            let g = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
+            let hot = if i % N_PER_ROW % 512 == 7 { 8.0 } else { 1.0 };
+            (g * 0.02 * hot) as f32
+        })
+        .collect()
+}
+
+fn bench_kernels(c: &mut Criterion) {
+    let x = weights();
+    let mut group = c.benchmark_group("quantize_rows");
+    group.throughput(Throughput::Bytes((x.len() * 4) as u64));
+    for ty in [
+        GgmlType::F16,
+        GgmlType::BF16,
+        GgmlType::Q8_0,
+        GgmlType::Q5_0,
+        GgmlType::Q5_1,
+        GgmlType::Q4K,
+        GgmlType::Q5K,
+        GgmlType::Q6K,
+    ] {
+        let Some(row) = ty.row_size(N_PER_ROW as u64) else {
+            continue;
+        };
+        let mut dst = vec![0u8; row as usize * ROWS];
+        group.bench_with_input(BenchmarkId::new("fast", ty.name()), &ty, |b, &ty| {
+            b.iter(|| quantize_rows(ty, black_box(&x), N_PER_ROW, &mut dst))
+        });
+        if matches!(ty, GgmlType::Q4K | GgmlType::Q5K | GgmlType::Q6K) {
+            group.bench_with_input(BenchmarkId::new("reference", ty.name()), &ty, |b, &ty| {
+                b.iter(|| quantize_rows_reference(ty, black_box(&x), N_PER_ROW, &mut dst))
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_kernels);
+criterion_main!(benches);
