@@ -52,8 +52,8 @@ pub use lineage::{
     checksum_dir, checksum_files, sha256_file, FileChecksum, LineageStep, Stage, ToolInfo,
 };
 pub use sources::{
-    AdapterInfo, BaseModelInfo, CheckpointEval, EvaluationSummary, StepValue, TargetModules,
-    TrainingArgs, TrainingDate,
+    find_checkpoints, AdapterInfo, BaseModelInfo, Checkpoint, CheckpointEval, EvaluationSummary,
+    StepValue, TargetModules, TrainingArgs, TrainingDate,
 };
 
 /// The schema identifier written into every card; bumped when the JSON shape changes.

@@ -342,7 +342,17 @@ fn training(card: &ModelCard, out: &mut String) {
         let mut t = Table(Vec::new());
         t.row("Learning rate", args.learning_rate.map(|v| v.to_string()));
         t.row("Scheduler", args.lr_scheduler_type.as_deref().map(cell));
-        t.row("Epochs", args.num_train_epochs.map(|v| v.to_string()));
+        let max_steps_set = args.max_steps.is_some_and(|s| s > 0);
+        t.row(
+            "Epochs",
+            args.num_train_epochs.map(|v| {
+                if max_steps_set {
+                    format!("{v} (max steps takes precedence)")
+                } else {
+                    v.to_string()
+                }
+            }),
+        );
         t.row(
             "Max steps",
             args.max_steps.filter(|s| *s > 0).map(|v| v.to_string()),

@@ -2,7 +2,7 @@
 //! fine-tuning run leaves.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -512,6 +512,44 @@ fn checkpoint_step(name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
+/// A `checkpoint-N` subfolder of a trainer output folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// `N`, the global step it was saved at.
+    pub step: u64,
+    /// The folder.
+    pub dir: PathBuf,
+}
+
+/// The `checkpoint-N` subfolders of a trainer output folder, sorted by step (empty when none).
+///
+/// ```
+/// # let dir = std::env::temp_dir().join(format!("lf-ckpt-doc-{}", std::process::id()));
+/// # for n in ["checkpoint-200", "checkpoint-50", "checkpoint-x", "runs"] {
+/// #     std::fs::create_dir_all(dir.join(n)).unwrap();
+/// # }
+/// let steps: Vec<u64> = loraforge_model_card::find_checkpoints(&dir)?
+///     .iter().map(|c| c.step).collect();
+/// assert_eq!(steps, [50, 200]);
+/// # std::fs::remove_dir_all(&dir).unwrap();
+/// # Ok::<(), loraforge_model_card::CardError>(())
+/// ```
+pub fn find_checkpoints(dir: &Path) -> Result<Vec<Checkpoint>, CardError> {
+    let mut found = Vec::new();
+    for entry in read_dir(dir)? {
+        let name = entry.file_name();
+        let Some(step) = name.to_str().and_then(checkpoint_step) else {
+            continue;
+        };
+        let path = entry.path();
+        if path.is_dir() {
+            found.push(Checkpoint { step, dir: path });
+        }
+    }
+    found.sort_by(|a, b| a.step.cmp(&b.step).then_with(|| a.dir.cmp(&b.dir)));
+    Ok(found)
+}
+
 /// `checkpoint-N` folders in `dir` (or in its parent when `dir` is one), sorted by step.
 fn checkpoint_steps(dir: &Path) -> Result<Vec<(u64, String)>, CardError> {
     let is_checkpoint = dir
@@ -523,18 +561,17 @@ fn checkpoint_steps(dir: &Path) -> Result<Vec<(u64, String)>, CardError> {
         (true, Some(parent)) => parent,
         _ => dir,
     };
-    let mut found = Vec::new();
-    for entry in read_dir(search)? {
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if let Some(step) = checkpoint_step(name) {
-            if entry.path().is_dir() {
-                found.push((step, name.to_owned()));
-            }
-        }
-    }
-    found.sort();
-    Ok(found)
+    Ok(find_checkpoints(search)?
+        .into_iter()
+        .map(|c| {
+            let name = c
+                .dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            (c.step, name)
+        })
+        .collect())
 }
 
 fn read_dir(dir: &Path) -> Result<Vec<std::fs::DirEntry>, CardError> {

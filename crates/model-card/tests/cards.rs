@@ -667,3 +667,14 @@ fn write_and_read_back_from_a_folder() {
         .collect();
     assert_eq!(names.len(), 2, "temporary files left: {names:?}");
 }
+
+#[test]
+fn checkpoints_of_the_trainer_output() {
+    let found = find_checkpoints(&trainer_output()).unwrap();
+    let steps: Vec<u64> = found.iter().map(|c| c.step).collect();
+    assert_eq!(steps, [100, 200]); // case.json: "checkpoints": ["checkpoint-100", "checkpoint-200"]
+    assert_eq!(found[1].dir, trainer_output().join("checkpoint-200"));
+    assert!(find_checkpoints(&case("a_llama_qv").join("adapter"))
+        .unwrap()
+        .is_empty());
+}
