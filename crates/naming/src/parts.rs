@@ -145,8 +145,9 @@ impl TechnicalName {
 ///
 /// 1. Leading and trailing whitespace is trimmed.
 /// 2. A control character (tab, newline, …) inside the name is rejected, and so are `/` and `\`.
-/// 3. Every run of spaces and underscores becomes one `-` (`_` separates the parts of model
-///    names, so a train name never contains it and names parse back unambiguously).
+/// 3. Every run of spaces, underscores and hyphens that holds at least one space or underscore
+///    becomes one `-` (`_` separates the parts of model names, so a train name never contains
+///    it and names parse back unambiguously); runs of hyphens alone are kept.
 /// 4. ASCII uppercase letters are lowercased (Ollama and case-insensitive file systems treat
 ///    `Run` and `run` as the same name).
 /// 5. Any other character outside `[a-z0-9.-]` (non-ASCII letters, `:`, `*`, …) is rejected.
@@ -174,27 +175,37 @@ impl TrainName {
             return Err(NameError::Empty { what: TRAIN });
         }
         let mut out = String::with_capacity(trimmed.len());
-        let mut in_separator_run = false;
+        // The current run of ' ', '_' and '-', and whether it holds a ' ' or '_'.
+        let mut run = String::new();
+        let mut run_has_separator = false;
+        let flush = |out: &mut String, run: &mut String, has_separator: &mut bool| {
+            if *has_separator {
+                out.push('-');
+            } else {
+                out.push_str(run);
+            }
+            run.clear();
+            *has_separator = false;
+        };
         for (index, c) in trimmed.chars().enumerate() {
-            if c == ' ' || c == '_' {
-                if !in_separator_run {
-                    out.push('-');
-                }
-                in_separator_run = true;
+            if matches!(c, ' ' | '_' | '-') {
+                run.push(c);
+                run_has_separator |= c != '-';
                 continue;
             }
-            in_separator_run = false;
+            flush(&mut out, &mut run, &mut run_has_separator);
             let c = c.to_ascii_lowercase();
             check_char(
                 TRAIN,
                 trimmed,
                 index,
                 c,
-                |c| is_lower_alnum(c) || matches!(c, '.' | '-'),
+                |c| is_lower_alnum(c) || c == '.',
                 "ASCII letters, digits, '.', '-', and spaces or '_' (which become '-')",
             )?;
             out.push(c);
         }
+        flush(&mut out, &mut run, &mut run_has_separator);
         if out.contains("..") {
             return Err(NameError::DotDot {
                 what: TRAIN,
@@ -479,6 +490,9 @@ mod tests {
         assert_eq!(TrainName::new("a_b__c _ d").unwrap().as_str(), "a-b-c-d");
         assert_eq!(TrainName::new("v1.2-final").unwrap().as_str(), "v1.2-final");
         assert_eq!(TrainName::new("a--b").unwrap().as_str(), "a--b");
+        assert_eq!(TrainName::new("a - b").unwrap().as_str(), "a-b");
+        assert_eq!(TrainName::new("a_-_b").unwrap().as_str(), "a-b");
+        assert_eq!(TrainName::new("run_").unwrap().as_str(), "run-");
         assert_eq!(TrainName::new(&"x".repeat(32)).unwrap().as_str().len(), 32);
     }
 

@@ -325,6 +325,11 @@ proptest! {
     }
 
     #[test]
+    fn parse_never_panics_on_arbitrary_text(s in any::<String>()) {
+        let _ = ParsedName::parse(&s);
+    }
+
+    #[test]
     fn parse_never_panics_and_accepts_only_canonical_shapes(s in "[A-Za-z0-9_.-]{0,90}") {
         if let Ok(p) = ParsedName::parse(&s) {
             prop_assert_eq!(p.to_string().to_ascii_lowercase(), s.to_ascii_lowercase());
