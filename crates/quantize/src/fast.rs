@@ -157,7 +157,7 @@ fn qkx2_x8(
 
 /// The common part of Q4_K / Q5_K: (d, dmin, packed scales, quants `l[i][j]` = element 32j+i).
 #[inline(always)]
-fn quantize_kx(
+fn quantize_kx<const AVX2: bool>(
     x: &[f32; QK_K],
     nmax: i32,
     rmin: f32,
@@ -186,6 +186,15 @@ fn quantize_kx(
         }
     }
     let mut l = [[0i32; 8]; 32];
+    #[cfg(target_arch = "x86_64")]
+    let (scales, mins) = if AVX2 {
+        // SAFETY: `AVX2 = true` is only instantiated by the AVX2 entry points below, which
+        // run only after `is_x86_feature_detected!("avx2")`.
+        unsafe { crate::fast_avx2::qkx2_x8(nmax, &xt, &w, &mut l, rmin, nstep) }
+    } else {
+        qkx2_x8(nmax, &xt, &w, &mut l, rmin, nstep)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
     let (scales, mins) = qkx2_x8(nmax, &xt, &w, &mut l, rmin, nstep);
     let mut max_scale = 0.0f32;
     let mut max_min = 0.0f32;
@@ -218,8 +227,9 @@ fn quantize_kx(
     (d, dmin, packed, l)
 }
 
-fn quantize_block_q4_k(x: &[f32; QK_K], y: &mut BlockQ4K) {
-    let (d, dmin, scales, l) = quantize_kx(x, 15, -1.0, 20);
+#[inline(always)]
+fn quantize_block_q4_k<const AVX2: bool>(x: &[f32; QK_K], y: &mut BlockQ4K) {
+    let (d, dmin, scales, l) = quantize_kx::<AVX2>(x, 15, -1.0, 20);
     y.d = d;
     y.dmin = dmin;
     y.scales = scales;
@@ -230,8 +240,9 @@ fn quantize_block_q4_k(x: &[f32; QK_K], y: &mut BlockQ4K) {
     }
 }
 
-fn quantize_block_q5_k(x: &[f32; QK_K], y: &mut BlockQ5K) {
-    let (d, dmin, scales, l) = quantize_kx(x, 31, -0.5, 15);
+#[inline(always)]
+fn quantize_block_q5_k<const AVX2: bool>(x: &[f32; QK_K], y: &mut BlockQ5K) {
+    let (d, dmin, scales, l) = quantize_kx::<AVX2>(x, 31, -0.5, 15);
     y.d = d;
     y.dmin = dmin;
     y.scales = scales;
@@ -353,7 +364,8 @@ fn qx_x16(x: &[Lanes16; 16], l: &mut [[i32; 16]; 16]) -> Lanes16 {
     scale
 }
 
-fn quantize_block_q6_k(x: &[f32; QK_K], y: &mut BlockQ6K) {
+#[inline(always)]
+fn quantize_block_q6_k<const AVX2: bool>(x: &[f32; QK_K], y: &mut BlockQ6K) {
     let mut xt = [[0f32; 16]; 16];
     for j in 0..16 {
         for i in 0..16 {
@@ -404,20 +416,109 @@ fn blocks(x: &[f32]) -> impl Iterator<Item = &[f32; QK_K]> {
     x.chunks_exact(QK_K).filter_map(|c| c.try_into().ok())
 }
 
-pub(crate) fn quantize_q4_k(src: &[f32], dst: &mut [BlockQ4K]) {
-    for (x, y) in blocks(src).zip(dst) {
-        quantize_block_q4_k(x, y);
+/// Defines the row loop for one block kernel twice: portable (SSE2 on x86-64) and compiled
+/// with AVX2 enabled, chosen at run time. AVX2 only widens the lanes; it brings no FMA
+/// (Rust never contracts `a * b + c`), so both produce identical bytes.
+macro_rules! dispatch {
+    ($name:ident, $avx2:ident, $block:ty, $kernel:ident) => {
+        /// # Safety
+        /// The CPU must support AVX2.
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2")]
+        unsafe fn $avx2(src: &[f32], dst: &mut [$block]) {
+            for (x, y) in blocks(src).zip(dst) {
+                $kernel::<true>(x, y);
+            }
+        }
+
+        pub(crate) fn $name(src: &[f32], dst: &mut [$block]) {
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU supports AVX2 (checked just above).
+                unsafe { $avx2(src, dst) };
+                return;
+            }
+            for (x, y) in blocks(src).zip(dst) {
+                $kernel::<false>(x, y);
+            }
+        }
+    };
+}
+
+dispatch!(
+    quantize_q4_k,
+    quantize_q4_k_avx2,
+    BlockQ4K,
+    quantize_block_q4_k
+);
+dispatch!(
+    quantize_q5_k,
+    quantize_q5_k_avx2,
+    BlockQ5K,
+    quantize_block_q5_k
+);
+dispatch!(
+    quantize_q6_k,
+    quantize_q6_k_avx2,
+    BlockQ6K,
+    quantize_block_q6_k
+);
+
+/// The portable (non-AVX2) lane kernels, so tests can compare them with the reference on
+/// machines where the AVX2 path is the one `quantize_rows` takes.
+#[cfg(test)]
+fn quantize_portable(ty: crate::GgmlType, src: &[f32], dst: &mut [u8]) {
+    match ty {
+        crate::GgmlType::Q4K => {
+            for (x, y) in blocks(src).zip(bytemuck::cast_slice_mut::<u8, BlockQ4K>(dst)) {
+                quantize_block_q4_k::<false>(x, y);
+            }
+        }
+        crate::GgmlType::Q5K => {
+            for (x, y) in blocks(src).zip(bytemuck::cast_slice_mut::<u8, BlockQ5K>(dst)) {
+                quantize_block_q5_k::<false>(x, y);
+            }
+        }
+        crate::GgmlType::Q6K => {
+            for (x, y) in blocks(src).zip(bytemuck::cast_slice_mut::<u8, BlockQ6K>(dst)) {
+                quantize_block_q6_k::<false>(x, y);
+            }
+        }
+        _ => {}
     }
 }
 
-pub(crate) fn quantize_q5_k(src: &[f32], dst: &mut [BlockQ5K]) {
-    for (x, y) in blocks(src).zip(dst) {
-        quantize_block_q5_k(x, y);
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::GgmlType;
 
-pub(crate) fn quantize_q6_k(src: &[f32], dst: &mut [BlockQ6K]) {
-    for (x, y) in blocks(src).zip(dst) {
-        quantize_block_q6_k(x, y);
+    /// The portable lane kernels (the AVX2 ones are covered by `tests/fast_vs_reference.rs`
+    /// through `quantize_rows`) equal the scalar reference.
+    #[test]
+    fn portable_lanes_equal_reference() {
+        let mut s = 7u64;
+        let mut u = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 11) as f64 / (1u64 << 53) as f64) as f32
+        };
+        for scale in [1.0f32, 0.02, 1e-7, 5e4] {
+            let mut x: Vec<f32> = (0..QK_K * 8).map(|_| (u() - 0.5) * scale).collect();
+            x[0..32].fill(0.0);
+            x[300..340].fill(0.25 * scale);
+            x[600] = 40.0 * scale;
+            for v in x[1024..1280].iter_mut() {
+                *v = v.abs();
+            }
+            for ty in [GgmlType::Q4K, GgmlType::Q5K, GgmlType::Q6K] {
+                let n = ty.row_size(x.len() as u64).unwrap_or(0) as usize;
+                let (mut a, mut b) = (vec![0u8; n], vec![0u8; n]);
+                quantize_portable(ty, &x, &mut a);
+                crate::quantize_rows_reference(ty, &x, x.len(), &mut b).unwrap_or(());
+                assert!(a == b, "{ty} scale {scale}");
+            }
+        }
     }
 }

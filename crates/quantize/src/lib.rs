@@ -26,6 +26,8 @@
 mod blocks;
 mod error;
 mod fast;
+#[cfg(target_arch = "x86_64")]
+mod fast_avx2;
 mod fp;
 mod ggml_type;
 mod kernels;

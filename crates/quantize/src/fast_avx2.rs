@@ -1,0 +1,139 @@
+//! AVX2 version of the 8-lane `make_qkx2_quants` search (the hot loop of Q4_K and Q5_K).
+//!
+//! Explicit intrinsics because the auto-vectoriser handles the per-lane selects poorly. Every
+//! lane performs the reference's IEEE operations in the reference's order: `_mm256_mul_ps`,
+//! `_mm256_add_ps`, `_mm256_div_ps` are the same correctly rounded operations as the scalar
+//! ones, there is no FMA, and the selects reproduce the C `if`s exactly (including `-0.0`).
+
+#![allow(clippy::needless_range_loop)]
+
+use std::arch::x86_64::*;
+
+/// `make_qkx2_quants(32, nmax, x, w, L, &the_min, Laux, rmin, 0.1, nstep, false)` for 8
+/// sub-blocks in the lanes (`x[i][j]` = element `i` of sub-block `j`). Returns (scales, mins).
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn qkx2_x8(
+    nmax: i32,
+    x: &[[f32; 8]; 32],
+    w: &[[f32; 8]; 32],
+    l: &mut [[i32; 8]; 32],
+    rmin: f32,
+    nstep: i32,
+) -> ([f32; 8], [f32; 8]) {
+    const RDELTA: f32 = 0.1;
+    // SAFETY (whole body): AVX2 is available per this function's contract; every load and
+    // store goes through `[f32; 8]` / `[i32; 8]` references, i.e. 32 valid bytes.
+    unsafe {
+        let ldx = |i: usize| _mm256_loadu_ps(x[i].as_ptr());
+        let ldw = |i: usize| _mm256_loadu_ps(w[i].as_ptr());
+        let zero = _mm256_setzero_ps();
+        let magic = _mm256_set1_ps(12_582_912.0);
+        let mant = _mm256_set1_epi32(0x007F_FFFF);
+        let bias = _mm256_set1_epi32(0x0040_0000);
+        let izero = _mm256_setzero_si256();
+        let inmax = _mm256_set1_epi32(nmax);
+        // nearest_int, then MAX(0, MIN(nmax, l))
+        let quant = |v: __m256| {
+            let t = _mm256_castps_si256(_mm256_add_ps(v, magic));
+            let q = _mm256_sub_epi32(_mm256_and_si256(t, mant), bias);
+            _mm256_max_epi32(izero, _mm256_min_epi32(inmax, q))
+        };
+
+        let x0 = ldx(0);
+        let mut min = x0;
+        let mut max = x0;
+        let mut sum_w = ldw(0);
+        let mut sum_x = _mm256_mul_ps(sum_w, x0);
+        for i in 1..32 {
+            let v = ldx(i);
+            let wi = ldw(i);
+            // minps(a, b) = a < b ? a : b — exactly `if (x < min) min = x`.
+            min = _mm256_min_ps(v, min);
+            max = _mm256_max_ps(v, max);
+            sum_w = _mm256_add_ps(sum_w, wi);
+            sum_x = _mm256_add_ps(sum_x, _mm256_mul_ps(wi, v));
+        }
+        min = _mm256_blendv_ps(min, zero, _mm256_cmp_ps::<_CMP_GT_OQ>(min, zero));
+        let flat = _mm256_cmp_ps::<_CMP_EQ_OQ>(max, min);
+        let min0 = min;
+        let nmaxf = nmax as f32;
+        let iscale = _mm256_div_ps(_mm256_set1_ps(nmaxf), _mm256_sub_ps(max, min));
+        let mut scale = _mm256_div_ps(_mm256_set1_ps(1.0), iscale);
+        let mut best = zero;
+        for i in 0..32 {
+            let v = ldx(i);
+            let q = quant(_mm256_mul_ps(iscale, _mm256_sub_ps(v, min)));
+            _mm256_storeu_si256(l[i].as_mut_ptr().cast(), q);
+            let qf = _mm256_cvtepi32_ps(q);
+            let diff = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(scale, qf), min), v);
+            best = _mm256_add_ps(best, _mm256_mul_ps(ldw(i), _mm256_mul_ps(diff, diff)));
+        }
+        let mut laux = [_mm256_setzero_si256(); 32];
+        for is in 0..=nstep {
+            let num = _mm256_set1_ps(rmin + RDELTA * is as f32 + nmaxf);
+            let iscale = _mm256_div_ps(num, _mm256_sub_ps(max, min));
+            let mut sum_l = zero;
+            let mut sum_l2 = zero;
+            let mut sum_xl = zero;
+            for i in 0..32 {
+                let v = ldx(i);
+                let q = quant(_mm256_mul_ps(iscale, _mm256_sub_ps(v, min)));
+                laux[i] = q;
+                let qf = _mm256_cvtepi32_ps(q);
+                let wq = _mm256_mul_ps(ldw(i), qf);
+                sum_l = _mm256_add_ps(sum_l, wq);
+                sum_l2 = _mm256_add_ps(sum_l2, _mm256_mul_ps(wq, qf));
+                sum_xl = _mm256_add_ps(sum_xl, _mm256_mul_ps(wq, v));
+            }
+            let d = _mm256_sub_ps(_mm256_mul_ps(sum_w, sum_l2), _mm256_mul_ps(sum_l, sum_l));
+            let ok = _mm256_cmp_ps::<_CMP_GT_OQ>(d, zero);
+            let mut ts = _mm256_div_ps(
+                _mm256_sub_ps(_mm256_mul_ps(sum_w, sum_xl), _mm256_mul_ps(sum_x, sum_l)),
+                d,
+            );
+            let mut tm = _mm256_div_ps(
+                _mm256_sub_ps(_mm256_mul_ps(sum_l2, sum_x), _mm256_mul_ps(sum_l, sum_xl)),
+                d,
+            );
+            let pos = _mm256_cmp_ps::<_CMP_GT_OQ>(tm, zero);
+            tm = _mm256_blendv_ps(tm, zero, pos);
+            ts = _mm256_blendv_ps(ts, _mm256_div_ps(sum_xl, sum_l2), pos);
+            let mut cur = zero;
+            for i in 0..32 {
+                let qf = _mm256_cvtepi32_ps(laux[i]);
+                let diff = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(ts, qf), tm), ldx(i));
+                cur = _mm256_add_ps(cur, _mm256_mul_ps(ldw(i), _mm256_mul_ps(diff, diff)));
+            }
+            let take = _mm256_and_ps(ok, _mm256_cmp_ps::<_CMP_LT_OQ>(cur, best));
+            if _mm256_movemask_ps(take) != 0 {
+                best = _mm256_blendv_ps(best, cur, take);
+                scale = _mm256_blendv_ps(scale, ts, take);
+                min = _mm256_blendv_ps(min, tm, take);
+                let takei = _mm256_castps_si256(take);
+                for i in 0..32 {
+                    let p = l[i].as_mut_ptr().cast::<__m256i>();
+                    let old = _mm256_loadu_si256(p);
+                    _mm256_storeu_si256(p, _mm256_blendv_epi8(old, laux[i], takei));
+                }
+            }
+        }
+        if _mm256_movemask_ps(flat) != 0 {
+            scale = _mm256_blendv_ps(scale, zero, flat);
+            min = _mm256_blendv_ps(min, min0, flat);
+            let flati = _mm256_castps_si256(flat);
+            for row in l.iter_mut() {
+                let p = row.as_mut_ptr().cast::<__m256i>();
+                _mm256_storeu_si256(p, _mm256_blendv_epi8(_mm256_loadu_si256(p), izero, flati));
+            }
+        }
+        let the_min = _mm256_xor_ps(min, _mm256_set1_ps(-0.0));
+        let mut s = [0f32; 8];
+        let mut m = [0f32; 8];
+        _mm256_storeu_ps(s.as_mut_ptr(), scale);
+        _mm256_storeu_ps(m.as_mut_ptr(), the_min);
+        (s, m)
+    }
+}
