@@ -70,4 +70,15 @@ pub enum QuantizeError {
         /// The row length.
         ne0: u64,
     },
+    /// `ggml_validate_row_data` would reject these bytes: a NaN or infinity in a value or in a
+    /// block's f16 scale (`d`, `dmin`, `m`).
+    #[error("invalid {ty} data: found {what} value at block {block}")]
+    InvalidData {
+        /// The data's type.
+        ty: GgmlType,
+        /// Index of the element (F32/F16/BF16) or block within the checked bytes.
+        block: usize,
+        /// `"nan"` or `"inf"`.
+        what: &'static str,
+    },
 }

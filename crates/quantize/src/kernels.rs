@@ -237,3 +237,117 @@ pub fn find_non_finite(src: &[f32], n_per_row: usize) -> Option<(usize, usize)> 
         .position(|v| !v.is_finite())
         .map(|i| (i / n_per_row, i % n_per_row))
 }
+
+fn check_f16(ty: GgmlType, h: [u8; 2], block: usize) -> Result<(), QuantizeError> {
+    let f = u16::from_le_bytes(h);
+    if f & 0x7C00 != 0x7C00 {
+        return Ok(());
+    }
+    let what = if f & 0x03FF == 0 { "inf" } else { "nan" };
+    Err(QuantizeError::InvalidData { ty, block, what })
+}
+
+/// ggml's `ggml_validate_row_data`, which `llama_model_quantize` runs on every quantized chunk
+/// (failing with "quantized data validation failed"): F32/F16/BF16 values must be finite, and
+/// the f16 scales of every block (`d`, plus `dmin` / `m` where the format has one) too.
+/// `data` must be a whole number of blocks.
+pub fn validate_row_data(ty: GgmlType, data: &[u8]) -> Result<(), QuantizeError> {
+    if !SUPPORTED_TYPES.contains(&ty) {
+        return Err(QuantizeError::Unsupported(ty));
+    }
+    if data.len() % ty.type_size() != 0 {
+        return Err(QuantizeError::LengthMismatch {
+            what: "data",
+            ty,
+            n_per_row: ty.block_size(),
+            expected: data.len() - data.len() % ty.type_size(),
+            got: data.len(),
+            unit: "bytes",
+        });
+    }
+    let bad = |block, what| Err(QuantizeError::InvalidData { ty, block, what });
+    match ty {
+        GgmlType::F32 => {
+            for (i, b) in data.chunks_exact(4).enumerate() {
+                let v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                if v.is_nan() {
+                    return bad(i, "nan");
+                }
+                if v.is_infinite() {
+                    return bad(i, "inf");
+                }
+            }
+        }
+        GgmlType::BF16 => {
+            // ggml counts NaNs first, then infinities, over the whole buffer.
+            let vals = || {
+                data.chunks_exact(2)
+                    .map(|b| u16::from_le_bytes([b[0], b[1]]) & 0x7FFF)
+            };
+            if let Some(i) = vals().position(|v| v > 0x7F80) {
+                return bad(i, "nan");
+            }
+            if let Some(i) = vals().position(|v| v == 0x7F80) {
+                return bad(i, "inf");
+            }
+        }
+        GgmlType::F16 => {
+            for (i, b) in data.chunks_exact(2).enumerate() {
+                check_f16(ty, [b[0], b[1]], i)?;
+            }
+        }
+        GgmlType::Q8_0 => {
+            for (i, b) in bytemuck::cast_slice::<u8, BlockQ8_0>(data)
+                .iter()
+                .enumerate()
+            {
+                check_f16(ty, b.d, i)?;
+            }
+        }
+        GgmlType::Q5_0 => {
+            for (i, b) in bytemuck::cast_slice::<u8, BlockQ5_0>(data)
+                .iter()
+                .enumerate()
+            {
+                check_f16(ty, b.d, i)?;
+            }
+        }
+        GgmlType::Q5_1 => {
+            for (i, b) in bytemuck::cast_slice::<u8, BlockQ5_1>(data)
+                .iter()
+                .enumerate()
+            {
+                check_f16(ty, b.d, i)?;
+                check_f16(ty, b.m, i)?;
+            }
+        }
+        GgmlType::Q4K => {
+            for (i, b) in bytemuck::cast_slice::<u8, BlockQ4K>(data)
+                .iter()
+                .enumerate()
+            {
+                check_f16(ty, b.d, i)?;
+                check_f16(ty, b.dmin, i)?;
+            }
+        }
+        GgmlType::Q5K => {
+            for (i, b) in bytemuck::cast_slice::<u8, BlockQ5K>(data)
+                .iter()
+                .enumerate()
+            {
+                check_f16(ty, b.d, i)?;
+                check_f16(ty, b.dmin, i)?;
+            }
+        }
+        GgmlType::Q6K => {
+            for (i, b) in bytemuck::cast_slice::<u8, BlockQ6K>(data)
+                .iter()
+                .enumerate()
+            {
+                check_f16(ty, b.d, i)?;
+            }
+        }
+        other => return Err(QuantizeError::Unsupported(other)),
+    }
+    Ok(())
+}

@@ -237,3 +237,49 @@ fn non_finite_values_are_located_by_row_and_column() {
     x[80] = f32::NAN;
     assert_eq!(loraforge_quantize::find_non_finite(&x, 32), Some((2, 6)));
 }
+
+/// ggml's row validation: the `single_huge` case has 1e5, which ggml's f16 conversion turns
+/// into +inf (golden file), so llama.cpp would reject an F16 output of it; every other golden
+/// output is valid.
+#[test]
+fn validation_rejects_what_ggml_rejects() {
+    use loraforge_quantize::validate_row_data;
+    for e in manifest() {
+        let bytes = std::fs::read(dir().join(&e.file)).unwrap();
+        let res = validate_row_data(e.ty, &bytes);
+        if e.case == "single_huge_r4_c256" && e.ty == GgmlType::F16 {
+            // row 2 holds the 1e5 entry
+            assert!(
+                matches!(res, Err(QuantizeError::InvalidData { what: "inf", block, .. }) if block / 256 == 2),
+                "{res:?}"
+            );
+        } else {
+            assert_eq!(res, Ok(()), "{}", e.file);
+        }
+    }
+    // A Q8_0 block whose scale is NaN; a Q4_K block whose dmin is inf.
+    let mut q8 = vec![0u8; 68];
+    q8[34..36].copy_from_slice(&0x7E00u16.to_le_bytes());
+    assert_eq!(
+        validate_row_data(GgmlType::Q8_0, &q8),
+        Err(QuantizeError::InvalidData {
+            ty: GgmlType::Q8_0,
+            block: 1,
+            what: "nan"
+        })
+    );
+    let mut q4 = vec![0u8; 144];
+    q4[2..4].copy_from_slice(&0xFC00u16.to_le_bytes());
+    assert_eq!(
+        validate_row_data(GgmlType::Q4K, &q4),
+        Err(QuantizeError::InvalidData {
+            ty: GgmlType::Q4K,
+            block: 0,
+            what: "inf"
+        })
+    );
+    assert!(matches!(
+        validate_row_data(GgmlType::Q4K, &q4[..100]),
+        Err(QuantizeError::LengthMismatch { .. })
+    ));
+}
