@@ -178,8 +178,8 @@ fn hash_file(path: &Path, reporter: &dyn Reporter) -> Result<(u64, String), Card
     Ok((size, hex::encode(hasher.finalize())))
 }
 
-/// Checksums of every regular file under `dir` (recursively, symlinks followed), sorted by
-/// path. Reports phase `"checksum"` in bytes.
+/// Checksums of every regular file under `dir` (recursively; symlinks to files are followed,
+/// symlinked folders are skipped), sorted by path. Reports phase `"checksum"` in bytes.
 pub fn checksum_dir(dir: &Path, reporter: &dyn Reporter) -> Result<Vec<FileChecksum>, CardError> {
     let mut files = Vec::new();
     collect_files(dir, "", &mut files)?;
@@ -232,8 +232,12 @@ fn collect_files(dir: &Path, prefix: &str, out: &mut Vec<(String, u64)>) -> Resu
         } else {
             format!("{prefix}/{name}")
         };
+        let is_link = entry.file_type().map_err(io)?.is_symlink();
         if meta.is_dir() {
-            collect_files(&path, &rel, out)?;
+            // Symlinked folders are not entered: a link to an ancestor would never end.
+            if !is_link {
+                collect_files(&path, &rel, out)?;
+            }
         } else if meta.is_file() {
             out.push((rel, meta.len()));
         }

@@ -678,3 +678,17 @@ fn checkpoints_of_the_trainer_output() {
         .unwrap()
         .is_empty());
 }
+
+#[cfg(unix)]
+#[test]
+fn checksum_dir_skips_symlinked_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    std::fs::write(dir.path().join("sub").join("abc"), "abc").unwrap();
+    std::os::unix::fs::symlink(dir.path(), dir.path().join("sub").join("loop")).unwrap();
+    std::os::unix::fs::symlink(dir.path().join("sub").join("abc"), dir.path().join("link"))
+        .unwrap();
+    let sums = checksum_dir(dir.path(), &loraforge_progress::NoProgress).unwrap();
+    let got: Vec<(&str, u64)> = sums.iter().map(|f| (f.path.as_str(), f.size)).collect();
+    assert_eq!(got, [("link", 3), ("sub/abc", 3)]);
+}
