@@ -1,4 +1,678 @@
-//! `loraforge-convert`: Hugging Face model folder to GGUF conversion, matching llama.cpp's convert_hf_to_gguf.py.
+//! `loraforge-convert`: Hugging Face model folder → GGUF, producing the same file as llama.cpp's
+//! `convert_hf_to_gguf.py` (llama.cpp 0c1e57098), in Rust, streaming.
 //!
-//! Work in progress: see the crate README in `crates/README.md`.
+//! [`convert`] reads `config.json`, the `model*.safetensors` shards (with or without
+//! `model.safetensors.index.json`), the tokenizer (`tokenizer.model` SentencePiece or
+//! `tokenizer.json` byte-level BPE, plus `tokenizer_config.json`, `special_tokens_map.json`-era
+//! fields, `chat_template.jinja`, `generation_config.json`) and writes a GGUF v3 file through a
+//! temp file renamed into place, one tensor at a time, so memory stays bounded by the largest
+//! tensor that must be rearranged (Q/K permutation, GPT-2 transposes) or one 4 Mi-element chunk.
+//!
+//! Architectures: `LlamaForCausalLM` / `MistralForCausalLM` (GGUF `llama`, Q/K rows permuted),
+//! `Qwen2ForCausalLM` (`qwen2`) and `GPT2LMHeadModel` (`gpt2`; `n_ctx` taken from `n_positions`
+//! since transformers no longer writes `n_ctx`). Anything else fails with
+//! [`ConvertError::UnsupportedArchitecture`] listing [`SUPPORTED_ARCHITECTURES`].
+//!
+//! # Exactness
+//! Tensor names, order, shapes, types and data are byte-identical to the reference converter's,
+//! and so is the metadata, key for key and in the same order, with these documented differences
+//! in `general.*`:
+//! * `general.name`: [`GeneralMetadata::name`] when given, else the model folder's name
+//!   title-cased the way Python's `str.title()` does it. The reference also derives
+//!   `general.basename`, `general.finetune`, `general.version` and `general.size_label` from the
+//!   folder name and a README model card with heuristics; we write only what the caller sets in
+//!   [`GeneralMetadata`], plus `general.size_label` computed from the parameter count exactly as
+//!   gguf-py does when the caller gives none.
+//! * `general.license`, `general.tags`, `general.languages`, `general.base_model.*` and the
+//!   other lineage keys come from [`GeneralMetadata`] only (the reference reads a README card).
+//!
+//! The BPE pre-tokenizer (`tokenizer.ggml.pre`) is identified like the reference (sha256 of the
+//! token ids of llama.cpp's check string, looked up in its table of published tokenizers); where
+//! the reference gives up ("BPE pre-tokenizer was not recognized"), we pick the name whose regex
+//! equals the tokenizer's own `Split` regex (`llama-bpe`, `qwen2`) or `gpt-2` for a plain
+//! `ByteLevel` pre-tokenizer, and say so in [`ConvertReport::warnings`]; otherwise conversion fails
+//! with [`ConvertError::UnknownPreTokenizer`] unless [`ConvertOptions::pre_tokenizer`] names it.
+//!
+//! ```no_run
+//! use loraforge_convert::{convert, ConvertOptions, OutType};
+//! use loraforge_progress::NoProgress;
+//! use std::path::Path;
+//!
+//! let options = ConvertOptions { outtype: OutType::F16, ..ConvertOptions::default() };
+//! let report = convert(Path::new("merged-model"), Path::new("model-f16.gguf"), &options, &NoProgress)?;
+//! println!("{} tensors, {} bytes, sha256 {}", report.tensors, report.bytes, report.sha256);
+//! for w in &report.warnings {
+//!     eprintln!("warning: {w}");
+//! }
+//! # Ok::<(), loraforge_convert::ConvertError>(())
+//! ```
 #![deny(missing_docs)]
+
+mod arch;
+mod data;
+mod error;
+mod meta;
+mod sentencepiece;
+mod source;
+mod vocab;
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use loraforge_gguf_writer::{
+    GgufWriter, MetadataArray, MetadataValue, SourceError, TensorInfo, WriteOptions,
+};
+use loraforge_progress::Reporter;
+use loraforge_quantize::GgmlType;
+use serde_json::Value as Json;
+
+pub use arch::SUPPORTED_ARCHITECTURES;
+pub use error::ConvertError;
+pub use vocab::PreTokenizerSource;
+
+use arch::{Arch, Hparams, Transform};
+use meta::{Metadata, Value};
+use source::{SrcDtype, Weights};
+
+/// `--outtype` of the converter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutType {
+    /// Every tensor in f32.
+    F32,
+    /// Matrices in f16 (norms and 1-D tensors stay f32).
+    #[default]
+    F16,
+    /// Matrices in bf16.
+    BF16,
+    /// Matrices in Q8_0 (rows not a multiple of 32 fall back to f16, as in the reference).
+    Q8_0,
+    /// bf16 if the first matrix of the model is bf16, else f16 (the reference's `auto`).
+    Auto,
+}
+
+impl OutType {
+    /// Parses `f32`, `f16`, `bf16`, `q8_0`, `auto` (case-insensitive).
+    pub fn parse(s: &str) -> Option<OutType> {
+        match s.to_ascii_lowercase().as_str() {
+            "f32" => Some(OutType::F32),
+            "f16" => Some(OutType::F16),
+            "bf16" => Some(OutType::BF16),
+            "q8_0" => Some(OutType::Q8_0),
+            "auto" => Some(OutType::Auto),
+            _ => None,
+        }
+    }
+
+    /// `general.file_type` (`llama_ftype`) and the matrix type, for a resolved out type.
+    fn resolved(self) -> (u32, GgmlType) {
+        match self {
+            OutType::F32 => (0, GgmlType::F32),
+            OutType::F16 | OutType::Auto => (1, GgmlType::F16),
+            OutType::BF16 => (32, GgmlType::BF16),
+            OutType::Q8_0 => (7, GgmlType::Q8_0),
+        }
+    }
+}
+
+/// One base model of the lineage (`general.base_model.N.*`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BaseModel {
+    /// `general.base_model.N.name`.
+    pub name: Option<String>,
+    /// `general.base_model.N.organization`.
+    pub organization: Option<String>,
+    /// `general.base_model.N.repo_url`.
+    pub repo_url: Option<String>,
+}
+
+/// The `general.*` metadata the caller knows (from the model card, the registry …).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GeneralMetadata {
+    /// `general.name`; default: the folder name, title-cased.
+    pub name: Option<String>,
+    /// `general.author`.
+    pub author: Option<String>,
+    /// `general.version`.
+    pub version: Option<String>,
+    /// `general.organization`.
+    pub organization: Option<String>,
+    /// `general.finetune`.
+    pub finetune: Option<String>,
+    /// `general.basename`.
+    pub basename: Option<String>,
+    /// `general.description`.
+    pub description: Option<String>,
+    /// `general.size_label`; default: computed from the parameter count like gguf-py.
+    pub size_label: Option<String>,
+    /// `general.license`.
+    pub license: Option<String>,
+    /// `general.url`.
+    pub url: Option<String>,
+    /// `general.repo_url`.
+    pub repo_url: Option<String>,
+    /// `general.base_model.*`.
+    pub base_models: Vec<BaseModel>,
+    /// `general.tags`.
+    pub tags: Vec<String>,
+    /// `general.languages`.
+    pub languages: Vec<String>,
+}
+
+/// Options of [`convert`].
+#[derive(Debug, Clone, Default)]
+pub struct ConvertOptions {
+    /// Output tensor type.
+    pub outtype: OutType,
+    /// `general.*` metadata.
+    pub general: GeneralMetadata,
+    /// Worker threads for element conversion (default: rayon's global pool).
+    pub threads: Option<usize>,
+    /// Force `tokenizer.ggml.pre` (a llama.cpp pre-tokenizer name) for BPE tokenizers.
+    pub pre_tokenizer: Option<String>,
+}
+
+/// What [`convert`] wrote.
+#[derive(Debug, Clone)]
+pub struct ConvertReport {
+    /// The GGUF file.
+    pub path: PathBuf,
+    /// Number of tensors.
+    pub tensors: usize,
+    /// File size in bytes.
+    pub bytes: u64,
+    /// Lowercase hex sha256 of the file.
+    pub sha256: String,
+    /// Things the caller should know (pre-tokenizer guessed from its regex, Q8_0 fallbacks …).
+    pub warnings: Vec<String>,
+    /// `tokenizer.ggml.pre`.
+    pub pre_tokenizer: Option<String>,
+    /// How `tokenizer.ggml.pre` was decided.
+    pub pre_tokenizer_source: Option<PreTokenizerSource>,
+    /// GGUF `general.architecture`.
+    pub architecture: String,
+    /// `general.file_type` written.
+    pub file_type: u32,
+    /// Total parameter count (sum of tensor elements).
+    pub parameters: u64,
+}
+
+/// One tensor of the output, in file order.
+struct Planned {
+    src: usize,
+    name: String,
+    transform: Transform,
+    ty: GgmlType,
+    dims: Vec<u64>,
+}
+
+/// Converts the Hugging Face model folder `model_dir` to the GGUF file `out`.
+///
+/// Nothing is written to `out` unless the whole conversion succeeds (temp file + rename).
+pub fn convert(
+    model_dir: &Path,
+    out: &Path,
+    options: &ConvertOptions,
+    reporter: &dyn Reporter,
+) -> Result<ConvertReport, ConvertError> {
+    match options.threads {
+        Some(n) => {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(n.max(1))
+                .build()
+                .map_err(|e| ConvertError::Write {
+                    path: out.to_path_buf(),
+                    message: format!("cannot start {n} worker threads: {e}"),
+                })?;
+            pool.install(|| convert_inner(model_dir, out, options, reporter))
+        }
+        None => convert_inner(model_dir, out, options, reporter),
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ConvertError + '_ {
+    move |source| ConvertError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Refuses an output path inside the model folder.
+fn check_output_path(dir: &Path, out: &Path) -> Result<(), ConvertError> {
+    let dir_c = dir.canonicalize().map_err(io_err(dir))?;
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let parent_c = parent.canonicalize().map_err(io_err(&parent))?;
+    if parent_c.starts_with(&dir_c) {
+        return Err(ConvertError::OutputInsideInput {
+            out: out.to_path_buf(),
+            dir: dir.to_path_buf(),
+        });
+    }
+    Ok(())
+}
+
+/// Python's `str.title()`: upper-case a cased character that follows an uncased one.
+fn python_title(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut prev_cased = false;
+    for c in s.chars() {
+        let cased = c.is_lowercase() || c.is_uppercase();
+        if cased {
+            if prev_cased {
+                out.extend(c.to_lowercase());
+            } else {
+                out.extend(c.to_uppercase());
+            }
+        } else {
+            out.push(c);
+        }
+        prev_cased = cased;
+    }
+    out
+}
+
+/// gguf-py `model_weight_count_rounded_notation(n, min_digits=2)`.
+fn size_label(n: u64) -> String {
+    let nf = n as f64;
+    let (scaled, suffix) = if nf > 1e12 {
+        (nf * 1e-12, "T")
+    } else if nf > 1e9 {
+        (nf * 1e-9, "B")
+    } else if nf > 1e6 {
+        (nf * 1e-6, "M")
+    } else {
+        (nf * 1e-3, "K")
+    };
+    let rounded = scaled.round_ties_even() as u64;
+    let digits = rounded.to_string().trim_start_matches('0').len();
+    let fix = 2usize.saturating_sub(digits);
+    format!("{scaled:.fix$}{suffix}")
+}
+
+/// Checks what ggml's GGUF reader checks about a tensor name.
+fn check_tensor_name(name: &str) -> Result<(), ConvertError> {
+    if name.len() > 63 {
+        return Err(ConvertError::TensorNameTooLong {
+            name: name.to_string(),
+            len: name.len(),
+        });
+    }
+    Ok(())
+}
+
+fn general_metadata(
+    md: &mut Metadata,
+    dir: &Path,
+    g: &GeneralMetadata,
+    parameters: u64,
+) -> Result<(), ConvertError> {
+    // Sampling defaults from generation_config.json (gguf-py Metadata.load).
+    let gen_path = dir.join("generation_config.json");
+    if gen_path.is_file() {
+        let text = std::fs::read_to_string(&gen_path).map_err(io_err(&gen_path))?;
+        let gen: Json = serde_json::from_str(&text).map_err(|e| ConvertError::InvalidJson {
+            path: gen_path.clone(),
+            message: e.to_string(),
+        })?;
+        let f = |k: &str| {
+            gen.get(k)
+                .and_then(|v| v.as_f64())
+                .map(|v| Value::F32(v as f32))
+        };
+        if let Some(v) = gen.get("top_k").and_then(|v| v.as_i64()) {
+            md.push("general.sampling.top_k", Value::I32(v as i32));
+        }
+        if let Some(v) = f("top_p") {
+            md.push("general.sampling.top_p", v);
+        }
+        if let Some(v) = f("min_p") {
+            md.push("general.sampling.min_p", v);
+        }
+        if let Some(v) = f("temperature") {
+            md.push("general.sampling.temp", v);
+        }
+        if let Some(v) = f("repetition_penalty") {
+            md.push("general.sampling.penalty_repeat", v);
+        }
+    }
+    let dir_name = dir
+        .canonicalize()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "model".into());
+    let name = g.name.clone().unwrap_or_else(|| python_title(&dir_name));
+    md.push("general.name", Value::Str(name));
+    let opt = |md: &mut Metadata, k: &str, v: &Option<String>| {
+        if let Some(v) = v {
+            md.push(k, Value::Str(v.clone()));
+        }
+    };
+    opt(md, "general.author", &g.author);
+    opt(md, "general.version", &g.version);
+    opt(md, "general.organization", &g.organization);
+    opt(md, "general.finetune", &g.finetune);
+    opt(md, "general.basename", &g.basename);
+    opt(md, "general.description", &g.description);
+    let label = g
+        .size_label
+        .clone()
+        .or_else(|| (parameters > 0).then(|| size_label(parameters)));
+    opt(md, "general.size_label", &label);
+    opt(md, "general.license", &g.license);
+    opt(md, "general.url", &g.url);
+    opt(md, "general.repo_url", &g.repo_url);
+    if !g.base_models.is_empty() {
+        md.push(
+            "general.base_model.count",
+            Value::U32(g.base_models.len() as u32),
+        );
+        for (i, b) in g.base_models.iter().enumerate() {
+            opt(md, &format!("general.base_model.{i}.name"), &b.name);
+            opt(
+                md,
+                &format!("general.base_model.{i}.organization"),
+                &b.organization,
+            );
+            opt(md, &format!("general.base_model.{i}.repo_url"), &b.repo_url);
+        }
+    }
+    if !g.tags.is_empty() {
+        md.push("general.tags", Value::StrArray(g.tags.clone()));
+    }
+    if !g.languages.is_empty() {
+        md.push("general.languages", Value::StrArray(g.languages.clone()));
+    }
+    Ok(())
+}
+
+fn to_gguf_value(v: Value) -> MetadataValue {
+    match v {
+        Value::U32(x) => MetadataValue::U32(x),
+        Value::I32(x) => MetadataValue::I32(x),
+        Value::F32(x) => MetadataValue::F32(x),
+        Value::Bool(x) => MetadataValue::Bool(x),
+        Value::Str(x) => MetadataValue::String(x),
+        Value::StrArray(x) => MetadataValue::Array(MetadataArray::String(x)),
+        Value::I32Array(x) => MetadataValue::Array(MetadataArray::I32(x)),
+        Value::F32Array(x) => MetadataValue::Array(MetadataArray::F32(x)),
+    }
+}
+
+fn convert_inner(
+    model_dir: &Path,
+    out: &Path,
+    options: &ConvertOptions,
+    reporter: &dyn Reporter,
+) -> Result<ConvertReport, ConvertError> {
+    let mut warnings = Vec::new();
+    let config_path = model_dir.join("config.json");
+    if !config_path.is_file() {
+        return Err(ConvertError::MissingConfig { path: config_path });
+    }
+    check_output_path(model_dir, out)?;
+    let text = std::fs::read_to_string(&config_path).map_err(io_err(&config_path))?;
+    let config: Json = serde_json::from_str(&text).map_err(|e| ConvertError::InvalidJson {
+        path: config_path.clone(),
+        message: e.to_string(),
+    })?;
+    let config = config
+        .as_object()
+        .cloned()
+        .ok_or_else(|| ConvertError::InvalidJson {
+            path: config_path.clone(),
+            message: "the top level is not an object".into(),
+        })?;
+    let hf_arch = config
+        .get("text_config")
+        .and_then(|t| t.get("architectures"))
+        .or_else(|| config.get("architectures"))
+        .and_then(|a| a.get(0))
+        .and_then(|a| a.as_str())
+        .ok_or(ConvertError::MissingHparam {
+            key: "architectures".into(),
+            expected: "a list with the model class name",
+        })?
+        .to_string();
+    let arch = Arch::from_hf(&hf_arch)?;
+    let hp = Hparams::new(config, arch)?;
+
+    let weights = Weights::open(model_dir)?;
+    let has = |name: &str| {
+        weights.get(name).is_some()
+            || name
+                .strip_prefix("model.")
+                .or_else(|| name.strip_prefix("transformer."))
+                .is_some_and(|n| weights.get(n).is_some())
+    };
+    for bid in 0..hp.block_count {
+        for t in arch::required_layer_tensors(arch, bid) {
+            if !has(&t) {
+                return Err(ConvertError::MissingLayerTensor {
+                    layer: bid,
+                    tensor: t,
+                });
+            }
+        }
+    }
+    let embd = arch::embedding_names(arch)
+        .iter()
+        .find_map(|n| weights.get(n))
+        .ok_or_else(|| ConvertError::MissingLayerTensor {
+            layer: 0,
+            tensor: arch::embedding_names(arch)[0].to_string(),
+        })?;
+    if let Some(vs) = hp.vocab_size {
+        let rows = embd.shape.first().copied().unwrap_or(0);
+        if rows != vs {
+            return Err(ConvertError::VocabSizeMismatch {
+                config_vocab: vs,
+                embedding_rows: rows,
+                tensor: embd.name.clone(),
+            });
+        }
+    }
+
+    // Resolve the out type.
+    let outtype = if options.outtype == OutType::Auto {
+        match weights
+            .tensors
+            .iter()
+            .find(|t| t.shape.len() >= 2)
+            .map(|t| t.dtype)
+        {
+            Some(SrcDtype::BF16) => OutType::BF16,
+            _ => OutType::F16,
+        }
+    } else {
+        options.outtype
+    };
+    let (file_type, matrix_ty) = outtype.resolved();
+
+    // Plan the tensors.
+    let mut plan: Vec<Planned> = Vec::new();
+    let rope_factors = if arch == Arch::Llama {
+        arch::llama3_rope_factors(&hp)
+    } else {
+        None
+    };
+    for (i, t) in weights.tensors.iter().enumerate() {
+        let Some((name, transform)) = arch::map_tensor(arch, &hp, &t.name)? else {
+            continue;
+        };
+        check_tensor_name(&name)?;
+        if plan.iter().any(|p| p.name == name) {
+            return Err(ConvertError::UnmappedTensor {
+                tensor: t.name.clone(),
+                arch: format!(
+                    "{} (maps to {name}, which another tensor already has)",
+                    arch.gguf_name()
+                ),
+            });
+        }
+        let mut shape = t.shape.clone();
+        if transform == Transform::Transpose {
+            if shape.len() != 2 {
+                return Err(ConvertError::ShapeMismatch {
+                    tensor: t.name.clone(),
+                    expected: "2 dimensions (Conv1D weight)".into(),
+                    got: t.shape.clone(),
+                });
+            }
+            shape.swap(0, 1);
+        }
+        if let Transform::Permute(h) = transform {
+            let rows = shape.first().copied().unwrap_or(0);
+            if h == 0 || rows % h != 0 || (rows / h) % 2 != 0 {
+                return Err(ConvertError::ShapeMismatch {
+                    tensor: t.name.clone(),
+                    expected: format!("rows divisible into {h} heads of even size"),
+                    got: t.shape.clone(),
+                });
+            }
+        }
+        let dims: Vec<u64> = shape.iter().rev().map(|&d| d as u64).collect();
+        let force_f32 = shape.len() <= 1
+            || name.ends_with("_norm.weight")
+            || name == "position_embd.weight"
+            || !name.ends_with(".weight");
+        let mut ty = if force_f32 { GgmlType::F32 } else { matrix_ty };
+        if ty == GgmlType::Q8_0 && dims.first().copied().unwrap_or(0) % 32 != 0 {
+            warnings.push(format!(
+                "{name}: row length {} is not a multiple of 32, written as f16 instead of q8_0",
+                dims[0]
+            ));
+            ty = GgmlType::F16;
+        }
+        plan.push(Planned {
+            src: i,
+            name,
+            transform,
+            ty,
+            dims,
+        });
+    }
+    let parameters: u64 = plan
+        .iter()
+        .map(|p| p.dims.iter().product::<u64>())
+        .sum::<u64>()
+        + rope_factors.as_ref().map_or(0, |r| r.len() as u64);
+
+    // Metadata in the reference's order.
+    let mut md = Metadata::default();
+    md.push("general.architecture", Value::Str(arch.gguf_name().into()));
+    md.push("general.type", Value::Str("model".into()));
+    general_metadata(&mut md, model_dir, &options.general, parameters)?;
+    md.extend(arch::hparam_metadata(arch, &hp, file_type, &mut warnings)?);
+    md.push("general.quantization_version", Value::U32(2));
+    let vocab = vocab::build(
+        model_dir,
+        &hp.raw,
+        arch.vocab_kind(),
+        options.pre_tokenizer.as_deref(),
+    )?;
+    warnings.extend(vocab.warnings);
+    md.extend(vocab.metadata);
+
+    // Writer.
+    let mut writer = GgufWriter::new();
+    for (k, v) in md.entries().iter().cloned() {
+        writer.set(k, to_gguf_value(v));
+    }
+    let write_err = |e: loraforge_gguf_writer::WriteError| ConvertError::Write {
+        path: out.to_path_buf(),
+        message: e.to_string(),
+    };
+    if let Some(r) = &rope_factors {
+        writer
+            .add_tensor(TensorInfo::new(
+                "rope_freqs.weight",
+                GgmlType::F32,
+                vec![r.len() as u64],
+            ))
+            .map_err(write_err)?;
+    }
+    for p in &plan {
+        writer
+            .add_tensor(TensorInfo::new(p.name.clone(), p.ty, p.dims.clone()))
+            .map_err(write_err)?;
+    }
+    let layout = writer.layout().map_err(write_err)?;
+    let mut files: Vec<File> = weights
+        .files
+        .iter()
+        .map(|f| File::open(f).map_err(io_err(f)))
+        .collect::<Result<_, _>>()?;
+    reporter.begin("convert", Some(layout.file_size));
+    let offset = usize::from(rope_factors.is_some());
+    let mut source =
+        |index: usize, info: &TensorInfo, w: &mut dyn Write| -> Result<(), SourceError> {
+            if index < offset {
+                if let Some(r) = &rope_factors {
+                    for v in r {
+                        w.write_all(&v.to_le_bytes())?;
+                    }
+                }
+                return Ok(());
+            }
+            let p = plan
+                .get(index - offset)
+                .ok_or_else(|| format!("no planned tensor {index}"))?;
+            reporter.message(&info.name);
+            let t = &weights.tensors[p.src];
+            let file = files
+                .get_mut(t.file)
+                .ok_or_else(|| format!("no shard {}", t.file))?;
+            let row_len = usize::try_from(p.dims.first().copied().unwrap_or(1))?;
+            data::write_tensor(file, t, p.transform, p.ty, row_len, w, &mut |n| {
+                reporter.advance(n)
+            })
+        };
+    let written = writer
+        .write_to_path(out, &mut source, &WriteOptions { sha256: true })
+        .map_err(write_err)?;
+    reporter.finish();
+    Ok(ConvertReport {
+        path: out.to_path_buf(),
+        tensors: writer.tensors().len(),
+        bytes: written.bytes,
+        sha256: written.sha256.unwrap_or_default(),
+        warnings,
+        pre_tokenizer: vocab.pre,
+        pre_tokenizer_source: vocab.pre_source,
+        architecture: arch.gguf_name().into(),
+        file_type,
+        parameters,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn python_title_matches_str_title() {
+        assert_eq!(python_title("a_llama_qv"), "A_Llama_Qv");
+        assert_eq!(python_title("f_gpt2_conv1d"), "F_Gpt2_Conv1D");
+    }
+
+    #[test]
+    fn size_labels_follow_gguf_py() {
+        assert_eq!(size_label(126_000), "126K");
+        assert_eq!(size_label(8_030_261_248), "8.0B");
+        assert_eq!(size_label(1_235_814_400), "1.2B");
+        assert_eq!(size_label(494_032_768), "494M");
+    }
+
+    #[test]
+    fn long_tensor_names_are_refused() {
+        let long = format!("blk.0.{}.weight", "x".repeat(60));
+        assert!(matches!(
+            check_tensor_name(&long),
+            Err(ConvertError::TensorNameTooLong { len, .. }) if len == long.len()
+        ));
+        assert!(check_tensor_name("blk.0.attn_q.weight").is_ok());
+    }
+}

@@ -1,0 +1,628 @@
+//! Architecture tables: which HF architectures are converted, their hyperparameter keys and
+//! their tensor names, as `convert_hf_to_gguf.py` (llama.cpp 0c1e57098, `conversion/llama.py`,
+//! `conversion/qwen.py`, `conversion/gpt2.py`, `conversion/base.py` `TextModel`) writes them.
+
+use serde_json::{Map, Value as Json};
+
+use crate::error::ConvertError;
+use crate::meta::{Metadata, Value};
+use crate::vocab::VocabKind;
+
+/// HF `architectures[0]` values this converter handles, and the GGUF architecture of each.
+pub const SUPPORTED_ARCHITECTURES: &[(&str, &str)] = &[
+    ("LlamaForCausalLM", "llama"),
+    ("MistralForCausalLM", "llama"),
+    ("Qwen2ForCausalLM", "qwen2"),
+    ("GPT2LMHeadModel", "gpt2"),
+];
+
+/// A GGUF architecture family the converter writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Arch {
+    /// `llama` (Llama, Mistral): Q/K rows permuted for ggml's NORM rope.
+    Llama,
+    /// `qwen2`: q/k/v biases, NEOX rope, no permutation.
+    Qwen2,
+    /// `gpt2`: Conv1D weights stored `[in, out]`, transposed on conversion.
+    Gpt2,
+}
+
+impl Arch {
+    pub(crate) fn from_hf(name: &str) -> Result<Arch, ConvertError> {
+        match name {
+            "LlamaForCausalLM" | "MistralForCausalLM" => Ok(Arch::Llama),
+            "Qwen2ForCausalLM" => Ok(Arch::Qwen2),
+            "GPT2LMHeadModel" => Ok(Arch::Gpt2),
+            other => Err(ConvertError::UnsupportedArchitecture {
+                arch: other.to_string(),
+                supported: SUPPORTED_ARCHITECTURES
+                    .iter()
+                    .map(|(h, g)| format!("{h} ({g})"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
+        }
+    }
+
+    pub(crate) fn gguf_name(self) -> &'static str {
+        match self {
+            Arch::Llama => "llama",
+            Arch::Qwen2 => "qwen2",
+            Arch::Gpt2 => "gpt2",
+        }
+    }
+
+    pub(crate) fn vocab_kind(self) -> VocabKind {
+        match self {
+            Arch::Llama => VocabKind::LlamaLike,
+            Arch::Qwen2 => VocabKind::Qwen2,
+            Arch::Gpt2 => VocabKind::Gpt2,
+        }
+    }
+}
+
+/// The hyperparameters the converter needs, read once from `config.json`.
+#[derive(Debug, Clone)]
+pub(crate) struct Hparams {
+    pub raw: Map<String, Json>,
+    pub block_count: usize,
+    pub n_head: Option<usize>,
+    pub n_head_kv: Option<usize>,
+    pub hidden: Option<usize>,
+    pub vocab_size: Option<usize>,
+}
+
+/// `find_hparam`: the value of the first key present (even when that value is `null`).
+fn find<'a>(hp: &'a Map<String, Json>, keys: &[&str]) -> Option<&'a Json> {
+    keys.iter()
+        .find_map(|k| hp.get(*k))
+        .filter(|v| !v.is_null())
+}
+
+fn as_usize(v: Option<&Json>) -> Option<usize> {
+    v.and_then(|v| v.as_u64())
+        .and_then(|v| usize::try_from(v).ok())
+}
+
+fn as_u32(key: &str, v: &Json) -> Result<u32, ConvertError> {
+    v.as_u64()
+        .and_then(|v| u32::try_from(v).ok())
+        .ok_or_else(|| ConvertError::MissingHparam {
+            key: key.to_string(),
+            expected: "a non-negative integer",
+        })
+}
+
+fn as_f32(key: &str, v: &Json) -> Result<f32, ConvertError> {
+    v.as_f64()
+        .map(|f| f as f32)
+        .ok_or_else(|| ConvertError::MissingHparam {
+            key: key.to_string(),
+            expected: "a number",
+        })
+}
+
+impl Hparams {
+    pub(crate) fn new(mut raw: Map<String, Json>, arch: Arch) -> Result<Hparams, ConvertError> {
+        if let Some(tc) = raw.get("text_config").and_then(|t| t.as_object()).cloned() {
+            for (k, v) in tc {
+                raw.insert(k, v);
+            }
+        }
+        let block_count = as_usize(find(
+            &raw,
+            &["n_layers", "num_hidden_layers", "n_layer", "num_layers"],
+        ))
+        .ok_or(ConvertError::MissingHparam {
+            key: "num_hidden_layers".into(),
+            expected: "a non-negative integer",
+        })?;
+        let n_head = as_usize(find(&raw, &["num_attention_heads", "n_head", "n_heads"]));
+        let n_head_kv = as_usize(find(&raw, &["num_key_value_heads", "n_kv_heads"]));
+        let hidden = as_usize(find(&raw, &["hidden_size", "n_embd", "dim"]));
+        let vocab_size = as_usize(raw.get("vocab_size"));
+        if matches!(arch, Arch::Llama | Arch::Qwen2) {
+            for key in ["num_local_experts", "num_experts", "n_routed_experts"] {
+                if raw.get(key).is_some_and(|v| !v.is_null()) {
+                    return Err(ConvertError::UnsupportedFeature(format!(
+                        "mixture-of-experts models ({key} in config.json)"
+                    )));
+                }
+            }
+            if n_head.is_none() {
+                return Err(ConvertError::MissingHparam {
+                    key: "num_attention_heads".into(),
+                    expected: "a positive integer",
+                });
+            }
+            if hidden.is_none() {
+                return Err(ConvertError::MissingHparam {
+                    key: "hidden_size".into(),
+                    expected: "a positive integer",
+                });
+            }
+        }
+        if n_head == Some(0) || n_head_kv == Some(0) {
+            return Err(ConvertError::MissingHparam {
+                key: "num_attention_heads / num_key_value_heads".into(),
+                expected: "a positive integer",
+            });
+        }
+        Ok(Hparams {
+            raw,
+            block_count,
+            n_head,
+            n_head_kv,
+            hidden,
+            vocab_size,
+        })
+    }
+
+    /// `head_dim`, or `hidden_size / num_attention_heads` (transformers' Llama default).
+    fn head_dim(&self) -> Option<usize> {
+        as_usize(self.raw.get("head_dim")).or_else(|| Some(self.hidden? / self.n_head?))
+    }
+
+    /// Rope parameters merged as the reference's `TextModel.__init__` does.
+    fn rope_parameters(&self) -> Map<String, Json> {
+        let mut rp = self
+            .raw
+            .get("rope_parameters")
+            .filter(|v| !v.is_null())
+            .or_else(|| self.raw.get("rope_scaling").filter(|v| !v.is_null()))
+            .and_then(|v| v.as_object())
+            .cloned()
+            .unwrap_or_default();
+        if !rp.contains_key("full_attention") && !rp.contains_key("sliding_attention") {
+            if !rp.contains_key("rope_theta") {
+                if let Some(t) = find(
+                    &self.raw,
+                    &[
+                        "global_rope_theta",
+                        "rope_global_theta",
+                        "rope_theta_global",
+                        "rope_theta",
+                        "rotary_emb_base",
+                    ],
+                ) {
+                    rp.insert("rope_theta".into(), t.clone());
+                }
+            }
+            if !rp.contains_key("rope_type") {
+                if let Some(t) = rp.get("type").cloned() {
+                    rp.insert("rope_type".into(), t);
+                }
+            }
+            if !rp.contains_key("original_max_position_embeddings") {
+                if let Some(v) = self.raw.get("original_max_position_embeddings") {
+                    rp.insert("original_max_position_embeddings".into(), v.clone());
+                }
+            }
+        }
+        rp
+    }
+}
+
+/// `set_gguf_parameters` for `arch`, in the reference's key order (`general.file_type`
+/// included).
+pub(crate) fn hparam_metadata(
+    arch: Arch,
+    hp: &Hparams,
+    file_type: u32,
+    warnings: &mut Vec<String>,
+) -> Result<Metadata, ConvertError> {
+    let a = arch.gguf_name();
+    let mut md = Metadata::default();
+    let raw = &hp.raw;
+    if arch == Arch::Gpt2 {
+        md.push(
+            format!("{a}.block_count"),
+            Value::U32(hp.block_count as u32),
+        );
+        // The stock script reads `n_ctx`, which transformers no longer writes; n_positions is
+        // the same number (the reference fixtures were made with n_ctx = n_positions).
+        let ctx = find(raw, &["n_ctx", "n_positions"]).ok_or(ConvertError::MissingHparam {
+            key: "n_ctx / n_positions".into(),
+            expected: "a non-negative integer",
+        })?;
+        md.push(
+            format!("{a}.context_length"),
+            Value::U32(as_u32("n_positions", ctx)?),
+        );
+        let n_embd = raw.get("n_embd").ok_or(ConvertError::MissingHparam {
+            key: "n_embd".into(),
+            expected: "a non-negative integer",
+        })?;
+        let n_embd = as_u32("n_embd", n_embd)?;
+        md.push(format!("{a}.embedding_length"), Value::U32(n_embd));
+        md.push(
+            format!("{a}.feed_forward_length"),
+            Value::U32(n_embd.checked_mul(4).ok_or(ConvertError::MissingHparam {
+                key: "n_embd".into(),
+                expected: "a size whose 4x fits in u32",
+            })?),
+        );
+        let n_head = raw.get("n_head").ok_or(ConvertError::MissingHparam {
+            key: "n_head".into(),
+            expected: "a non-negative integer",
+        })?;
+        md.push(
+            format!("{a}.attention.head_count"),
+            Value::U32(as_u32("n_head", n_head)?),
+        );
+        let eps = raw
+            .get("layer_norm_epsilon")
+            .ok_or(ConvertError::MissingHparam {
+                key: "layer_norm_epsilon".into(),
+                expected: "a number",
+            })?;
+        md.push(
+            format!("{a}.attention.layer_norm_epsilon"),
+            Value::F32(as_f32("layer_norm_epsilon", eps)?),
+        );
+        md.push("general.file_type", Value::U32(file_type));
+        return Ok(md);
+    }
+
+    md.push(
+        format!("{a}.block_count"),
+        Value::U32(hp.block_count as u32),
+    );
+    let ctx_keys = [
+        "max_position_embeddings",
+        "n_ctx",
+        "n_positions",
+        "max_length",
+        "max_sequence_length",
+        "model_max_length",
+    ];
+    if let Some(v) = find(raw, &ctx_keys) {
+        md.push(
+            format!("{a}.context_length"),
+            Value::U32(as_u32("max_position_embeddings", v)?),
+        );
+    }
+    if let Some(v) = find(raw, &["hidden_size", "n_embd", "dim"]) {
+        md.push(
+            format!("{a}.embedding_length"),
+            Value::U32(as_u32("hidden_size", v)?),
+        );
+    }
+    let ff_keys = [
+        "prefix_dense_intermediate_size",
+        "dense_intermediate_size",
+        "intermediate_size",
+        "n_inner",
+        "hidden_dim",
+    ];
+    if let Some(v) = find(raw, &ff_keys) {
+        md.push(
+            format!("{a}.feed_forward_length"),
+            Value::U32(as_u32("intermediate_size", v)?),
+        );
+    }
+    if let Some(v) = find(raw, &["num_attention_heads", "n_head", "n_heads"]) {
+        md.push(
+            format!("{a}.attention.head_count"),
+            Value::U32(as_u32("num_attention_heads", v)?),
+        );
+    }
+    if let Some(v) = find(raw, &["num_key_value_heads", "n_kv_heads"]) {
+        md.push(
+            format!("{a}.attention.head_count_kv"),
+            Value::U32(as_u32("num_key_value_heads", v)?),
+        );
+    }
+    if raw.get("is_causal") == Some(&Json::Bool(false)) {
+        md.push(format!("{a}.attention.causal"), Value::Bool(false));
+    }
+    let mut rp = hp.rope_parameters();
+    if let Some(full) = rp
+        .get("full_attention")
+        .and_then(|f| f.as_object())
+        .cloned()
+    {
+        rp = full;
+    }
+    if rp.get("rope_theta").is_none() {
+        // transformers' Llama/Qwen2 configs default rope_theta to 10000.0 when absent.
+        rp.insert("rope_theta".into(), Json::from(10000.0));
+    }
+    if let Some(rt) = rp.get("rope_type").and_then(|t| t.as_str()) {
+        let factor = rp.get("factor").and_then(|f| f.as_f64());
+        match (rt, factor) {
+            ("linear", Some(f)) => {
+                md.push(
+                    format!("{a}.rope.scaling.type"),
+                    Value::Str("linear".into()),
+                );
+                md.push(format!("{a}.rope.scaling.factor"), Value::F32(f as f32));
+            }
+            ("yarn", Some(f)) => {
+                md.push(format!("{a}.rope.scaling.type"), Value::Str("yarn".into()));
+                md.push(format!("{a}.rope.scaling.factor"), Value::F32(f as f32));
+                let orig = rp.get("original_max_position_embeddings").ok_or(
+                    ConvertError::MissingHparam {
+                        key: "rope_scaling.original_max_position_embeddings".into(),
+                        expected: "an integer",
+                    },
+                )?;
+                md.push(
+                    format!("{a}.rope.scaling.original_context_length"),
+                    Value::U32(as_u32("original_max_position_embeddings", orig)?),
+                );
+                for (k, gk) in [
+                    ("extrapolation_factor", "rope.scaling.yarn_ext_factor"),
+                    ("attention_factor", "rope.scaling.yarn_attn_factor"),
+                    ("beta_fast", "rope.scaling.yarn_beta_fast"),
+                    ("beta_slow", "rope.scaling.yarn_beta_slow"),
+                ] {
+                    let v = rp.get(k).or_else(|| {
+                        if k == "attention_factor" {
+                            rp.get("attn_factor")
+                        } else {
+                            None
+                        }
+                    });
+                    if let Some(v) = v.filter(|v| !v.is_null()) {
+                        md.push(format!("{a}.{gk}"), Value::F32(as_f32(k, v)?));
+                    }
+                }
+            }
+            ("su" | "longrope", _) => {
+                return Err(ConvertError::UnsupportedFeature(format!(
+                    "rope_type {rt:?} (LongRoPE needs per-model factor tensors)"
+                )))
+            }
+            ("default" | "dynamic", _) | ("linear" | "yarn", None) => {}
+            (t, _) if t.eq_ignore_ascii_case("llama3") => {}
+            (t, _) => warnings.push(format!("unknown RoPE type {t:?} in config.json: ignored")),
+        }
+    }
+    if let Some(t) = rp.get("rope_theta").filter(|v| !v.is_null()) {
+        md.push(
+            format!("{a}.rope.freq_base"),
+            Value::F32(as_f32("rope_theta", t)?),
+        );
+    }
+    if let Some(v) = find(raw, &["rms_norm_eps", "norm_eps"]) {
+        md.push(
+            format!("{a}.attention.layer_norm_rms_epsilon"),
+            Value::F32(as_f32("rms_norm_eps", v)?),
+        );
+    }
+    if let Some(v) = find(
+        raw,
+        &["layer_norm_eps", "layer_norm_epsilon", "norm_epsilon"],
+    ) {
+        md.push(
+            format!("{a}.attention.layer_norm_epsilon"),
+            Value::F32(as_f32("layer_norm_eps", v)?),
+        );
+    }
+    let head_dim = match arch {
+        // transformers 5 LlamaConfig always carries head_dim (default hidden / heads).
+        Arch::Llama => hp.head_dim(),
+        _ => as_usize(raw.get("head_dim")),
+    };
+    if let Some(hd) = head_dim {
+        md.push(format!("{a}.attention.key_length"), Value::U32(hd as u32));
+        md.push(format!("{a}.attention.value_length"), Value::U32(hd as u32));
+    }
+    md.push("general.file_type", Value::U32(file_type));
+    if arch == Arch::Llama {
+        let vs = raw.get("vocab_size").ok_or(ConvertError::MissingHparam {
+            key: "vocab_size".into(),
+            expected: "a non-negative integer",
+        })?;
+        md.push(
+            format!("{a}.vocab_size"),
+            Value::U32(as_u32("vocab_size", vs)?),
+        );
+        let rd = hp.head_dim().ok_or(ConvertError::MissingHparam {
+            key: "head_dim or hidden_size/num_attention_heads".into(),
+            expected: "a positive integer",
+        })?;
+        md.push(format!("{a}.rope.dimension_count"), Value::U32(rd as u32));
+    }
+    Ok(md)
+}
+
+/// Llama 3 rope scaling factors (`LlamaModel.generate_extra_tensors`), or `None` when the
+/// config does not use `rope_type = "llama3"`.
+pub(crate) fn llama3_rope_factors(hp: &Hparams) -> Option<Vec<f32>> {
+    let mut rp = hp.rope_parameters();
+    if let Some(full) = rp
+        .get("full_attention")
+        .and_then(|f| f.as_object())
+        .cloned()
+    {
+        rp = full;
+    }
+    let rt = rp.get("rope_type").and_then(|t| t.as_str())?;
+    if !rt.eq_ignore_ascii_case("llama3") {
+        return None;
+    }
+    let base = rp
+        .get("rope_theta")
+        .and_then(|v| v.as_f64())
+        .unwrap_or(10000.0) as f32;
+    let dim = hp.head_dim()?;
+    let get = |k: &str, d: f64| rp.get(k).and_then(|v| v.as_f64()).unwrap_or(d) as f32;
+    let factor = get("factor", 8.0);
+    let low = get("low_freq_factor", 1.0);
+    let high = get("high_freq_factor", 4.0);
+    let old_ctx = get("original_max_position_embeddings", 8192.0);
+    let low_wavelen = old_ctx / low;
+    let high_wavelen = old_ctx / high;
+    let mut out = Vec::with_capacity(dim / 2);
+    for i in (0..dim).step_by(2) {
+        let freq = 1.0f32 / base.powf(i as f32 / dim as f32);
+        let wavelen = 2.0 * std::f32::consts::PI / freq;
+        if wavelen < high_wavelen {
+            out.push(1.0);
+        } else if wavelen > low_wavelen {
+            out.push(factor);
+        } else {
+            let smooth = (old_ctx / wavelen - low) / (high - low);
+            out.push(1.0 / ((1.0 - smooth) / factor + smooth));
+        }
+    }
+    Some(out)
+}
+
+/// How a tensor's data is rearranged on the way to GGUF.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Transform {
+    None,
+    /// `LlamaModel.permute` with this many heads (rows interleaved per head).
+    Permute(usize),
+    /// 2-D transpose (GPT-2 Conv1D weights).
+    Transpose,
+}
+
+/// The GGUF name of an HF tensor and its transform; `Ok(None)` for tensors the reference drops.
+pub(crate) fn map_tensor(
+    arch: Arch,
+    hp: &Hparams,
+    name: &str,
+) -> Result<Option<(String, Transform)>, ConvertError> {
+    if name.ends_with(".attention.masked_bias")
+        || name.ends_with(".attention.bias")
+        || name.ends_with(".rotary_emb.inv_freq")
+    {
+        return Ok(None);
+    }
+    let unmapped = || ConvertError::UnmappedTensor {
+        tensor: name.to_string(),
+        arch: arch.gguf_name().to_string(),
+    };
+    let (stem, suffix) = if let Some(s) = name.strip_suffix(".weight") {
+        (s, "weight")
+    } else if let Some(s) = name.strip_suffix(".bias") {
+        (s, "bias")
+    } else {
+        return Err(unmapped());
+    };
+    match arch {
+        Arch::Llama | Arch::Qwen2 => {
+            let s = stem.strip_prefix("model.").unwrap_or(stem);
+            let top = match s {
+                "embed_tokens" => Some("token_embd"),
+                "norm" => Some("output_norm"),
+                "lm_head" => Some("output"),
+                _ => None,
+            };
+            if let Some(t) = top {
+                return Ok(Some((format!("{t}.{suffix}"), Transform::None)));
+            }
+            let rest = s.strip_prefix("layers.").ok_or_else(unmapped)?;
+            let (bid, part) = rest.split_once('.').ok_or_else(unmapped)?;
+            let bid: usize = bid.parse().map_err(|_| unmapped())?;
+            if bid >= hp.block_count {
+                return Err(unmapped());
+            }
+            let g = match part {
+                "input_layernorm" => "attn_norm",
+                "self_attn.q_proj" => "attn_q",
+                "self_attn.k_proj" => "attn_k",
+                "self_attn.v_proj" => "attn_v",
+                "self_attn.o_proj" => "attn_output",
+                "post_attention_layernorm" => "ffn_norm",
+                "mlp.gate_proj" => "ffn_gate",
+                "mlp.up_proj" => "ffn_up",
+                "mlp.down_proj" => "ffn_down",
+                _ => return Err(unmapped()),
+            };
+            let mut tr = Transform::None;
+            if arch == Arch::Llama {
+                let n_head = hp.n_head.unwrap_or(1);
+                if part == "self_attn.q_proj" {
+                    tr = Transform::Permute(n_head);
+                } else if part == "self_attn.k_proj" {
+                    tr = Transform::Permute(hp.n_head_kv.unwrap_or(n_head));
+                }
+            }
+            Ok(Some((format!("blk.{bid}.{g}.{suffix}"), tr)))
+        }
+        Arch::Gpt2 => {
+            let s = stem.strip_prefix("transformer.").unwrap_or(stem);
+            if s.ends_with(".attn.bias") || s.ends_with(".attn.masked_bias") {
+                return Ok(None);
+            }
+            let top = match s {
+                "wte" => Some("token_embd"),
+                "wpe" => Some("position_embd"),
+                "ln_f" => Some("output_norm"),
+                "lm_head" => Some("output"),
+                _ => None,
+            };
+            if let Some(t) = top {
+                return Ok(Some((format!("{t}.{suffix}"), Transform::None)));
+            }
+            let rest = s.strip_prefix("h.").ok_or_else(unmapped)?;
+            let (bid, part) = rest.split_once('.').ok_or_else(unmapped)?;
+            let bid: usize = bid.parse().map_err(|_| unmapped())?;
+            if bid >= hp.block_count {
+                return Err(unmapped());
+            }
+            let g = match part {
+                "ln_1" => "attn_norm",
+                "attn.c_attn" => "attn_qkv",
+                "attn.c_proj" => "attn_output",
+                "ln_2" => "ffn_norm",
+                "mlp.c_fc" => "ffn_up",
+                "mlp.c_proj" => "ffn_down",
+                _ => return Err(unmapped()),
+            };
+            let tr = if suffix == "weight"
+                && matches!(
+                    part,
+                    "attn.c_attn" | "attn.c_proj" | "mlp.c_fc" | "mlp.c_proj"
+                ) {
+                Transform::Transpose
+            } else {
+                Transform::None
+            };
+            Ok(Some((format!("blk.{bid}.{g}.{suffix}"), tr)))
+        }
+    }
+}
+
+/// HF names every layer must have (to report incomplete weights before writing anything).
+pub(crate) fn required_layer_tensors(arch: Arch, bid: usize) -> Vec<String> {
+    let parts: &[&str] = match arch {
+        Arch::Llama | Arch::Qwen2 => &[
+            "input_layernorm.weight",
+            "self_attn.q_proj.weight",
+            "self_attn.k_proj.weight",
+            "self_attn.v_proj.weight",
+            "self_attn.o_proj.weight",
+            "post_attention_layernorm.weight",
+            "mlp.gate_proj.weight",
+            "mlp.up_proj.weight",
+            "mlp.down_proj.weight",
+        ],
+        Arch::Gpt2 => &[
+            "ln_1.weight",
+            "attn.c_attn.weight",
+            "attn.c_proj.weight",
+            "ln_2.weight",
+            "mlp.c_fc.weight",
+            "mlp.c_proj.weight",
+        ],
+    };
+    let prefix = match arch {
+        Arch::Llama | Arch::Qwen2 => format!("model.layers.{bid}."),
+        Arch::Gpt2 => format!("transformer.h.{bid}."),
+    };
+    parts.iter().map(|p| format!("{prefix}{p}")).collect()
+}
+
+/// HF name of the token embedding.
+pub(crate) fn embedding_names(arch: Arch) -> &'static [&'static str] {
+    match arch {
+        Arch::Llama | Arch::Qwen2 => &["model.embed_tokens.weight", "embed_tokens.weight"],
+        Arch::Gpt2 => &["transformer.wte.weight", "wte.weight"],
+    }
+}

@@ -1,0 +1,267 @@
+//! Tensor data: reading from safetensors shards in bounded chunks, the Q/K permutation and the
+//! GPT-2 transpose, and element conversion exactly as the reference converter does it
+//! (numpy/gguf-py: f32→f16 round-to-nearest-even, gguf-py `BF16.quantize_blocks`, gguf-py
+//! `Q8_0`, all equal to ggml's reference conversions for finite values).
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+
+use loraforge_quantize::{bf16_to_fp32, fp16_to_fp32, fp32_to_bf16, fp32_to_fp16, GgmlType};
+use rayon::prelude::*;
+
+use crate::arch::Transform;
+use crate::source::{SrcDtype, SrcTensor};
+
+/// Elements converted per chunk when streaming (4 Mi elements: 8 MiB of bf16).
+const CHUNK_ELEMENTS: usize = 4 << 20;
+/// Elements per parallel work item inside a chunk.
+const PAR_ELEMENTS: usize = 1 << 16;
+
+pub(crate) type DataError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Reads `len` bytes at `offset` of `file`.
+fn read_at(file: &mut File, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+    file.seek(SeekFrom::Start(offset))?;
+    file.read_exact(buf)
+}
+
+/// Writes the converted data of `t` to `out`; returns the bytes written.
+pub(crate) fn write_tensor(
+    file: &mut File,
+    t: &SrcTensor,
+    transform: Transform,
+    out_ty: GgmlType,
+    row_len: usize,
+    out: &mut dyn Write,
+    progress: &mut dyn FnMut(u64),
+) -> Result<(), DataError> {
+    let esize = t.dtype.size();
+    let n = usize::try_from(t.n_elements())?;
+    let row_len = row_len.max(1);
+    match transform {
+        Transform::None => {
+            // Whole rows per chunk so that block types see complete rows.
+            let rows_per_chunk = (CHUNK_ELEMENTS / row_len).max(1);
+            let chunk_el = rows_per_chunk * row_len;
+            let mut src = vec![0u8; chunk_el.min(n) * esize];
+            let mut dst = Vec::new();
+            let mut done = 0usize;
+            while done < n {
+                let count = chunk_el.min(n - done);
+                let bytes = &mut src[..count * esize];
+                read_at(file, t.offset + (done * esize) as u64, bytes)?;
+                convert(t.dtype, bytes, out_ty, row_len, &mut dst)?;
+                out.write_all(&dst)?;
+                progress(dst.len() as u64);
+                done += count;
+            }
+        }
+        Transform::Permute(n_head) => {
+            let mut all = vec![0u8; n * esize];
+            read_at(file, t.offset, &mut all)?;
+            let permuted = permute_rows(&all, &t.shape, n_head, esize).ok_or_else(|| {
+                format!(
+                    "tensor {}: shape {:?} cannot be split into {n_head} heads of pairs",
+                    t.name, t.shape
+                )
+            })?;
+            let mut dst = Vec::new();
+            convert(t.dtype, &permuted, out_ty, row_len, &mut dst)?;
+            out.write_all(&dst)?;
+            progress(dst.len() as u64);
+        }
+        Transform::Transpose => {
+            let mut all = vec![0u8; n * esize];
+            read_at(file, t.offset, &mut all)?;
+            let [r, c] = t.shape[..] else {
+                return Err(format!(
+                    "tensor {}: transpose needs 2 dimensions, has {:?}",
+                    t.name, t.shape
+                )
+                .into());
+            };
+            let mut tr = vec![0u8; all.len()];
+            for i in 0..r {
+                for j in 0..c {
+                    let s = (i * c + j) * esize;
+                    let d = (j * r + i) * esize;
+                    tr[d..d + esize].copy_from_slice(&all[s..s + esize]);
+                }
+            }
+            let mut dst = Vec::new();
+            convert(t.dtype, &tr, out_ty, row_len, &mut dst)?;
+            out.write_all(&dst)?;
+            progress(dst.len() as u64);
+        }
+    }
+    Ok(())
+}
+
+/// `LlamaModel.permute`: within each of `n_head` heads (rows = dim 0), output row
+/// `2*i + j` is input row `j*(d/2) + i`. Works on raw elements of `esize` bytes.
+pub(crate) fn permute_rows(
+    data: &[u8],
+    shape: &[usize],
+    n_head: usize,
+    esize: usize,
+) -> Option<Vec<u8>> {
+    let rows = *shape.first()?;
+    let row_bytes = shape[1..].iter().product::<usize>().checked_mul(esize)?;
+    if n_head == 0 || rows % n_head != 0 || (rows / n_head) % 2 != 0 {
+        return None;
+    }
+    let d = rows / n_head;
+    let half = d / 2;
+    let mut out = vec![0u8; data.len()];
+    for h in 0..n_head {
+        for i in 0..half {
+            for j in 0..2 {
+                let dst_row = h * d + 2 * i + j;
+                let src_row = h * d + j * half + i;
+                out[dst_row * row_bytes..(dst_row + 1) * row_bytes]
+                    .copy_from_slice(data.get(src_row * row_bytes..(src_row + 1) * row_bytes)?);
+            }
+        }
+    }
+    Some(out)
+}
+
+fn to_f32(dtype: SrcDtype, src: &[u8], dst: &mut [f32]) {
+    match dtype {
+        SrcDtype::F32 => {
+            for (o, b) in dst.iter_mut().zip(src.chunks_exact(4)) {
+                *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            }
+        }
+        SrcDtype::F16 => {
+            for (o, b) in dst.iter_mut().zip(src.chunks_exact(2)) {
+                *o = fp16_to_fp32(u16::from_le_bytes([b[0], b[1]]));
+            }
+        }
+        SrcDtype::BF16 => {
+            for (o, b) in dst.iter_mut().zip(src.chunks_exact(2)) {
+                *o = bf16_to_fp32(u16::from_le_bytes([b[0], b[1]]));
+            }
+        }
+    }
+}
+
+/// Converts one element-wise chunk (`src` of `in_size`-byte elements) into `dst`.
+fn convert_elementwise(dtype: SrcDtype, src: &[u8], out_ty: GgmlType, dst: &mut [u8]) {
+    match (dtype, out_ty) {
+        (SrcDtype::F32, GgmlType::F32) | (SrcDtype::F16, GgmlType::F16) => dst.copy_from_slice(src),
+        (SrcDtype::BF16, GgmlType::BF16) => {
+            // bf16 -> f32 -> bf16 is the identity except that NaNs become quiet.
+            for (o, b) in dst.chunks_exact_mut(2).zip(src.chunks_exact(2)) {
+                let mut h = u16::from_le_bytes([b[0], b[1]]);
+                if h & 0x7fff > 0x7f80 {
+                    h |= 0x40;
+                }
+                o.copy_from_slice(&h.to_le_bytes());
+            }
+        }
+        (_, GgmlType::F32) => {
+            let step = dtype.size();
+            for (o, b) in dst.chunks_exact_mut(4).zip(src.chunks_exact(step)) {
+                let mut v = [0f32];
+                to_f32(dtype, b, &mut v);
+                o.copy_from_slice(&v[0].to_le_bytes());
+            }
+        }
+        (_, GgmlType::F16) => {
+            let step = dtype.size();
+            for (o, b) in dst.chunks_exact_mut(2).zip(src.chunks_exact(step)) {
+                let mut v = [0f32];
+                to_f32(dtype, b, &mut v);
+                o.copy_from_slice(&fp32_to_fp16(v[0]).to_le_bytes());
+            }
+        }
+        (_, GgmlType::BF16) => {
+            let step = dtype.size();
+            for (o, b) in dst.chunks_exact_mut(2).zip(src.chunks_exact(step)) {
+                let mut v = [0f32];
+                to_f32(dtype, b, &mut v);
+                o.copy_from_slice(&fp32_to_bf16(v[0]).to_le_bytes());
+            }
+        }
+        // Only F32/F16/BF16 reach the element-wise path; block types go through quantize_rows.
+        _ => {}
+    }
+}
+
+/// Converts `src` (elements of `dtype`, whole rows of `row_len`) to `out_ty` into `dst`.
+pub(crate) fn convert(
+    dtype: SrcDtype,
+    src: &[u8],
+    out_ty: GgmlType,
+    row_len: usize,
+    dst: &mut Vec<u8>,
+) -> Result<(), DataError> {
+    let n = src.len() / dtype.size();
+    match out_ty {
+        GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => {
+            let osize = out_ty.type_size();
+            dst.resize(n * osize, 0);
+            let isize = dtype.size();
+            src.par_chunks(PAR_ELEMENTS * isize)
+                .zip(dst.par_chunks_mut(PAR_ELEMENTS * osize))
+                .for_each(|(s, d)| convert_elementwise(dtype, s, out_ty, d));
+        }
+        GgmlType::Q8_0 => {
+            let row_bytes = usize::try_from(
+                out_ty
+                    .row_size(row_len as u64)
+                    .ok_or_else(|| format!("row length {row_len} is not a multiple of 32"))?,
+            )?;
+            let rows = n / row_len;
+            dst.resize(rows * row_bytes, 0);
+            let isize = dtype.size();
+            let rows_per_item = (PAR_ELEMENTS / row_len).max(1);
+            src.par_chunks(rows_per_item * row_len * isize)
+                .zip(dst.par_chunks_mut(rows_per_item * row_bytes))
+                .try_for_each(|(s, d)| -> Result<(), String> {
+                    let mut f = vec![0f32; s.len() / isize];
+                    to_f32(dtype, s, &mut f);
+                    loraforge_quantize::quantize_rows(GgmlType::Q8_0, &f, row_len, d)
+                        .map_err(|e| e.to_string())
+                })?;
+        }
+        other => return Err(format!("the converter does not write {other} tensors").into()),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn permute_interleaves_the_two_halves_of_each_head() {
+        // 2 heads x 4 rows, 1 column, 1-byte elements: rows 0..8.
+        let data: Vec<u8> = (0..8).collect();
+        let out = permute_rows(&data, &[8, 1], 2, 1).unwrap();
+        // head 0: rows [0,1,2,3] -> [0,2,1,3]; head 1: [4,5,6,7] -> [4,6,5,7]
+        assert_eq!(out, vec![0, 2, 1, 3, 4, 6, 5, 7]);
+        assert!(permute_rows(&data, &[8, 1], 3, 1).is_none());
+    }
+
+    #[test]
+    fn f32_to_f16_rounds_to_nearest_even_like_numpy() {
+        // 1 + 2^-11 is exactly between 1.0 and the next f16: ties to even (1.0).
+        let x = 1.0f32 + f32::powi(2.0, -11);
+        let mut dst = Vec::new();
+        convert(SrcDtype::F32, &x.to_le_bytes(), GgmlType::F16, 1, &mut dst).unwrap();
+        assert_eq!(dst, 0x3c00u16.to_le_bytes());
+        // 70000 overflows f16 to +inf.
+        convert(
+            SrcDtype::F32,
+            &70000f32.to_le_bytes(),
+            GgmlType::F16,
+            1,
+            &mut dst,
+        )
+        .unwrap();
+        assert_eq!(dst, 0x7c00u16.to_le_bytes());
+    }
+}

@@ -1,0 +1,195 @@
+//! Everything that can stop a conversion, one variant per failure.
+
+use std::path::PathBuf;
+
+/// Why a conversion failed. No output file is left behind in any of these cases.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConvertError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `config.json` is missing from the model folder.
+    #[error("{path} not found: a Hugging Face model folder needs a config.json")]
+    MissingConfig {
+        /// Where it was looked for.
+        path: PathBuf,
+    },
+    /// A JSON file (config, tokenizer, index) could not be parsed.
+    #[error("{path} is not valid JSON: {message}")]
+    InvalidJson {
+        /// The file.
+        path: PathBuf,
+        /// The parser's complaint.
+        message: String,
+    },
+    /// A required hyperparameter is missing or has the wrong type.
+    #[error("config.json: {key} is missing or not {expected}")]
+    MissingHparam {
+        /// The key (or list of accepted keys).
+        key: String,
+        /// What kind of value was expected.
+        expected: &'static str,
+    },
+    /// `config.json` names an architecture this converter does not handle.
+    #[error("unsupported architecture {arch:?}; supported are: {supported}")]
+    UnsupportedArchitecture {
+        /// The `architectures[0]` value.
+        arch: String,
+        /// Comma-separated list of supported architectures.
+        supported: String,
+    },
+    /// A model feature (MoE, an unknown rope type …) this converter does not handle.
+    #[error("unsupported model feature: {0}")]
+    UnsupportedFeature(String),
+    /// No `model*.safetensors` file in the folder.
+    #[error("no model*.safetensors weights in {dir} (PyTorch .bin checkpoints are not read: they are pickles)")]
+    NoWeights {
+        /// The model folder.
+        dir: PathBuf,
+    },
+    /// A shard listed in `model.safetensors.index.json` is missing.
+    #[error("shard {path} listed in the index is missing ({} tensors: {tensors:?})", tensors.len())]
+    MissingShard {
+        /// The missing file.
+        path: PathBuf,
+        /// Tensors the index says live there.
+        tensors: Vec<String>,
+    },
+    /// The index lists tensors the shards do not contain.
+    #[error("{path} lists tensors that no shard contains: {missing:?}")]
+    IndexMismatch {
+        /// The index file.
+        path: PathBuf,
+        /// Names missing from the shards.
+        missing: Vec<String>,
+    },
+    /// A safetensors file is malformed.
+    #[error("{path}: invalid safetensors file: {message}")]
+    InvalidSafetensors {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A tensor has an element type the converter cannot read.
+    #[error("tensor {tensor}: unsupported dtype {dtype} (supported: F32, F16, BF16)")]
+    UnsupportedDtype {
+        /// HF tensor name.
+        tensor: String,
+        /// The safetensors dtype string.
+        dtype: String,
+    },
+    /// A tensor name has no GGUF equivalent for this architecture.
+    #[error("tensor {tensor}: no GGUF name for it in architecture {arch}")]
+    UnmappedTensor {
+        /// HF tensor name.
+        tensor: String,
+        /// GGUF architecture.
+        arch: String,
+    },
+    /// A tensor every layer needs is missing.
+    #[error("layer {layer} is missing {tensor} (the weights are incomplete: was the model saved completely?)")]
+    MissingLayerTensor {
+        /// Block index.
+        layer: usize,
+        /// HF tensor name expected.
+        tensor: String,
+    },
+    /// A tensor has a shape that contradicts the config.
+    #[error("tensor {tensor}: shape {got:?}, expected {expected}")]
+    ShapeMismatch {
+        /// HF tensor name.
+        tensor: String,
+        /// What the config implies.
+        expected: String,
+        /// What the file holds.
+        got: Vec<usize>,
+    },
+    /// The embedding matrix and `vocab_size` disagree.
+    #[error(
+        "vocab_size {config_vocab} in config.json does not match the {embedding_rows} rows of {tensor}; \
+         this usually happens after adding tokens to the tokenizer without resizing the embeddings \
+         (model.resize_token_embeddings(len(tokenizer))) or without saving the updated config"
+    )]
+    VocabSizeMismatch {
+        /// `vocab_size` from config.json.
+        config_vocab: usize,
+        /// Rows of the embedding tensor.
+        embedding_rows: usize,
+        /// The embedding tensor's HF name.
+        tensor: String,
+    },
+    /// The tokenizer has ids beyond the model's vocabulary.
+    #[error(
+        "the tokenizer has token id {max_id} ({token:?}) but the model's vocab_size is {vocab_size}; \
+         tokens were added to the tokenizer after the model was sized: resize the embeddings \
+         (model.resize_token_embeddings(len(tokenizer))) and save the model again"
+    )]
+    TokenizerLargerThanModel {
+        /// Largest token id of the tokenizer.
+        max_id: usize,
+        /// That token's text.
+        token: String,
+        /// `vocab_size` from config.json.
+        vocab_size: usize,
+    },
+    /// No tokenizer files found.
+    #[error("no tokenizer in {dir}: need tokenizer.model (SentencePiece) or tokenizer.json")]
+    MissingTokenizer {
+        /// The model folder.
+        dir: PathBuf,
+    },
+    /// The tokenizer files are malformed.
+    #[error("{path}: invalid tokenizer: {message}")]
+    InvalidTokenizer {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The BPE pre-tokenizer is neither a known published one nor recognisable from its regex.
+    #[error(
+        "cannot identify the BPE pre-tokenizer (check hash {chkhsh}, pre-tokenizer {description}); \
+         pass the llama.cpp pre-tokenizer name explicitly (e.g. llama-bpe, qwen2, gpt-2) if you know it"
+    )]
+    UnknownPreTokenizer {
+        /// sha256 of the token ids of llama.cpp's check string.
+        chkhsh: String,
+        /// A short description of the tokenizer's pre-tokenizer config.
+        description: String,
+    },
+    /// A GGUF tensor name is longer than ggml's 63-byte limit.
+    #[error("GGUF tensor name {name:?} is {len} bytes; ggml accepts at most 63")]
+    TensorNameTooLong {
+        /// The name.
+        name: String,
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// The output file would be written inside the model folder being read.
+    #[error("output {out} is inside the model folder {dir}; write the GGUF elsewhere")]
+    OutputInsideInput {
+        /// The output path.
+        out: PathBuf,
+        /// The model folder.
+        dir: PathBuf,
+    },
+    /// The output type is not available.
+    #[error("output type {0} is not supported by the converter")]
+    UnsupportedOutType(String),
+    /// Writing the GGUF failed.
+    #[error("writing GGUF {path}: {message}")]
+    Write {
+        /// The output path.
+        path: PathBuf,
+        /// What failed.
+        message: String,
+    },
+}

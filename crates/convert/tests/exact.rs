@@ -1,0 +1,213 @@
+//! Exactness: every fixture case converted by loraforge equals the GGUF that llama.cpp's
+//! `convert_hf_to_gguf.py` made from the same folder (tests/fixtures/peft/*/expected/ref-*.gguf):
+//! same metadata keys, order, types and values, same tensor names, order, types, shapes and
+//! byte-identical data.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+
+use loraforge_convert::{convert, ConvertOptions, OutType, PreTokenizerSource};
+use loraforge_gguf_writer::GgufFile;
+use loraforge_progress::NoProgress;
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/peft");
+
+/// Builds the folder the reference converter saw: the merged model of `expected/` plus the
+/// tokenizer files of `base/`, in a directory named after the case (the reference derives
+/// `general.name` from the folder name).
+fn model_folder(case: &str, tmp: &Path) -> PathBuf {
+    let src = Path::new(FIXTURES).join(case);
+    let dir = tmp.join(case);
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["config.json", "generation_config.json", "model.safetensors"] {
+        std::fs::copy(src.join("expected").join(f), dir.join(f)).unwrap();
+    }
+    for f in [
+        "tokenizer.json",
+        "tokenizer.model",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "chat_template.jinja",
+    ] {
+        let p = src.join("base").join(f);
+        if p.is_file() {
+            std::fs::copy(p, dir.join(f)).unwrap();
+        }
+    }
+    dir
+}
+
+fn assert_same_gguf(ours: &Path, reference: &Path) {
+    let a = GgufFile::open(ours).unwrap();
+    let b = GgufFile::open(reference).unwrap();
+    let ka: Vec<&str> = a.metadata().keys().collect();
+    let kb: Vec<&str> = b.metadata().keys().collect();
+    assert_eq!(
+        ka,
+        kb,
+        "metadata keys/order differ for {}",
+        reference.display()
+    );
+    for ((k, va), (_, vb)) in a.metadata().iter().zip(b.metadata().iter()) {
+        assert!(
+            va.bitwise_eq(vb),
+            "{}: metadata {k} differs: ours {:?} reference {:?}",
+            reference.display(),
+            short(va),
+            short(vb)
+        );
+    }
+    assert_eq!(a.tensors().len(), b.tensors().len());
+    for (i, (ta, tb)) in a.tensors().iter().zip(b.tensors()).enumerate() {
+        assert_eq!(ta.info, tb.info, "tensor #{i} info differs");
+        assert!(
+            a.tensor_data(i) == b.tensor_data(i),
+            "{}: data of {} differs",
+            reference.display(),
+            ta.info.name
+        );
+    }
+    assert_eq!(
+        std::fs::metadata(ours).unwrap().len(),
+        std::fs::metadata(reference).unwrap().len()
+    );
+}
+
+fn short(v: &loraforge_gguf_writer::MetadataValue) -> String {
+    let s = format!("{v:?}");
+    s.chars().take(300).collect()
+}
+
+fn check(
+    case: &str,
+    outtype: OutType,
+    ref_name: &str,
+    expect_pre: Option<(&str, PreTokenizerSource)>,
+) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = model_folder(case, tmp.path());
+    let out = tmp.path().join("out.gguf");
+    let options = ConvertOptions {
+        outtype,
+        ..ConvertOptions::default()
+    };
+    let report = convert(&dir, &out, &options, &NoProgress).unwrap();
+    let reference = Path::new(FIXTURES)
+        .join(case)
+        .join("expected")
+        .join(ref_name);
+    assert_same_gguf(&out, &reference);
+    // The whole file is identical, so its sha256 is the reference's.
+    let gguf_json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(FIXTURES).join(case).join("expected/gguf.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let key = ref_name
+        .trim_start_matches("ref-")
+        .trim_end_matches(".gguf");
+    assert_eq!(
+        report.sha256,
+        gguf_json["outputs"][key]["sha256"].as_str().unwrap(),
+        "sha256 of the whole file"
+    );
+    if let Some((pre, source)) = expect_pre {
+        assert_eq!(report.pre_tokenizer.as_deref(), Some(pre));
+        assert_eq!(report.pre_tokenizer_source, Some(source.clone()));
+        if source == PreTokenizerSource::Regex {
+            assert!(
+                report.warnings.iter().any(|w| w.contains(pre)),
+                "{:?}",
+                report.warnings
+            );
+        }
+    }
+}
+
+#[test]
+fn a_llama_sentencepiece_f16_and_bf16() {
+    let spm = Some(("default", PreTokenizerSource::SentencePiece));
+    check("a_llama_qv", OutType::F16, "ref-f16.gguf", spm.clone());
+    check("a_llama_qv", OutType::BF16, "ref-bf16.gguf", spm);
+}
+
+#[test]
+fn b_llama3_bpe_rope_parameters_chat_template_jinja() {
+    let pre = Some(("llama-bpe", PreTokenizerSource::Regex));
+    check(
+        "b_llama_alllinear_rslora",
+        OutType::F16,
+        "ref-f16.gguf",
+        pre.clone(),
+    );
+    check(
+        "b_llama_alllinear_rslora",
+        OutType::BF16,
+        "ref-bf16.gguf",
+        pre,
+    );
+}
+
+#[test]
+fn c_qwen2_fp16_with_biases() {
+    check(
+        "c_qwen2_rank_pattern",
+        OutType::F16,
+        "ref-f16.gguf",
+        Some(("qwen2", PreTokenizerSource::Regex)),
+    );
+}
+
+#[test]
+fn d_llama_untied_output() {
+    check(
+        "d_llama_modules_to_save",
+        OutType::F16,
+        "ref-f16.gguf",
+        None,
+    );
+    check(
+        "d_llama_modules_to_save",
+        OutType::BF16,
+        "ref-bf16.gguf",
+        None,
+    );
+}
+
+#[test]
+fn e_llama_fp32_base_to_f16_and_f32() {
+    check("e_llama_dora", OutType::F16, "ref-f16.gguf", None);
+    check("e_llama_dora", OutType::F32, "ref-f32.gguf", None);
+}
+
+#[test]
+fn f_gpt2_conv1d_transposed() {
+    let pre = Some(("gpt-2", PreTokenizerSource::Regex));
+    check("f_gpt2_conv1d", OutType::F16, "ref-f16.gguf", pre.clone());
+    check("f_gpt2_conv1d", OutType::BF16, "ref-bf16.gguf", pre);
+}
+
+#[test]
+fn g_h_i_llama_cases() {
+    check("g_llama_sharded", OutType::F16, "ref-f16.gguf", None);
+    check("g_llama_sharded", OutType::BF16, "ref-bf16.gguf", None);
+    check("h_llama_layers_subset", OutType::F16, "ref-f16.gguf", None);
+    check(
+        "h_llama_layers_subset",
+        OutType::BF16,
+        "ref-bf16.gguf",
+        None,
+    );
+    check("i_trainer_checkpoints", OutType::F16, "ref-f16.gguf", None);
+    check(
+        "i_trainer_checkpoints",
+        OutType::BF16,
+        "ref-bf16.gguf",
+        None,
+    );
+}
+
+#[test]
+fn auto_outtype_picks_bf16_for_a_bf16_model() {
+    check("a_llama_qv", OutType::Auto, "ref-bf16.gguf", None);
+}
