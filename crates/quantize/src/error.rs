@@ -81,4 +81,12 @@ pub enum QuantizeError {
         /// `"nan"` or `"inf"`.
         what: &'static str,
     },
+    /// In a mixture-of-experts model, an `ffn_down` tensor whose name has no valid `blk.N.` layer.
+    #[error("tensor {tensor}: cannot determine its layer (expected blk.N. with N < {n_layer})")]
+    BadLayer {
+        /// Tensor name.
+        tensor: String,
+        /// The model's layer count.
+        n_layer: u32,
+    },
 }

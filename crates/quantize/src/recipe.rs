@@ -144,8 +144,8 @@ pub struct Fallback {
     pub wanted: GgmlType,
     /// The type actually used.
     pub used: GgmlType,
-    /// llama.cpp's explanation, e.g. `tensor cols 320 x 160 are not divisible by 256, required
-    /// for q4_K - using fallback quantization q5_0`.
+    /// Why, in llama.cpp's words, e.g. `ncols 320 (x 160) not divisible by 256 (required for
+    /// type q4_K) -> falling back to q5_0`.
     pub reason: String,
 }
 
@@ -172,52 +172,108 @@ fn n_dims(ne: &[u64]) -> usize {
     ne.iter().rposition(|&d| d != 1).map_or(1, |i| i + 1)
 }
 
-/// `tensor_allows_quantization` for default parameters.
+/// Substrings that exclude a tensor from quantization (`tensor_allows_quantization`).
+const NOT_QUANTIZED_PARTS: &[&str] = &[
+    "_norm.weight",
+    "ffn_gate_inp.weight",
+    "ffn_gate_tid2eid.weight",
+    "altup",
+    "laurel",
+    "per_layer_model_proj",
+    "ssm_conv1d",
+    "shortconv.conv.weight",
+    "indexer.k_proj.weight",
+    "indexer.q_proj.weight",
+    "time_mix_first.weight",
+    "time_mix_w0.weight",
+    "time_mix_w1.weight",
+    "time_mix_w2.weight",
+    "time_mix_v0.weight",
+    "time_mix_v1.weight",
+    "time_mix_v2.weight",
+    "time_mix_a0.weight",
+    "time_mix_a1.weight",
+    "time_mix_a2.weight",
+    "time_mix_g1.weight",
+    "time_mix_g2.weight",
+    "time_mix_decay_w1.weight",
+    "time_mix_decay_w2.weight",
+    "time_mix_lerp_fused.weight",
+    "attn_rel_b.weight",
+    ".position_embd",
+    "sam.pos_embd",
+    "sam.neck.",
+    "sam.net_",
+    ".rel_pos",
+    ".patch_embd",
+    ".patch_merger",
+    "a.rvq.codebook",
+    "mm.a.code_embd",
+];
+
+/// `tensor_allows_quantization` for default parameters: at least 2 dimensions (`ggml_n_dims`),
+/// a name ending in `weight`, and none of the excluded kinds (norms, MoE routers, position
+/// embeddings, small conv / RWKV / multimodal weights …).
 pub fn tensor_allows_quantization(name: &str, ne: &[u64]) -> bool {
-    const NEVER: [&str; 20] = [
-        "_norm.weight",
-        "ffn_gate_inp.weight",
-        "ffn_gate_tid2eid.weight",
-        "altup",
-        "laurel",
-        "per_layer_model_proj",
-        "ssm_conv1d.weight",
-        "shortconv.conv.weight",
-        "time_mix_first.weight",
-        "time_mix_w0.weight",
-        "time_mix_w1.weight",
-        "time_mix_w2.weight",
-        "time_mix_v0.weight",
-        "time_mix_v1.weight",
-        "time_mix_v2.weight",
-        "time_mix_a0.weight",
-        "time_mix_a1.weight",
-        "time_mix_a2.weight",
-        "time_mix_g1.weight",
-        "attn_rel_b.weight",
-    ];
-    const NEVER2: [&str; 4] = [
-        "time_mix_g2.weight",
-        "time_mix_decay_w1.weight",
-        "time_mix_decay_w2.weight",
-        "time_mix_lerp_fused.weight",
-    ];
-    name.ends_with("weight")
-        && n_dims(ne) >= 2
-        && !NEVER.iter().chain(&NEVER2).any(|s| name.contains(s))
+    n_dims(ne) >= 2
+        && name.ends_with("weight")
+        && !NOT_QUANTIZED_PARTS.iter().any(|s| name.contains(s))
         && name != "position_embd.weight"
         && name != "token_types.weight"
+}
+
+/// `tensor_category` of llama-quant.cpp: broad roles by name, tested in this order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Category {
+    TokenEmbd,
+    AttentionQ,
+    AttentionV,
+    AttentionK,
+    AttentionQkv,
+    AttentionKvB,
+    AttentionOutput,
+    FfnUp,
+    FfnGate,
+    FfnDown,
+    Output,
+    Other,
+}
+
+fn category(name: &str) -> Category {
+    if name == "output.weight" {
+        return Category::Output;
+    }
+    if name == "token_embd.weight" || name == "per_layer_token_embd.weight" {
+        return Category::TokenEmbd;
+    }
+    const BY_PART: [(&str, Category); 9] = [
+        ("attn_qkv.weight", Category::AttentionQkv),
+        ("attn_kv_b.weight", Category::AttentionKvB),
+        ("attn_v.weight", Category::AttentionV),
+        ("attn_k.weight", Category::AttentionK),
+        ("attn_q.weight", Category::AttentionQ),
+        ("attn_output.weight", Category::AttentionOutput),
+        ("ffn_up", Category::FfnUp),
+        ("ffn_gate", Category::FfnGate),
+        ("ffn_down", Category::FfnDown),
+    ];
+    BY_PART
+        .iter()
+        .find(|(part, _)| name.contains(part))
+        .map_or(Category::Other, |(_, c)| *c)
+}
+
+/// `category_is_attn_v`: attention-V-like tensors (more sensitive to quantization).
+fn is_attn_v_like(c: Category) -> bool {
+    matches!(
+        c,
+        Category::AttentionV | Category::AttentionQkv | Category::AttentionKvB
+    )
 }
 
 /// `use_more_bits` of `llama_tensor_get_type`.
 fn use_more_bits(i: i64, n: i64) -> bool {
     i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2
-}
-
-fn is_attn_v_like(name: &str) -> bool {
-    name.contains("attn_v.weight")
-        || name.contains("attn_qkv.weight")
-        || name.contains("attn_kv_b.weight")
 }
 
 /// The layer number in `blk.N.` as `sscanf(name, "blk.%d.", …)` converts it.
@@ -252,10 +308,13 @@ pub fn plan_tensor_types(
     tensors: &[TensorMeta],
 ) -> Result<Vec<TensorDecision>, QuantizeError> {
     let mut c = Counters {
-        n_attention_wv: tensors.iter().filter(|t| is_attn_v_like(&t.0)).count() as i64,
+        n_attention_wv: tensors
+            .iter()
+            .filter(|t| is_attn_v_like(category(&t.0)))
+            .count() as i64,
         i_attention_wv: 0,
         i_ffn_down: 0,
-        has_output: tensors.iter().any(|t| t.0 == "output.weight"),
+        has_output: tensors.iter().any(|t| category(&t.0) == Category::Output),
     };
     let default_type = ftype.default_type();
     tensors
@@ -298,16 +357,18 @@ fn tensor_get_type(
     let q4ks = ftype == FileType::MostlyQ4KS;
     let n_layer = i64::from(hp.n_layer);
 
-    if name == "output.weight" || (!c.has_output && name == "token_embd.weight") {
+    let cat = category(name);
+
+    if cat == Category::Output || (!c.has_output && cat == Category::TokenEmbd) {
         // Output (and the tied embedding that doubles as output).
         if hp.is_falcon() || nx % new_type.block_size() as u64 != 0 {
             new_type = GgmlType::Q8_0;
         } else if new_type != GgmlType::Q8_0 {
             new_type = GgmlType::Q6K;
         }
-    } else if name == "token_embd.weight" || name == "per_layer_token_embd.weight" {
-        // Untied embedding: default type for the K-quant and Q8_0 ftypes.
-    } else if is_attn_v_like(name) {
+    } else if cat == Category::TokenEmbd {
+        // Untied embedding: no rule for Q8_0 / Q4_K_M / Q4_K_S (keeps the default type).
+    } else if is_attn_v_like(cat) {
         if q4km && use_more_bits(c.i_attention_wv, c.n_attention_wv) {
             new_type = GgmlType::Q6K;
         } else if q4ks && c.i_attention_wv < 4 {
@@ -320,13 +381,18 @@ fn tensor_get_type(
             new_type = GgmlType::Q8_0;
         }
         c.i_attention_wv += 1;
-    } else if name.contains("attn_k.weight") {
+    } else if cat == Category::AttentionK {
         if hp.n_expert == 8 {
             new_type = GgmlType::Q8_0;
         }
-    } else if name.contains("ffn_down") {
+    } else if cat == Category::FfnDown {
         let i_layer = if hp.n_expert > 1 {
-            parse_layer(name).unwrap_or(c.i_ffn_down)
+            parse_layer(name)
+                .filter(|l| (0..n_layer).contains(l))
+                .ok_or_else(|| QuantizeError::BadLayer {
+                    tensor: name.to_string(),
+                    n_layer: hp.n_layer,
+                })?
         } else {
             c.i_ffn_down
         };
@@ -346,13 +412,15 @@ fn tensor_get_type(
             new_type = GgmlType::Q5K;
         }
         c.i_ffn_down += 1;
-    } else if name.contains("attn_output.weight")
+    } else if cat == Category::AttentionOutput
         && !hp.is_falcon()
         && hp.n_expert == 8
         && (q4km || q4ks)
     {
         new_type = GgmlType::Q5K;
     }
+    // (ATTENTION_QKV's own branch is unreachable in this revision: attn_qkv takes the attn_v
+    // rule above. attn_q, ffn_gate, ffn_up: no rule for these file types.)
 
     // Shape fallback (`tensor_type_fallback`).
     let block = new_type.block_size() as u64;
@@ -383,7 +451,12 @@ fn tensor_get_type(
             wanted: new_type,
             used,
             reason: format!(
-                "tensor cols {nx} x {ny} are not divisible by {block}, required for {new_type} - using fallback quantization {used}"
+                "ncols {nx} (x {ny}) not divisible by {block} (required for type {new_type}){} -> falling back to {used}",
+                if used == GgmlType::F16 {
+                    " (must use F16 due to unusual shape)"
+                } else {
+                    ""
+                }
             ),
         }),
     ))

@@ -336,7 +336,7 @@ fn rows_not_divisible_by_256_fall_back_and_say_why() {
     );
     assert_eq!(
         m[4].fallback.as_ref().unwrap().reason,
-        "tensor cols 330 x 864 are not divisible by 256, required for q4_K - using fallback quantization f16"
+        "ncols 330 (x 864) not divisible by 256 (required for type q4_K) (must use F16 due to unusual shape) -> falling back to f16"
     );
     let s = plan_tensor_types(FileType::MostlyQ4KS, &hp, &model).unwrap();
     assert_eq!(s[2].ty, Q5_1); // Q5_K → Q5_1
@@ -369,6 +369,9 @@ fn one_dimensional_and_excluded_tensors_are_copied() {
         t("blk.0.ffn_gate_inp.weight", vec![256, 8], F16),
         t("blk.0.attn_q_norm.weight", vec![256, 256], F32),
         t("blk.0.attn_output.weight", vec![256, 256], Q4K),
+        t("blk.0.ssm_conv1d.weight", vec![4, 256], F32),
+        t("v.blk.0.patch_embd.weight", vec![256, 256], F16),
+        t("position_embd.weight", vec![256, 256], F16),
     ];
     let plan = plan_tensor_types(FileType::MostlyQ4KM, &hp, &model).unwrap();
     for (d, m) in plan.iter().zip(&model) {
@@ -397,4 +400,21 @@ fn file_type_names_parse_case_insensitively() {
         err.to_string(),
         "unknown quantization type \"q4_K\"; valid types: F32, F16, BF16, Q8_0, Q4_K_M, Q4_K_S"
     );
+}
+
+#[test]
+fn moe_ffn_down_needs_a_layer_in_its_name() {
+    let mut hp = ModelHparams::llama(2, 8, 8);
+    hp.n_expert = 8;
+    let t = |n: &str| (n.to_string(), vec![256u64, 256, 8], GgmlType::F16);
+    // With experts the layer comes from the name, not the counter; 8 experts bump attn_v to Q8_0.
+    let ok = [t("blk.1.ffn_down_exps.weight"), t("blk.0.attn_v.weight")];
+    let plan = plan_tensor_types(FileType::MostlyQ4KM, &hp, &ok).unwrap();
+    assert_eq!(plan[0].ty, GgmlType::Q6K); // layer 1 of 2: use_more_bits
+    assert_eq!(plan[1].ty, GgmlType::Q8_0);
+    let bad = [t("blk.7.ffn_down_exps.weight")];
+    assert!(matches!(
+        plan_tensor_types(FileType::MostlyQ4KM, &hp, &bad),
+        Err(QuantizeError::BadLayer { n_layer: 2, .. })
+    ));
 }
