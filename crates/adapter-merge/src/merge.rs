@@ -1,0 +1,476 @@
+//! The streaming merge: plan → temp folder → tensors through the shard writer → side files →
+//! rename into place.
+
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::sync_channel;
+use std::time::Instant;
+
+use loraforge_hf_model::{
+    decode_f32, encode_f32, Dtype, HfModel, SafetensorsFile, SafetensorsShardWriter, TensorSpec,
+    TensorView, WrittenFile, CONFIG_FILE,
+};
+use loraforge_progress::Reporter;
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+
+use crate::config::AdapterConfig;
+use crate::kernel::{choose_backend, merge_rows, Backend, LoraUpdate};
+use crate::plan::{build_plan, Job, Plan, Source};
+use crate::{MergeError, MergeOptions, MergeReport, ADAPTER_WEIGHTS_FILE};
+
+/// Elements per piece handed to the writer (bounds memory: a piece is at most 32 MiB as f32).
+const PIECE_ELEMS: usize = 8 << 20;
+/// Target elements per rayon work item.
+const BLOCK_ELEMS: usize = 1 << 16;
+
+/// Tokenizer-related files copied into the output, from one folder only.
+const TOKENIZER_FILES: &[&str] = &[
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "tokenizer.model",
+    "added_tokens.json",
+    "chat_template.jinja",
+    "chat_template.json",
+    "vocab.json",
+    "merges.txt",
+    "vocab.txt",
+    "spiece.model",
+];
+
+/// Removes the temporary folder unless disarmed.
+struct TempDir {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> MergeError + '_ {
+    move |source| MergeError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A piece of output bytes for the writer thread; `release` names a base tensor whose mapped
+/// pages can be dropped once written.
+struct Piece<'a> {
+    bytes: Cow<'a, [u8]>,
+    release: Option<&'a str>,
+}
+
+/// Merges the adapter into the base and writes a saved-model folder. See the crate docs.
+pub fn merge(options: &MergeOptions, reporter: &dyn Reporter) -> Result<MergeReport, MergeError> {
+    let start = Instant::now();
+    let out_dir = &options.out_dir;
+    if out_dir.exists() && !options.force {
+        return Err(MergeError::OutputExists {
+            path: out_dir.clone(),
+        });
+    }
+    let base = HfModel::open(&options.base_dir)?;
+    let config = AdapterConfig::load(&options.adapter_dir)?;
+    config.check_mergeable()?;
+    let weights_path = options.adapter_dir.join(ADAPTER_WEIGHTS_FILE);
+    if !weights_path.is_file() {
+        let bin = options.adapter_dir.join("adapter_model.bin");
+        if bin.is_file() {
+            return Err(MergeError::PickleAdapter { path: bin });
+        }
+        return Err(MergeError::MissingAdapterWeights {
+            dir: options.adapter_dir.clone(),
+        });
+    }
+    let adapter = SafetensorsFile::open(&weights_path)?;
+    let plan = build_plan(&base, &adapter, &config)?;
+    for m in &plan.ignored_modules {
+        reporter.message(&format!(
+            "adapter module {m} is not targeted by adapter_config.json: ignored (as PEFT does)"
+        ));
+    }
+
+    let fixed = options.dtype.fixed();
+    let names: Vec<&str> = base.tensor_names();
+    let mut specs = Vec::with_capacity(names.len());
+    for n in &names {
+        let v = base.tensor(n)?;
+        specs.push(TensorSpec {
+            name: n.to_string(),
+            dtype: fixed.unwrap_or(v.dtype),
+            shape: v.shape.to_vec(),
+        });
+    }
+    let out_dtype_of: std::collections::HashMap<String, Dtype> =
+        specs.iter().map(|s| (s.name.clone(), s.dtype)).collect();
+    let total_bytes: u64 = specs.iter().filter_map(|s| s.byte_len()).sum();
+
+    // temp folder next to the target
+    let parent = match out_dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent).map_err(io_err(&parent))?;
+    let leaf = out_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "merged".into());
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let tmp = TempDir {
+        path: parent.join(format!(
+            ".{leaf}.loraforge-tmp-{}-{nonce}",
+            std::process::id()
+        )),
+        keep: false,
+    };
+    std::fs::create_dir(&tmp.path).map_err(io_err(&tmp.path))?;
+
+    let mut writer = SafetensorsShardWriter::new(
+        &tmp.path,
+        specs,
+        options.max_shard_size,
+        base.parameter_count(),
+    )?;
+    writer.set_sync(true);
+    let order: Vec<String> = writer.write_order().iter().map(|s| s.to_string()).collect();
+
+    let threads = options.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.max(1))
+        .build()
+        .map_err(|e| MergeError::Threads {
+            reason: e.to_string(),
+        })?;
+    let backend = choose_backend();
+
+    reporter.begin("merge", Some(total_bytes));
+    let ctx = Ctx {
+        base: &base,
+        adapter: &adapter,
+        plan: &plan,
+        allow_non_finite: options.allow_non_finite,
+        backend,
+    };
+    let mut changed = 0usize;
+    let written: Vec<WrittenFile> = std::thread::scope(|scope| {
+        let (tx, rx) = sync_channel::<Piece<'_>>(2);
+        let base_ref = &base;
+        let handle = scope.spawn(move || -> Result<Vec<WrittenFile>, MergeError> {
+            for piece in rx {
+                writer.write_chunk(&piece.bytes)?;
+                reporter.advance(piece.bytes.len() as u64);
+                if let Some(name) = piece.release {
+                    base_ref.release(name);
+                }
+            }
+            Ok(writer.finish()?)
+        });
+        let produced = pool.install(|| -> Result<(), MergeError> {
+            for name in &order {
+                let job = plan
+                    .jobs
+                    .get(name.as_str())
+                    .ok_or_else(|| MergeError::Unsupported {
+                        what: format!("internal: no plan for tensor {name}"),
+                    })?;
+                let out_dtype = out_dtype_of
+                    .get(name.as_str())
+                    .copied()
+                    .unwrap_or(Dtype::F32);
+                if !job.is_copy() {
+                    changed += 1;
+                }
+                let sent =
+                    ctx.produce(name, job, out_dtype, &mut |piece| tx.send(piece).is_ok())?;
+                if !sent {
+                    // the writer stopped: its error is reported below
+                    break;
+                }
+            }
+            Ok(())
+        });
+        drop(tx);
+        let written = handle.join().unwrap_or_else(|_| {
+            Err(MergeError::Threads {
+                reason: "the writer thread panicked".into(),
+            })
+        });
+        produced?;
+        written
+    })?;
+    reporter.finish();
+
+    let mut output_files: Vec<(PathBuf, u64, String)> = written
+        .into_iter()
+        .map(|f| (f.path, f.size, f.sha256))
+        .collect();
+
+    // config.json, dtype updated when it changes
+    let dtype = fixed
+        .or_else(|| base.config_dtype())
+        .unwrap_or_else(|| out_dtype_of.values().next().copied().unwrap_or(Dtype::F32));
+    let config_src = options.base_dir.join(CONFIG_FILE);
+    let config_bytes = if fixed.is_some() && base.config_dtype() != fixed {
+        let mut cfg = base.config().clone();
+        if let Some(obj) = cfg.as_object_mut() {
+            let mut set = false;
+            for key in ["dtype", "torch_dtype"] {
+                if obj.contains_key(key) {
+                    obj.insert(key.into(), dtype.config_name().into());
+                    set = true;
+                }
+            }
+            if !set {
+                obj.insert("dtype".into(), dtype.config_name().into());
+            }
+        }
+        let mut text = serde_json::to_string_pretty(&cfg).unwrap_or_default();
+        text.push('\n');
+        text.into_bytes()
+    } else {
+        std::fs::read(&config_src).map_err(io_err(&config_src))?
+    };
+    output_files.push(write_side_file(&tmp.path, CONFIG_FILE, &config_bytes)?);
+    let gen = options.base_dir.join("generation_config.json");
+    if gen.is_file() {
+        let bytes = std::fs::read(&gen).map_err(io_err(&gen))?;
+        output_files.push(write_side_file(
+            &tmp.path,
+            "generation_config.json",
+            &bytes,
+        )?);
+    }
+    let has_tokenizer = |dir: &Path| TOKENIZER_FILES.iter().any(|f| dir.join(f).is_file());
+    let tokenizer_source = if has_tokenizer(&options.adapter_dir) {
+        Some(options.adapter_dir.clone())
+    } else if has_tokenizer(&options.base_dir) {
+        Some(options.base_dir.clone())
+    } else {
+        None
+    };
+    if let Some(src) = &tokenizer_source {
+        for f in TOKENIZER_FILES {
+            let p = src.join(f);
+            if p.is_file() {
+                let bytes = std::fs::read(&p).map_err(io_err(&p))?;
+                output_files.push(write_side_file(&tmp.path, f, &bytes)?);
+            }
+        }
+    }
+
+    // into place
+    let mut tmp = tmp;
+    if out_dir.exists() {
+        let old = parent.join(format!(
+            ".{leaf}.loraforge-old-{}-{nonce}",
+            std::process::id()
+        ));
+        std::fs::rename(out_dir, &old).map_err(io_err(out_dir))?;
+        if let Err(e) = std::fs::rename(&tmp.path, out_dir) {
+            let _ = std::fs::rename(&old, out_dir);
+            return Err(io_err(out_dir)(e));
+        }
+        tmp.keep = true;
+        let _ = std::fs::remove_dir_all(&old);
+    } else {
+        std::fs::rename(&tmp.path, out_dir).map_err(io_err(out_dir))?;
+        tmp.keep = true;
+    }
+
+    Ok(MergeReport {
+        tensors_total: order.len(),
+        tensors_changed: changed,
+        output_files,
+        dtype,
+        elapsed: start.elapsed(),
+        bytes_written: total_bytes,
+        tokenizer_source,
+        ignored_modules: plan.ignored_modules.clone(),
+        parameters: base.parameter_count(),
+        backend: backend.name(),
+    })
+}
+
+fn write_side_file(
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+) -> Result<(PathBuf, u64, String), MergeError> {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).map_err(io_err(&path))?;
+    Ok((
+        PathBuf::from(name),
+        bytes.len() as u64,
+        hex::encode(Sha256::digest(bytes)),
+    ))
+}
+
+struct Ctx<'a> {
+    base: &'a HfModel,
+    adapter: &'a SafetensorsFile,
+    plan: &'a Plan,
+    allow_non_finite: bool,
+    backend: Backend,
+}
+
+fn f32_of(view: &TensorView<'_>) -> Vec<f32> {
+    view.to_f32_vec()
+}
+
+impl<'a> Ctx<'a> {
+    /// Produces one tensor's output bytes as pieces; returns `false` if the writer went away.
+    fn produce(
+        &self,
+        name: &'a str,
+        job: &Job,
+        out_dtype: Dtype,
+        send: &mut dyn FnMut(Piece<'a>) -> bool,
+    ) -> Result<bool, MergeError> {
+        let _ = self.plan;
+        let source: TensorView<'a> = match &job.source {
+            Source::Base => self.base.tensor(name)?,
+            Source::Adapter(key) => self.adapter.tensor(key)?,
+        };
+        let release = matches!(job.source, Source::Base).then_some(name);
+        if let Some(lora) = &job.lora {
+            let a = f32_of(&self.adapter.tensor(&lora.a_key)?);
+            let b = f32_of(&self.adapter.tensor(&lora.b_key)?);
+            let magnitude = match &lora.magnitude_key {
+                Some(k) => Some(f32_of(&self.adapter.tensor(k)?)),
+                None => None,
+            };
+            let (rows, cols) = (source.shape[0], source.shape[1]);
+            let update = LoraUpdate {
+                layout: lora.layout,
+                rank: lora.rank,
+                rows,
+                cols,
+                a: &a,
+                b: &b,
+                scaling: lora.scaling,
+                round_delta_to: lora.embedding.then_some(out_dtype),
+                magnitude: magnitude.as_deref(),
+            };
+            let in_size = source.dtype.size();
+            let out_size = out_dtype.size();
+            let rows_per_piece = (PIECE_ELEMS / cols.max(1)).max(1);
+            let rows_per_block = (BLOCK_ELEMS / cols.max(1)).max(1);
+            let mut row0 = 0;
+            while row0 < rows {
+                let n = rows_per_piece.min(rows - row0);
+                let w = source
+                    .data
+                    .get(row0 * cols * in_size..(row0 + n) * cols * in_size)
+                    .unwrap_or(&[]);
+                let mut out = vec![0u8; n * cols * out_size];
+                let bad = out
+                    .par_chunks_mut(rows_per_block * cols * out_size)
+                    .enumerate()
+                    .map_init(
+                        || (Vec::new(), Vec::new()),
+                        |(sd, sw), (bi, chunk)| {
+                            let r = bi * rows_per_block;
+                            let nr = chunk.len() / (cols * out_size);
+                            let wb = &w[r * cols * in_size..(r + nr) * cols * in_size];
+                            merge_rows(
+                                self.backend,
+                                &update,
+                                row0 + r,
+                                nr,
+                                wb,
+                                source.dtype,
+                                chunk,
+                                out_dtype,
+                                sd,
+                                sw,
+                            )
+                            .map(|i| (row0 + r) * cols + i)
+                        },
+                    )
+                    .flatten()
+                    .min();
+                if let (Some(index), false) = (bad, self.allow_non_finite) {
+                    return Err(MergeError::NonFinite {
+                        tensor: name.to_string(),
+                        index,
+                    });
+                }
+                row0 += n;
+                let last = row0 >= rows;
+                if !send(Piece {
+                    bytes: Cow::Owned(out),
+                    release: if last { release } else { None },
+                }) {
+                    return Ok(false);
+                }
+            }
+            return Ok(true);
+        }
+        if let Some((key, scaling)) = &job.bias_add {
+            let bias = f32_of(&self.adapter.tensor(key)?);
+            let mut vals = f32_of(&source);
+            if source.dtype != out_dtype {
+                round_trip(out_dtype, &mut vals);
+            }
+            for (v, b) in vals.iter_mut().zip(bias.iter()) {
+                *v += *b * *scaling;
+            }
+            let mut out = vec![0u8; vals.len() * out_dtype.size()];
+            encode_f32(out_dtype, &vals, &mut out);
+            return Ok(send(Piece {
+                bytes: Cow::Owned(out),
+                release,
+            }));
+        }
+        if source.dtype == out_dtype {
+            return Ok(send(Piece {
+                bytes: Cow::Borrowed(source.data),
+                release,
+            }));
+        }
+        // dtype conversion, piecewise
+        let count = source.element_count();
+        let in_size = source.dtype.size();
+        let mut start = 0;
+        let mut vals = Vec::new();
+        while start < count {
+            let n = PIECE_ELEMS.min(count - start);
+            vals.resize(n, 0.0);
+            let bytes = source
+                .data
+                .get(start * in_size..(start + n) * in_size)
+                .unwrap_or(&[]);
+            decode_f32(source.dtype, bytes, &mut vals);
+            let mut out = vec![0u8; n * out_dtype.size()];
+            encode_f32(out_dtype, &vals, &mut out);
+            start += n;
+            if !send(Piece {
+                bytes: Cow::Owned(out),
+                release: if start >= count { release } else { None },
+            }) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
+
+fn round_trip(dtype: Dtype, vals: &mut [f32]) {
+    let mut tmp = vec![0u8; vals.len() * dtype.size()];
+    encode_f32(dtype, vals, &mut tmp);
+    decode_f32(dtype, &tmp, vals);
+}
