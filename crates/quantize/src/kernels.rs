@@ -176,11 +176,19 @@ pub fn dequantize_rows(
                 *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
             }
         }
-        GgmlType::F16 => {
-            for (o, b) in dst.iter_mut().zip(src.chunks_exact(2)) {
-                *o = fp16_to_fp32(u16::from_le_bytes([b[0], b[1]]));
+        GgmlType::F16 => match bytemuck::try_cast_slice::<u8, half::f16>(src) {
+            // Aligned little-endian input: `half` converts slices with F16C when the CPU has
+            // it (exact, like the scalar path).
+            Ok(h) if cfg!(target_endian = "little") => {
+                use half::slice::HalfFloatSliceExt;
+                h.convert_to_f32_slice(dst);
             }
-        }
+            _ => {
+                for (o, b) in dst.iter_mut().zip(src.chunks_exact(2)) {
+                    *o = fp16_to_fp32(u16::from_le_bytes([b[0], b[1]]));
+                }
+            }
+        },
         GgmlType::BF16 => {
             for (o, b) in dst.iter_mut().zip(src.chunks_exact(2)) {
                 *o = bf16_to_fp32(u16::from_le_bytes([b[0], b[1]]));

@@ -283,3 +283,38 @@ fn validation_rejects_what_ggml_rejects() {
         Err(QuantizeError::LengthMismatch { .. })
     ));
 }
+
+/// f16 → f32 widening is exact for every bit pattern, on the aligned (hardware-assisted) and
+/// the unaligned (scalar) path. Oracle: the IEEE binary16 definition, evaluated in f64.
+#[test]
+fn f16_widening_is_exact_for_all_65536_values() {
+    let decode = |h: u16| -> f64 {
+        let sign = if h & 0x8000 != 0 { -1.0 } else { 1.0 };
+        let e = i32::from((h >> 10) & 0x1F);
+        let m = f64::from(h & 0x3FF);
+        match e {
+            0 => sign * m * 2f64.powi(-24),
+            31 if m == 0.0 => sign * f64::INFINITY,
+            31 => f64::NAN,
+            _ => sign * (1.0 + m / 1024.0) * 2f64.powi(e - 15),
+        }
+    };
+    let words: Vec<u16> = (0..=u16::MAX).collect();
+    const { assert!(cfg!(target_endian = "little")) };
+    let aligned: &[u8] = bytemuck::cast_slice(&words); // 2-byte aligned
+    let mut unaligned = vec![0u8; aligned.len() + 1];
+    unaligned[1..].copy_from_slice(aligned);
+    for src in [aligned, &unaligned[1..]] {
+        let mut out = vec![0f32; words.len()];
+        dequantize_rows(GgmlType::F16, src, 64, &mut out).unwrap();
+        for (&h, &v) in words.iter().zip(&out) {
+            let want = decode(h);
+            if want.is_nan() {
+                assert!(v.is_nan(), "{h:#06x}");
+            } else {
+                assert_eq!(f64::from(v), want, "{h:#06x}");
+                assert_eq!(v.is_sign_negative(), h & 0x8000 != 0, "{h:#06x}");
+            }
+        }
+    }
+}
