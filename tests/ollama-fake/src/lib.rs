@@ -1,2 +1,1204 @@
 //! A fake Ollama server for tests, implementing Ollama's documented REST behaviour in process.
+//!
+//! [`FakeOllama::start`] binds `127.0.0.1:0`, serves the routes loraforge uses and returns a
+//! handle to inspect the server's state (blobs, models, recorded requests) and to script faults
+//! ([`Fault`]). Behaviour follows `shared/reference/ollama-api.md` (Ollama `server/routes.go`,
+//! `server/create.go`, `manifest/paths.go`, `types/model/name.go`):
+//!
+//! * `HEAD /api/blobs/:digest` → 400 for a malformed digest, 404 when absent, 200 when present;
+//!   `POST` → 200 when present (body unread), 201 after hashing the streamed body, 400
+//!   `digest mismatch, expected "X", got "Y"` when the bytes do not hash to the URL digest;
+//! * `POST /api/create` validates before streaming (400: missing body, bad JSON, invalid model
+//!   name, non-relative file names, empty/unknown digests, unknown type, bad GGUF magic), then
+//!   streams NDJSON status lines ending in `{"status":"success"}`; errors discovered later
+//!   (unsupported quantize type, unparsable template) become an `{"error":…}` line;
+//! * tags, show, ps, version, copy, delete (404 for a missing model), generate and chat.
+//!
+//! Test-only: never a dependency of the product except as a dev-dependency.
 #![deny(missing_docs)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::convert::Infallible;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::connect_info::Connected;
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, head, post};
+use axum::serve::{IncomingStream, Listener};
+use axum::{Json, Router};
+use futures_util::StreamExt;
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+
+/// The version string `/api/version` reports unless changed with [`FakeOllama::set_version`].
+pub const FAKE_VERSION: &str = "0.33.0";
+
+/// A scripted misbehaviour. Faults apply to the next matching requests, then expire.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// Answer `times` requests whose method and path (prefix) match with `status` and
+    /// `{"error": message}` instead of handling them.
+    Status {
+        /// `GET`, `POST`, `HEAD`, `DELETE`.
+        method: &'static str,
+        /// Path or path prefix (`/api/tags`, `/api/blobs/`).
+        path: &'static str,
+        /// HTTP status to answer.
+        status: u16,
+        /// Error message.
+        message: String,
+        /// How many requests it applies to.
+        times: u32,
+    },
+    /// Sleep `delay` before handling `times` matching requests (for client timeouts).
+    Delay {
+        /// Method.
+        method: &'static str,
+        /// Path or path prefix.
+        path: &'static str,
+        /// How long to wait before answering.
+        delay: Duration,
+        /// How many requests it applies to.
+        times: u32,
+    },
+    /// The next create emits `after_lines` progress lines, then `{"error": message}`.
+    CreateErrorAfter {
+        /// Lines before the error.
+        after_lines: usize,
+        /// Error message.
+        message: String,
+    },
+    /// The next create waits `delay` before every progress line.
+    CreateLineDelay {
+        /// Pause per line.
+        delay: Duration,
+    },
+    /// The next `times` blob uploads read `after_bytes` of the body, then drop the connection.
+    DropUpload {
+        /// Bytes read before dropping.
+        after_bytes: u64,
+        /// How many uploads it applies to.
+        times: u32,
+    },
+}
+
+/// A request the server received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedRequest {
+    /// HTTP method.
+    pub method: String,
+    /// Path.
+    pub path: String,
+}
+
+/// A blob in the fake store (content is not kept, only what the server checks).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBlob {
+    /// Size in bytes.
+    pub size: u64,
+    /// The first bytes (GGUF magic check).
+    pub head: Vec<u8>,
+}
+
+/// A created model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredModel {
+    /// Name as given to create (Ollama keeps the spelling).
+    pub name: String,
+    /// `files` of the create request.
+    pub files: BTreeMap<String, String>,
+    /// Template.
+    pub template: Option<String>,
+    /// System prompt.
+    pub system: Option<String>,
+    /// Parameters.
+    pub parameters: Map<String, Value>,
+    /// Messages.
+    pub messages: Vec<Value>,
+    /// Licenses.
+    pub license: Vec<String>,
+    /// Requested quantization.
+    pub quantize: Option<String>,
+    /// Manifest digest (hex).
+    pub digest: String,
+    /// Size of the model blobs.
+    pub size: u64,
+    /// The full create request body as received.
+    pub request: Value,
+}
+
+#[derive(Default)]
+struct Inner {
+    version: String,
+    blobs: BTreeMap<String, StoredBlob>,
+    models: BTreeMap<String, StoredModel>,
+    running: BTreeSet<String>,
+    faults: Vec<Fault>,
+    requests: Vec<RecordedRequest>,
+    creates: Vec<Value>,
+}
+
+#[derive(Default)]
+struct Shared {
+    inner: Mutex<Inner>,
+    clock: AtomicU64,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        match self.inner.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    fn now(&self) -> String {
+        let n = self.clock.fetch_add(1, Ordering::Relaxed) + 1;
+        format!("2026-01-01T00:{:02}:{:02}.{:09}Z", (n / 60) % 60, n % 60, n)
+    }
+}
+
+/// A running fake server; dropping it stops the server.
+pub struct FakeOllama {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl FakeOllama {
+    /// Starts a server on `127.0.0.1:0` in the current tokio runtime.
+    pub async fn start() -> io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared::default());
+        shared.lock().version = FAKE_VERSION.to_owned();
+        let app = router(Arc::clone(&shared));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let listener = KillListener { inner: listener };
+        tokio::spawn(async move {
+            let _ = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<ConnTag>(),
+            )
+            .with_graceful_shutdown(async move {
+                let _ = rx.await;
+            })
+            .await;
+        });
+        Ok(Self {
+            addr,
+            shared,
+            shutdown: Some(tx),
+        })
+    }
+
+    /// The socket address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Schedules a fault.
+    pub fn inject(&self, fault: Fault) {
+        self.shared.lock().faults.push(fault);
+    }
+
+    /// Changes the reported version.
+    pub fn set_version(&self, version: &str) {
+        self.shared.lock().version = version.to_owned();
+    }
+
+    /// Whether a blob with this digest (`sha256:<hex>` or `sha256-<hex>`) is stored.
+    pub fn has_blob(&self, digest: &str) -> bool {
+        self.shared.lock().blobs.contains_key(&blob_key(digest))
+    }
+
+    /// The stored blob, if any.
+    pub fn blob(&self, digest: &str) -> Option<StoredBlob> {
+        self.shared.lock().blobs.get(&blob_key(digest)).cloned()
+    }
+
+    /// Stores a blob directly (as if uploaded earlier).
+    pub fn put_blob(&self, bytes: &[u8]) -> String {
+        let digest = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
+        self.shared.lock().blobs.insert(
+            blob_key(&digest),
+            StoredBlob {
+                size: bytes.len() as u64,
+                head: bytes.iter().take(8).copied().collect(),
+            },
+        );
+        digest
+    }
+
+    /// Names of the created models.
+    pub fn model_names(&self) -> Vec<String> {
+        self.shared
+            .lock()
+            .models
+            .values()
+            .map(|m| m.name.clone())
+            .collect()
+    }
+
+    /// A created model by name (case-insensitive, defaults filled like Ollama).
+    pub fn model(&self, name: &str) -> Option<StoredModel> {
+        let key = model_key(name)?;
+        self.shared.lock().models.get(&key).cloned()
+    }
+
+    /// Every request received so far.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.shared.lock().requests.clone()
+    }
+
+    /// How many requests with this method and exact path were received.
+    pub fn count(&self, method: &str, path: &str) -> usize {
+        self.shared
+            .lock()
+            .requests
+            .iter()
+            .filter(|r| r.method == method && r.path == path)
+            .count()
+    }
+
+    /// How many requests with this method and path prefix were received.
+    pub fn count_prefix(&self, method: &str, prefix: &str) -> usize {
+        self.shared
+            .lock()
+            .requests
+            .iter()
+            .filter(|r| r.method == method && r.path.starts_with(prefix))
+            .count()
+    }
+
+    /// Every create request body received (valid or not), in order.
+    pub fn create_requests(&self) -> Vec<Value> {
+        self.shared.lock().creates.clone()
+    }
+}
+
+impl Drop for FakeOllama {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+// ---- connection killing ---------------------------------------------------------------------
+
+/// Per-connection handle given to handlers; setting `kill` breaks the connection.
+#[derive(Clone, Debug)]
+struct ConnTag {
+    kill: Arc<AtomicBool>,
+}
+
+impl Connected<IncomingStream<'_, KillListener>> for ConnTag {
+    fn connect_info(stream: IncomingStream<'_, KillListener>) -> Self {
+        stream.remote_addr().clone()
+    }
+}
+
+struct KillListener {
+    inner: TcpListener,
+}
+
+impl Listener for KillListener {
+    type Io = KillIo;
+    type Addr = ConnTag;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            match self.inner.accept().await {
+                Ok((stream, _)) => {
+                    let kill = Arc::new(AtomicBool::new(false));
+                    let io = KillIo {
+                        inner: stream,
+                        kill: Arc::clone(&kill),
+                    };
+                    return (io, ConnTag { kill });
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        Ok(ConnTag {
+            kill: Arc::new(AtomicBool::new(false)),
+        })
+    }
+}
+
+struct KillIo {
+    inner: TcpStream,
+    kill: Arc<AtomicBool>,
+}
+
+fn killed() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionReset,
+        "fake ollama dropped the connection",
+    )
+}
+
+impl AsyncRead for KillIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.kill.load(Ordering::SeqCst) {
+            return Poll::Ready(Err(killed()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for KillIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if self.kill.load(Ordering::SeqCst) {
+            return Poll::Ready(Err(killed()));
+        }
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.kill.load(Ordering::SeqCst) {
+            return Poll::Ready(Err(killed()));
+        }
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+// ---- routing ----------------------------------------------------------------------------------
+
+type AppState = Arc<Shared>;
+
+fn router(shared: AppState) -> Router {
+    Router::new()
+        .route("/", get(root).head(root))
+        .route("/api/version", get(version).head(version))
+        .route("/api/tags", get(tags).head(tags))
+        .route("/api/ps", get(ps))
+        .route("/api/show", post(show))
+        .route("/api/copy", post(copy))
+        .route("/api/delete", delete(delete_model))
+        .route("/api/blobs/{digest}", head(head_blob).post(post_blob))
+        .route("/api/create", post(create))
+        .route("/api/generate", post(generate))
+        .route("/api/chat", post(chat))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&shared),
+            record_and_fault,
+        ))
+        .with_state(shared)
+}
+
+enum Scripted {
+    Status(u16, String),
+    Delay(Duration),
+}
+
+async fn record_and_fault(State(shared): State<AppState>, req: Request, next: Next) -> Response {
+    let method = req.method().as_str().to_owned();
+    let path = req.uri().path().to_owned();
+    let scripted = {
+        let mut inner = shared.lock();
+        inner.requests.push(RecordedRequest {
+            method: method.clone(),
+            path: path.clone(),
+        });
+        let mut hit = None;
+        for fault in inner.faults.iter_mut() {
+            match fault {
+                Fault::Status {
+                    method: m,
+                    path: p,
+                    status,
+                    message,
+                    times,
+                } if *times > 0 && *m == method && path.starts_with(*p) => {
+                    *times -= 1;
+                    hit = Some(Scripted::Status(*status, message.clone()));
+                    break;
+                }
+                Fault::Delay {
+                    method: m,
+                    path: p,
+                    delay,
+                    times,
+                } if *times > 0 && *m == method && path.starts_with(*p) => {
+                    *times -= 1;
+                    hit = Some(Scripted::Delay(*delay));
+                    break;
+                }
+                _ => {}
+            }
+        }
+        hit
+    };
+    match scripted {
+        Some(Scripted::Status(status, message)) => error(status, &message),
+        Some(Scripted::Delay(d)) => {
+            tokio::time::sleep(d).await;
+            next.run(req).await
+        }
+        None => next.run(req).await,
+    }
+}
+
+/// An early error answer (kept small so `Result`s stay cheap).
+struct Reject(u16, String);
+
+impl IntoResponse for Reject {
+    fn into_response(self) -> Response {
+        error(self.0, &self.1)
+    }
+}
+
+fn error(status: u16, message: &str) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, Json(json!({ "error": message }))).into_response()
+}
+
+async fn root() -> &'static str {
+    "Ollama is running"
+}
+
+async fn version(State(shared): State<AppState>) -> Response {
+    let v = shared.lock().version.clone();
+    Json(json!({ "version": v })).into_response()
+}
+
+fn details(m: &StoredModel) -> Value {
+    json!({
+        "parent_model": "",
+        "format": "gguf",
+        "family": "llama",
+        "families": ["llama"],
+        "parameter_size": "1M",
+        "quantization_level": m.quantize.as_deref().map(str::to_ascii_uppercase).unwrap_or_else(|| "F16".to_owned()),
+    })
+}
+
+async fn tags(State(shared): State<AppState>) -> Response {
+    let inner = shared.lock();
+    let models: Vec<Value> = inner
+        .models
+        .values()
+        .map(|m| {
+            json!({
+                "name": m.name, "model": m.name, "modified_at": "2026-01-01T00:00:00Z",
+                "size": m.size, "digest": m.digest, "details": details(m),
+            })
+        })
+        .collect();
+    Json(json!({ "models": models })).into_response()
+}
+
+async fn ps(State(shared): State<AppState>) -> Response {
+    let inner = shared.lock();
+    let models: Vec<Value> = inner
+        .running
+        .iter()
+        .filter_map(|k| inner.models.get(k))
+        .map(|m| {
+            json!({
+                "name": m.name, "model": m.name, "size": m.size, "digest": m.digest,
+                "details": details(m), "expires_at": "2026-01-01T00:05:00Z",
+                "size_vram": 0, "context_length": 4096,
+            })
+        })
+        .collect();
+    Json(json!({ "models": models })).into_response()
+}
+
+fn parse_body(body: &Bytes) -> Result<Value, Reject> {
+    if body.is_empty() {
+        return Err(Reject(400, "missing request body".to_owned()));
+    }
+    serde_json::from_slice::<Value>(body).map_err(|e| Reject(400, e.to_string()))
+}
+
+fn str_field<'a>(v: &'a Value, keys: &[&str]) -> &'a str {
+    keys.iter()
+        .find_map(|k| v.get(*k).and_then(Value::as_str).filter(|s| !s.is_empty()))
+        .unwrap_or("")
+}
+
+async fn show(State(shared): State<AppState>, body: Bytes) -> Response {
+    let req = match parse_body(&body) {
+        Ok(v) => v,
+        Err(r) => return r.into_response(),
+    };
+    let name = str_field(&req, &["model", "name"]);
+    let Some(key) = model_key(name) else {
+        return error(400, "invalid model name");
+    };
+    let inner = shared.lock();
+    let Some(m) = inner.models.get(&key) else {
+        return error(404, &format!("model '{name}' not found"));
+    };
+    let mut params = String::new();
+    for (k, v) in &m.parameters {
+        match v {
+            Value::Array(items) => {
+                for i in items {
+                    params.push_str(&format!("{k:<30} {i}\n"));
+                }
+            }
+            other => params.push_str(&format!("{k:<30} {other}\n")),
+        }
+    }
+    let mut modelfile = format!("FROM /fake/models/blobs/sha256-{}\n", &m.digest);
+    if let Some(t) = &m.template {
+        modelfile.push_str(&format!("TEMPLATE \"\"\"{t}\"\"\"\n"));
+    }
+    if let Some(s) = &m.system {
+        modelfile.push_str(&format!("SYSTEM \"\"\"{s}\"\"\"\n"));
+    }
+    Json(json!({
+        "license": m.license.join("\n"),
+        "modelfile": modelfile,
+        "parameters": params.trim_end(),
+        "template": m.template.clone().unwrap_or_else(|| "{{ .Prompt }}".to_owned()),
+        "system": m.system.clone().unwrap_or_default(),
+        "details": details(m),
+        "messages": m.messages,
+        "model_info": {"general.architecture": "llama", "general.file_type": 1, "llama.context_length": 4096},
+        "capabilities": ["completion"],
+        "modified_at": "2026-01-01T00:00:00Z",
+    }))
+    .into_response()
+}
+
+async fn copy(State(shared): State<AppState>, body: Bytes) -> Response {
+    let req = match parse_body(&body) {
+        Ok(v) => v,
+        Err(r) => return r.into_response(),
+    };
+    let src = str_field(&req, &["source"]);
+    let dst = str_field(&req, &["destination"]);
+    let (Some(src_key), Some(dst_key)) = (model_key(src), model_key(dst)) else {
+        return error(400, "invalid model name");
+    };
+    let mut inner = shared.lock();
+    let Some(mut m) = inner.models.get(&src_key).cloned() else {
+        return error(404, &format!("model \"{src}\" not found"));
+    };
+    m.name = display_name(dst);
+    inner.models.insert(dst_key, m);
+    StatusCode::OK.into_response()
+}
+
+async fn delete_model(State(shared): State<AppState>, body: Bytes) -> Response {
+    let req = match parse_body(&body) {
+        Ok(v) => v,
+        Err(r) => return r.into_response(),
+    };
+    let name = str_field(&req, &["model", "name"]);
+    let Some(key) = model_key(name) else {
+        return error(400, "invalid model name");
+    };
+    let mut inner = shared.lock();
+    let Some(removed) = inner.models.remove(&key) else {
+        return error(404, &format!("model '{name}' not found"));
+    };
+    inner.running.remove(&key);
+    // Remove layers no other manifest references (Ollama's RemoveLayers).
+    let still_used: BTreeSet<String> = inner
+        .models
+        .values()
+        .flat_map(|m| m.files.values().map(|d| blob_key(d)))
+        .collect();
+    for digest in removed.files.values() {
+        let k = blob_key(digest);
+        if !still_used.contains(&k) {
+            inner.blobs.remove(&k);
+        }
+    }
+    StatusCode::OK.into_response()
+}
+
+// ---- blobs ----------------------------------------------------------------------------------
+
+/// `^sha256[:-][0-9a-fA-F]{64}$` (`manifest/paths.go`).
+fn valid_digest(d: &str) -> bool {
+    let hex = d
+        .strip_prefix("sha256:")
+        .or_else(|| d.strip_prefix("sha256-"));
+    matches!(hex, Some(h) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// The blob file name Ollama uses: `:` replaced by `-` (case preserved: the store is a directory).
+fn blob_key(d: &str) -> String {
+    d.replacen(':', "-", 1)
+}
+
+async fn head_blob(State(shared): State<AppState>, Path(digest): Path<String>) -> Response {
+    if !valid_digest(&digest) {
+        return error(400, "invalid digest format");
+    }
+    if shared.lock().blobs.contains_key(&blob_key(&digest)) {
+        StatusCode::OK.into_response()
+    } else {
+        error(404, &format!("blob {digest:?} not found"))
+    }
+}
+
+async fn post_blob(
+    State(shared): State<AppState>,
+    ConnectInfo(conn): ConnectInfo<ConnTag>,
+    Path(digest): Path<String>,
+    body: Body,
+) -> Response {
+    if !valid_digest(&digest) {
+        return error(400, "invalid digest format");
+    }
+    let drop_after = {
+        let mut inner = shared.lock();
+        if inner.blobs.contains_key(&blob_key(&digest)) {
+            return StatusCode::OK.into_response();
+        }
+        let mut hit = None;
+        for fault in inner.faults.iter_mut() {
+            if let Fault::DropUpload { after_bytes, times } = fault {
+                if *times > 0 {
+                    *times -= 1;
+                    hit = Some(*after_bytes);
+                    break;
+                }
+            }
+        }
+        hit
+    };
+    let mut hasher = Sha256::new();
+    let mut size: u64 = 0;
+    let mut head = Vec::new();
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(e) => return error(400, &e.to_string()),
+        };
+        size += chunk.len() as u64;
+        if head.len() < 8 {
+            head.extend(chunk.iter().take(8 - head.len()));
+        }
+        hasher.update(&chunk);
+        if drop_after.is_some_and(|n| size >= n) {
+            conn.kill.store(true, Ordering::SeqCst);
+            return error(500, "connection dropped");
+        }
+    }
+    let got = format!("sha256:{}", hex::encode(hasher.finalize()));
+    if got != digest {
+        return error(
+            400,
+            &format!("digest mismatch, expected \"{digest}\", got \"{got}\""),
+        );
+    }
+    shared
+        .lock()
+        .blobs
+        .insert(blob_key(&digest), StoredBlob { size, head });
+    StatusCode::CREATED.into_response()
+}
+
+// ---- create -------------------------------------------------------------------------------
+
+/// Go's `fs.ValidPath`: unrooted, slash-separated, no empty, `.` or `..` elements.
+fn valid_rel_path(p: &str) -> bool {
+    if p == "." {
+        return true;
+    }
+    !p.is_empty() && p.split('/').all(|e| !e.is_empty() && e != "." && e != "..")
+}
+
+fn string_map(v: Option<&Value>) -> Result<BTreeMap<String, String>, Reject> {
+    let mut out = BTreeMap::new();
+    match v {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(m)) => {
+            for (k, v) in m {
+                let Some(s) = v.as_str() else {
+                    return Err(Reject(
+                        400,
+                        "json: cannot unmarshal into map[string]string".to_owned(),
+                    ));
+                };
+                out.insert(k.clone(), s.to_owned());
+            }
+        }
+        Some(_) => {
+            return Err(Reject(
+                400,
+                "json: cannot unmarshal into map[string]string".to_owned(),
+            ))
+        }
+    }
+    Ok(out)
+}
+
+const QUANT_TYPES: &[&str] = &["F32", "F16", "BF16", "Q8_0", "Q4_K_S", "Q4_K_M", "Q4_K"];
+
+async fn create(State(shared): State<AppState>, body: Bytes) -> Response {
+    let req = match parse_body(&body) {
+        Ok(v) => v,
+        Err(r) => return r.into_response(),
+    };
+    shared.lock().creates.push(req.clone());
+    if !req.is_object() {
+        return error(
+            400,
+            "json: cannot unmarshal into Go value of type api.CreateRequest",
+        );
+    }
+    let name = str_field(&req, &["model", "name"]).to_owned();
+    let Some(key) = model_key(&name) else {
+        return error(400, "invalid model name");
+    };
+    let files = match string_map(req.get("files")) {
+        Ok(f) => f,
+        Err(r) => return r.into_response(),
+    };
+    let adapters = match string_map(req.get("adapters")) {
+        Ok(f) => f,
+        Err(r) => return r.into_response(),
+    };
+    for (k, v) in files.iter().chain(adapters.iter()) {
+        if !valid_rel_path(k) {
+            return error(400, "file path must be relative");
+        }
+        if v.is_empty() {
+            return error(400, "invalid digest format");
+        }
+    }
+    let from = str_field(&req, &["from"]).to_owned();
+    if files.is_empty() && from.is_empty() {
+        return error(400, "neither 'from' or 'files' was specified");
+    }
+    if !from.is_empty() {
+        let exists = model_key(&from).is_some_and(|k| shared.lock().models.contains_key(&k));
+        if !exists {
+            return error(404, &format!("model '{from}' not found"));
+        }
+    }
+    // Type detection and GGUF parsing, before any byte is streamed (HTTP 400 on failure).
+    let mut size = 0u64;
+    {
+        let inner = shared.lock();
+        let is_gguf_named = files.keys().any(|k| k.ends_with(".gguf"));
+        if files.keys().any(|k| k.ends_with(".safetensors")) {
+            return error(
+                400,
+                "safetensors conversion is not emulated by the fake server",
+            );
+        }
+        for (k, digest) in &files {
+            if !valid_digest(digest) {
+                return error(400, "invalid digest format");
+            }
+            let Some(blob) = inner.blobs.get(&blob_key(digest)) else {
+                return error(
+                    400,
+                    &format!(
+                        "open /fake/models/blobs/{}: no such file or directory",
+                        blob_key(digest)
+                    ),
+                );
+            };
+            let magic_ok = blob.head.starts_with(b"GGUF");
+            if !is_gguf_named && !magic_ok {
+                return error(400, "unknown type");
+            }
+            if (k.ends_with(".gguf") || is_gguf_named) && !magic_ok {
+                return error(400, "invalid file magic");
+            }
+            size += blob.size;
+        }
+    }
+    let quantize = str_field(&req, &["quantize", "quantization"]).to_owned();
+    let template = req
+        .get("template")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let system = req.get("system").and_then(Value::as_str).map(str::to_owned);
+    let parameters = req
+        .get("parameters")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let messages = req
+        .get("messages")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let license = match req.get("license") {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect(),
+        _ => Vec::new(),
+    };
+
+    // Progress lines, then success; some errors surface only mid-stream, like Ollama's.
+    let mut lines: Vec<Value> = Vec::new();
+    for _ in &files {
+        lines.push(json!({"status": "parsing GGUF"}));
+    }
+    let digest0 = files.values().next().cloned().unwrap_or_default();
+    for completed in [0, size / 2, size] {
+        lines.push(json!({"status": "validating GGUF model", "digest": digest0, "total": size, "completed": completed}));
+    }
+    let mut late_error = None;
+    if !quantize.is_empty() {
+        let q = quantize.to_ascii_uppercase();
+        if !QUANT_TYPES.contains(&q.as_str()) {
+            late_error = Some(format!("unsupported quantization type {q} - supported types are F32, F16, Q4_K_S, Q4_K_M, Q8_0"));
+        } else {
+            let q = if q == "Q4_K" { "Q4_K_M".to_owned() } else { q };
+            for completed in [0, size / 2, size] {
+                lines.push(json!({"status": format!("quantizing F16 model to {q}"), "digest": "0000000000000000000", "total": size, "completed": completed}));
+            }
+            lines.push(json!({"status": "verifying conversion"}));
+        }
+    }
+    if let Some(t) = &template {
+        if t.matches("{{").count() != t.matches("}}").count() {
+            late_error = late_error.or(Some("template: :1: unclosed action".to_owned()));
+        }
+    }
+    let mut layer_digests = Vec::new();
+    for part in [
+        Some(digest0.clone()),
+        template.clone(),
+        system.clone(),
+        (!parameters.is_empty()).then(|| Value::Object(parameters.clone()).to_string()),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let d = if part.starts_with("sha256:") {
+            part
+        } else {
+            format!("sha256:{}", hex::encode(Sha256::digest(part.as_bytes())))
+        };
+        layer_digests.push(d);
+    }
+    let existing = shared.lock().models.contains_key(&key);
+    for d in &layer_digests {
+        let verb = if existing {
+            "using existing layer"
+        } else {
+            "creating new layer"
+        };
+        lines.push(json!({"status": format!("{verb} {d}")}));
+    }
+    lines.push(json!({"status": "writing manifest"}));
+    lines.push(json!({"status": "success"}));
+
+    // Scripted stream faults.
+    let mut delay = None;
+    {
+        let mut inner = shared.lock();
+        let mut keep = Vec::new();
+        for fault in inner.faults.drain(..) {
+            match fault {
+                Fault::CreateErrorAfter {
+                    after_lines,
+                    message,
+                } if late_error.is_none() => {
+                    lines.truncate(after_lines);
+                    late_error = Some(message);
+                }
+                Fault::CreateLineDelay { delay: d } if delay.is_none() => delay = Some(d),
+                other => keep.push(other),
+            }
+        }
+        inner.faults = keep;
+    }
+    if let Some(message) = late_error {
+        let at = lines
+            .iter()
+            .position(|l| {
+                l["status"] == "writing manifest"
+                    || l["status"]
+                        .as_str()
+                        .is_some_and(|s| s.starts_with("using") || s.starts_with("creating"))
+            })
+            .unwrap_or(lines.len());
+        lines.truncate(at.min(lines.len()));
+        lines.push(json!({ "error": message }));
+    }
+
+    let manifest_digest = hex::encode(Sha256::digest(
+        format!(
+            "{name}{}",
+            Value::Array(
+                layer_digests
+                    .iter()
+                    .map(|d| Value::String(d.clone()))
+                    .collect()
+            )
+        )
+        .as_bytes(),
+    ));
+    let model = StoredModel {
+        name: display_name(&name),
+        files,
+        template,
+        system,
+        parameters,
+        messages,
+        license,
+        quantize: (!quantize.is_empty()).then_some(quantize),
+        digest: manifest_digest,
+        size,
+        request: req.clone(),
+    };
+
+    if req.get("stream").and_then(Value::as_bool) == Some(false) {
+        if let Some(err) = lines
+            .iter()
+            .find_map(|l| l.get("error").and_then(Value::as_str))
+        {
+            return error(400, err);
+        }
+        shared.lock().models.insert(key, model);
+        return Json(json!({"status": "success"})).into_response();
+    }
+
+    let state = (lines.into_iter(), Some((shared, key, model)), delay);
+    let stream = futures_util::stream::unfold(state, |(mut it, mut commit, delay)| async move {
+        let line = it.next()?;
+        if let Some(d) = delay {
+            tokio::time::sleep(d).await;
+        }
+        if line["status"] == "success" {
+            if let Some((shared, key, model)) = commit.take() {
+                shared.lock().models.insert(key, model);
+            }
+        }
+        let mut text = line.to_string();
+        text.push('\n');
+        Some((Ok::<_, Infallible>(Bytes::from(text)), (it, commit, delay)))
+    });
+    let mut resp = Body::from_stream(stream).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    resp
+}
+
+// ---- generate / chat ------------------------------------------------------------------------
+
+fn metrics() -> Value {
+    json!({
+        "total_duration": 1_000_000u64, "load_duration": 100_000u64,
+        "prompt_eval_count": 3, "prompt_eval_duration": 200_000u64,
+        "eval_count": 5, "eval_duration": 500_000u64,
+    })
+}
+
+fn lookup_for_run(shared: &Shared, req: &Value) -> Result<(String, String), Reject> {
+    let name = str_field(req, &["model", "name"]).to_owned();
+    let Some(key) = model_key(&name) else {
+        return Err(Reject(400, "invalid model name".to_owned()));
+    };
+    let mut inner = shared.lock();
+    if !inner.models.contains_key(&key) {
+        return Err(Reject(404, format!("model '{name}' not found")));
+    }
+    if req.get("keep_alive").and_then(Value::as_i64) == Some(0) {
+        inner.running.remove(&key);
+    } else {
+        inner.running.insert(key);
+    }
+    Ok((name, shared.now()))
+}
+
+async fn generate(State(shared): State<AppState>, body: Bytes) -> Response {
+    let req = match parse_body(&body) {
+        Ok(v) => v,
+        Err(r) => return r.into_response(),
+    };
+    let (name, now) = match lookup_for_run(&shared, &req) {
+        Ok(v) => v,
+        Err(r) => return r.into_response(),
+    };
+    let mut out = json!({
+        "model": name, "created_at": now, "response": "Hello from the fake Ollama.",
+        "done": true, "done_reason": "stop",
+    });
+    merge(&mut out, metrics());
+    Json(out).into_response()
+}
+
+async fn chat(State(shared): State<AppState>, body: Bytes) -> Response {
+    let req = match parse_body(&body) {
+        Ok(v) => v,
+        Err(r) => return r.into_response(),
+    };
+    let (name, now) = match lookup_for_run(&shared, &req) {
+        Ok(v) => v,
+        Err(r) => return r.into_response(),
+    };
+    let last = req
+        .get("messages")
+        .and_then(Value::as_array)
+        .and_then(|m| m.last())
+        .and_then(|m| m.get("content"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    let mut out = json!({
+        "model": name, "created_at": now,
+        "message": {"role": "assistant", "content": format!("You said: {last}")},
+        "done": true, "done_reason": "stop",
+    });
+    merge(&mut out, metrics());
+    Json(out).into_response()
+}
+
+fn merge(out: &mut Value, extra: Value) {
+    if let (Some(o), Value::Object(e)) = (out.as_object_mut(), extra) {
+        o.extend(e);
+    }
+}
+
+// ---- names (Ollama's ParseName + IsValid, written independently of the client) -------------
+
+fn valid_part(kind: usize, s: &str) -> bool {
+    let max = if kind == 0 { 350 } else { 80 };
+    if s.is_empty() || s.len() > max {
+        return false;
+    }
+    s.bytes().enumerate().all(|(i, c)| {
+        if i == 0 {
+            return c.is_ascii_alphanumeric() || c == b'_';
+        }
+        match c {
+            b'_' | b'-' => true,
+            b'.' => kind != 1,
+            b':' => kind == 0,
+            _ => c.is_ascii_alphanumeric(),
+        }
+    })
+}
+
+/// `[host, namespace, model, tag]` with defaults, or `None` when Ollama would reject the name.
+fn parse_name(name: &str) -> Option<[String; 4]> {
+    let s = name.rsplit_once('@').map_or(name, |(a, _)| a);
+    let mut parts: [Option<String>; 4] = [None, None, None, None];
+    let mut rest = s.to_owned();
+    let colon = rest.rfind(':');
+    if colon.is_some() && colon > rest.rfind('/') {
+        let (a, b) = rest.rsplit_once(':')?;
+        parts[3] = Some(b.to_owned());
+        rest = a.to_owned();
+        if rest.is_empty() {
+            return None;
+        }
+    }
+    match rest.rsplit_once('/') {
+        None => parts[2] = Some(rest.clone()),
+        Some((a, m)) => {
+            parts[2] = Some(m.to_owned());
+            if a.is_empty() {
+                return None;
+            }
+            match a.rsplit_once('/') {
+                None => parts[1] = Some(a.to_owned()),
+                Some((h, ns)) => {
+                    parts[1] = Some(ns.to_owned());
+                    if h.is_empty() {
+                        return None;
+                    }
+                    let h = h.split_once("://").map_or(h, |(_, x)| x);
+                    parts[0] = Some(h.to_owned());
+                }
+            }
+        }
+    }
+    let defaults = ["registry.ollama.ai", "library", "", "latest"];
+    let mut out: [String; 4] = Default::default();
+    for (i, p) in parts.into_iter().enumerate() {
+        let v = p.unwrap_or_else(|| defaults[i].to_owned());
+        if !valid_part(i, &v) {
+            return None;
+        }
+        out[i] = v;
+    }
+    Some(out)
+}
+
+/// Case-insensitive key of a valid name.
+fn model_key(name: &str) -> Option<String> {
+    let [h, n, m, t] = parse_name(name)?;
+    Some(format!("{h}/{n}/{m}:{t}").to_ascii_lowercase())
+}
+
+/// `model:tag` (with namespace/host when not the defaults), as `/api/tags` lists names.
+fn display_name(name: &str) -> String {
+    match parse_name(name) {
+        Some([h, n, m, t]) if h == "registry.ollama.ai" && n == "library" => format!("{m}:{t}"),
+        Some([h, n, m, t]) if h == "registry.ollama.ai" => format!("{n}/{m}:{t}"),
+        Some([h, n, m, t]) => format!("{h}/{n}/{m}:{t}"),
+        None => name.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert_eq!(
+            model_key("Foo"),
+            Some("registry.ollama.ai/library/foo:latest".to_owned())
+        );
+        assert!(model_key("a b").is_none());
+        assert!(model_key("ns.x/model").is_none());
+        assert!(model_key(":tag").is_none());
+        assert_eq!(display_name("me/m:v1"), "me/m:v1");
+    }
+
+    #[test]
+    fn rel_paths() {
+        assert!(valid_rel_path("model.gguf"));
+        assert!(valid_rel_path("sub/model.gguf"));
+        assert!(!valid_rel_path("/abs/model.gguf"));
+        assert!(!valid_rel_path("../model.gguf"));
+        assert!(!valid_rel_path("a//b"));
+    }
+}

@@ -1,0 +1,855 @@
+//! The client against the in-process fake Ollama server (`tests/ollama-fake`), covering the
+//! deploy flow, the documented status codes and error formats, and scripted faults.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use loraforge_ollama_client::{
+    deploy, deploy_gguf, ChatRequest, Client, ClientError, ClientOptions, CreateRequest,
+    DeployRequest, GenerateRequest, Message, Modelfile, OllamaHost,
+};
+use loraforge_progress::NoProgress;
+use ollama_fake::{FakeOllama, Fault};
+use serde_json::json;
+
+use crate::common::{client_for, fixture, recorded_digest, Event, Recorder};
+
+const GGUF: &str = "tiny-llama3-f16.gguf";
+
+fn template() -> Modelfile {
+    Modelfile::parse(&std::fs::read_to_string(fixture("llama3-deploy.Modelfile")).unwrap()).unwrap()
+}
+
+fn gguf() -> PathBuf {
+    fixture(GGUF)
+}
+
+fn gguf_len() -> u64 {
+    std::fs::metadata(gguf()).unwrap().len()
+}
+
+/// Writes `len` bytes starting with the GGUF magic into `dir/name`.
+fn write_gguf_like(dir: &Path, name: &str, len: usize) -> PathBuf {
+    let mut bytes = b"GGUF\x03\x00\x00\x00".to_vec();
+    bytes.extend((0..len.saturating_sub(8)).map(|i| (i % 251) as u8));
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+async fn start() -> (FakeOllama, Client) {
+    let fake = FakeOllama::start().await.unwrap();
+    let client = client_for(&fake.url());
+    (fake, client)
+}
+
+#[tokio::test]
+async fn deploy_uploads_creates_and_verifies() {
+    let (fake, client) = start().await;
+    let rec = Recorder::default();
+    let extra = vec!["<|eot_id|>".to_owned(), "<|end_of_text|>".to_owned()];
+    let out = deploy_gguf(
+        &client,
+        "tiny-llama3:f16",
+        &gguf(),
+        None,
+        &template(),
+        &extra,
+        &rec,
+    )
+    .await
+    .unwrap();
+
+    // The digest is the file's sha256 as recorded by coreutils.
+    assert_eq!(out.digest, recorded_digest(GGUF));
+    assert!(out.uploaded);
+    assert_eq!(out.bytes_sent, gguf_len());
+    let blob = fake.blob(&out.digest).unwrap();
+    assert_eq!(blob.size, gguf_len());
+    assert_eq!(&blob.head[..4], b"GGUF");
+
+    // HEAD first, then one POST, then create, then show.
+    let blob_path = format!("/api/blobs/{}", out.digest);
+    let calls: Vec<(String, String)> = fake
+        .requests()
+        .into_iter()
+        .map(|r| (r.method, r.path))
+        .collect();
+    assert_eq!(
+        calls,
+        vec![
+            ("HEAD".to_owned(), blob_path.clone()),
+            ("POST".to_owned(), blob_path),
+            ("POST".to_owned(), "/api/create".to_owned()),
+            ("POST".to_owned(), "/api/show".to_owned()),
+        ]
+    );
+
+    // The create body: files map, template, system, typed parameters, stops appended once.
+    let body = &fake.create_requests()[0];
+    assert_eq!(body["model"], "tiny-llama3:f16");
+    assert_eq!(body["files"], json!({ "model.gguf": out.digest }));
+    assert_eq!(body["stream"], true);
+    assert!(body.get("quantize").is_none());
+    assert_eq!(body["system"], "You are a helpful assistant.");
+    assert!(body["template"]
+        .as_str()
+        .unwrap()
+        .contains("{{ .Content }}<|eot_id|>"));
+    assert_eq!(
+        body["parameters"],
+        json!({
+            "stop": ["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<|end_of_text|>"],
+            "num_ctx": 512, "temperature": 0.6, "top_p": 0.9,
+        })
+    );
+    assert_eq!(
+        body["messages"],
+        json!([{"role": "user", "content": "Hi there"}, {"role": "assistant", "content": "Hello! How can I help?"}])
+    );
+
+    // Progress: hashing and upload in bytes, then the server's statuses as messages.
+    assert_eq!(rec.phases()[..2], ["hash".to_owned(), "upload".to_owned()]);
+    assert_eq!(rec.advanced_in("hash"), gguf_len());
+    assert_eq!(rec.advanced_in("upload"), gguf_len());
+    let messages = rec.messages();
+    assert_eq!(messages.first().map(String::as_str), Some("parsing GGUF"));
+    assert_eq!(messages.last().map(String::as_str), Some("success"));
+    assert!(messages.contains(&"writing manifest".to_owned()));
+    assert_eq!(rec.advanced_in("validating GGUF model"), gguf_len());
+    assert_eq!(out.statuses.last().map(String::as_str), Some("success"));
+
+    // The model exists, as Ollama shows it.
+    assert!(out.show.template.contains("<|start_header_id|>assistant"));
+    assert!(out.show.parameters.contains("<|end_of_text|>"));
+    let listed = client.list().await.unwrap();
+    assert_eq!(listed.models.len(), 1);
+    assert_eq!(listed.models[0].name, "tiny-llama3:f16");
+    assert_eq!(fake.model("Tiny-Llama3:F16").unwrap().size, gguf_len());
+}
+
+#[tokio::test]
+async fn second_deploy_reuses_the_blob_and_the_known_digest() {
+    let (fake, client) = start().await;
+    let first = deploy_gguf(&client, "m1", &gguf(), None, &template(), &[], &NoProgress)
+        .await
+        .unwrap();
+    assert!(first.uploaded);
+
+    let rec = Recorder::default();
+    let known = recorded_digest(GGUF);
+    let second = deploy_gguf(&client, "m2", &gguf(), Some(&known), &template(), &[], &rec)
+        .await
+        .unwrap();
+    assert!(!second.uploaded);
+    assert_eq!(second.bytes_sent, 0);
+    assert_eq!(second.digest, known);
+    // No hashing (the digest was known) and no upload (HEAD said 200).
+    assert!(!rec.phases().iter().any(|p| p == "hash" || p == "upload"));
+    assert_eq!(fake.count_prefix("POST", "/api/blobs/"), 1);
+    assert_eq!(fake.count_prefix("HEAD", "/api/blobs/"), 2);
+    assert_eq!(fake.model_names().len(), 2);
+}
+
+#[tokio::test]
+async fn known_digest_in_another_spelling_is_normalised() {
+    let (fake, client) = start().await;
+    let known = recorded_digest(GGUF)
+        .replace("sha256:", "sha256-")
+        .to_ascii_uppercase();
+    let known = known.replacen("SHA256-", "sha256-", 1);
+    let out = deploy_gguf(
+        &client,
+        "m",
+        &gguf(),
+        Some(&known),
+        &Modelfile::default(),
+        &[],
+        &NoProgress,
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.digest, recorded_digest(GGUF));
+    assert!(fake.has_blob(&out.digest));
+}
+
+#[tokio::test]
+async fn a_file_changed_since_its_digest_was_recorded_is_refused() {
+    let (fake, client) = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.gguf");
+    std::fs::copy(gguf(), &path).unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+
+    let known = recorded_digest(GGUF);
+    let err = deploy_gguf(
+        &client,
+        "m",
+        &path,
+        Some(&known),
+        &template(),
+        &[],
+        &NoProgress,
+    )
+    .await
+    .unwrap_err();
+    match err {
+        ClientError::DigestMismatch {
+            path: p,
+            expected,
+            actual,
+        } => {
+            assert_eq!(p, path);
+            assert_eq!(expected, known);
+            // What the changed bytes really hash to.
+            let real = loraforge_ollama_client::sha256_file(&path, &NoProgress)
+                .await
+                .unwrap();
+            assert_eq!(actual, real);
+            assert_ne!(actual, expected);
+        }
+        other => panic!("expected DigestMismatch, got {other:?}"),
+    }
+    assert_eq!(fake.count("POST", "/api/create"), 0);
+    assert!(fake.model_names().is_empty());
+    assert!(!fake.has_blob(&known));
+}
+
+#[tokio::test]
+async fn invalid_inputs_are_refused_before_any_request() {
+    let (fake, client) = start().await;
+    let m = template();
+    let err = deploy_gguf(&client, "my model", &gguf(), None, &m, &[], &NoProgress)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ClientError::InvalidName(_)), "{err:?}");
+    let err = deploy_gguf(
+        &client,
+        "ok",
+        &gguf(),
+        Some("sha256:1234"),
+        &m,
+        &[],
+        &NoProgress,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, ClientError::InvalidDigest { .. }), "{err:?}");
+    let missing = Path::new("/nonexistent/model.gguf");
+    let err = deploy_gguf(&client, "ok", missing, None, &m, &[], &NoProgress)
+        .await
+        .unwrap_err();
+    match &err {
+        ClientError::Io { path, .. } => assert_eq!(path, missing),
+        other => panic!("expected Io, got {other:?}"),
+    }
+    let req = DeployRequest {
+        model_name: "ok",
+        gguf_path: &gguf(),
+        known_digest: None,
+        modelfile: &m,
+        extra_stop: &[],
+        quantize: Some("q5_K_M"),
+    };
+    let err = deploy(&client, &req, &NoProgress).await.unwrap_err();
+    assert!(
+        matches!(err, ClientError::UnsupportedQuantize { .. }),
+        "{err:?}"
+    );
+    assert!(fake.requests().is_empty(), "{:?}", fake.requests());
+}
+
+#[tokio::test]
+async fn server_quantize_is_passed_through() {
+    let (fake, client) = start().await;
+    let m = template();
+    let req = DeployRequest {
+        model_name: "m:q4_K_M",
+        gguf_path: &gguf(),
+        known_digest: None,
+        modelfile: &m,
+        extra_stop: &[],
+        quantize: Some("q4_K_M"),
+    };
+    let rec = Recorder::default();
+    let out = deploy(&client, &req, &rec).await.unwrap();
+    assert_eq!(fake.create_requests()[0]["quantize"], "q4_K_M");
+    assert!(rec
+        .messages()
+        .contains(&"quantizing F16 model to Q4_K_M".to_owned()));
+    assert_eq!(out.show.details.quantization_level, "Q4_K_M");
+}
+
+#[tokio::test]
+async fn blob_upload_answers_201_then_200() {
+    let (fake, client) = start().await;
+    let digest = recorded_digest(GGUF);
+    assert!(!client.blob_exists(&digest).await.unwrap());
+    let first = client
+        .upload_blob(&gguf(), &digest, &NoProgress)
+        .await
+        .unwrap();
+    assert!(first.uploaded, "201 Created");
+    assert!(client.blob_exists(&digest).await.unwrap());
+    let second = client
+        .upload_blob(&gguf(), &digest, &NoProgress)
+        .await
+        .unwrap();
+    assert!(!second.uploaded, "200 OK: already present");
+    assert_eq!(fake.count_prefix("POST", "/api/blobs/"), 2);
+}
+
+/// The fake answers as `ollama-api.md` §1 documents (raw HTTP, no client logic involved).
+#[tokio::test]
+async fn fake_server_blob_routes_follow_the_reference() {
+    let fake = FakeOllama::start().await.unwrap();
+    let http = reqwest::Client::new();
+    let url = |d: &str| format!("{}/api/blobs/{d}", fake.url());
+    let digest = recorded_digest(GGUF);
+    let bytes = std::fs::read(gguf()).unwrap();
+
+    let r = http.head(url("sha256:abc")).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let r = http.post(url("md5:abc")).body("x").send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap(),
+        json!({"error": "invalid digest format"})
+    );
+    assert_eq!(http.head(url(&digest)).send().await.unwrap().status(), 404);
+
+    let wrong = format!("sha256:{}", "0".repeat(64));
+    let r = http
+        .post(url(&wrong))
+        .body(bytes.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let msg = r.json::<serde_json::Value>().await.unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        msg,
+        format!("digest mismatch, expected \"{wrong}\", got \"{digest}\"")
+    );
+
+    assert_eq!(
+        http.post(url(&digest))
+            .body(bytes.clone())
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        201
+    );
+    assert_eq!(
+        http.post(url(&digest))
+            .body(bytes)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(http.head(url(&digest)).send().await.unwrap().status(), 200);
+    let dash = digest.replace("sha256:", "sha256-");
+    assert_eq!(http.head(url(&dash)).send().await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn create_validation_errors_carry_ollamas_message() {
+    let (fake, client) = start().await;
+    let digest = fake.put_blob(&std::fs::read(gguf()).unwrap());
+    let not_gguf = fake.put_blob(b"PK\x03\x04 this is a zip, not a gguf");
+    let unknown = format!("sha256:{}", "ab".repeat(32));
+    let cases: Vec<(CreateRequest, u16, &str)> = vec![
+        (
+            CreateRequest {
+                model: "bad name".into(),
+                files: [("model.gguf".into(), digest.clone())].into(),
+                ..Default::default()
+            },
+            400,
+            "invalid model name",
+        ),
+        (
+            CreateRequest {
+                model: "m".into(),
+                files: [("/abs/model.gguf".into(), digest.clone())].into(),
+                ..Default::default()
+            },
+            400,
+            "file path must be relative",
+        ),
+        (
+            CreateRequest {
+                model: "m".into(),
+                files: [("../model.gguf".into(), digest.clone())].into(),
+                ..Default::default()
+            },
+            400,
+            "file path must be relative",
+        ),
+        (
+            CreateRequest {
+                model: "m".into(),
+                files: [("model.gguf".into(), String::new())].into(),
+                ..Default::default()
+            },
+            400,
+            "invalid digest format",
+        ),
+        (
+            CreateRequest {
+                model: "m".into(),
+                files: [("model.gguf".into(), unknown.clone())].into(),
+                ..Default::default()
+            },
+            400,
+            "no such file or directory",
+        ),
+        (
+            CreateRequest {
+                model: "m".into(),
+                files: [("model.gguf".into(), not_gguf.clone())].into(),
+                ..Default::default()
+            },
+            400,
+            "invalid file magic",
+        ),
+        (
+            CreateRequest {
+                model: "m".into(),
+                files: [("weights.bin".into(), not_gguf)].into(),
+                ..Default::default()
+            },
+            400,
+            "unknown type",
+        ),
+        (
+            CreateRequest {
+                model: "m".into(),
+                from: Some("absent".into()),
+                ..Default::default()
+            },
+            404,
+            "model 'absent' not found",
+        ),
+    ];
+    for (req, status, text) in cases {
+        let rec = Recorder::default();
+        match client.create(&req, &rec).await {
+            Err(ClientError::Http {
+                status: s, message, ..
+            }) => {
+                assert_eq!(s, status, "{req:?}");
+                assert!(
+                    message.contains(text),
+                    "{message:?} should contain {text:?}"
+                );
+            }
+            other => panic!("{req:?}: expected Http error, got {other:?}"),
+        }
+        assert!(
+            rec.messages().is_empty(),
+            "no progress before an HTTP error"
+        );
+    }
+    assert!(fake.model_names().is_empty());
+}
+
+#[tokio::test]
+async fn an_error_line_mid_stream_fails_create_and_deploy() {
+    let (fake, client) = start().await;
+    fake.inject(Fault::CreateErrorAfter {
+        after_lines: 2,
+        message: "failed to validate GGUF with llama-quantize".into(),
+    });
+    let rec = Recorder::default();
+    let err = deploy_gguf(&client, "m", &gguf(), None, &template(), &[], &rec)
+        .await
+        .unwrap_err();
+    match err {
+        ClientError::Stream { message, .. } => {
+            assert_eq!(message, "failed to validate GGUF with llama-quantize")
+        }
+        other => panic!("expected Stream, got {other:?}"),
+    }
+    assert_eq!(rec.messages(), ["parsing GGUF", "validating GGUF model"]);
+    assert!(
+        fake.model_names().is_empty(),
+        "no model after a failed create"
+    );
+    assert_eq!(
+        fake.count("POST", "/api/show"),
+        0,
+        "no verification after failure"
+    );
+}
+
+#[tokio::test]
+async fn server_side_quantize_errors_arrive_mid_stream() {
+    let (fake, client) = start().await;
+    let digest = fake.put_blob(&std::fs::read(gguf()).unwrap());
+    let req = CreateRequest {
+        model: "m".into(),
+        files: [("model.gguf".into(), digest)].into(),
+        quantize: Some("q5_K_M".into()),
+        ..Default::default()
+    };
+    let err = client.create(&req, &NoProgress).await.unwrap_err();
+    match err {
+        ClientError::Stream { message, .. } => {
+            assert!(
+                message.starts_with("unsupported quantization type Q5_K_M"),
+                "{message}"
+            )
+        }
+        other => panic!("expected Stream, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn create_streams_progress_with_totals() {
+    let (fake, client) = start().await;
+    let digest = fake.put_blob(&std::fs::read(gguf()).unwrap());
+    let req = CreateRequest {
+        model: "m".into(),
+        files: [("model.gguf".into(), digest)].into(),
+        ..Default::default()
+    };
+    let rec = Recorder::default();
+    let out = client.create(&req, &rec).await.unwrap();
+    assert_eq!(
+        out.statuses.first().map(String::as_str),
+        Some("parsing GGUF")
+    );
+    assert_eq!(out.statuses.last().map(String::as_str), Some("success"));
+    let events = rec.events();
+    assert!(events.contains(&Event::Begin(
+        "validating GGUF model".into(),
+        Some(gguf_len())
+    )));
+    assert_eq!(events.first(), Some(&Event::Begin("create".into(), None)));
+    assert_eq!(events.last(), Some(&Event::Finish));
+}
+
+#[tokio::test]
+async fn management_endpoints() {
+    let (fake, client) = start().await;
+    assert_eq!(client.version().await.unwrap(), ollama_fake::FAKE_VERSION);
+    fake.set_version("0.5.5");
+    assert_eq!(client.version().await.unwrap(), "0.5.5");
+    client.heartbeat().await.unwrap();
+    assert!(client.list().await.unwrap().models.is_empty());
+    deploy_gguf(
+        &client,
+        "orig",
+        &gguf(),
+        None,
+        &template(),
+        &[],
+        &NoProgress,
+    )
+    .await
+    .unwrap();
+
+    client.copy("orig", "me/copy:v2").await.unwrap();
+    let names: Vec<String> = client
+        .list()
+        .await
+        .unwrap()
+        .models
+        .into_iter()
+        .map(|m| m.name)
+        .collect();
+    assert_eq!(names.len(), 2);
+    assert!(names.contains(&"orig:latest".to_owned()) && names.contains(&"me/copy:v2".to_owned()));
+    let err = client.copy("absent", "x").await.unwrap_err();
+    assert!(err.is_not_found(), "{err:?}");
+
+    let show = client.show("ORIG").await.unwrap();
+    assert_eq!(show.system, "You are a helpful assistant.");
+    assert_eq!(show.model_info["general.architecture"], "llama");
+    let err = client.show("absent").await.unwrap_err();
+    assert!(
+        matches!(&err, ClientError::Http { status: 404, message, .. } if message == "model 'absent' not found"),
+        "{err:?}"
+    );
+
+    assert!(client.ps().await.unwrap().models.is_empty());
+    let gen = client
+        .generate(&GenerateRequest {
+            model: "orig".into(),
+            prompt: "hi".into(),
+            options: json!({"num_predict": 1, "temperature": 0})
+                .as_object()
+                .unwrap()
+                .clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(gen.done && !gen.response.is_empty());
+    assert_eq!(gen.metrics.eval_count, Some(5));
+    assert_eq!(client.ps().await.unwrap().models[0].name, "orig:latest");
+    let chat = client
+        .chat(&ChatRequest {
+            model: "orig".into(),
+            messages: vec![Message {
+                role: "user".into(),
+                content: "ping".into(),
+            }],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(chat.message.role, "assistant");
+    assert_eq!(chat.message.content, "You said: ping");
+    let err = client
+        .generate(&GenerateRequest {
+            model: "absent".into(),
+            prompt: "hi".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(err.is_not_found());
+}
+
+#[tokio::test]
+async fn delete_removes_the_model_and_reports_404_when_missing() {
+    let (fake, client) = start().await;
+    let out = deploy_gguf(&client, "m", &gguf(), None, &template(), &[], &NoProgress)
+        .await
+        .unwrap();
+    client.delete("m").await.unwrap();
+    assert!(fake.model_names().is_empty());
+    assert!(
+        !fake.has_blob(&out.digest),
+        "unreferenced layers are removed with the model"
+    );
+    let err = client.delete("m").await.unwrap_err();
+    match &err {
+        ClientError::Http {
+            status: 404,
+            message,
+            ..
+        } => assert_eq!(message, "model 'm' not found"),
+        other => panic!("expected 404, got {other:?}"),
+    }
+    assert!(err.is_not_found());
+    assert_eq!(
+        fake.count("DELETE", "/api/delete"),
+        2,
+        "a 404 is not retried"
+    );
+}
+
+#[tokio::test]
+async fn unreachable_server_has_a_hint() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let client = client_for(&format!("127.0.0.1:{port}"));
+    let err = client.version().await.unwrap_err();
+    assert!(err.is_unreachable(), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains("ollama serve") && text.contains("OLLAMA_HOST"),
+        "{text}"
+    );
+    assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
+    let err = deploy_gguf(&client, "m", &gguf(), None, &template(), &[], &NoProgress)
+        .await
+        .unwrap_err();
+    assert!(err.is_unreachable(), "{err:?}");
+}
+
+#[tokio::test]
+async fn idempotent_calls_retry_server_errors() {
+    let (fake, client) = start().await;
+    fake.inject(Fault::Status {
+        method: "GET",
+        path: "/api/tags",
+        status: 500,
+        message: "busy".into(),
+        times: 2,
+    });
+    assert!(client.list().await.unwrap().models.is_empty());
+    assert_eq!(fake.count("GET", "/api/tags"), 3);
+
+    fake.inject(Fault::Status {
+        method: "GET",
+        path: "/api/tags",
+        status: 503,
+        message: "overloaded".into(),
+        times: 10,
+    });
+    let err = client.list().await.unwrap_err();
+    assert!(
+        matches!(&err, ClientError::Http { status: 503, message, .. } if message == "overloaded"),
+        "{err:?}"
+    );
+    assert_eq!(fake.count("GET", "/api/tags"), 6, "1 + 2 retries");
+}
+
+#[tokio::test]
+async fn create_is_not_retried() {
+    let (fake, client) = start().await;
+    fake.inject(Fault::Status {
+        method: "POST",
+        path: "/api/create",
+        status: 500,
+        message: "out of disk".into(),
+        times: 1,
+    });
+    let err = deploy_gguf(&client, "m", &gguf(), None, &template(), &[], &NoProgress)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ClientError::Http { status: 500, message, .. } if message == "out of disk"),
+        "{err:?}"
+    );
+    assert_eq!(fake.count("POST", "/api/create"), 1);
+    assert!(fake.model_names().is_empty());
+}
+
+#[tokio::test]
+async fn server_errors_at_each_deploy_step() {
+    let steps: [(&'static str, &'static str); 4] = [
+        ("HEAD", "/api/blobs/"),
+        ("POST", "/api/blobs/"),
+        ("POST", "/api/create"),
+        ("POST", "/api/show"),
+    ];
+    for (method, path) in steps {
+        let (fake, client) = start().await;
+        fake.inject(Fault::Status {
+            method,
+            path,
+            status: 500,
+            message: format!("{method} {path} failed"),
+            times: 10,
+        });
+        let err = deploy_gguf(&client, "m", &gguf(), None, &template(), &[], &NoProgress)
+            .await
+            .unwrap_err();
+        match &err {
+            // A HEAD response has no body, so the reason phrase stands in for Ollama's message.
+            ClientError::Http {
+                status: 500,
+                message,
+                ..
+            } if method == "HEAD" => {
+                assert_eq!(message, "Internal Server Error")
+            }
+            ClientError::Http {
+                status: 500,
+                message,
+                ..
+            } => assert_eq!(message, &format!("{method} {path} failed")),
+            other => panic!("{method} {path}: expected Http 500, got {other:?}"),
+        }
+        if path != "/api/show" {
+            assert!(
+                fake.model_names().is_empty(),
+                "{method} {path}: no model after a failure"
+            );
+        }
+    }
+    // Create succeeded but show says 404: not confirmed.
+    let (fake, client) = start().await;
+    fake.inject(Fault::Status {
+        method: "POST",
+        path: "/api/show",
+        status: 404,
+        message: "model 'm' not found".into(),
+        times: 1,
+    });
+    let err = deploy_gguf(&client, "m", &gguf(), None, &template(), &[], &NoProgress)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ClientError::NotCreated { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_connection_dropped_mid_upload_is_retried() {
+    let (fake, client) = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_gguf_like(dir.path(), "big.gguf", 4 << 20);
+    fake.inject(Fault::DropUpload {
+        after_bytes: 256 << 10,
+        times: 1,
+    });
+    let rec = Recorder::default();
+    let up = client.push_blob(&path, None, &rec).await.unwrap();
+    assert!(up.uploaded);
+    assert_eq!(up.bytes_sent, 4 << 20);
+    assert_eq!(fake.count_prefix("POST", "/api/blobs/"), 2);
+    assert_eq!(fake.blob(&up.digest).unwrap().size, 4 << 20);
+    assert_eq!(
+        rec.phases().iter().filter(|p| *p == "upload").count(),
+        2,
+        "the upload restarted"
+    );
+}
+
+#[tokio::test]
+async fn a_connection_dropped_on_every_attempt_fails() {
+    let (fake, client) = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_gguf_like(dir.path(), "big.gguf", 2 << 20);
+    fake.inject(Fault::DropUpload {
+        after_bytes: 64 << 10,
+        times: 10,
+    });
+    let err = client
+        .push_blob(&path, None, &NoProgress)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ClientError::Transport { .. }), "{err:?}");
+    assert_eq!(fake.count_prefix("POST", "/api/blobs/"), 3);
+    assert!(fake.model_names().is_empty());
+}
+
+#[tokio::test]
+async fn slow_responses_time_out() {
+    let fake = FakeOllama::start().await.unwrap();
+    let mut o = ClientOptions::with_host(OllamaHost::parse(&fake.url()));
+    o.request_timeout = Duration::from_millis(200);
+    o.read_timeout = Duration::from_millis(200);
+    o.retries = 1;
+    o.retry_backoff = Duration::from_millis(1);
+    let client = Client::new(o).unwrap();
+
+    fake.inject(Fault::Delay {
+        method: "GET",
+        path: "/api/tags",
+        delay: Duration::from_secs(5),
+        times: 2,
+    });
+    let err = client.list().await.unwrap_err();
+    assert!(matches!(err, ClientError::Timeout { .. }), "{err:?}");
+    assert!(err.to_string().contains("timed out"));
+
+    // A create stream that goes silent longer than the read timeout.
+    let digest = fake.put_blob(&std::fs::read(gguf()).unwrap());
+    fake.inject(Fault::CreateLineDelay {
+        delay: Duration::from_secs(5),
+    });
+    let req = CreateRequest {
+        model: "m".into(),
+        files: [("model.gguf".into(), digest)].into(),
+        ..Default::default()
+    };
+    let err = client.create(&req, &NoProgress).await.unwrap_err();
+    assert!(matches!(err, ClientError::Timeout { .. }), "{err:?}");
+    assert_eq!(fake.count("POST", "/api/create"), 1);
+}
