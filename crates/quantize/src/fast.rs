@@ -373,6 +373,24 @@ fn quantize_block_q6_k<const AVX2: bool>(x: &[f32; QK_K], y: &mut BlockQ6K) {
         }
     }
     let mut lt = [[0i32; 16]; 16];
+    #[cfg(target_arch = "x86_64")]
+    let scales = if AVX2 {
+        // SAFETY: `AVX2 = true` is only instantiated by the AVX2 entry points, which run only
+        // after `is_x86_feature_detected!("avx2")`.
+        let (a, b) = unsafe {
+            (
+                crate::fast_avx2::qx_x8(&xt, 0, &mut lt),
+                crate::fast_avx2::qx_x8(&xt, 1, &mut lt),
+            )
+        };
+        let mut s = [0f32; 16];
+        s[..8].copy_from_slice(&a);
+        s[8..].copy_from_slice(&b);
+        s
+    } else {
+        qx_x16(&xt, &mut lt)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
     let scales = qx_x16(&xt, &mut lt);
     let mut max_scale = 0.0f32;
     let mut max_abs_scale = 0.0f32;

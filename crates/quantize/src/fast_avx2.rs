@@ -137,3 +137,112 @@ pub(crate) unsafe fn qkx2_x8(
         (s, m)
     }
 }
+
+/// `make_qx_quants(16, 32, x, L, rmse_type = 1, NULL)` for the 8 Q6_K sub-blocks `8h..8h+8`
+/// (`x[i][j]` = element `i` of sub-block `j`). Writes `q + 32` into `l[i][8h..8h+8]` and
+/// returns the 8 scales.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn qx_x8(x: &[[f32; 16]; 16], h: usize, l: &mut [[i32; 16]; 16]) -> [f32; 8] {
+    const NMAX: i32 = 32;
+    const NMAXF: f32 = 32.0;
+    let lanes = 8 * (h & 1);
+    // SAFETY (whole body): AVX2 per the contract; loads/stores cover `lanes..lanes + 8` of
+    // 16-element rows, in bounds because `lanes` is 0 or 8.
+    unsafe {
+        let ldx = |i: usize| _mm256_loadu_ps(x[i][lanes..lanes + 8].as_ptr());
+        let zero = _mm256_setzero_ps();
+        let sign = _mm256_set1_ps(-0.0);
+        let magic = _mm256_set1_ps(12_582_912.0);
+        let mant = _mm256_set1_epi32(0x007F_FFFF);
+        let bias = _mm256_set1_epi32(0x0040_0000);
+        let lo = _mm256_set1_epi32(-NMAX);
+        let hi = _mm256_set1_epi32(NMAX - 1);
+        let off = _mm256_set1_epi32(NMAX);
+        // nearest_int, then MAX(-nmax, MIN(nmax - 1, l))
+        let quant = |v: __m256| {
+            let t = _mm256_castps_si256(_mm256_add_ps(v, magic));
+            let q = _mm256_sub_epi32(_mm256_and_si256(t, mant), bias);
+            _mm256_max_epi32(lo, _mm256_min_epi32(hi, q))
+        };
+        let mut max = zero;
+        let mut amax = zero;
+        for i in 0..16 {
+            let v = ldx(i);
+            let ax = _mm256_andnot_ps(sign, v);
+            let take = _mm256_cmp_ps::<_CMP_GT_OQ>(ax, amax);
+            amax = _mm256_blendv_ps(amax, ax, take);
+            max = _mm256_blendv_ps(max, v, take);
+        }
+        let iscale = _mm256_div_ps(_mm256_set1_ps(-NMAXF), max);
+        let mut sumlx = zero;
+        let mut suml2 = zero;
+        for i in 0..16 {
+            let v = ldx(i);
+            let q = quant(_mm256_mul_ps(iscale, v));
+            let p = l[i][lanes..lanes + 8].as_mut_ptr().cast::<__m256i>();
+            _mm256_storeu_si256(p, _mm256_add_epi32(q, off));
+            let qf = _mm256_cvtepi32_ps(q);
+            let w = _mm256_mul_ps(v, v);
+            sumlx = _mm256_add_ps(sumlx, _mm256_mul_ps(_mm256_mul_ps(w, v), qf));
+            suml2 = _mm256_add_ps(suml2, _mm256_mul_ps(_mm256_mul_ps(w, qf), qf));
+        }
+        // scale = suml2 ? sumlx/suml2 : 0
+        let nz = _mm256_cmp_ps::<_CMP_NEQ_UQ>(suml2, zero);
+        let mut scale = _mm256_blendv_ps(zero, _mm256_div_ps(sumlx, suml2), nz);
+        let mut best = _mm256_mul_ps(scale, sumlx);
+        let mut laux = [_mm256_setzero_si256(); 16];
+        for is in -9i32..=9 {
+            if is == 0 {
+                continue;
+            }
+            let iscale = _mm256_div_ps(_mm256_set1_ps(-(NMAXF + 0.1 * is as f32)), max);
+            let mut sumlx = zero;
+            let mut suml2 = zero;
+            for i in 0..16 {
+                let v = ldx(i);
+                let q = quant(_mm256_mul_ps(iscale, v));
+                laux[i] = _mm256_add_epi32(q, off);
+                let qf = _mm256_cvtepi32_ps(q);
+                let w = _mm256_mul_ps(v, v);
+                sumlx = _mm256_add_ps(sumlx, _mm256_mul_ps(_mm256_mul_ps(w, v), qf));
+                suml2 = _mm256_add_ps(suml2, _mm256_mul_ps(_mm256_mul_ps(w, qf), qf));
+            }
+            let take = _mm256_and_ps(
+                _mm256_cmp_ps::<_CMP_GT_OQ>(suml2, zero),
+                _mm256_cmp_ps::<_CMP_GT_OQ>(
+                    _mm256_mul_ps(sumlx, sumlx),
+                    _mm256_mul_ps(best, suml2),
+                ),
+            );
+            if _mm256_movemask_ps(take) != 0 {
+                let new_scale = _mm256_div_ps(sumlx, suml2);
+                scale = _mm256_blendv_ps(scale, new_scale, take);
+                best = _mm256_blendv_ps(best, _mm256_mul_ps(new_scale, sumlx), take);
+                let takei = _mm256_castps_si256(take);
+                for i in 0..16 {
+                    let p = l[i][lanes..lanes + 8].as_mut_ptr().cast::<__m256i>();
+                    let old = _mm256_loadu_si256(p);
+                    _mm256_storeu_si256(p, _mm256_blendv_epi8(old, laux[i], takei));
+                }
+            }
+        }
+        // amax < GROUP_MAX_EPS: L = 0, scale = 0
+        let tiny =
+            _mm256_cmp_ps::<_CMP_LT_OQ>(amax, _mm256_set1_ps(crate::reference::GROUP_MAX_EPS));
+        if _mm256_movemask_ps(tiny) != 0 {
+            scale = _mm256_blendv_ps(scale, zero, tiny);
+            let tinyi = _mm256_castps_si256(tiny);
+            for row in l.iter_mut() {
+                let p = row[lanes..lanes + 8].as_mut_ptr().cast::<__m256i>();
+                let old = _mm256_loadu_si256(p);
+                _mm256_storeu_si256(p, _mm256_blendv_epi8(old, _mm256_setzero_si256(), tinyi));
+            }
+        }
+        let mut s = [0f32; 8];
+        _mm256_storeu_ps(s.as_mut_ptr(), scale);
+        s
+    }
+}
