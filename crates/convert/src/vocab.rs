@@ -487,8 +487,19 @@ fn pre_from_regex(tj: &Json) -> (Option<&'static str>, String) {
             None => other.push("?".into()),
         }
     }
-    let description =
-        format!("Split regexes {regexes:?}, ByteLevel regex {bytelevel_regex}, other {other:?}");
+    let mut parts: Vec<String> = regexes
+        .iter()
+        .map(|r| format!("Split regex `{r}`"))
+        .collect();
+    if bytelevel_regex {
+        parts.push("ByteLevel with the GPT-2 regex".into());
+    }
+    parts.extend(other.iter().map(|o| format!("{o} pre-tokenizer")));
+    let description = if parts.is_empty() {
+        "no splitting pre-tokenizer".to_string()
+    } else {
+        parts.join(", ")
+    };
     if !other.is_empty() {
         return (None, description);
     }
