@@ -40,6 +40,9 @@ const DROPPED_KEYS: [&str; 5] = [
 /// Elements of f32 a worker converts at a time (4 MiB of f32).
 const CHUNK_ELEMS: u64 = 1 << 20;
 
+/// Bytes of an unchanged tensor copied at a time.
+const COPY_CHUNK: usize = 8 << 20;
+
 /// Options of [`quantize_file`].
 #[derive(Debug, Clone, Default)]
 pub struct QuantizeFileOptions {
@@ -235,6 +238,7 @@ pub fn quantize_file(
         });
     }
     let file = GgufFile::open(input)?;
+    file.advise_sequential();
     let hparams = hparams_of(&file, input)?;
 
     // Output order and per-tensor decisions.
@@ -425,6 +429,75 @@ fn hparams_of(file: &GgufFile, path: &Path) -> Result<ModelHparams, QuantizeFile
     })
 }
 
+/// One tensor to convert, cut into chunks of whole rows.
+#[derive(Clone, Copy)]
+struct ChunkJob<'a> {
+    tensor: &'a str,
+    data: &'a [u8],
+    from: GgmlType,
+    to: GgmlType,
+    n_per_row: usize,
+    n_rows: usize,
+}
+
+impl ChunkJob<'_> {
+    fn rows_per_chunk(&self) -> usize {
+        (CHUNK_ELEMS as usize / self.n_per_row.max(1)).max(1)
+    }
+
+    fn n_chunks(&self) -> usize {
+        self.n_rows.div_ceil(self.rows_per_chunk())
+    }
+
+    fn in_row(&self) -> usize {
+        self.from.row_size(self.n_per_row as u64).unwrap_or(0) as usize
+    }
+
+    /// Byte range of the input that chunks `first..end` read.
+    fn input_range(&self, first: usize, end: usize) -> (u64, u64) {
+        let r0 = first * self.rows_per_chunk();
+        let r1 = (end * self.rows_per_chunk()).min(self.n_rows);
+        (
+            (r0 * self.in_row()) as u64,
+            ((r1 - r0) * self.in_row()) as u64,
+        )
+    }
+
+    /// Widens chunk `c` to f32 (in `buf`), checks it is finite, and quantizes it.
+    fn convert(&self, c: usize, buf: &mut Vec<f32>) -> Result<Vec<u8>, QuantizeFileError> {
+        let kernel = |source| QuantizeFileError::Kernel {
+            tensor: self.tensor.to_owned(),
+            source,
+        };
+        let r0 = c * self.rows_per_chunk();
+        let r1 = (r0 + self.rows_per_chunk()).min(self.n_rows);
+        let in_row = self.in_row();
+        let src = self.data.get(r0 * in_row..r1 * in_row).ok_or_else(|| {
+            kernel(QuantizeError::LengthMismatch {
+                what: "source",
+                ty: self.from,
+                n_per_row: self.n_per_row,
+                expected: r1 * in_row,
+                got: self.data.len(),
+                unit: "bytes",
+            })
+        })?;
+        buf.resize((r1 - r0) * self.n_per_row, 0.0);
+        dequantize_rows(self.from, src, self.n_per_row, buf).map_err(kernel)?;
+        if let Some((row, col)) = find_non_finite(buf, self.n_per_row) {
+            return Err(QuantizeFileError::NonFinite {
+                tensor: self.tensor.to_owned(),
+                row: (r0 + row) as u64,
+                column: col as u64,
+            });
+        }
+        let out_row = self.to.row_size(self.n_per_row as u64).unwrap_or(0) as usize;
+        let mut dst = vec![0u8; (r1 - r0) * out_row];
+        quantize_rows(self.to, buf, self.n_per_row, &mut dst).map_err(kernel)?;
+        Ok(dst)
+    }
+}
+
 struct QuantSource<'a> {
     file: &'a GgufFile,
     order: &'a [usize],
@@ -446,70 +519,58 @@ impl TensorSource for QuantSource<'_> {
         let data = self.file.tensor_data(input_index);
         self.reporter.message(&info.name);
         if !decision.quantize {
-            out.write_all(data)?;
-            self.reporter.advance(entry.size);
+            for (k, piece) in data.chunks(COPY_CHUNK).enumerate() {
+                out.write_all(piece)?;
+                let start = (k * COPY_CHUNK) as u64;
+                self.file
+                    .release_tensor_range(input_index, start..start + piece.len() as u64);
+                self.reporter.advance(piece.len() as u64);
+            }
             return Ok(());
         }
-        let from = entry.info.ty;
-        let to = decision.ty;
-        let n_per_row = entry.info.row_len();
-        let n_rows = entry.info.n_rows().unwrap_or(0);
-        let in_row = from.row_size(n_per_row).unwrap_or(0) as usize;
-        let out_row = to.row_size(n_per_row).unwrap_or(0) as usize;
-        let n_per_row_us = n_per_row as usize;
-        let rows_per_chunk = (CHUNK_ELEMS / n_per_row.max(1)).max(1) as usize;
-        let n_rows_us = n_rows as usize;
-        let n_chunks = n_rows_us.div_ceil(rows_per_chunk);
-        // Chunks computed in parallel per batch, then written in order.
+        let job = ChunkJob {
+            tensor: &info.name,
+            data,
+            from: entry.info.ty,
+            to: decision.ty,
+            n_per_row: usize::try_from(entry.info.row_len())?,
+            n_rows: usize::try_from(entry.info.n_rows().unwrap_or(0))?,
+        };
         let batch = self.pool.current_num_threads().max(1) * 2;
-        let tensor = &info.name;
-        let mut chunk = 0;
-        while chunk < n_chunks {
-            let end = (chunk + batch).min(n_chunks);
-            let results: Vec<Result<Vec<u8>, QuantizeFileError>> = self.pool.install(|| {
-                (chunk..end)
-                    .into_par_iter()
-                    .map_init(Vec::new, |f32_buf: &mut Vec<f32>, c| {
-                        let r0 = c * rows_per_chunk;
-                        let r1 = (r0 + rows_per_chunk).min(n_rows_us);
-                        let kernel = |source| QuantizeFileError::Kernel {
-                            tensor: tensor.clone(),
-                            source,
-                        };
-                        let src = data.get(r0 * in_row..r1 * in_row).ok_or_else(|| {
-                            kernel(QuantizeError::LengthMismatch {
-                                what: "source",
-                                ty: from,
-                                n_per_row: n_per_row_us,
-                                expected: r1 * in_row,
-                                got: data.len(),
-                                unit: "bytes",
-                            })
-                        })?;
-                        f32_buf.resize((r1 - r0) * n_per_row_us, 0.0);
-                        dequantize_rows(from, src, n_per_row_us, f32_buf).map_err(kernel)?;
-                        if let Some((row, col)) = find_non_finite(f32_buf, n_per_row_us) {
-                            return Err(QuantizeFileError::NonFinite {
-                                tensor: tensor.clone(),
-                                row: (r0 + row) as u64,
-                                column: col as u64,
-                            });
+        let (file, pool, reporter) = (self.file, self.pool, self.reporter);
+        // Workers convert batches of row chunks while this thread writes the previous batch.
+        std::thread::scope(|scope| -> Result<(), SourceError> {
+            let (tx, rx) =
+                std::sync::mpsc::sync_channel::<Result<Vec<u8>, QuantizeFileError>>(batch);
+            scope.spawn(move || {
+                let n_chunks = job.n_chunks();
+                let mut chunk = 0;
+                while chunk < n_chunks {
+                    let end = (chunk + batch).min(n_chunks);
+                    let results: Vec<Result<Vec<u8>, QuantizeFileError>> = pool.install(|| {
+                        (chunk..end)
+                            .into_par_iter()
+                            .map_init(Vec::new, |buf, c| job.convert(c, buf))
+                            .collect()
+                    });
+                    let (start, len) = job.input_range(chunk, end);
+                    file.release_tensor_range(input_index, start..start + len);
+                    for r in results {
+                        let failed = r.is_err();
+                        if tx.send(r).is_err() || failed {
+                            return;
                         }
-                        let mut dst = vec![0u8; (r1 - r0) * out_row];
-                        quantize_rows(to, f32_buf, n_per_row_us, &mut dst).map_err(kernel)?;
-                        Ok(dst)
-                    })
-                    .collect()
+                    }
+                    reporter.advance(len);
+                    chunk = end;
+                }
             });
-            for r in results {
+            for r in rx {
                 let bytes = r.map_err(|e| Box::new(e) as SourceError)?;
                 out.write_all(&bytes)?;
             }
-            let rows_done =
-                ((end - chunk) * rows_per_chunk).min(n_rows_us - chunk * rows_per_chunk);
-            self.reporter.advance((rows_done * in_row) as u64);
-            chunk = end;
-        }
+            Ok(())
+        })?;
         Ok(())
     }
 }

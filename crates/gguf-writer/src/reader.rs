@@ -427,6 +427,42 @@ impl GgufFile {
     pub fn tensor(&self, name: &str) -> Option<(usize, &TensorEntry)> {
         self.header.tensor(name)
     }
+
+    /// Tells the OS the file will be read front to back (more read-ahead). A hint only: does
+    /// nothing for in-memory files or where unsupported.
+    pub fn advise_sequential(&self) {
+        #[cfg(unix)]
+        if let Storage::Mmap(m) = &self.storage {
+            let _ = m.advise(memmap2::Advice::Sequential);
+        }
+    }
+
+    /// Drops this process's resident pages for `range` (bytes relative to the start of tensor
+    /// `index`'s data) so that streaming through a large file keeps the resident set small. The
+    /// data stays in the OS page cache and is faulted back in if read again. A hint only: does
+    /// nothing for in-memory files, out-of-range arguments, or where unsupported.
+    pub fn release_tensor_range(&self, index: usize, range: std::ops::Range<u64>) {
+        #[cfg(unix)]
+        if let (Storage::Mmap(m), Some(t)) = (&self.storage, self.header.tensors.get(index)) {
+            let end = range.end.min(t.size);
+            if range.start >= end {
+                return;
+            }
+            let start = self.header.data_offset.saturating_add(t.offset) + range.start;
+            let (Ok(start), Ok(len)) = (usize::try_from(start), usize::try_from(end - range.start))
+            else {
+                return;
+            };
+            // SAFETY: the map is a read-only shared file mapping (`Mmap::map`). MADV_DONTNEED on
+            // such a mapping only discards this process's page-table entries; any later access,
+            // including through slices borrowed from `self`, faults the unchanged file contents
+            // back in from the page cache. No memory is freed or zeroed under a live reference.
+            let _ =
+                unsafe { m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, len) };
+        }
+        #[cfg(not(unix))]
+        let _ = (index, range);
+    }
 }
 
 struct Cursor<'a> {

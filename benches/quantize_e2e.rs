@@ -1,0 +1,218 @@
+//! End-to-end GGUF quantization: a synthetic F16 llama GGUF of the TinyLlama-1.1B shape
+//! (hidden 2048, 22 layers, ffn 5632, vocab 32000, 32 heads / 4 kv heads; ≈ 2.2 GB) is written
+//! to a temp dir, copied once (the I/O floor), then quantized with `quantize_file` to each type
+//! with 1 and 2 threads. Reports wall time, MB/s of F16 input, the ratio to the copy, and the
+//! peak RSS of each run (VmHWM, reset between runs through `/proc/self/clear_refs`).
+//!
+//! Run: `cargo bench -p loraforge-benches --bench quantize_e2e`
+//! Environment: `LORAFORGE_BENCH_DIR` (temp dir parent, default the system temp dir),
+//! `LORAFORGE_BENCH_LAYERS` (default 22), `LORAFORGE_BENCH_TYPES` (default `Q8_0,Q4_K_M,Q4_K_S`),
+//! `LORAFORGE_BENCH_THREADS` (default `1,2`).
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Instant;
+
+use loraforge_gguf_writer::{
+    quantize_file, GgufWriter, QuantizeFileOptions, SourceError, TensorInfo, WriteOptions,
+};
+use loraforge_progress::NoProgress;
+use loraforge_quantize::{fp32_to_fp16, FileType, GgmlType};
+
+const HIDDEN: u64 = 2048;
+const FFN: u64 = 5632;
+const VOCAB: u64 = 32000;
+const HEADS: u32 = 32;
+const KV_HEADS: u32 = 4;
+
+fn env_or(key: &str, default: &str) -> String {
+    std::env::var(key).unwrap_or_else(|_| default.to_owned())
+}
+
+/// f16 bytes of weight-like values: N(0, 0.02)-ish (sum of 4 uniforms), a few hot columns.
+fn noise_pool() -> Vec<u8> {
+    let mut s = 0x2545_F491_4F6C_DD1Du64;
+    let mut uniform = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+    };
+    let n = (1 << 22) + 7; // odd length: tensors do not all start at the same phase
+    let mut out = Vec::with_capacity(n * 2);
+    for i in 0..n {
+        let g = (uniform() + uniform() + uniform() + uniform()) * 0.035;
+        let g = if i % 997 == 3 { g * 12.0 } else { g };
+        out.extend_from_slice(&fp32_to_fp16(g).to_le_bytes());
+    }
+    out
+}
+
+fn write_model(path: &Path, layers: u32) -> u64 {
+    let mut w = GgufWriter::new();
+    w.set("general.architecture", "llama")
+        .set("general.name", "bench-tinyllama-shape")
+        .set("llama.context_length", 2048u32)
+        .set("llama.embedding_length", HIDDEN as u32)
+        .set("llama.block_count", layers)
+        .set("llama.feed_forward_length", FFN as u32)
+        .set("llama.rope.dimension_count", 64u32)
+        .set("llama.attention.head_count", HEADS)
+        .set("llama.attention.head_count_kv", KV_HEADS)
+        .set("llama.attention.layer_norm_rms_epsilon", 1e-5f32)
+        .set("general.file_type", 1u32);
+    let kv = HIDDEN / u64::from(HEADS) * u64::from(KV_HEADS);
+    let mut tensors = vec![
+        ("token_embd.weight".to_owned(), vec![HIDDEN, VOCAB]),
+        ("output_norm.weight".to_owned(), vec![HIDDEN]),
+        ("output.weight".to_owned(), vec![HIDDEN, VOCAB]),
+    ];
+    for l in 0..layers {
+        for (name, dims) in [
+            ("attn_norm", vec![HIDDEN]),
+            ("attn_q", vec![HIDDEN, HIDDEN]),
+            ("attn_k", vec![HIDDEN, kv]),
+            ("attn_v", vec![HIDDEN, kv]),
+            ("attn_output", vec![HIDDEN, HIDDEN]),
+            ("ffn_norm", vec![HIDDEN]),
+            ("ffn_gate", vec![HIDDEN, FFN]),
+            ("ffn_up", vec![HIDDEN, FFN]),
+            ("ffn_down", vec![FFN, HIDDEN]),
+        ] {
+            tensors.push((format!("blk.{l}.{name}.weight"), dims));
+        }
+    }
+    for (name, dims) in tensors {
+        let ty = if dims.len() == 1 {
+            GgmlType::F32
+        } else {
+            GgmlType::F16
+        };
+        w.add_tensor(TensorInfo::new(name, ty, dims)).unwrap();
+    }
+    let pool = noise_pool();
+    let mut phase = 0usize;
+    let mut source = |_: usize, t: &TensorInfo, out: &mut dyn Write| -> Result<(), SourceError> {
+        let mut left = t.n_bytes().unwrap() as usize;
+        if t.ty == GgmlType::F32 {
+            let ones: Vec<u8> = (0..left / 4).flat_map(|_| 1.0f32.to_le_bytes()).collect();
+            out.write_all(&ones)?;
+            return Ok(());
+        }
+        while left > 0 {
+            let start = phase % (pool.len() / 2) * 2;
+            let n = left.min(pool.len() - start);
+            out.write_all(&pool[start..start + n])?;
+            left -= n;
+            phase = phase.wrapping_add(n / 2 + 4099);
+        }
+        Ok(())
+    };
+    w.write_to_path(path, &mut source, &WriteOptions::default())
+        .unwrap()
+        .bytes
+}
+
+/// Peak resident set size since the last reset, in MiB.
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn main() {
+    let layers: u32 = env_or("LORAFORGE_BENCH_LAYERS", "22").parse().unwrap();
+    let types: Vec<FileType> = env_or("LORAFORGE_BENCH_TYPES", "Q8_0,Q4_K_M,Q4_K_S")
+        .split(',')
+        .map(|t| FileType::parse(t).unwrap())
+        .collect();
+    let threads: Vec<usize> = env_or("LORAFORGE_BENCH_THREADS", "1,2")
+        .split(',')
+        .map(|t| t.trim().parse().unwrap())
+        .collect();
+    let parent = std::env::var_os("LORAFORGE_BENCH_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let dir = tempfile::tempdir_in(parent).unwrap();
+    let input = dir.path().join("bench-f16.gguf");
+
+    let t = Instant::now();
+    let size = write_model(&input, layers);
+    println!(
+        "synthetic F16 llama: {layers} layers, {:.2} GB, written in {:.1} s",
+        size as f64 / 1e9,
+        t.elapsed().as_secs_f64()
+    );
+
+    // The I/O floor: copying the same bytes (input warm in the page cache, as for the runs).
+    let copy_path = dir.path().join("copy.gguf");
+    let t = Instant::now();
+    std::fs::copy(&input, &copy_path).unwrap();
+    let copy_s = t.elapsed().as_secs_f64();
+    std::fs::remove_file(&copy_path).unwrap();
+    println!(
+        "file copy: {copy_s:.2} s ({:.0} MB/s)",
+        size as f64 / 1e6 / copy_s
+    );
+
+    println!(
+        "\n{:<8} {:>7} {:>9} {:>10} {:>9} {:>12} {:>14}",
+        "type", "threads", "wall s", "MB/s in", "× copy", "peak RSS MiB", "out GB"
+    );
+    for ty in &types {
+        let mut shas = Vec::new();
+        let mut single = None;
+        for &n in &threads {
+            let out = dir.path().join(format!("out-{ty}-{n}.gguf"));
+            reset_peak_rss();
+            let t = Instant::now();
+            let report = quantize_file(
+                &input,
+                &out,
+                *ty,
+                &QuantizeFileOptions {
+                    threads: n,
+                    ..Default::default()
+                },
+                &NoProgress,
+            )
+            .unwrap();
+            let secs = t.elapsed().as_secs_f64();
+            let rss = peak_rss_mib();
+            std::fs::remove_file(&out).unwrap();
+            println!(
+                "{:<8} {:>7} {:>9.2} {:>10.1} {:>9.2} {:>12.0} {:>14.3}",
+                ty.name(),
+                n,
+                secs,
+                size as f64 / 1e6 / secs,
+                secs / copy_s,
+                rss,
+                report.output_bytes as f64 / 1e9
+            );
+            if n == 1 {
+                single = Some(secs);
+            } else if let Some(s1) = single {
+                println!(
+                    "{:<8} {:>7} speed-up over 1 thread: {:.2}×",
+                    "",
+                    n,
+                    s1 / secs
+                );
+            }
+            shas.push(report.sha256);
+        }
+        assert!(
+            shas.windows(2).all(|w| w[0] == w[1]),
+            "{ty}: output depends on the thread count"
+        );
+    }
+}
