@@ -211,3 +211,67 @@ fn g_h_i_llama_cases() {
 fn auto_outtype_picks_bf16_for_a_bf16_model() {
     check("a_llama_qv", OutType::Auto, "ref-bf16.gguf", None);
 }
+
+/// `--outtype q8_0`: no reference GGUF was kept, so the tensors are checked against gguf-py's
+/// own Q8_0 quantizer applied to the reference tensors (tests/fixtures/convert/q8_0_golden.json,
+/// made by make_q8_0_golden.py beside it), and the metadata against ref-f16 with
+/// `general.file_type` = 7.
+#[test]
+fn q8_0_matches_gguf_py_quantizer() {
+    use sha2::{Digest, Sha256};
+    let golden: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/fixtures/convert/q8_0_golden.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    for (case, tensors) in golden.as_object().unwrap() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = model_folder(case, tmp.path());
+        let out = tmp.path().join("out.gguf");
+        let options = ConvertOptions {
+            outtype: OutType::Q8_0,
+            ..ConvertOptions::default()
+        };
+        let report = convert(&dir, &out, &options, &NoProgress).unwrap();
+        assert_eq!(report.file_type, 7);
+        let ours = GgufFile::open(&out).unwrap();
+        let tensors = tensors.as_array().unwrap();
+        assert_eq!(ours.tensors().len(), tensors.len());
+        for (i, (t, g)) in ours.tensors().iter().zip(tensors).enumerate() {
+            assert_eq!(t.info.name, g["name"].as_str().unwrap());
+            assert_eq!(
+                t.info.ty.name().to_ascii_uppercase(),
+                g["type"].as_str().unwrap()
+            );
+            let dims: Vec<u64> = g["shape"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d.as_u64().unwrap())
+                .collect();
+            assert_eq!(t.info.dims, dims);
+            assert_eq!(
+                hex::encode(Sha256::digest(ours.tensor_data(i))),
+                g["sha256"].as_str().unwrap(),
+                "{case}: {}",
+                t.info.name
+            );
+        }
+        let reference =
+            GgufFile::open(&Path::new(FIXTURES).join(case).join("expected/ref-f16.gguf")).unwrap();
+        assert_eq!(
+            ours.metadata().keys().collect::<Vec<_>>(),
+            reference.metadata().keys().collect::<Vec<_>>()
+        );
+        for ((k, a), (_, b)) in ours.metadata().iter().zip(reference.metadata().iter()) {
+            if k == "general.file_type" {
+                assert_eq!(*a, loraforge_gguf_writer::MetadataValue::U32(7));
+            } else {
+                assert!(a.bitwise_eq(b), "{case}: {k}");
+            }
+        }
+    }
+}
