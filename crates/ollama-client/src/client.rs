@@ -26,8 +26,6 @@ use crate::types::{
 const MAX_STREAM_LINE: usize = 16 << 20;
 /// Read buffer for hashing and uploading files.
 const FILE_CHUNK: usize = 1 << 20;
-/// How often upload progress is forwarded to the reporter.
-const PROGRESS_TICK: Duration = Duration::from_millis(100);
 
 /// Connection settings of a [`Client`].
 #[derive(Debug, Clone)]
@@ -255,18 +253,23 @@ impl Client {
         };
         let len = tokio::fs::metadata(path).await.map_err(io)?.len();
         let sent = Arc::new(AtomicU64::new(0));
+        // Progress travels through a channel so events of a failed attempt are never counted
+        // in the next one: `Begin` marks each attempt, in order with the byte counts.
+        let (events, mut progress) = tokio::sync::mpsc::unbounded_channel::<UploadEvent>();
         let op = format!("upload {} as {digest}", path.display());
         let send = self.execute(&op, RetryPolicy::Idempotent, || {
             let sent = Arc::clone(&sent);
+            let events = events.clone();
             let url = url.clone();
             async move {
                 let file = tokio::fs::File::open(path).await.map_err(io)?;
                 sent.store(0, Ordering::Relaxed);
-                reporter.begin("upload", Some(len));
+                let _ = events.send(UploadEvent::Begin);
                 let stream = tokio_util::io::ReaderStream::with_capacity(file, FILE_CHUNK).map(
                     move |chunk| {
                         if let Ok(c) = &chunk {
                             sent.fetch_add(c.len() as u64, Ordering::Relaxed);
+                            let _ = events.send(UploadEvent::Bytes(c.len() as u64));
                         }
                         chunk
                     },
@@ -283,7 +286,7 @@ impl Client {
                 Ok(req)
             }
         });
-        let result = forward_progress(send, &sent, reporter).await;
+        let result = forward_progress(send, &mut progress, len, reporter).await;
         let resp = match result {
             Ok(resp) => resp,
             Err(ClientError::Http {
@@ -564,34 +567,38 @@ impl Client {
     }
 }
 
-/// Drives `send` while forwarding the byte counter to `reporter` every [`PROGRESS_TICK`].
+/// Progress of one blob upload attempt.
+enum UploadEvent {
+    /// An attempt starts (from byte 0).
+    Begin,
+    /// Bytes handed to the connection.
+    Bytes(u64),
+}
+
+/// Drives `send` while forwarding upload events to `reporter` (phase `"upload"`).
 async fn forward_progress<F>(
     send: F,
-    counter: &AtomicU64,
+    events: &mut tokio::sync::mpsc::UnboundedReceiver<UploadEvent>,
+    len: u64,
     reporter: &dyn Reporter,
 ) -> Result<Response, ClientError>
 where
     F: Future<Output = Result<Response, ClientError>>,
 {
-    let mut reported = 0u64;
-    let mut tick = tokio::time::interval(PROGRESS_TICK);
+    let forward = |event: UploadEvent| match event {
+        UploadEvent::Begin => reporter.begin("upload", Some(len)),
+        UploadEvent::Bytes(n) => reporter.advance(n),
+    };
     tokio::pin!(send);
     loop {
         tokio::select! {
+            biased;
+            Some(event) = events.recv() => forward(event),
             result = &mut send => {
-                let now = counter.load(Ordering::Relaxed);
-                if now > reported {
-                    reporter.advance(now - reported);
+                while let Ok(event) = events.try_recv() {
+                    forward(event);
                 }
                 return result;
-            }
-            _ = tick.tick() => {
-                let now = counter.load(Ordering::Relaxed);
-                // A retry restarts the counter; only forward growth.
-                if now > reported {
-                    reporter.advance(now - reported);
-                }
-                reported = now;
             }
         }
     }

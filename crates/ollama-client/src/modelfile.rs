@@ -380,15 +380,20 @@ impl<'a> Parser<'a> {
         s
     }
 
+    /// Consumes one line ending: `\n`, `\r\n` or a lone `\r`.
     fn eat_newline(&mut self) {
-        if self.peek() == Some('\r') {
-            self.pos += 1;
-        }
-        if self.peek() == Some('\n') {
-            self.bump();
-        } else if self.text.as_bytes().get(self.pos.wrapping_sub(1)) == Some(&b'\r') {
-            // a lone '\r' ends a line too
-            self.line += 1;
+        match self.peek() {
+            Some('\r') => {
+                self.pos += 1;
+                if self.peek() == Some('\n') {
+                    self.pos += 1;
+                }
+                self.line += 1;
+            }
+            Some('\n') => {
+                self.bump();
+            }
+            _ => {}
         }
     }
 
@@ -495,10 +500,11 @@ impl<'a> Parser<'a> {
             }
         }
         self.pos += end + close.len();
+        let closing_line = self.line;
         let trailing = self.take_line().trim();
         if !trailing.is_empty() {
             return Err(ModelfileError::TrailingText {
-                line: self.line - 1,
+                line: closing_line,
                 found: trailing.to_owned(),
             });
         }
@@ -572,29 +578,22 @@ impl<'a> Parser<'a> {
 
     fn message(&mut self, line: usize) -> Result<(), ModelfileError> {
         let role = self.take_while(|c| !c.is_whitespace());
-        if role.is_empty() || !matches!(self.peek(), Some(' ' | '\t')) {
-            if role.is_empty() || !matches!(role, "system" | "user" | "assistant") {
-                return Err(if role.is_empty() {
-                    ModelfileError::MissingArgument {
-                        line,
-                        instruction: "MESSAGE".to_owned(),
-                    }
-                } else {
-                    ModelfileError::InvalidMessageRole {
-                        line,
-                        role: role.to_owned(),
-                    }
-                });
-            }
+        if role.is_empty() {
             return Err(ModelfileError::MissingArgument {
                 line,
-                instruction: format!("MESSAGE {role}"),
+                instruction: "MESSAGE".to_owned(),
             });
         }
         if !matches!(role, "system" | "user" | "assistant") {
             return Err(ModelfileError::InvalidMessageRole {
                 line,
                 role: role.to_owned(),
+            });
+        }
+        if !matches!(self.peek(), Some(' ' | '\t')) {
+            return Err(ModelfileError::MissingArgument {
+                line,
+                instruction: format!("MESSAGE {role}"),
             });
         }
         self.skip_blanks();

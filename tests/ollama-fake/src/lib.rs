@@ -62,6 +62,19 @@ pub enum Fault {
         /// How many requests it applies to.
         times: u32,
     },
+    /// Answer `times` matching requests with `status` and exactly `body` (malformed responses).
+    Body {
+        /// Method.
+        method: &'static str,
+        /// Path or path prefix.
+        path: &'static str,
+        /// HTTP status to answer.
+        status: u16,
+        /// The raw response body.
+        body: String,
+        /// How many requests it applies to.
+        times: u32,
+    },
     /// Sleep `delay` before handling `times` matching requests (for client timeouts).
     Delay {
         /// Method.
@@ -422,6 +435,7 @@ fn router(shared: AppState) -> Router {
 
 enum Scripted {
     Status(u16, String),
+    Body(u16, String),
     Delay(Duration),
 }
 
@@ -448,6 +462,17 @@ async fn record_and_fault(State(shared): State<AppState>, req: Request, next: Ne
                     hit = Some(Scripted::Status(*status, message.clone()));
                     break;
                 }
+                Fault::Body {
+                    method: m,
+                    path: p,
+                    status,
+                    body,
+                    times,
+                } if *times > 0 && *m == method && path.starts_with(*p) => {
+                    *times -= 1;
+                    hit = Some(Scripted::Body(*status, body.clone()));
+                    break;
+                }
                 Fault::Delay {
                     method: m,
                     path: p,
@@ -465,6 +490,10 @@ async fn record_and_fault(State(shared): State<AppState>, req: Request, next: Ne
     };
     match scripted {
         Some(Scripted::Status(status, message)) => error(status, &message),
+        Some(Scripted::Body(status, body)) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            (status, body).into_response()
+        }
         Some(Scripted::Delay(d)) => {
             tokio::time::sleep(d).await;
             next.run(req).await

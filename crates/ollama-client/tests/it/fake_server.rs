@@ -853,3 +853,78 @@ async fn slow_responses_time_out() {
     assert!(matches!(err, ClientError::Timeout { .. }), "{err:?}");
     assert_eq!(fake.count("POST", "/api/create"), 1);
 }
+
+#[tokio::test]
+async fn malformed_responses_are_protocol_errors() {
+    let (fake, client) = start().await;
+    fake.inject(Fault::Body {
+        method: "GET",
+        path: "/api/version",
+        status: 200,
+        body: "<html>proxy login</html>".into(),
+        times: 1,
+    });
+    let err = client.version().await.unwrap_err();
+    assert!(
+        matches!(&err, ClientError::Protocol { message, .. } if message.contains("<html>proxy login</html>")),
+        "{err:?}"
+    );
+
+    // A non-JSON error body: the text stands in for Ollama's message.
+    fake.inject(Fault::Body {
+        method: "GET",
+        path: "/api/tags",
+        status: 404,
+        body: "404 page not found".into(),
+        times: 1,
+    });
+    let err = client.list().await.unwrap_err();
+    assert!(
+        matches!(&err, ClientError::Http { status: 404, message, .. } if message == "404 page not found"),
+        "{err:?}"
+    );
+
+    let digest = fake.put_blob(&std::fs::read(gguf()).unwrap());
+    let req = CreateRequest {
+        model: "m".into(),
+        files: [("model.gguf".into(), digest)].into(),
+        ..Default::default()
+    };
+    fake.inject(Fault::Body {
+        method: "POST",
+        path: "/api/create",
+        status: 200,
+        body: "{\"status\":\"parsing GGUF\"}\nnot json\n".into(),
+        times: 1,
+    });
+    let err = client.create(&req, &NoProgress).await.unwrap_err();
+    assert!(
+        matches!(&err, ClientError::Protocol { message, .. } if message.contains("not json")),
+        "{err:?}"
+    );
+
+    // A stream that stops without "success" (no trailing newline either).
+    fake.inject(Fault::Body {
+        method: "POST",
+        path: "/api/create",
+        status: 200,
+        body: "{\"status\":\"parsing GGUF\"}\n{\"status\":\"writing manifest\"}".into(),
+        times: 1,
+    });
+    let err = client.create(&req, &NoProgress).await.unwrap_err();
+    assert!(
+        matches!(&err, ClientError::Protocol { message, .. } if message.contains("writing manifest")),
+        "{err:?}"
+    );
+
+    // Split across arbitrary chunks is fine; a final line without a newline still counts.
+    fake.inject(Fault::Body {
+        method: "POST",
+        path: "/api/create",
+        status: 200,
+        body: "{\"status\":\"a\"}\n\n{\"status\":\"success\"}".into(),
+        times: 1,
+    });
+    let out = client.create(&req, &NoProgress).await.unwrap();
+    assert_eq!(out.statuses, ["a", "success"]);
+}
