@@ -10,6 +10,17 @@
 //! bytes equal `ggml_quantize_chunk` without an importance matrix, checked against golden
 //! files produced by ggml itself.
 //!
+//! * [`quantize_rows`] / [`dequantize_rows`]: F32, F16, BF16, Q8_0, Q5_0, Q5_1, Q4_K, Q5_K,
+//!   Q6_K. The k-quants run a lane-parallel kernel (sub-blocks as SIMD lanes, AVX2 when the CPU
+//!   has it) that performs the reference's float operations in the reference's order;
+//!   [`quantize_rows_reference`] is the plain scalar port, kept as the oracle.
+//! * [`find_non_finite`] and [`validate_row_data`]: the checks llama.cpp applies to input
+//!   tensors and to quantized output.
+//! * [`fp32_to_fp16`], [`fp32_to_bf16`] and their inverses: ggml's scalar conversions.
+//! * [`recipe`]: [`FileType`] (`Q4_K_M` …) and [`plan_tensor_types`], the per-tensor type
+//!   decisions of `llama_model_quantize`, including fallbacks for row lengths that are not a
+//!   multiple of 256, and [`llama_tensor_order`], the order llama.cpp writes tensors in.
+//!
 //! ```
 //! use loraforge_quantize::{dequantize_rows, quantize_rows, GgmlType};
 //!
