@@ -1,0 +1,170 @@
+//! End-to-end LoRA merge benchmark on a TinyLlama-1.1B-shaped bf16 model (≈ 2.2 GB) with an
+//! r=16 `all-linear` adapter (issue 3's benchmark).
+//!
+//! Reports, in one run: the time to copy the base weight files (read + write + fsync, the I/O
+//! floor), the merge wall time with 2 threads and 1 thread, the ratio merge / copy, throughput
+//! (GB of base weights per second), the merge's peak RSS (each merge runs in a child process — this
+//! binary re-invoked with `--child` — which reports its VmHWM), and its CPU time (user+sys of the
+//! child, so "both cores busy" shows as CPU time ≈ 2 × wall).
+//!
+//! Run: `cargo bench -p loraforge-benches --bench merge`
+//! Environment: `LORAFORGE_BENCH_DIR` (keep the generated model there and reuse it across runs;
+//! default: a fresh temp dir), `LORAFORGE_BENCH_LAYERS` (default 22), `LORAFORGE_BENCH_RANK`
+//! (default 16).
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use loraforge_adapter_merge::{merge, MergeOptions};
+use loraforge_benches::{generate_adapter, generate_llama, SynthSpec};
+use loraforge_progress::NoProgress;
+
+fn status_field(pid: &str, key: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = s.lines().find(|l| l.starts_with(key))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn cpu_seconds() -> f64 {
+    // utime + stime of this process, in clock ticks (fields 14, 15 of /proc/self/stat)
+    let s = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = s.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+/// Child mode: merge and print `elapsed_s peak_rss_kib cpu_s backend`.
+fn child(args: &[String]) {
+    let (base, adapter, out, threads) = (&args[0], &args[1], &args[2], &args[3]);
+    let mut opts = MergeOptions::new(base, adapter, out);
+    opts.threads = threads.parse().ok();
+    opts.force = true;
+    let t = Instant::now();
+    let report = merge(&opts, &NoProgress).unwrap();
+    let elapsed = t.elapsed().as_secs_f64();
+    let hwm = status_field("self", "VmHWM:").unwrap_or(0);
+    println!("{elapsed} {hwm} {} {}", cpu_seconds(), report.backend);
+}
+
+fn copy_files(from: &Path, to: &Path) -> u64 {
+    std::fs::create_dir_all(to).unwrap();
+    let mut total = 0;
+    let mut buf = vec![0u8; 8 << 20];
+    let mut names: Vec<PathBuf> = std::fs::read_dir(from)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
+        .collect();
+    names.sort();
+    for p in names {
+        let mut src = std::fs::File::open(&p).unwrap();
+        let mut dst = std::fs::File::create(to.join(p.file_name().unwrap())).unwrap();
+        loop {
+            let n = src.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            dst.write_all(&buf[..n]).unwrap();
+            total += n as u64;
+        }
+        dst.sync_all().unwrap();
+    }
+    total
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--child") {
+        child(&args[i + 1..]);
+        return;
+    }
+    if args.iter().any(|a| a == "--list") {
+        return;
+    }
+    let layers: usize = std::env::var("LORAFORGE_BENCH_LAYERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(22);
+    let rank: usize = std::env::var("LORAFORGE_BENCH_RANK")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(16);
+    let spec = SynthSpec {
+        layers,
+        ..SynthSpec::tinyllama()
+    };
+    let (_keep, root) = match std::env::var_os("LORAFORGE_BENCH_DIR") {
+        Some(d) => (
+            None,
+            PathBuf::from(d).join(format!("merge-l{layers}-r{rank}")),
+        ),
+        None => {
+            let t = tempfile::tempdir().unwrap();
+            let p = t.path().to_path_buf();
+            (Some(t), p)
+        }
+    };
+    let base = root.join("base");
+    let adapter = root.join("adapter");
+    if !base.join("config.json").is_file() {
+        let t = Instant::now();
+        generate_llama(&base, &spec).unwrap();
+        eprintln!(
+            "generated base ({:.2} GB) in {:.1}s",
+            spec.data_bytes() as f64 / 1e9,
+            t.elapsed().as_secs_f64()
+        );
+    }
+    if !adapter.join("adapter_config.json").is_file() {
+        generate_adapter(&adapter, &spec, rank).unwrap();
+    }
+    let gb = spec.data_bytes() as f64 / 1e9;
+    println!("model: llama hidden {} layers {} ffn {} vocab {} bf16, {:.2} GB; adapter r={rank} all-linear", spec.hidden, spec.layers, spec.ffn, spec.vocab, gb);
+
+    let copy_dir = root.join("copy");
+    let _ = std::fs::remove_dir_all(&copy_dir);
+    let t = Instant::now();
+    copy_files(&base, &copy_dir);
+    let copy_s = t.elapsed().as_secs_f64();
+    let _ = std::fs::remove_dir_all(&copy_dir);
+    println!(
+        "copy base files (read+write+fsync): {copy_s:.2} s ({:.2} GB/s)",
+        gb / copy_s
+    );
+
+    let exe = std::env::current_exe().unwrap();
+    for threads in ["2", "1"] {
+        let out = root.join(format!("merged-{threads}"));
+        let output = std::process::Command::new(&exe)
+            .arg("--child")
+            .arg(&base)
+            .arg(&adapter)
+            .arg(&out)
+            .arg(threads)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let line = String::from_utf8_lossy(&output.stdout);
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let secs: f64 = f[0].parse().unwrap();
+        let rss_kib: f64 = f[1].parse().unwrap();
+        let cpu: f64 = f[2].parse().unwrap();
+        println!(
+            "merge threads={threads}: {secs:.2} s, {:.2} GB/s, {:.2}x copy time, peak RSS {:.0} MiB, CPU {cpu:.1} s ({:.0}% of {threads} cores), backend {}",
+            gb / secs,
+            secs / copy_s,
+            rss_kib / 1024.0,
+            100.0 * cpu / secs / threads.parse::<f64>().unwrap(),
+            f[3]
+        );
+        let _ = std::fs::remove_dir_all(&out);
+    }
+}
