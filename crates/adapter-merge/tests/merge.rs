@@ -178,3 +178,69 @@ fn h_llama_layers_subset() {
 fn i_trainer_checkpoints() {
     run_case("i_trainer_checkpoints");
 }
+
+#[test]
+fn f32_output_rounds_to_peft_bf16_exactly_and_updates_config() {
+    // W + ΔW computed in f32 and kept in f32: rounding it to bf16 must give PEFT's bf16 output.
+    let case = "a_llama_qv";
+    let dir = fixtures().join(case);
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("merged");
+    let mut opts = MergeOptions::new(dir.join("base"), adapter_dir(case), &out);
+    opts.dtype = loraforge_adapter_merge::OutputDtype::F32;
+    let report = merge(&opts, &NoProgress).unwrap();
+    assert_eq!(report.dtype, Dtype::F32);
+    let got = HfModel::open(&out).unwrap();
+    assert_eq!(got.config_dtype(), Some(Dtype::F32));
+    let expected = HfModel::open(&dir.join("expected")).unwrap();
+    for name in expected.tensor_names() {
+        let g = got.tensor(name).unwrap();
+        assert_eq!(g.dtype, Dtype::F32);
+        let e = expected.tensor(name).unwrap();
+        let rounded: Vec<u8> = g
+            .to_f32_vec()
+            .iter()
+            .flat_map(|v| f32_to_bf16(*v).to_le_bytes())
+            .collect();
+        assert_eq!(rounded, e.data, "{name}");
+    }
+}
+
+#[test]
+fn sharded_output_and_tokenizer_from_the_adapter_folder() {
+    let case = "g_llama_sharded";
+    let dir = fixtures().join(case);
+    let tmp = tempfile::tempdir().unwrap();
+    // an adapter folder that carries its own tokenizer (as trainers save it)
+    let adapter = tmp.path().join("adapter");
+    std::fs::create_dir_all(&adapter).unwrap();
+    for f in ["adapter_config.json", "adapter_model.safetensors"] {
+        std::fs::copy(adapter_dir(case).join(f), adapter.join(f)).unwrap();
+    }
+    let tokenizer_src = fixtures().join("b_llama_alllinear_rslora/base");
+    for f in [
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "chat_template.jinja",
+    ] {
+        std::fs::copy(tokenizer_src.join(f), adapter.join(f)).unwrap();
+    }
+    let out = tmp.path().join("merged");
+    let mut opts = MergeOptions::new(dir.join("base"), &adapter, &out);
+    opts.max_shard_size = loraforge_adapter_merge::parse_size("100KB").unwrap();
+    let report = merge(&opts, &NoProgress).unwrap();
+    assert!(out.join("model.safetensors.index.json").is_file());
+    assert!(report
+        .output_files
+        .iter()
+        .any(|(p, _, _)| p.to_string_lossy() == "model-00003-of-00003.safetensors"));
+    assert_eq!(report.tokenizer_source.as_deref(), Some(adapter.as_path()));
+    assert_eq!(
+        std::fs::read(out.join("chat_template.jinja")).unwrap(),
+        std::fs::read(tokenizer_src.join("chat_template.jinja")).unwrap()
+    );
+    // tokenizer.model of the base is not mixed in
+    assert!(!out.join("tokenizer.model").exists());
+    let cmp = compare(case, &out);
+    assert_eq!(cmp.identical, cmp.elements);
+}
