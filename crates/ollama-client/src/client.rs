@@ -91,6 +91,8 @@ enum RetryPolicy {
     Idempotent,
     /// Create, generate, chat: only a failure to connect (nothing reached the server).
     ConnectOnly,
+    /// One attempt; the caller retries (blob uploads check the store between attempts).
+    Never,
 }
 
 /// An async client for one Ollama server.
@@ -237,8 +239,9 @@ impl Client {
     /// Uploads `path` as blob `digest` (`POST /api/blobs/<digest>`), streaming the file from disk.
     ///
     /// Reports bytes sent under the phase `"upload"`. A `400 digest mismatch` answer becomes
-    /// [`ClientError::DigestMismatch`] naming the file. Transport errors and 5xx are retried
-    /// (the file is re-read from the start).
+    /// [`ClientError::DigestMismatch`] naming the file. Transport errors, timeouts, 5xx and 429
+    /// are retried with backoff (the file is re-read from the start), after a `HEAD` that ends
+    /// the upload when the server turns out to hold the blob already.
     pub async fn upload_blob(
         &self,
         path: &Path,
@@ -257,50 +260,74 @@ impl Client {
         // in the next one: `Begin` marks each attempt, in order with the byte counts.
         let (events, mut progress) = tokio::sync::mpsc::unbounded_channel::<UploadEvent>();
         let op = format!("upload {} as {digest}", path.display());
-        let send = self.execute(&op, RetryPolicy::Idempotent, || {
-            let sent = Arc::clone(&sent);
-            let events = events.clone();
-            let url = url.clone();
-            async move {
-                let file = tokio::fs::File::open(path).await.map_err(io)?;
-                sent.store(0, Ordering::Relaxed);
-                let _ = events.send(UploadEvent::Begin);
-                let stream = tokio_util::io::ReaderStream::with_capacity(file, FILE_CHUNK).map(
-                    move |chunk| {
-                        if let Ok(c) = &chunk {
-                            sent.fetch_add(c.len() as u64, Ordering::Relaxed);
-                            let _ = events.send(UploadEvent::Bytes(c.len() as u64));
-                        }
-                        chunk
-                    },
-                );
-                let mut req = self
-                    .http
-                    .post(url)
-                    .header(reqwest::header::CONTENT_LENGTH, len)
-                    .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-                    .body(reqwest::Body::wrap_stream(stream));
-                if let Some(t) = self.options.transfer_timeout {
-                    req = req.timeout(t);
+        let mut attempt: u32 = 0;
+        let resp = loop {
+            let send = self.execute(&op, RetryPolicy::Never, || {
+                let sent = Arc::clone(&sent);
+                let events = events.clone();
+                let url = url.clone();
+                async move {
+                    let file = tokio::fs::File::open(path).await.map_err(io)?;
+                    sent.store(0, Ordering::Relaxed);
+                    let _ = events.send(UploadEvent::Begin);
+                    let stream = tokio_util::io::ReaderStream::with_capacity(file, FILE_CHUNK).map(
+                        move |chunk| {
+                            if let Ok(c) = &chunk {
+                                sent.fetch_add(c.len() as u64, Ordering::Relaxed);
+                                let _ = events.send(UploadEvent::Bytes(c.len() as u64));
+                            }
+                            chunk
+                        },
+                    );
+                    let mut req = self
+                        .http
+                        .post(url)
+                        .header(reqwest::header::CONTENT_LENGTH, len)
+                        .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                        .body(reqwest::Body::wrap_stream(stream));
+                    if let Some(t) = self.options.transfer_timeout {
+                        req = req.timeout(t);
+                    }
+                    Ok(req)
                 }
-                Ok(req)
+            });
+            let error = match forward_progress(send, &mut progress, len, reporter).await {
+                Ok(resp) => break resp,
+                Err(ClientError::Http {
+                    status: 400,
+                    message,
+                    ..
+                }) if message.starts_with("digest mismatch") => {
+                    return Err(ClientError::DigestMismatch {
+                        path: path.to_owned(),
+                        expected: digest,
+                        actual: mismatch_got(&message).unwrap_or(message),
+                    });
+                }
+                Err(e) => e,
+            };
+            let retryable = match &error {
+                ClientError::Transport { .. }
+                | ClientError::Timeout { .. }
+                | ClientError::Unreachable { .. } => true,
+                ClientError::Http { status, .. } => *status >= 500 || *status == 429,
+                _ => false,
+            };
+            if !retryable || attempt >= self.options.retries {
+                return Err(error);
             }
-        });
-        let result = forward_progress(send, &mut progress, len, reporter).await;
-        let resp = match result {
-            Ok(resp) => resp,
-            Err(ClientError::Http {
-                status: 400,
-                message,
-                ..
-            }) if message.starts_with("digest mismatch") => {
-                return Err(ClientError::DigestMismatch {
-                    path: path.to_owned(),
-                    expected: digest,
-                    actual: mismatch_got(&message).unwrap_or(message),
+            self.backoff(attempt).await;
+            attempt += 1;
+            // The server may hold the blob after all: it answers 200 early, without reading the
+            // body, when it already has it, and may have stored it before the connection broke.
+            if let Ok(true) = self.blob_exists(&digest).await {
+                reporter.finish();
+                return Ok(BlobUpload {
+                    digest,
+                    uploaded: false,
+                    bytes_sent: sent.load(Ordering::Relaxed),
                 });
             }
-            Err(e) => return Err(e),
         };
         reporter.finish();
         Ok(BlobUpload {
@@ -535,7 +562,7 @@ impl Client {
     {
         let mut attempt: u32 = 0;
         loop {
-            let retries_left = attempt < self.options.retries;
+            let retries_left = policy != RetryPolicy::Never && attempt < self.options.retries;
             let result = make().await?.send().await;
             let retry = match result {
                 Ok(resp) => {
@@ -552,6 +579,7 @@ impl Client {
                     let retryable = match policy {
                         RetryPolicy::Idempotent => true,
                         RetryPolicy::ConnectOnly => e.is_connect(),
+                        RetryPolicy::Never => false,
                     };
                     if !(retryable && retries_left) {
                         return Err(self.transport_error(op, e));
@@ -560,10 +588,15 @@ impl Client {
                 }
             };
             debug_assert!(retry);
-            let factor = 1u32.checked_shl(attempt.min(16)).unwrap_or(u32::MAX);
-            tokio::time::sleep(self.options.retry_backoff.saturating_mul(factor)).await;
+            self.backoff(attempt).await;
             attempt += 1;
         }
+    }
+
+    /// Waits before retry number `attempt + 1`: the backoff doubled `attempt` times.
+    async fn backoff(&self, attempt: u32) {
+        let factor = 1u32.checked_shl(attempt.min(16)).unwrap_or(u32::MAX);
+        tokio::time::sleep(self.options.retry_backoff.saturating_mul(factor)).await;
     }
 }
 

@@ -928,3 +928,28 @@ async fn malformed_responses_are_protocol_errors() {
     let out = client.create(&req, &NoProgress).await.unwrap();
     assert_eq!(out.statuses, ["a", "success"]);
 }
+
+/// The server answers 200 without reading the body when it has the blob; the client must take
+/// that early answer even though most of a large body was never sent.
+#[tokio::test]
+async fn an_early_200_on_a_large_reupload_is_success() {
+    let (fake, client) = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_gguf_like(dir.path(), "big.gguf", 16 << 20);
+    let digest = loraforge_ollama_client::sha256_file(&path, &NoProgress)
+        .await
+        .unwrap();
+    assert!(
+        client
+            .upload_blob(&path, &digest, &NoProgress)
+            .await
+            .unwrap()
+            .uploaded
+    );
+    let again = client
+        .upload_blob(&path, &digest, &NoProgress)
+        .await
+        .unwrap();
+    assert!(!again.uploaded);
+    assert_eq!(fake.count_prefix("POST", "/api/blobs/"), 2);
+}
