@@ -39,9 +39,10 @@ fn cpu_seconds() -> f64 {
 
 /// Child mode: merge and print `elapsed_s peak_rss_kib cpu_s backend`.
 fn child(args: &[String]) {
-    let (base, adapter, out, threads) = (&args[0], &args[1], &args[2], &args[3]);
+    let (base, adapter, out, threads, fsync) = (&args[0], &args[1], &args[2], &args[3], &args[4]);
     let mut opts = MergeOptions::new(base, adapter, out);
     opts.threads = threads.parse().ok();
+    opts.fsync = fsync == "fsync";
     opts.force = true;
     let t = Instant::now();
     let report = merge(&opts, &NoProgress).unwrap();
@@ -50,7 +51,7 @@ fn child(args: &[String]) {
     println!("{elapsed} {hwm} {} {}", cpu_seconds(), report.backend);
 }
 
-fn copy_files(from: &Path, to: &Path) -> u64 {
+fn copy_files(from: &Path, to: &Path, fsync: bool) -> u64 {
     std::fs::create_dir_all(to).unwrap();
     let mut total = 0;
     let mut buf = vec![0u8; 8 << 20];
@@ -71,9 +72,15 @@ fn copy_files(from: &Path, to: &Path) -> u64 {
             dst.write_all(&buf[..n]).unwrap();
             total += n as u64;
         }
-        dst.sync_all().unwrap();
+        if fsync {
+            dst.sync_all().unwrap();
+        }
     }
     total
+}
+
+fn sync_all() {
+    let _ = std::process::Command::new("sync").status();
 }
 
 fn main() {
@@ -145,6 +152,7 @@ fn main() {
             .arg(&adapter)
             .arg(&out)
             .arg(threads)
+            .arg(mode)
             .output()
             .unwrap();
         assert!(
@@ -158,7 +166,7 @@ fn main() {
         let rss_kib: f64 = f[1].parse().unwrap();
         let cpu: f64 = f[2].parse().unwrap();
         println!(
-            "merge threads={threads}: {secs:.2} s, {:.2} GB/s, {:.2}x copy time, peak RSS {:.0} MiB, CPU {cpu:.1} s ({:.0}% of {threads} cores), backend {}",
+            "merge threads={threads} {mode}: {secs:.2} s, {:.2} GB/s, {:.2}x copy time, peak RSS {:.0} MiB, CPU {cpu:.1} s ({:.0}% of {threads} cores), backend {}",
             gb / secs,
             secs / copy_s,
             rss_kib / 1024.0,

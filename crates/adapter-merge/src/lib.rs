@@ -22,6 +22,7 @@
 //!     threads: None,
 //!     force: false,
 //!     allow_non_finite: false,
+//!     fsync: true,
 //! };
 //! let report = merge(&options, &NoProgress).unwrap();
 //! println!("{} of {} tensors changed", report.tensors_changed, report.tensors_total);
@@ -109,6 +110,9 @@ pub struct MergeOptions {
     pub force: bool,
     /// Write the model even if the merge produced inf/NaN.
     pub allow_non_finite: bool,
+    /// `fsync` every weight file before the folder is renamed into place (default `true`;
+    /// `save_pretrained` does not, so turn it off to compare like with like).
+    pub fsync: bool,
 }
 
 impl MergeOptions {
@@ -127,6 +131,7 @@ impl MergeOptions {
             threads: None,
             force: false,
             allow_non_finite: false,
+            fsync: true,
         }
     }
 }

@@ -141,7 +141,7 @@ pub fn merge(options: &MergeOptions, reporter: &dyn Reporter) -> Result<MergeRep
         options.max_shard_size,
         base.parameter_count(),
     )?;
-    writer.set_sync(true);
+    writer.set_sync(options.fsync);
     let order: Vec<String> = writer.write_order().iter().map(|s| s.to_string()).collect();
 
     let threads = options.threads.unwrap_or_else(|| {
