@@ -7,4 +7,5 @@ mod fake_server;
 mod host;
 mod modelfile;
 mod names;
+mod props;
 mod real_ollama;
