@@ -2,7 +2,9 @@
 //! (hidden 2048, 22 layers, ffn 5632, vocab 32000, 32 heads / 4 kv heads; ≈ 2.2 GB) is written
 //! to a temp dir, copied once (the I/O floor), then quantized with `quantize_file` to each type
 //! with 1 and 2 threads. Reports wall time, MB/s of F16 input, the ratio to the copy, and the
-//! peak RSS of each run (VmHWM, reset between runs through `/proc/self/clear_refs`).
+//! peak RSS of each run (VmHWM, reset between runs through `/proc/self/clear_refs`), and the
+//! CPU seconds it used (user + system, all threads) — on a shared machine wall time measures
+//! the contention, CPU time what the work costs.
 //!
 //! Run: `cargo bench -p loraforge-benches --bench quantize_e2e`
 //! Environment: `LORAFORGE_BENCH_DIR` (temp dir parent, default the system temp dir),
@@ -124,6 +126,20 @@ fn peak_rss_mib() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
+/// CPU seconds (user + system, all threads) used by this process so far.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the `(comm)`; utime and stime are fields 14 and 15 (clock ticks, 100 Hz).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    f.iter().sum::<f64>() / 100.0
+}
+
 fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
@@ -164,8 +180,16 @@ fn main() {
     );
 
     println!(
-        "\n{:<8} {:>7} {:>9} {:>10} {:>9} {:>12} {:>14}",
-        "type", "threads", "wall s", "MB/s in", "× copy", "peak RSS MiB", "out GB"
+        "\n{:<8} {:>7} {:>9} {:>10} {:>9} {:>8} {:>14} {:>12} {:>8}",
+        "type",
+        "threads",
+        "wall s",
+        "MB/s in",
+        "× copy",
+        "cpu s",
+        "MB/s per cpu",
+        "peak RSS MiB",
+        "out GB"
     );
     for ty in &types {
         let mut shas = Vec::new();
@@ -173,6 +197,7 @@ fn main() {
         for &n in &threads {
             let out = dir.path().join(format!("out-{ty}-{n}.gguf"));
             reset_peak_rss();
+            let cpu0 = cpu_seconds();
             let t = Instant::now();
             let report = quantize_file(
                 &input,
@@ -186,15 +211,18 @@ fn main() {
             )
             .unwrap();
             let secs = t.elapsed().as_secs_f64();
+            let cpu = cpu_seconds() - cpu0;
             let rss = peak_rss_mib();
             std::fs::remove_file(&out).unwrap();
             println!(
-                "{:<8} {:>7} {:>9.2} {:>10.1} {:>9.2} {:>12.0} {:>14.3}",
+                "{:<8} {:>7} {:>9.2} {:>10.1} {:>9.2} {:>8.2} {:>14.1} {:>12.0} {:>8.3}",
                 ty.name(),
                 n,
                 secs,
                 size as f64 / 1e6 / secs,
                 secs / copy_s,
+                cpu,
+                size as f64 / 1e6 / cpu,
                 rss,
                 report.output_bytes as f64 / 1e9
             );

@@ -661,3 +661,26 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn inspect_json_keeps_types_and_nested_arrays() {
+    let file = GgufFile::open(&fixture("gguf-format/all-types.gguf")).unwrap();
+    let json = serde_json::to_value(inspect(&file, &InspectOptions::default())).unwrap();
+    let meta = json["metadata"].as_array().unwrap();
+    let get = |k: &str| meta.iter().find(|m| m["key"] == k).unwrap().clone();
+    assert_eq!(get("t.u64")["value"], 18_000_000_000_000_000_000u64);
+    assert_eq!(get("t.i8")["type"], "i8");
+    assert_eq!(get("t.str")["value"], "héllo\nwörld");
+    let nested = get("t.arr_nested");
+    assert_eq!(nested["type"], "arr[arr]");
+    assert_eq!(nested["len"], 2);
+    assert_eq!(nested["value"], serde_json::json!([[1, 2], ["x"]]));
+    assert_eq!(json["alignment"], 64);
+    assert_eq!(json["tensors"][2]["type"], "q8_0");
+    assert_eq!(json["tensors"][2]["offset"], 1152);
+    assert_eq!(json["tensors"][2]["bytes"], 136);
+    // The text rendering escapes newlines and shows nested arrays.
+    let text = inspect(&file, &InspectOptions::default()).to_string();
+    assert!(text.contains(r#""héllo\nwörld""#), "{text}");
+    assert!(text.contains(r#"[[1, 2], ["x"]] (2 items)"#), "{text}");
+}
