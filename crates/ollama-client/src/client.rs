@@ -563,15 +563,12 @@ impl Client {
         let mut attempt: u32 = 0;
         loop {
             let retries_left = policy != RetryPolicy::Never && attempt < self.options.retries;
-            let result = make().await?.send().await;
-            let retry = match result {
+            match make().await?.send().await {
                 Ok(resp) => {
                     let status = resp.status();
                     let retryable_status =
                         status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
-                    if policy == RetryPolicy::Idempotent && retryable_status && retries_left {
-                        true
-                    } else {
+                    if !(policy == RetryPolicy::Idempotent && retryable_status && retries_left) {
                         return check_status(resp, op).await;
                     }
                 }
@@ -584,10 +581,8 @@ impl Client {
                     if !(retryable && retries_left) {
                         return Err(self.transport_error(op, e));
                     }
-                    true
                 }
-            };
-            debug_assert!(retry);
+            }
             self.backoff(attempt).await;
             attempt += 1;
         }
