@@ -5,7 +5,7 @@
 #![allow(missing_docs)]
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use loraforge_quantize::{quantize_rows, quantize_rows_reference, GgmlType};
+use loraforge_quantize::{dequantize_rows, quantize_rows, quantize_rows_reference, GgmlType};
 
 const N_PER_ROW: usize = 4096;
 const ROWS: usize = 16;
@@ -59,5 +59,33 @@ fn bench_kernels(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_kernels);
+/// Widening of F16/BF16 input rows to f32 (the first step of quantizing an F16 model) and
+/// block dequantization, in bytes of f32 output per second.
+fn bench_dequantize(c: &mut Criterion) {
+    let x = weights();
+    let mut y = vec![0f32; x.len()];
+    let mut group = c.benchmark_group("dequantize_rows");
+    group.throughput(Throughput::Bytes((x.len() * 4) as u64));
+    for ty in [
+        GgmlType::F16,
+        GgmlType::BF16,
+        GgmlType::Q8_0,
+        GgmlType::Q4K,
+        GgmlType::Q6K,
+    ] {
+        let Some(row) = ty.row_size(N_PER_ROW as u64) else {
+            continue;
+        };
+        let mut q = vec![0u8; row as usize * ROWS];
+        if quantize_rows(ty, &x, N_PER_ROW, &mut q).is_err() {
+            continue;
+        }
+        group.bench_with_input(BenchmarkId::from_parameter(ty.name()), &ty, |b, &ty| {
+            b.iter(|| dequantize_rows(ty, black_box(&q), N_PER_ROW, &mut y))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_kernels, bench_dequantize);
 criterion_main!(benches);
