@@ -9,7 +9,10 @@
 //! Run: `cargo bench -p loraforge-benches --bench quantize_e2e`
 //! Environment: `LORAFORGE_BENCH_DIR` (temp dir parent, default the system temp dir),
 //! `LORAFORGE_BENCH_LAYERS` (default 22), `LORAFORGE_BENCH_TYPES` (default `Q8_0,Q4_K_M,Q4_K_S`),
-//! `LORAFORGE_BENCH_THREADS` (default `1,2`).
+//! `LORAFORGE_BENCH_THREADS` (default `1,2`), `LORAFORGE_BENCH_LLAMA_CPP=1` to also run
+//! llama.cpp's own quantizer on the same input in the same run (through `llama-cpp-python`, set
+//! up once with `pip install llama-cpp-python==0.3.36`, which builds llama.cpp from source) and
+//! compare its output bytes and time with ours.
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use std::io::Write;
@@ -144,7 +147,60 @@ fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
+/// What llama.cpp's `llama_model_quantize` did, run in a Python child process.
+struct Reference {
+    secs: f64,
+    cpu: f64,
+    peak_rss_mib: f64,
+    sha256: String,
+}
+
+const LLAMA_CPP_SCRIPT: &str = r#"
+import ctypes, hashlib, json, resource, sys, time
+import llama_cpp
+src, dst, ftype, threads = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+params = llama_cpp.llama_model_quantize_default_params()
+params.nthread = threads
+params.ftype = ftype
+t = time.perf_counter()
+c = time.process_time()
+rc = llama_cpp.llama_model_quantize(src.encode(), dst.encode(), ctypes.byref(params))
+secs, cpu = time.perf_counter() - t, time.process_time() - c
+h = hashlib.sha256()
+with open(dst, "rb") as f:
+    for block in iter(lambda: f.read(1 << 24), b""):
+        h.update(block)
+print(json.dumps({"rc": rc, "secs": secs, "cpu": cpu, "sha256": h.hexdigest(),
+                  "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+"#;
+
+fn llama_cpp_quantize(input: &Path, out: &Path, ty: FileType, threads: usize) -> Option<Reference> {
+    let output = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(LLAMA_CPP_SCRIPT)
+        .arg(input)
+        .arg(out)
+        .arg(ty.llama_ftype().to_string())
+        .arg(threads.to_string())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let _ = std::fs::remove_file(out);
+    let line = String::from_utf8_lossy(&output.stdout);
+    let v: serde_json::Value = serde_json::from_str(line.lines().last()?).ok()?;
+    if v["rc"] != 0 {
+        return None;
+    }
+    Some(Reference {
+        secs: v["secs"].as_f64()?,
+        cpu: v["cpu"].as_f64()?,
+        peak_rss_mib: v["maxrss_kb"].as_f64()? / 1024.0,
+        sha256: v["sha256"].as_str()?.to_owned(),
+    })
+}
+
 fn main() {
+    let with_llama_cpp = std::env::var("LORAFORGE_BENCH_LLAMA_CPP").is_ok_and(|v| v == "1");
     let layers: u32 = env_or("LORAFORGE_BENCH_LAYERS", "22").parse().unwrap();
     let types: Vec<FileType> = env_or("LORAFORGE_BENCH_TYPES", "Q8_0,Q4_K_M,Q4_K_S")
         .split(',')
@@ -226,6 +282,26 @@ fn main() {
                 rss,
                 report.output_bytes as f64 / 1e9
             );
+            if with_llama_cpp {
+                let ref_out = dir.path().join(format!("ref-{ty}-{n}.gguf"));
+                match llama_cpp_quantize(&input, &ref_out, *ty, n) {
+                    Some(r) => println!(
+                        "{:<8} {:>7} {:>9.2} {:>10.1} {:>9.2} {:>8.2} {:>14.1} {:>12.0}   llama.cpp; ours is {:.2}× faster (wall), {:.2}× (cpu); bytes {}",
+                        "  llama",
+                        n,
+                        r.secs,
+                        size as f64 / 1e6 / r.secs,
+                        r.secs / copy_s,
+                        r.cpu,
+                        size as f64 / 1e6 / r.cpu,
+                        r.peak_rss_mib,
+                        r.secs / secs,
+                        r.cpu / cpu,
+                        if r.sha256 == report.sha256 { "IDENTICAL" } else { "DIFFER" }
+                    ),
+                    None => println!("  llama.cpp run failed (is llama-cpp-python installed?)"),
+                }
+            }
             if n == 1 {
                 single = Some(secs);
             } else if let Some(s1) = single {
