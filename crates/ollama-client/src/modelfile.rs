@@ -240,6 +240,53 @@ impl Modelfile {
             .collect()
     }
 
+    /// The Modelfile equivalent of a create request (for records and display): `FROM` names the
+    /// first file of `files` (or `from`), `ADAPTER` the adapter files; parameters keep their
+    /// JSON types (integers, floats, booleans, string lists; other values are left out).
+    pub fn from_create_request(req: &CreateRequest) -> Self {
+        let parameters = req
+            .parameters
+            .iter()
+            .filter_map(|(k, v)| {
+                let value = match v {
+                    Value::Bool(b) => ParamValue::Bool(*b),
+                    Value::Number(n) => match n.as_i64() {
+                        Some(i) => ParamValue::Int(i),
+                        None => ParamValue::Float(n.as_f64()?),
+                    },
+                    Value::String(s) => ParamValue::List(vec![s.clone()]),
+                    Value::Array(items) => ParamValue::List(
+                        items
+                            .iter()
+                            .filter_map(|i| i.as_str().map(str::to_owned))
+                            .collect(),
+                    ),
+                    _ => return None,
+                };
+                Some((k.clone(), value))
+            })
+            .collect();
+        Self {
+            from: req
+                .files
+                .keys()
+                .next()
+                .cloned()
+                .or_else(|| req.from.clone()),
+            template: req.template.clone(),
+            system: req.system.clone(),
+            parameters,
+            messages: req.messages.clone(),
+            licenses: req.license.clone(),
+            adapters: req.adapters.keys().cloned().collect(),
+            requires: req.requires.clone(),
+            renderer: req.renderer.clone(),
+            parser: req.parser.clone(),
+            draft: None,
+            warnings: Vec::new(),
+        }
+    }
+
     /// Copies TEMPLATE, SYSTEM, PARAMETER, MESSAGE, LICENSE, REQUIRES, RENDERER and PARSER into
     /// a create request (FROM, ADAPTER and DRAFT name local files the caller uploads itself).
     /// Parameters merge into the request's: `stop` lists are appended without duplicates, other
@@ -319,6 +366,18 @@ impl fmt::Display for Modelfile {
         }
         for l in &self.licenses {
             writeln!(f, "LICENSE {}", q(l))?;
+        }
+        if let Some(v) = &self.requires {
+            writeln!(f, "REQUIRES {v}")?;
+        }
+        if let Some(v) = &self.renderer {
+            writeln!(f, "RENDERER {v}")?;
+        }
+        if let Some(v) = &self.parser {
+            writeln!(f, "PARSER {v}")?;
+        }
+        if let Some(v) = &self.draft {
+            writeln!(f, "DRAFT {v}")?;
         }
         Ok(())
     }

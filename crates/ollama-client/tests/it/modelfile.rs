@@ -239,3 +239,25 @@ fn display_round_trips() {
     let again = Modelfile::parse(&m.to_string()).unwrap();
     assert_eq!(again, m);
 }
+
+#[test]
+fn a_create_request_renders_as_a_modelfile() {
+    let text = std::fs::read_to_string(fixture("llama3-deploy.Modelfile")).unwrap();
+    let template = Modelfile::parse(&text).unwrap();
+    let mut req = CreateRequest {
+        model: "m".into(),
+        files: [("model.gguf".into(), format!("sha256:{}", "0".repeat(64)))].into(),
+        ..Default::default()
+    };
+    template.apply_to(&mut req);
+    let back = Modelfile::from_create_request(&req);
+    assert_eq!(back.from.as_deref(), Some("model.gguf"));
+    let expected = Modelfile {
+        from: Some("model.gguf".into()),
+        ..template
+    };
+    assert_eq!(back, expected);
+    assert!(back
+        .to_string()
+        .starts_with("FROM model.gguf\nTEMPLATE \"\"\"{{- if .System }}"));
+}
