@@ -14,7 +14,8 @@
 //!
 //! Principal types: [`GgufWriter`] (+ [`TensorSource`], the seam through which tensor data is
 //! streamed), [`GgufFile`] (memory-mapped, validated reader), [`Metadata`] / [`MetadataValue`],
-//! [`inspect()`].
+//! [`inspect()`] (the summary `loraforge inspect` prints), and [`quantize_file()`] (GGUF → GGUF
+//! quantization, byte-identical to llama.cpp's `llama_model_quantize`).
 //!
 //! ```
 //! use loraforge_gguf_writer::{GgufFile, GgufWriter, MetadataValue, SourceError, TensorInfo};

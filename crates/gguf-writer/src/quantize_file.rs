@@ -5,9 +5,14 @@
 //! ([`loraforge_quantize::llama_tensor_order`]); every input key-value pair copied in order
 //! except `general.file_type`, `general.quantization_version` and `split.*`, then
 //! `general.quantization_version = 2` and `general.file_type = <ftype>` appended; each tensor
-//! padded with zeros to the alignment. Input rows are widened to f32 exactly and quantized by
+//! padded with zeros to the alignment; tensor dims written as `ggml_n_dims` counts them
+//! (trailing 1s dropped). Input rows are widened to f32 exactly and quantized by
 //! `loraforge_quantize::quantize_rows`, in parallel over chunks of whole rows (blocks are
 //! independent, so the thread count never changes the bytes).
+//!
+//! One deliberate difference: an input with a non-default `general.alignment` keeps that key,
+//! and we align the data to it; llama.cpp copies the key but always pads to 32, writing a file
+//! its own reader then rejects.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -572,5 +577,20 @@ impl TensorSource for QuantSource<'_> {
             Ok(())
         })?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ggml_dims;
+
+    #[test]
+    fn dims_are_written_as_ggml_n_dims_reports_them() {
+        assert_eq!(ggml_dims(&[4096, 1]), [4096]);
+        assert_eq!(ggml_dims(&[4096, 1, 1, 1]), [4096]);
+        assert_eq!(ggml_dims(&[]), [1]);
+        assert_eq!(ggml_dims(&[1, 1]), [1]);
+        assert_eq!(ggml_dims(&[2, 1, 3]), [2, 1, 3]);
+        assert_eq!(ggml_dims(&[1, 5]), [1, 5]);
     }
 }
