@@ -1,0 +1,318 @@
+//! Command-line arguments (clap derive; no logic here).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+const AFTER_HELP: &str = "\
+Examples:
+  loraforge base add ./Qwen2.5-7B-Instruct --name qw2.5-7-i --template qwen.Modelfile
+  loraforge trained add ./runs/support-bot --base qw2.5-7-i --train-name support-bot
+  loraforge trained save qw2.5-7-i_support-bot_20261123_3f2a
+  loraforge saved deploy qw2.5-7-i_support-bot_20261123_3f2a_s_9c1d --quant q4_K_M
+  loraforge demo
+
+Environment:
+  LORAFORGE_HOME   store root (default: the platform data folder, ~/.local/share/loraforge)
+  OLLAMA_HOST      Ollama server (default http://127.0.0.1:11434)";
+
+/// loraforge: from a trained LoRA adapter to a model running in Ollama.
+#[derive(Debug, Parser)]
+#[command(name = "loraforge", version, about, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// The store root (overrides LORAFORGE_HOME).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub home: Option<PathBuf>,
+    /// Print machine-readable JSON on stdout instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// No progress bars or status lines.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Base models: local Hugging Face folders adapters are trained on.
+    #[command(subcommand)]
+    Base(BaseCommand),
+    /// Trained models: LoRA adapters (or trainer output folders) tied to a base.
+    #[command(subcommand)]
+    Trained(TrainedCommand),
+    /// Saved models: adapters merged into their base, standalone.
+    #[command(subcommand)]
+    Saved(SavedCommand),
+    /// Deployed models: saved models running in Ollama.
+    #[command(subcommand)]
+    Deployed(DeployedCommand),
+    /// Background jobs (saves).
+    #[command(subcommand)]
+    Jobs(JobsCommand),
+    /// Merge a PEFT LoRA adapter into its base model (no store involved).
+    Merge(MergeArgs),
+    /// Convert a Hugging Face model folder to GGUF.
+    Convert(ConvertArgs),
+    /// Quantize a GGUF file like llama-quantize.
+    Quantize(QuantizeArgs),
+    /// Show a GGUF file's metadata and tensors.
+    Inspect(InspectArgs),
+    /// Run the whole lifecycle on a small generated model.
+    Demo(DemoArgs),
+}
+
+/// `loraforge base …`
+#[derive(Debug, Subcommand)]
+pub enum BaseCommand {
+    /// Register a local Hugging Face model folder.
+    Add {
+        /// The model folder (config.json + safetensors).
+        path: PathBuf,
+        /// Technical name: short and unique, [a-z0-9][a-z0-9._-]{0,31} (e.g. qw2.5-7-i).
+        #[arg(long)]
+        name: String,
+        /// Deployment template: an Ollama Modelfile fragment (TEMPLATE, SYSTEM, PARAMETER…).
+        #[arg(long, value_name = "MODELFILE")]
+        template: Option<PathBuf>,
+        /// Copy the folder into the store instead of referencing it where it is.
+        #[arg(long)]
+        copy: bool,
+    },
+    /// List base models.
+    List,
+    /// Show a base model and its card.
+    Show(ShowArgs),
+    /// Remove a base model (refused while trained models use it, unless --force).
+    Rm {
+        /// Technical name.
+        name: String,
+        /// Remove even if trained models use it.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// `show NAME` options shared by every kind.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The entry's name.
+    pub name: String,
+    /// Print the model card as Markdown (README.md) instead of a summary.
+    #[arg(long)]
+    pub readme: bool,
+}
+
+/// `loraforge trained …`
+#[derive(Debug, Subcommand)]
+pub enum TrainedCommand {
+    /// Register a PEFT adapter folder or a trainer output folder.
+    Add {
+        /// Adapter folder (adapter_config.json + adapter_model.safetensors) or trainer output (checkpoint-N/).
+        path: PathBuf,
+        /// The base model's technical name.
+        #[arg(long)]
+        base: String,
+        /// A short name for this training run ([A-Za-z0-9.-], spaces become '-').
+        #[arg(long)]
+        train_name: String,
+        /// Use checkpoint-N instead of the final adapter.
+        #[arg(long, value_name = "N")]
+        checkpoint: Option<u64>,
+    },
+    /// List trained models.
+    List,
+    /// Show a trained model and its card.
+    Show(ShowArgs),
+    /// Remove a trained model's adapter files (saved models made from it stay).
+    Rm {
+        /// Trained model name.
+        name: String,
+        /// Also forget its record and card.
+        #[arg(long)]
+        purge: bool,
+    },
+    /// Save: merge the adapter into its base as a new saved model (a job).
+    Save {
+        /// Trained model name.
+        name: String,
+        /// Return at once with the job id; the merge continues in the background.
+        #[arg(long)]
+        background: bool,
+        /// Output dtype.
+        #[arg(long, default_value = "auto", value_parser = ["auto", "bf16", "f16", "f32"])]
+        dtype: String,
+    },
+}
+
+/// `loraforge saved …`
+#[derive(Debug, Subcommand)]
+pub enum SavedCommand {
+    /// List saved models.
+    List,
+    /// Show a saved model and its card.
+    Show(ShowArgs),
+    /// Remove a saved model's folder (deployments made from it stay).
+    Rm {
+        /// Saved model name.
+        name: String,
+    },
+    /// Export to GGUF and deploy to Ollama.
+    Deploy(DeployArgs),
+}
+
+/// `loraforge saved deploy …`
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// Saved model name.
+    pub name: String,
+    /// Quantization.
+    #[arg(long, value_name = "TYPE", value_parser = ["no_quantization", "q8_0", "q4_K_M", "q4_K_S"], ignore_case = true)]
+    pub quant: String,
+    /// Ollama server (overrides OLLAMA_HOST).
+    #[arg(long, value_name = "URL")]
+    pub host: Option<String>,
+    /// Upload F16 and let Ollama quantize (instead of loraforge's quantizer).
+    #[arg(long)]
+    pub server_quantize: bool,
+    /// Generate one token after creating the model, to check it loads.
+    #[arg(long)]
+    pub smoke_test: bool,
+}
+
+/// `loraforge deployed …`
+#[derive(Debug, Subcommand)]
+pub enum DeployedCommand {
+    /// List deployed models.
+    List {
+        /// Ask each Ollama server whether the model is still there.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Show a deployed model and its card.
+    Show(ShowArgs),
+    /// Delete the model from Ollama, then forget it.
+    Rm {
+        /// Deployed model name.
+        name: String,
+        /// Forget the local record even if Ollama cannot be reached.
+        #[arg(long)]
+        forget: bool,
+    },
+}
+
+/// `loraforge jobs …`
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// List jobs.
+    List,
+    /// Show one job (id or unique prefix).
+    Show {
+        /// Job id.
+        id: String,
+    },
+    /// Wait for a job to finish, with a progress bar.
+    Wait {
+        /// Job id.
+        id: String,
+        /// Give up after this many seconds.
+        #[arg(long, value_name = "SECONDS")]
+        timeout: Option<f64>,
+    },
+    /// Cancel a job (its partial output is removed).
+    Cancel {
+        /// Job id.
+        id: String,
+    },
+    /// Run a queued job in this process (used by --background workers).
+    #[command(hide = true)]
+    Run {
+        /// Job id.
+        id: String,
+    },
+}
+
+/// `loraforge merge …`
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Base model folder.
+    #[arg(long)]
+    pub base: PathBuf,
+    /// PEFT adapter folder.
+    #[arg(long)]
+    pub adapter: PathBuf,
+    /// Output folder (must not exist unless --force).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Output dtype.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "bf16", "f16", "f32"])]
+    pub dtype: String,
+    /// Largest shard, like save_pretrained (5GB, 500MB, 2GiB…).
+    #[arg(long, default_value = "5GB", value_name = "SIZE")]
+    pub max_shard_size: String,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Replace an existing output folder.
+    #[arg(long)]
+    pub force: bool,
+    /// Write NaN/Inf produced by the merge instead of failing.
+    #[arg(long)]
+    pub allow_non_finite: bool,
+}
+
+/// `loraforge convert …`
+#[derive(Debug, Args)]
+pub struct ConvertArgs {
+    /// Hugging Face model folder.
+    pub model_dir: PathBuf,
+    /// Output GGUF file.
+    pub out: PathBuf,
+    /// Output type: f32, f16, bf16, q8_0, q4_K_M, q4_K_S or auto (the weights' 16-bit type).
+    #[arg(long, default_value = "auto")]
+    pub outtype: String,
+    /// Worker threads.
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+/// `loraforge quantize …`
+#[derive(Debug, Args)]
+pub struct QuantizeArgs {
+    /// Input GGUF (F32/F16/BF16 tensors).
+    pub input: PathBuf,
+    /// Output GGUF.
+    pub output: PathBuf,
+    /// q8_0, q4_K_M, q4_K_S, f16, bf16 (case-insensitive).
+    #[arg(value_name = "TYPE")]
+    pub file_type: String,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Accept already-quantized input tensors.
+    #[arg(long)]
+    pub allow_requantize: bool,
+    /// Fail instead of falling back to another type when a row length does not fit.
+    #[arg(long)]
+    pub no_fallback: bool,
+}
+
+/// `loraforge inspect …`
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// GGUF file.
+    pub file: PathBuf,
+}
+
+/// `loraforge demo …`
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where to generate the demo model files (default: a folder under the store).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Ollama server (overrides OLLAMA_HOST).
+    #[arg(long, value_name = "URL")]
+    pub host: Option<String>,
+}

@@ -1,0 +1,217 @@
+//! Low-level commands that work on files directly, without the store:
+//! `merge`, `convert`, `quantize`, `inspect`.
+
+use anyhow::Context as _;
+use loraforge_progress::Reporter;
+
+use super::Context;
+use crate::args::{ConvertArgs, InspectArgs, MergeArgs, QuantizeArgs};
+use crate::output::{print_json, println_stdout, user_error};
+
+pub fn merge(context: &Context, args: MergeArgs) -> anyhow::Result<()> {
+    let options = loraforge_adapter_merge::MergeOptions {
+        dtype: args.dtype.parse()?,
+        max_shard_size: loraforge_adapter_merge::parse_size(&args.max_shard_size)?,
+        threads: args.threads,
+        force: args.force,
+        allow_non_finite: args.allow_non_finite,
+        ..loraforge_adapter_merge::MergeOptions::new(&args.base, &args.adapter, &args.out)
+    };
+    let reporter = context.reporter();
+    let report = loraforge_adapter_merge::merge(&options, &reporter)?;
+    reporter.finish();
+    if context.json {
+        return print_json(&serde_json::json!({
+            "out": args.out,
+            "dtype": report.dtype.safetensors_name().to_ascii_lowercase(),
+            "tensors_total": report.tensors_total,
+            "tensors_changed": report.tensors_changed,
+            "parameters": report.parameters,
+            "bytes_written": report.bytes_written,
+            "seconds": report.elapsed.as_secs_f64(),
+            "backend": report.backend,
+            "files": report.output_files.iter().map(|(path, bytes, sha256)| serde_json::json!({
+                "path": path, "bytes": bytes, "sha256": sha256,
+            })).collect::<Vec<_>>(),
+            "ignored_modules": report.ignored_modules,
+        }));
+    }
+    println_stdout(&format!(
+        "merged {} of {} tensors into {} ({}, {:.1} MB in {:.2} s)",
+        report.tensors_changed,
+        report.tensors_total,
+        args.out.display(),
+        report.dtype.safetensors_name().to_ascii_lowercase(),
+        report.bytes_written as f64 / 1e6,
+        report.elapsed.as_secs_f64()
+    ));
+    for module in &report.ignored_modules {
+        context.status(&format!(
+            "note: adapter module {module} is not targeted by its config; ignored as PEFT does"
+        ));
+    }
+    Ok(())
+}
+
+/// `--outtype` values the converter writes itself, and the k-quants it reaches through the quantizer.
+fn parse_outtype(
+    text: &str,
+) -> anyhow::Result<(
+    loraforge_convert::OutType,
+    Option<loraforge_quantize::FileType>,
+)> {
+    if let Some(outtype) = loraforge_convert::OutType::parse(text) {
+        return Ok((outtype, None));
+    }
+    match loraforge_quantize::FileType::parse(text) {
+        Ok(ftype) => Ok((loraforge_convert::OutType::F16, Some(ftype))),
+        Err(_) => Err(user_error(format!(
+            "unknown --outtype '{text}'; valid: f32, f16, bf16, q8_0, q4_K_M, q4_K_S, auto"
+        ))),
+    }
+}
+
+pub fn convert(context: &Context, args: ConvertArgs) -> anyhow::Result<()> {
+    let (outtype, quantize) = parse_outtype(&args.outtype)?;
+    let reporter = context.reporter();
+    let options = loraforge_convert::ConvertOptions {
+        outtype,
+        threads: args.threads,
+        ..Default::default()
+    };
+    let (report_json, warnings, line) = match quantize {
+        None => {
+            let report =
+                loraforge_convert::convert(&args.model_dir, &args.out, &options, &reporter)?;
+            let line = format!(
+                "wrote {} ({} tensors, {:.1} MB, pre-tokenizer {})",
+                args.out.display(),
+                report.tensors,
+                report.bytes as f64 / 1e6,
+                report.pre_tokenizer.as_deref().unwrap_or("n/a")
+            );
+            let json = serde_json::json!({
+                "out": args.out, "tensors": report.tensors, "bytes": report.bytes,
+                "sha256": report.sha256, "architecture": report.architecture,
+                "pre_tokenizer": report.pre_tokenizer, "warnings": report.warnings,
+            });
+            (json, report.warnings, line)
+        }
+        Some(ftype) => {
+            // k-quants go through an f16 export, as convert_hf_to_gguf.py + llama-quantize do,
+            // so the bytes equal what llama.cpp users get.
+            let dir = args
+                .out
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
+            let scratch = tempfile_in(dir)?;
+            let sixteen = scratch.path().join("f16.gguf");
+            let converted =
+                loraforge_convert::convert(&args.model_dir, &sixteen, &options, &reporter)?;
+            let report = loraforge_gguf_writer::quantize_file(
+                &sixteen,
+                &args.out,
+                ftype,
+                &loraforge_gguf_writer::QuantizeFileOptions {
+                    threads: args.threads.unwrap_or(0),
+                    ..Default::default()
+                },
+                &reporter,
+            )?;
+            let line = format!(
+                "wrote {} ({}, {:.1} MB, {} fallback tensors)",
+                args.out.display(),
+                report.ftype,
+                report.output_bytes as f64 / 1e6,
+                report.n_fallback
+            );
+            let json = serde_json::json!({
+                "out": args.out, "bytes": report.output_bytes, "sha256": report.sha256,
+                "file_type": report.ftype, "fallbacks": report.n_fallback,
+                "architecture": converted.architecture, "pre_tokenizer": converted.pre_tokenizer,
+                "warnings": converted.warnings,
+            });
+            (json, converted.warnings, line)
+        }
+    };
+    reporter.finish();
+    for warning in &warnings {
+        context.status(&format!("warning: {warning}"));
+    }
+    if context.json {
+        return print_json(&report_json);
+    }
+    println_stdout(&line);
+    Ok(())
+}
+
+fn tempfile_in(dir: &std::path::Path) -> anyhow::Result<ScratchDir> {
+    let path = dir.join(format!(".loraforge-convert-{}", std::process::id()));
+    std::fs::create_dir_all(&path).with_context(|| format!("cannot create {}", path.display()))?;
+    Ok(ScratchDir(path))
+}
+
+/// A scratch folder removed when dropped.
+struct ScratchDir(std::path::PathBuf);
+
+impl ScratchDir {
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn quantize(context: &Context, args: QuantizeArgs) -> anyhow::Result<()> {
+    let ftype = loraforge_quantize::FileType::parse(&args.file_type)
+        .map_err(|e| user_error(e.to_string()))?;
+    let reporter = context.reporter();
+    let report = loraforge_gguf_writer::quantize_file(
+        &args.input,
+        &args.output,
+        ftype,
+        &loraforge_gguf_writer::QuantizeFileOptions {
+            threads: args.threads.unwrap_or(0),
+            allow_requantize: args.allow_requantize,
+            no_fallback: args.no_fallback,
+        },
+        &reporter,
+    )?;
+    reporter.finish();
+    if context.json {
+        return print_json(&report);
+    }
+    for tensor in &report.tensors {
+        if let Some(fallback) = &tensor.fallback {
+            context.status(&format!(
+                "fallback: {}: {} instead of {} ({})",
+                tensor.name, fallback.used, fallback.wanted, fallback.reason
+            ));
+        }
+    }
+    println_stdout(&format!(
+        "wrote {} ({}, {:.1} MB -> {:.1} MB, {} fallback tensors)",
+        args.output.display(),
+        report.ftype,
+        report.input_bytes as f64 / 1e6,
+        report.output_bytes as f64 / 1e6,
+        report.n_fallback
+    ));
+    Ok(())
+}
+
+pub fn inspect(context: &Context, args: InspectArgs) -> anyhow::Result<()> {
+    let file = loraforge_gguf_writer::GgufFile::open(&args.file)?;
+    let report =
+        loraforge_gguf_writer::inspect(&file, &loraforge_gguf_writer::InspectOptions::default());
+    if context.json {
+        return print_json(&report);
+    }
+    println_stdout(&report.to_string());
+    Ok(())
+}

@@ -1,0 +1,212 @@
+//! `jobs …` and `trained save` (which creates a job).
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use loraforge_progress::Reporter;
+use loraforge_registry::{Job, JobState, Registry};
+
+use super::Context;
+use crate::args::JobsCommand;
+use crate::output::{print_json, println_stdout, table};
+
+pub fn jobs(context: &Context, command: JobsCommand) -> anyhow::Result<()> {
+    let registry = context.registry()?;
+    match command {
+        JobsCommand::List => {
+            let jobs = registry.jobs()?;
+            if context.json {
+                return print_json(&jobs);
+            }
+            let rows: Vec<Vec<String>> = jobs.iter().map(job_row).collect();
+            println_stdout(&table(
+                &["ID", "STATE", "WHAT", "PROGRESS", "CREATED"],
+                &rows,
+            ));
+            Ok(())
+        }
+        JobsCommand::Show { id } => {
+            let job = registry.job(&id)?;
+            if context.json {
+                return print_json(&job);
+            }
+            println_stdout(&describe(&job));
+            println_stdout(&format!("log: {}", registry.job_log(&job.id)?.display()));
+            Ok(())
+        }
+        JobsCommand::Wait { id, timeout } => {
+            let job = wait(
+                context,
+                &registry,
+                &id,
+                timeout.map(Duration::from_secs_f64),
+            )?;
+            finish(context, &job)
+        }
+        JobsCommand::Cancel { id } => {
+            let job = registry.cancel_job(&id)?;
+            if context.json {
+                return print_json(&job);
+            }
+            println_stdout(&format!("job {} is {}", job.id, state_name(job.state)));
+            Ok(())
+        }
+        JobsCommand::Run { id } => {
+            // The detached worker: progress goes to the job record only.
+            let job = registry.run_job(&id, &loraforge_progress::NoProgress)?;
+            println_stdout(&describe(&job));
+            Ok(())
+        }
+    }
+}
+
+/// `trained save NAME`: queue a save job, then run it here with a progress bar, or hand it to a
+/// detached worker process (`--background`).
+pub fn save(
+    context: &Context,
+    registry: &Registry,
+    trained: &str,
+    dtype: &str,
+    background: bool,
+) -> anyhow::Result<()> {
+    let job = registry.queue_save(trained, dtype)?;
+    let loraforge_registry::JobKind::Save { saved, .. } = &job.kind;
+    if background {
+        if let Err(error) = spawn_worker(registry, &job) {
+            registry.fail_job(&job.id, &format!("could not start the worker: {error:#}"))?;
+            return Err(error);
+        }
+        if context.json {
+            return print_json(&job);
+        }
+        println_stdout(&job.id);
+        context.status(&format!(
+            "saving {trained} as {saved} in the background; follow it with `loraforge jobs wait {}`",
+            job.id
+        ));
+        return Ok(());
+    }
+    context.status(&format!("saving {trained} as {saved} (job {})", job.id));
+    let reporter = context.reporter();
+    let job = registry.run_job(&job.id, &reporter)?;
+    reporter.finish();
+    finish(context, &job)
+}
+
+fn spawn_worker(registry: &Registry, job: &Job) -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe().context("cannot find the loraforge executable")?;
+    let log_path = registry.job_log(&job.id)?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("cannot open the job log {}", log_path.display()))?;
+    let log_err = log.try_clone()?;
+    std::process::Command::new(exe)
+        .arg("--home")
+        .arg(registry.home())
+        .arg("--quiet")
+        .args(["jobs", "run", &job.id])
+        .stdin(std::process::Stdio::null())
+        .stdout(log)
+        .stderr(log_err)
+        // Its own process group: a Ctrl-C in the terminal that started it does not stop it.
+        .process_group(0)
+        .spawn()
+        .context("cannot start the background worker")?;
+    Ok(())
+}
+
+fn wait(
+    context: &Context,
+    registry: &Registry,
+    id: &str,
+    timeout: Option<Duration>,
+) -> anyhow::Result<Job> {
+    let reporter = context.reporter();
+    let mut phase = String::new();
+    let mut done = 0u64;
+    let job = registry.wait_job(id, timeout, &mut |job| {
+        if job.progress.phase != phase {
+            phase = job.progress.phase.clone();
+            done = 0;
+            reporter.begin(&phase, job.progress.total);
+        }
+        if job.progress.done > done {
+            reporter.advance(job.progress.done - done);
+            done = job.progress.done;
+        }
+        if !job.progress.message.is_empty() {
+            reporter.message(&job.progress.message);
+        }
+    })?;
+    reporter.finish();
+    Ok(job)
+}
+
+fn finish(context: &Context, job: &Job) -> anyhow::Result<()> {
+    if context.json {
+        print_json(job)?;
+    } else {
+        println_stdout(&describe(job));
+    }
+    match job.state {
+        JobState::Failed => Err(anyhow::anyhow!(
+            "job {} failed: {}",
+            job.id,
+            job.error.clone().unwrap_or_default()
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn state_name(state: JobState) -> &'static str {
+    match state {
+        JobState::Queued => "queued",
+        JobState::Running => "running",
+        JobState::Succeeded => "succeeded",
+        JobState::Failed => "failed",
+        JobState::Cancelled => "cancelled",
+    }
+}
+
+fn what(job: &Job) -> String {
+    let loraforge_registry::JobKind::Save { trained, saved, .. } = &job.kind;
+    format!("save {trained} -> {saved}")
+}
+
+fn job_row(job: &Job) -> Vec<String> {
+    let progress = match job.progress.total {
+        Some(total) if total > 0 => format!(
+            "{} {:.0}%",
+            job.progress.phase,
+            100.0 * job.progress.done as f64 / total as f64
+        ),
+        _ => job.progress.phase.clone(),
+    };
+    vec![
+        job.id.clone(),
+        state_name(job.state).to_string(),
+        what(job),
+        progress,
+        job.created.format("%Y-%m-%d %H:%M:%S").to_string(),
+    ]
+}
+
+fn describe(job: &Job) -> String {
+    let mut lines = vec![
+        format!("job {}: {}", job.id, state_name(job.state)),
+        format!("  {}", what(job)),
+    ];
+    if let Some(seconds) = job.elapsed_secs() {
+        lines.push(format!("  elapsed {seconds:.1} s"));
+    }
+    if let Some(result) = &job.result {
+        lines.push(format!("  result: {result}"));
+    }
+    if let Some(error) = &job.error {
+        lines.push(format!("  error: {error}"));
+    }
+    lines.join("\n")
+}

@@ -1,0 +1,132 @@
+//! Building each entry's model card from the model-card crate, and writing it into an entry.
+
+use std::path::Path;
+
+use loraforge_model_card::{
+    checksum_dir, CardSources, FileChecksum, LineageStep, ModelCard, Stage,
+};
+
+use crate::error::Result;
+use crate::records::{BaseRecord, DeployedRecord, SavedRecord, TrainedRecord};
+
+/// The card of a new base entry: what `config.json` and the weights' headers say, and one
+/// lineage step.
+pub(crate) fn base_card(record: &BaseRecord, source: &Path) -> Result<ModelCard> {
+    let mut card = ModelCard::for_base(source)?;
+    let dtype = card.base.dtype.clone();
+    let mut step = LineageStep::new(
+        Stage::Base,
+        &record.technical_name,
+        record.uuid,
+        if record.copied {
+            "registered the base model (copied into the store)"
+        } else {
+            "registered the base model (referenced in place)"
+        },
+    )
+    .with_date(record.added)
+    .with_source(source.display().to_string());
+    if let Some(dtype) = dtype {
+        step = step.with_dtype(dtype);
+    }
+    card.push_step(step)?;
+    Ok(card)
+}
+
+/// The card of a new trained entry staged in `staged` (`adapter/`, `training/`): the base card's
+/// lineage, the adapter config, training arguments and evaluation summary.
+pub(crate) fn trained_card(
+    record: &TrainedRecord,
+    base: &BaseRecord,
+    base_card_dir: &Path,
+    staged: &Path,
+) -> Result<ModelCard> {
+    let adapter_dir = staged.join("adapter");
+    let training_dir = staged.join("training");
+    let mut card = ModelCard::gather(&CardSources {
+        base_dir: &base.model_dir,
+        adapter_dir: Some(&adapter_dir),
+        trainer_dir: Some(&training_dir),
+    })?;
+    card.train_name = Some(record.train_name.clone());
+    card.lineage = ModelCard::read_from_dir(base_card_dir)?.lineage;
+    let files = checksum_dir(&adapter_dir, &loraforge_progress::NoProgress)?
+        .into_iter()
+        .map(|f| FileChecksum {
+            path: format!("adapter/{}", f.path),
+            ..f
+        })
+        .collect();
+    let which = match record.checkpoint {
+        Some(step) => format!("registered the LoRA adapter of checkpoint-{step}"),
+        None => "registered the final LoRA adapter".to_string(),
+    };
+    card.push_step(
+        LineageStep::new(Stage::Trained, &record.name, record.uuid, which)
+            .with_date(record.added)
+            .with_source(record.source.display().to_string())
+            .with_files(files),
+    )?;
+    Ok(card)
+}
+
+/// The card of a new saved entry: the trained card plus the save step.
+pub(crate) fn saved_card(record: &SavedRecord, trained_dir: &Path) -> Result<ModelCard> {
+    let card = ModelCard::read_from_dir(trained_dir)?;
+    let files = record
+        .files
+        .iter()
+        .map(|f| FileChecksum {
+            path: format!("model/{}", f.path),
+            size: f.bytes,
+            sha256: f.sha256.clone(),
+        })
+        .collect();
+    Ok(card.derive(
+        LineageStep::new(
+            Stage::Saved,
+            &record.name,
+            record.uuid,
+            format!("merged the adapter into the base model in {}", record.dtype),
+        )
+        .with_date(record.created)
+        .with_dtype(record.dtype.clone())
+        .with_files(files),
+    )?)
+}
+
+/// The card of a new deployed entry: the saved card plus the deploy step.
+pub(crate) fn deployed_card(
+    record: &DeployedRecord,
+    saved_dir: &Path,
+    quant: loraforge_naming::QuantType,
+    gguf_bytes: u64,
+) -> Result<ModelCard> {
+    let card = ModelCard::read_from_dir(saved_dir)?;
+    let how = if record.server_quantize {
+        "exported to GGUF F16 and deployed to Ollama, which quantized it"
+    } else {
+        "exported to GGUF and deployed to Ollama"
+    };
+    Ok(card.derive(
+        LineageStep::new(Stage::Deployed, &record.name, record.uuid, how)
+            .with_date(record.created)
+            .with_source(record.host.clone())
+            .with_quantization(quant)
+            .with_files(vec![FileChecksum {
+                path: "model.gguf".into(),
+                size: gguf_bytes,
+                sha256: record
+                    .digest
+                    .strip_prefix("sha256:")
+                    .unwrap_or(&record.digest)
+                    .to_string(),
+            }]),
+    )?)
+}
+
+/// Write `card.json` and `README.md` into an entry folder.
+pub(crate) fn write_card(dir: &Path, card: &ModelCard) -> Result<()> {
+    card.write_to_dir(dir)?;
+    Ok(())
+}

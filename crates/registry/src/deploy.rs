@@ -1,0 +1,468 @@
+//! Export a saved model to GGUF (cached by content) and deploy it to Ollama.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use chrono::Utc;
+use loraforge_naming::QuantType;
+use loraforge_ollama_client::{Client, ClientOptions, DeployRequest, Modelfile, OllamaHost};
+use loraforge_progress::Reporter;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::cards;
+use crate::error::{RegistryError, Result};
+use crate::records::DeployedRecord;
+use crate::registry::{error_chain, fresh_uuid, Registry, ENTRY_FILE};
+use crate::storage::{write_atomic, EntryKind};
+
+/// How to deploy.
+#[derive(Debug, Clone, Default)]
+pub struct DeployOptions {
+    /// The Ollama server (`OLLAMA_HOST` syntax); `None` = `OLLAMA_HOST`, else `127.0.0.1:11434`.
+    pub host: Option<String>,
+    /// Upload F16 and let Ollama quantize, instead of loraforge's quantizer.
+    pub server_quantize: bool,
+    /// Generate one token after creating the model.
+    pub smoke_test: bool,
+}
+
+/// A GGUF export of a saved model, in the store's export cache.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExportedGguf {
+    /// The GGUF file.
+    pub path: PathBuf,
+    /// Lowercase hex sha256 of the file (the Ollama blob digest without `sha256:`).
+    pub sha256: String,
+    /// File size.
+    pub bytes: u64,
+    /// The GGUF file type written (`f16`, `bf16`, `q8_0`, `q4_K_M`, `q4_K_S`).
+    pub file_type: String,
+    /// Seconds spent exporting now (0 when the cache had it).
+    pub seconds: f64,
+    /// True when the cache already had it.
+    #[serde(skip)]
+    pub reused: bool,
+}
+
+/// Status of a deployed model on its server, for `deployed list --check`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeployedStatus {
+    /// The server lists the model.
+    Present,
+    /// The server answered and does not have it.
+    Missing,
+    /// The server could not be reached.
+    Unreachable,
+}
+
+/// What to export for a deployment quantization: the converter's out type and, when k-quants or
+/// Q8_0 are wanted, the quantizer's file type applied to the 16-bit export.
+fn export_plan(
+    quant: QuantType,
+    saved_dtype: &str,
+) -> (loraforge_convert::OutType, Option<&'static str>) {
+    use loraforge_convert::OutType;
+    // no_quantization keeps the saved dtype: bf16 stays bf16; f16 and f32 become f16.
+    let sixteen = if saved_dtype == "bf16" {
+        OutType::BF16
+    } else {
+        OutType::F16
+    };
+    match quant {
+        QuantType::NoQuantization => (sixteen, None),
+        // Like llama.cpp users do (convert to f16, then llama-quantize), so the bytes match theirs.
+        QuantType::Q8_0 => (OutType::F16, Some("q8_0")),
+        QuantType::Q4KM => (OutType::F16, Some("q4_K_M")),
+        QuantType::Q4KS => (OutType::F16, Some("q4_K_S")),
+    }
+}
+
+fn sha256_path(path: &Path) -> Result<String> {
+    Ok(loraforge_model_card::sha256_file(path)?)
+}
+
+/// The EOS/EOT token texts of a model folder, used as stop sequences when the template lacks them.
+pub fn stop_tokens(model_dir: &Path) -> Vec<String> {
+    let read = |name: &str| -> Option<serde_json::Value> {
+        serde_json::from_slice(&std::fs::read(model_dir.join(name)).ok()?).ok()
+    };
+    let mut stops = Vec::new();
+    let mut push = |text: &str| {
+        if !text.is_empty() && !stops.iter().any(|s| s == text) {
+            stops.push(text.to_string());
+        }
+    };
+    if let Some(config) = read("tokenizer_config.json") {
+        match config.get("eos_token") {
+            Some(serde_json::Value::String(text)) => push(text),
+            Some(object) => {
+                if let Some(text) = object.get("content").and_then(|c| c.as_str()) {
+                    push(text)
+                }
+            }
+            None => {}
+        }
+    }
+    // generation_config's eos ids may list more end tokens (Llama 3's <|eot_id|> …).
+    let ids: Vec<u64> = read("generation_config.json")
+        .and_then(|g| g.get("eos_token_id").cloned())
+        .map(|v| match v {
+            serde_json::Value::Array(items) => items.iter().filter_map(|i| i.as_u64()).collect(),
+            other => other.as_u64().into_iter().collect(),
+        })
+        .unwrap_or_default();
+    if !ids.is_empty() {
+        if let Some(tokenizer) = read("tokenizer.json") {
+            for added in tokenizer
+                .get("added_tokens")
+                .and_then(|a| a.as_array())
+                .into_iter()
+                .flatten()
+            {
+                let id = added.get("id").and_then(|i| i.as_u64());
+                let content = added.get("content").and_then(|c| c.as_str());
+                if let (Some(id), Some(content)) = (id, content) {
+                    if ids.contains(&id) {
+                        push(content);
+                    }
+                }
+            }
+        }
+    }
+    stops
+}
+
+impl Registry {
+    /// Export a saved model to GGUF with the given quantization, reusing the store's cache when
+    /// the same saved files were exported the same way before. The saved files are checked
+    /// against the checksums recorded when they were saved.
+    pub fn export_gguf(
+        &self,
+        saved: &str,
+        quant: QuantType,
+        reporter: &dyn Reporter,
+    ) -> Result<ExportedGguf> {
+        let record = self.saved(saved)?;
+        let model_dir = self.saved_model_dir(saved)?;
+        reporter.begin("verify", Some(record.files.len() as u64));
+        for file in &record.files {
+            let actual = sha256_path(&model_dir.join(&file.path))?;
+            if actual != file.sha256 {
+                return Err(RegistryError::ChecksumMismatch {
+                    name: saved.to_string(),
+                    file: file.path.clone(),
+                    recorded: file.sha256.clone(),
+                    actual,
+                });
+            }
+            reporter.advance(1);
+        }
+        reporter.finish();
+        let (outtype, quantize) = export_plan(quant, &record.dtype);
+        let file_type = quantize
+            .map(str::to_string)
+            .unwrap_or_else(|| match outtype {
+                loraforge_convert::OutType::BF16 => "bf16".into(),
+                _ => "f16".into(),
+            });
+        // The cache key covers the content (file checksums), the recipe and the tool version.
+        let mut key = Sha256::new();
+        for file in &record.files {
+            key.update(file.path.as_bytes());
+            key.update(file.sha256.as_bytes());
+        }
+        key.update(file_type.as_bytes());
+        key.update(env!("CARGO_PKG_VERSION").as_bytes());
+        let key = hex::encode(key.finalize());
+        let exports = self.home().join("exports");
+        let path = exports.join(format!("{}.{file_type}.gguf", &key[..16]));
+        let sidecar = exports.join(format!("{}.{file_type}.json", &key[..16]));
+        if path.is_file() {
+            if let Some(mut cached) = std::fs::read(&sidecar)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<ExportedGguf>(&b).ok())
+            {
+                cached.reused = true;
+                cached.seconds = 0.0;
+                return Ok(cached);
+            }
+        }
+        let started = Instant::now();
+        let staging = self.storage().stage(&format!(
+            "export-{}-{}-{}",
+            std::process::id(),
+            crate::jobs::process_start_time(std::process::id()).unwrap_or(0),
+            uuid::Uuid::new_v4().simple()
+        ))?;
+        let result = (|| {
+            let card = loraforge_model_card::ModelCard::read_from_dir(
+                &self.entry_dir(EntryKind::Saved, saved)?,
+            )?;
+            let options = loraforge_convert::ConvertOptions {
+                outtype,
+                general: general_metadata(&card, saved),
+                ..Default::default()
+            };
+            let sixteen = staging.join("model.gguf");
+            let converted = loraforge_convert::convert(&model_dir, &sixteen, &options, reporter)?;
+            let (written, sha256) = match quantize {
+                None => (sixteen, converted.sha256),
+                Some(name) => {
+                    let ftype = loraforge_quantize::FileType::parse(name).map_err(|e| {
+                        RegistryError::BadInput {
+                            path: PathBuf::from(name),
+                            problem: e.to_string(),
+                        }
+                    })?;
+                    let out = staging.join("quantized.gguf");
+                    let report = loraforge_gguf_writer::quantize_file(
+                        &sixteen,
+                        &out,
+                        ftype,
+                        &loraforge_gguf_writer::QuantizeFileOptions::default(),
+                        reporter,
+                    )?;
+                    (out, report.sha256)
+                }
+            };
+            let bytes = std::fs::metadata(&written)
+                .map_err(RegistryError::io("cannot read", &written))?
+                .len();
+            std::fs::rename(&written, &path).map_err(RegistryError::io("cannot store", &path))?;
+            let exported = ExportedGguf {
+                path: path.clone(),
+                sha256,
+                bytes,
+                file_type: file_type.clone(),
+                seconds: started.elapsed().as_secs_f64(),
+                reused: false,
+            };
+            write_atomic(
+                &sidecar,
+                &serde_json::to_vec_pretty(&exported).unwrap_or_default(),
+            )?;
+            Ok(exported)
+        })();
+        let owner = staging
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let _ = self.storage().discard_staged(&owner);
+        result
+    }
+
+    /// Export (or reuse) the GGUF of a saved model and deploy it to Ollama with the base model's
+    /// deployment template. The deployed entry is recorded only once Ollama confirms the model.
+    pub async fn deploy(
+        &self,
+        saved: &str,
+        quant: QuantType,
+        options: &DeployOptions,
+        reporter: &dyn Reporter,
+    ) -> Result<DeployedRecord> {
+        let record = self.saved(saved)?;
+        let host = match &options.host {
+            Some(text) => OllamaHost::parse(text),
+            None => OllamaHost::from_env(),
+        };
+        let client = Client::new(ClientOptions::with_host(host.clone()))?;
+        let host_text = client.base_url().to_string();
+        // Cheap checks first: the template parses, the name is one Ollama accepts, the server answers.
+        let template_text = self.base_template(&record.base).unwrap_or(None);
+        let template_path = self
+            .entry_dir(EntryKind::Base, &record.base)?
+            .join(crate::registry::TEMPLATE_FILE);
+        let modelfile = match &template_text {
+            Some(text) => Modelfile::parse(text).map_err(|e| RegistryError::BadInput {
+                path: template_path.clone(),
+                problem: format!("the deployment template does not parse: {e}"),
+            })?,
+            None => Modelfile::default(),
+        };
+        let existing: Vec<uuid::Uuid> = self.deployed_models()?.iter().map(|d| d.uuid).collect();
+        let uuid = fresh_uuid(&existing)?;
+        let saved_name: loraforge_naming::SavedName = record.name.parse()?;
+        let name = loraforge_naming::DeployedName::new(
+            saved_name,
+            loraforge_naming::UuidPrefix::of(&uuid),
+            quant,
+        )
+        .to_string();
+        loraforge_ollama_client::validate_model_name(&name).map_err(|e| {
+            RegistryError::BadInput {
+                path: PathBuf::from(&name),
+                problem: format!("Ollama would reject this model name: {e}"),
+            }
+        })?;
+        client.version().await?;
+
+        let (export_quant, server_quantize) =
+            if options.server_quantize && quant != QuantType::NoQuantization {
+                (QuantType::NoQuantization, quant.ollama_quantize())
+            } else {
+                (quant, None)
+            };
+        let exported = self.export_gguf(saved, export_quant, reporter)?;
+        let stops = stop_tokens(&self.saved_model_dir(saved)?);
+        let digest = format!("sha256:{}", exported.sha256);
+        let started = Instant::now();
+        let outcome = loraforge_ollama_client::deploy(
+            &client,
+            &DeployRequest {
+                model_name: &name,
+                gguf_path: &exported.path,
+                known_digest: Some(&digest),
+                modelfile: &modelfile,
+                extra_stop: &stops,
+                quantize: server_quantize,
+            },
+            reporter,
+        )
+        .await?;
+        if options.smoke_test {
+            let mut request = loraforge_ollama_client::GenerateRequest {
+                model: name.clone(),
+                prompt: "Hello".into(),
+                ..Default::default()
+            };
+            request
+                .options
+                .insert("num_predict".into(), serde_json::Value::from(1));
+            client.generate(&request).await?;
+        }
+        let deployed = DeployedRecord {
+            name: name.clone(),
+            uuid,
+            saved: saved.to_string(),
+            host: host_text,
+            ollama_model: outcome.model.clone(),
+            digest: outcome.digest.clone(),
+            quant: quant.as_str().to_string(),
+            server_quantize: server_quantize.is_some(),
+            modelfile: modelfile_text(&outcome.request),
+            export_seconds: exported.seconds,
+            deploy_seconds: started.elapsed().as_secs_f64(),
+            created: Utc::now(),
+        };
+        let owner = format!(
+            "deploy-{}-{}-{}",
+            std::process::id(),
+            crate::jobs::process_start_time(std::process::id()).unwrap_or(0),
+            uuid.simple()
+        );
+        let staged = self.storage().stage(&owner)?;
+        let result = (|| {
+            let saved_dir = self.entry_dir(EntryKind::Saved, saved)?;
+            let card = cards::deployed_card(&deployed, &saved_dir, quant, exported.bytes)?;
+            write_atomic(
+                &staged.join(ENTRY_FILE),
+                &serde_json::to_vec_pretty(&deployed).unwrap_or_default(),
+            )?;
+            cards::write_card(&staged, &card)?;
+            let _lock = self.lock_store()?;
+            self.storage().publish(&staged, EntryKind::Deployed, &name)
+        })();
+        if result.is_err() {
+            let _ = self.storage().discard_staged(&owner);
+        }
+        result?;
+        Ok(deployed)
+    }
+
+    /// All deployed models.
+    pub fn deployed_models(&self) -> Result<Vec<DeployedRecord>> {
+        self.storage()
+            .list(EntryKind::Deployed)?
+            .iter()
+            .map(|name| self.deployed(name))
+            .collect()
+    }
+
+    /// One deployed model.
+    pub fn deployed(&self, name: &str) -> Result<DeployedRecord> {
+        if !self.storage().exists(EntryKind::Deployed, name) {
+            return Err(RegistryError::NotFound {
+                kind: "deployed",
+                name: name.to_string(),
+            });
+        }
+        let bytes = self.storage().read(EntryKind::Deployed, name, ENTRY_FILE)?;
+        serde_json::from_slice(&bytes).map_err(|source| RegistryError::CorruptRecord {
+            path: self
+                .entry_dir(EntryKind::Deployed, name)
+                .unwrap_or_default()
+                .join(ENTRY_FILE),
+            source,
+        })
+    }
+
+    /// Delete a deployed model from its Ollama server, then forget it. When the server cannot be
+    /// reached the record stays, unless `forget`. A model the server no longer has is forgotten.
+    pub async fn remove_deployed(&self, name: &str, forget: bool) -> Result<DeployedRecord> {
+        let record = self.deployed(name)?;
+        let outcome = async {
+            let client = Client::new(ClientOptions::with_host(OllamaHost::parse(&record.host)))?;
+            client.delete(&record.ollama_model).await
+        }
+        .await;
+        match outcome {
+            Ok(()) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) if forget => {
+                let _ = error_chain(&e);
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let _lock = self.lock_store()?;
+        self.storage().remove(EntryKind::Deployed, name)?;
+        Ok(record)
+    }
+
+    /// Ask each deployed model's server whether it still has the model.
+    pub async fn check_deployed(&self) -> Result<Vec<(DeployedRecord, DeployedStatus)>> {
+        let mut out = Vec::new();
+        for record in self.deployed_models()? {
+            let status =
+                match Client::new(ClientOptions::with_host(OllamaHost::parse(&record.host))) {
+                    Err(_) => DeployedStatus::Unreachable,
+                    Ok(client) => match client.show(&record.ollama_model).await {
+                        Ok(_) => DeployedStatus::Present,
+                        Err(e) if e.is_not_found() => DeployedStatus::Missing,
+                        Err(_) => DeployedStatus::Unreachable,
+                    },
+                };
+            out.push((record, status));
+        }
+        Ok(out)
+    }
+}
+
+/// The create request's template fields written back as Modelfile text, for the record.
+fn modelfile_text(request: &loraforge_ollama_client::CreateRequest) -> String {
+    serde_json::to_string_pretty(request).unwrap_or_default()
+}
+
+fn general_metadata(
+    card: &loraforge_model_card::ModelCard,
+    saved: &str,
+) -> loraforge_convert::GeneralMetadata {
+    loraforge_convert::GeneralMetadata {
+        name: Some(saved.to_string()),
+        finetune: card.train_name.clone(),
+        license: card.license.clone(),
+        base_models: card
+            .adapter
+            .as_ref()
+            .and_then(|a| a.base_model_name_or_path.clone())
+            .map(|name| {
+                vec![loraforge_convert::BaseModel {
+                    name: Some(name),
+                    ..Default::default()
+                }]
+            })
+            .unwrap_or_default(),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,163 @@
+use std::path::PathBuf;
+
+/// Everything that can go wrong in a registry operation.
+///
+/// Variants carry the entry or path concerned; [`RegistryError::is_user_error`] tells the CLI
+/// whether the user can fix it (bad name, missing entry…) or something failed underneath.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// A filesystem operation on the store failed.
+    #[error("{action} {path}")]
+    Io {
+        /// What was being done (`"cannot read"`, `"cannot rename"` …).
+        action: &'static str,
+        /// The file or folder concerned.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A record file in the store does not parse.
+    #[error("corrupt store record {path}")]
+    CorruptRecord {
+        /// The record file.
+        path: PathBuf,
+        /// The JSON error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// Another loraforge process holds the store lock for longer than we wait.
+    #[error("the store at {home} is locked by another loraforge process (waited {waited_secs} s); wait for it to finish, or check `loraforge jobs list`")]
+    Locked {
+        /// The store root.
+        home: PathBuf,
+        /// How long we waited.
+        waited_secs: u64,
+    },
+    /// No entry of that kind with that name.
+    #[error("no {kind} model named '{name}' (see `loraforge {kind} list`)")]
+    NotFound {
+        /// `base`, `trained`, `saved` or `deployed`.
+        kind: &'static str,
+        /// The name looked up.
+        name: String,
+    },
+    /// An entry with that name already exists.
+    #[error("a {kind} model named '{name}' already exists")]
+    AlreadyExists {
+        /// The entry kind.
+        kind: &'static str,
+        /// The name.
+        name: String,
+    },
+    /// A name given by the user is not acceptable.
+    #[error(transparent)]
+    InvalidName(#[from] loraforge_naming::NameError),
+    /// The path given for a base model or an adapter is not usable.
+    #[error("{path}: {problem}")]
+    BadInput {
+        /// The path the user gave.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        problem: String,
+    },
+    /// Removing a base model that trained models still use.
+    #[error(
+        "base model '{name}' is used by trained models: {users}; remove them first or pass --force"
+    )]
+    BaseInUse {
+        /// The base model.
+        name: String,
+        /// The trained models using it, comma separated.
+        users: String,
+    },
+    /// A base model referenced by a trained model is gone.
+    #[error("base model '{name}' of trained model '{trained}' is not in the store any more")]
+    BaseMissing {
+        /// The base technical name.
+        name: String,
+        /// The trained model.
+        trained: String,
+    },
+    /// The trained model's adapter files were removed.
+    #[error("trained model '{name}' has no adapter files any more")]
+    AdapterRemoved {
+        /// The trained model.
+        name: String,
+    },
+    /// No job with this id.
+    #[error("no job '{id}' (see `loraforge jobs list`)")]
+    JobNotFound {
+        /// The id looked up.
+        id: String,
+    },
+    /// A job ended in failure.
+    #[error("job {id} failed: {message}")]
+    JobFailed {
+        /// The job.
+        id: String,
+        /// Its error.
+        message: String,
+    },
+    /// Building or reading a model card failed.
+    #[error(transparent)]
+    Card(#[from] loraforge_model_card::CardError),
+    /// The merge failed.
+    #[error(transparent)]
+    Merge(#[from] loraforge_adapter_merge::MergeError),
+    /// The GGUF export failed.
+    #[error(transparent)]
+    Convert(#[from] loraforge_convert::ConvertError),
+    /// Quantizing the exported GGUF failed.
+    #[error(transparent)]
+    Quantize(#[from] loraforge_gguf_writer::QuantizeFileError),
+    /// The Ollama server refused or could not be reached.
+    #[error(transparent)]
+    Ollama(#[from] loraforge_ollama_client::ClientError),
+    /// The saved model's files differ from the checksums recorded when it was saved.
+    #[error("saved model '{name}': {file} changed since it was saved (sha256 {actual}, recorded {recorded}); save it again")]
+    ChecksumMismatch {
+        /// The saved model.
+        name: String,
+        /// The file that changed.
+        file: String,
+        /// Recorded digest.
+        recorded: String,
+        /// Current digest.
+        actual: String,
+    },
+}
+
+impl RegistryError {
+    /// True when the user can fix the problem by changing what they asked for.
+    pub fn is_user_error(&self) -> bool {
+        matches!(
+            self,
+            RegistryError::NotFound { .. }
+                | RegistryError::AlreadyExists { .. }
+                | RegistryError::InvalidName(_)
+                | RegistryError::BadInput { .. }
+                | RegistryError::BaseInUse { .. }
+                | RegistryError::BaseMissing { .. }
+                | RegistryError::AdapterRemoved { .. }
+                | RegistryError::JobNotFound { .. }
+                | RegistryError::Locked { .. }
+                | RegistryError::ChecksumMismatch { .. }
+        )
+    }
+
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| RegistryError::Io {
+            action,
+            path,
+            source,
+        }
+    }
+}
+
+/// Result alias for registry operations.
+pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
