@@ -380,14 +380,14 @@ impl GgufWriter {
             Ok(b) => b,
             Err(WriteError::Io(e)) => {
                 return Err(WriteError::File {
-                    path: temp.path.clone(),
+                    path: path.to_path_buf(),
                     source: e,
                 })
             }
             Err(e) => return Err(e),
         };
         let hashing = buffered.into_inner().map_err(|e| WriteError::File {
-            path: temp.path.clone(),
+            path: path.to_path_buf(),
             source: e.into_error(),
         })?;
         let sha256 = hashing.hasher.map(|h| hex::encode(h.finalize()));

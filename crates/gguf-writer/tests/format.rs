@@ -684,3 +684,36 @@ fn inspect_json_keeps_types_and_nested_arrays() {
     assert!(text.contains(r#""héllo\nwörld""#), "{text}");
     assert!(text.contains(r#"[[1, 2], ["x"]] (2 items)"#), "{text}");
 }
+
+#[test]
+fn output_failures_are_io_errors() {
+    struct Full;
+    impl Write for Full {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                "disk full",
+            ))
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut w = GgufWriter::new();
+    w.add_tensor(TensorInfo::new("x", GgmlType::F32, vec![4]))
+        .unwrap();
+    let mut src = |_: usize, _: &TensorInfo, out: &mut dyn Write| -> Result<(), SourceError> {
+        out.write_all(&[0; 16])?;
+        Ok(())
+    };
+    assert!(matches!(
+        w.write_to(&mut Full, &mut src),
+        Err(WriteError::Io(e)) if e.kind() == std::io::ErrorKind::StorageFull
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-dir").join("out.gguf");
+    assert!(matches!(
+        w.write_to_path(&missing, &mut src, &WriteOptions::default()),
+        Err(WriteError::File { .. })
+    ));
+}
