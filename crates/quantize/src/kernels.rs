@@ -246,6 +246,14 @@ pub fn find_non_finite(src: &[f32], n_per_row: usize) -> Option<(usize, usize)> 
         .map(|i| (i / n_per_row, i % n_per_row))
 }
 
+/// [`find_non_finite`] as a `Result`: [`QuantizeError::NonFinite`] names the first bad value.
+pub fn ensure_finite(src: &[f32], n_per_row: usize) -> Result<(), QuantizeError> {
+    match find_non_finite(src, n_per_row) {
+        Some((row, index)) => Err(QuantizeError::NonFinite { row, index }),
+        None => Ok(()),
+    }
+}
+
 fn check_f16(ty: GgmlType, h: [u8; 2], block: usize) -> Result<(), QuantizeError> {
     let f = u16::from_le_bytes(h);
     if f & 0x7C00 != 0x7C00 {

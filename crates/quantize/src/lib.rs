@@ -50,8 +50,8 @@ pub use error::QuantizeError;
 pub use fp::{bf16_to_fp32, fp16_to_fp32, fp32_to_bf16, fp32_to_fp16};
 pub use ggml_type::GgmlType;
 pub use kernels::{
-    dequantize_rows, find_non_finite, quantize_rows, quantize_rows_reference, validate_row_data,
-    SUPPORTED_TYPES,
+    dequantize_rows, ensure_finite, find_non_finite, quantize_rows, quantize_rows_reference,
+    validate_row_data, SUPPORTED_TYPES,
 };
 pub use recipe::{
     llama_tensor_order, plan_tensor_types, Fallback, FileType, ModelHparams, TensorDecision,

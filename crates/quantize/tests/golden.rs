@@ -236,6 +236,9 @@ fn non_finite_values_are_located_by_row_and_column() {
     x[70] = f32::INFINITY;
     x[80] = f32::NAN;
     assert_eq!(loraforge_quantize::find_non_finite(&x, 32), Some((2, 6)));
+    let err = loraforge_quantize::ensure_finite(&x, 32).unwrap_err();
+    assert_eq!(err, QuantizeError::NonFinite { row: 2, index: 6 });
+    assert_eq!(err.to_string(), "non-finite value at row 2, column 6");
 }
 
 /// ggml's row validation: the `single_huge` case has 1e5, which ggml's f16 conversion turns
