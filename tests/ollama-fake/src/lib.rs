@@ -188,6 +188,7 @@ pub struct FakeOllama {
     addr: SocketAddr,
     shared: Arc<Shared>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl FakeOllama {
@@ -214,7 +215,20 @@ impl FakeOllama {
             addr,
             shared,
             shutdown: Some(tx),
+            runtime: None,
         })
+    }
+
+    /// Starts a server on its own background runtime, for synchronous tests (for example a CLI
+    /// run as a subprocess against it). The runtime stops when the handle is dropped.
+    pub fn spawn() -> io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()?;
+        let mut fake = runtime.block_on(Self::start())?;
+        fake.runtime = Some(runtime);
+        Ok(fake)
     }
 
     /// The socket address.
@@ -311,6 +325,9 @@ impl Drop for FakeOllama {
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
+        }
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
         }
     }
 }
@@ -1207,6 +1224,7 @@ fn display_name(name: &str) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -1220,6 +1238,25 @@ mod tests {
         assert!(model_key("ns.x/model").is_none());
         assert!(model_key(":tag").is_none());
         assert_eq!(display_name("me/m:v1"), "me/m:v1");
+    }
+
+    #[test]
+    fn spawned_server_answers_synchronous_clients() {
+        use std::io::{Read, Write};
+        let fake = FakeOllama::spawn().unwrap();
+        let mut conn = std::net::TcpStream::connect(fake.addr()).unwrap();
+        conn.write_all(
+            b"GET /api/version HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap();
+        let mut text = String::new();
+        conn.read_to_string(&mut text).unwrap();
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        assert!(
+            text.ends_with(&format!("{{\"version\":\"{FAKE_VERSION}\"}}")),
+            "{text}"
+        );
+        assert_eq!(fake.count("GET", "/api/version"), 1);
     }
 
     #[test]
