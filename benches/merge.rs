@@ -132,19 +132,32 @@ fn main() {
     let gb = spec.data_bytes() as f64 / 1e9;
     println!("model: llama hidden {} layers {} ffn {} vocab {} bf16, {:.2} GB; adapter r={rank} all-linear", spec.hidden, spec.layers, spec.ffn, spec.vocab, gb);
 
-    let copy_dir = root.join("copy");
-    let _ = std::fs::remove_dir_all(&copy_dir);
-    let t = Instant::now();
-    copy_files(&base, &copy_dir);
-    let copy_s = t.elapsed().as_secs_f64();
-    let _ = std::fs::remove_dir_all(&copy_dir);
-    println!(
-        "copy base files (read+write+fsync): {copy_s:.2} s ({:.2} GB/s)",
-        gb / copy_s
-    );
+    let mut copy_time = std::collections::HashMap::new();
+    for mode in ["nosync", "fsync"] {
+        let copy_dir = root.join("copy");
+        let _ = std::fs::remove_dir_all(&copy_dir);
+        // let earlier writeback settle so runs do not pay for each other
+        sync_all();
+        let t = Instant::now();
+        copy_files(&base, &copy_dir, mode == "fsync");
+        let copy_s = t.elapsed().as_secs_f64();
+        let _ = std::fs::remove_dir_all(&copy_dir);
+        println!(
+            "copy base files (8 MiB read/write{}): {copy_s:.2} s ({:.2} GB/s)",
+            if mode == "fsync" {
+                " + fsync"
+            } else {
+                ", no fsync, like cp"
+            },
+            gb / copy_s
+        );
+        copy_time.insert(mode, copy_s);
+    }
 
     let exe = std::env::current_exe().unwrap();
-    for threads in ["2", "1"] {
+    for (threads, mode) in [("2", "nosync"), ("1", "nosync"), ("2", "fsync")] {
+        let copy_s = copy_time[mode];
+        sync_all();
         let out = root.join(format!("merged-{threads}"));
         let output = std::process::Command::new(&exe)
             .arg("--child")
