@@ -4,7 +4,7 @@
 //! `Q8_0`, all equal to ggml's reference conversions for finite values).
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
 
 use loraforge_quantize::{bf16_to_fp32, fp16_to_fp32, fp32_to_bf16, fp32_to_fp16, GgmlType};
 use rayon::prelude::*;
@@ -25,15 +25,17 @@ fn read_at(file: &mut File, offset: u64, buf: &mut [u8]) -> std::io::Result<()> 
     file.read_exact(buf)
 }
 
-/// Writes the converted data of `t` to `out`; returns the bytes written.
-pub(crate) fn write_tensor(
+/// Reads and converts tensor `t`, handing the output bytes to `emit` in order, in chunks of
+/// whole rows (at most [`CHUNK_ELEMENTS`] elements when no transform is needed).
+/// `take_buf` supplies a recycled output buffer.
+pub(crate) fn produce_tensor(
     file: &mut File,
     t: &SrcTensor,
     transform: Transform,
     out_ty: GgmlType,
     row_len: usize,
-    out: &mut dyn Write,
-    progress: &mut dyn FnMut(u64),
+    take_buf: &mut dyn FnMut() -> Vec<u8>,
+    emit: &mut dyn FnMut(Vec<u8>) -> Result<(), DataError>,
 ) -> Result<(), DataError> {
     let esize = t.dtype.size();
     let n = usize::try_from(t.n_elements())?;
@@ -44,15 +46,14 @@ pub(crate) fn write_tensor(
             let rows_per_chunk = (CHUNK_ELEMENTS / row_len).max(1);
             let chunk_el = rows_per_chunk * row_len;
             let mut src = vec![0u8; chunk_el.min(n) * esize];
-            let mut dst = Vec::new();
             let mut done = 0usize;
             while done < n {
                 let count = chunk_el.min(n - done);
                 let bytes = &mut src[..count * esize];
                 read_at(file, t.offset + (done * esize) as u64, bytes)?;
+                let mut dst = take_buf();
                 convert(t.dtype, bytes, out_ty, row_len, &mut dst)?;
-                out.write_all(&dst)?;
-                progress(dst.len() as u64);
+                emit(dst)?;
                 done += count;
             }
         }
@@ -65,10 +66,9 @@ pub(crate) fn write_tensor(
                     t.name, t.shape
                 )
             })?;
-            let mut dst = Vec::new();
+            let mut dst = take_buf();
             convert(t.dtype, &permuted, out_ty, row_len, &mut dst)?;
-            out.write_all(&dst)?;
-            progress(dst.len() as u64);
+            emit(dst)?;
         }
         Transform::Transpose => {
             let mut all = vec![0u8; n * esize];
@@ -88,10 +88,9 @@ pub(crate) fn write_tensor(
                     tr[d..d + esize].copy_from_slice(&all[s..s + esize]);
                 }
             }
-            let mut dst = Vec::new();
+            let mut dst = take_buf();
             convert(t.dtype, &tr, out_ty, row_len, &mut dst)?;
-            out.write_all(&dst)?;
-            progress(dst.len() as u64);
+            emit(dst)?;
         }
     }
     Ok(())
@@ -146,8 +145,76 @@ fn to_f32(dtype: SrcDtype, src: &[u8], dst: &mut [f32]) {
     }
 }
 
+/// Typed fast paths (little-endian hosts, aligned buffers): plain loops over `u16`/`f32` that
+/// the compiler vectorizes. Returns false when the caller must take the byte path.
+fn convert_fast(dtype: SrcDtype, src: &[u8], out_ty: GgmlType, dst: &mut [u8]) -> bool {
+    if cfg!(target_endian = "big") {
+        return false;
+    }
+    match (dtype, out_ty) {
+        (SrcDtype::BF16, GgmlType::F16) => {
+            let (Ok(s), Ok(d)) = (
+                bytemuck::try_cast_slice::<u8, u16>(src),
+                bytemuck::try_cast_slice_mut::<u8, u16>(dst),
+            ) else {
+                return false;
+            };
+            for (o, &h) in d.iter_mut().zip(s) {
+                *o = fp32_to_fp16(bf16_to_fp32(h));
+            }
+            true
+        }
+        (SrcDtype::F32, GgmlType::F16) => {
+            let (Ok(s), Ok(d)) = (
+                bytemuck::try_cast_slice::<u8, f32>(src),
+                bytemuck::try_cast_slice_mut::<u8, u16>(dst),
+            ) else {
+                return false;
+            };
+            for (o, &f) in d.iter_mut().zip(s) {
+                *o = fp32_to_fp16(f);
+            }
+            true
+        }
+        (SrcDtype::F32, GgmlType::BF16) => {
+            let (Ok(s), Ok(d)) = (
+                bytemuck::try_cast_slice::<u8, f32>(src),
+                bytemuck::try_cast_slice_mut::<u8, u16>(dst),
+            ) else {
+                return false;
+            };
+            for (o, &f) in d.iter_mut().zip(s) {
+                *o = fp32_to_bf16(f);
+            }
+            true
+        }
+        (SrcDtype::BF16 | SrcDtype::F16, GgmlType::F32) => {
+            let (Ok(s), Ok(d)) = (
+                bytemuck::try_cast_slice::<u8, u16>(src),
+                bytemuck::try_cast_slice_mut::<u8, f32>(dst),
+            ) else {
+                return false;
+            };
+            if dtype == SrcDtype::BF16 {
+                for (o, &h) in d.iter_mut().zip(s) {
+                    *o = bf16_to_fp32(h);
+                }
+            } else {
+                for (o, &h) in d.iter_mut().zip(s) {
+                    *o = fp16_to_fp32(h);
+                }
+            }
+            true
+        }
+        _ => false,
+    }
+}
+
 /// Converts one element-wise chunk (`src` of `in_size`-byte elements) into `dst`.
 fn convert_elementwise(dtype: SrcDtype, src: &[u8], out_ty: GgmlType, dst: &mut [u8]) {
+    if convert_fast(dtype, src, out_ty, dst) {
+        return;
+    }
     match (dtype, out_ty) {
         (SrcDtype::F32, GgmlType::F32) | (SrcDtype::F16, GgmlType::F16) => dst.copy_from_slice(src),
         (SrcDtype::BF16, GgmlType::BF16) => {

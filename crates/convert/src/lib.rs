@@ -61,10 +61,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use loraforge_gguf_writer::{
-    GgufWriter, MetadataArray, MetadataValue, SourceError, TensorInfo, WriteOptions,
+    quantize_file, GgufWriter, MetadataArray, MetadataValue, QuantizeFileOptions, SourceError,
+    TensorInfo, WriteOptions,
 };
 use loraforge_progress::Reporter;
-use loraforge_quantize::GgmlType;
+use loraforge_quantize::{FileType, GgmlType};
 use serde_json::Value as Json;
 
 pub use arch::SUPPORTED_ARCHITECTURES;
@@ -89,10 +90,18 @@ pub enum OutType {
     Q8_0,
     /// bf16 if the first matrix of the model is bf16, else f16 (the reference's `auto`).
     Auto,
+    /// The model's own dtype (of its first matrix: bf16, f16 or f32); not a reference outtype,
+    /// used for the lossless intermediate of the k-quant outputs.
+    Source,
+    /// `Q4_K_M` as `llama-quantize` makes it, from an intermediate GGUF whose matrices keep the
+    /// model's own dtype (bf16/f16/f32, so the intermediate step loses nothing).
+    Q4KM,
+    /// `Q4_K_S`, like [`OutType::Q4KM`].
+    Q4KS,
 }
 
 impl OutType {
-    /// Parses `f32`, `f16`, `bf16`, `q8_0`, `auto` (case-insensitive).
+    /// Parses `f32`, `f16`, `bf16`, `q8_0`, `auto`, `q4_k_m`, `q4_k_s` (case-insensitive).
     pub fn parse(s: &str) -> Option<OutType> {
         match s.to_ascii_lowercase().as_str() {
             "f32" => Some(OutType::F32),
@@ -100,6 +109,9 @@ impl OutType {
             "bf16" => Some(OutType::BF16),
             "q8_0" => Some(OutType::Q8_0),
             "auto" => Some(OutType::Auto),
+            "source" => Some(OutType::Source),
+            "q4_k_m" => Some(OutType::Q4KM),
+            "q4_k_s" => Some(OutType::Q4KS),
             _ => None,
         }
     }
@@ -108,7 +120,9 @@ impl OutType {
     fn resolved(self) -> (u32, GgmlType) {
         match self {
             OutType::F32 => (0, GgmlType::F32),
-            OutType::F16 | OutType::Auto => (1, GgmlType::F16),
+            OutType::F16 | OutType::Auto | OutType::Source | OutType::Q4KM | OutType::Q4KS => {
+                (1, GgmlType::F16)
+            }
             OutType::BF16 => (32, GgmlType::BF16),
             OutType::Q8_0 => (7, GgmlType::Q8_0),
         }
@@ -215,6 +229,13 @@ pub fn convert(
     options: &ConvertOptions,
     reporter: &dyn Reporter,
 ) -> Result<ConvertReport, ConvertError> {
+    if let Some(ftype) = match options.outtype {
+        OutType::Q4KM => Some(FileType::MostlyQ4KM),
+        OutType::Q4KS => Some(FileType::MostlyQ4KS),
+        _ => None,
+    } {
+        return convert_then_quantize(model_dir, out, options, ftype, reporter);
+    }
     match options.threads {
         Some(n) => {
             let pool = rayon::ThreadPoolBuilder::new()
@@ -224,10 +245,58 @@ pub fn convert(
                     path: out.to_path_buf(),
                     message: format!("cannot start {n} worker threads: {e}"),
                 })?;
-            pool.install(|| convert_inner(model_dir, out, options, reporter))
+            convert_inner(model_dir, out, options, Some(&pool), reporter)
         }
-        None => convert_inner(model_dir, out, options, reporter),
+        None => convert_inner(model_dir, out, options, None, reporter),
     }
+}
+
+/// K-quant outputs: a lossless intermediate GGUF next to `out`, then `quantize_file`.
+fn convert_then_quantize(
+    model_dir: &Path,
+    out: &Path,
+    options: &ConvertOptions,
+    ftype: FileType,
+    reporter: &dyn Reporter,
+) -> Result<ConvertReport, ConvertError> {
+    check_output_path(model_dir, out)?;
+    let file_name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model.gguf".into());
+    let intermediate = out.with_file_name(format!(".{file_name}.unquantized.tmp"));
+    let mut first = options.clone();
+    first.outtype = OutType::Source;
+    let result = convert(model_dir, &intermediate, &first, reporter).and_then(|mut report| {
+        let q = quantize_file(
+            &intermediate,
+            out,
+            ftype,
+            &QuantizeFileOptions {
+                threads: options.threads.unwrap_or(0),
+                ..QuantizeFileOptions::default()
+            },
+            reporter,
+        )
+        .map_err(|e| ConvertError::Write {
+            path: out.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        if q.n_fallback > 0 {
+            report.warnings.push(format!(
+                "{} tensors used a fallback type (rows not a multiple of 256)",
+                q.n_fallback
+            ));
+        }
+        report.path = out.to_path_buf();
+        report.bytes = q.output_bytes;
+        report.sha256 = q.sha256;
+        report.file_type = ftype.llama_ftype();
+        report.tensors = q.tensors.len();
+        Ok(report)
+    });
+    let _ = std::fs::remove_file(&intermediate);
+    result
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ConvertError + '_ {
@@ -405,6 +474,7 @@ fn convert_inner(
     model_dir: &Path,
     out: &Path,
     options: &ConvertOptions,
+    pool: Option<&rayon::ThreadPool>,
     reporter: &dyn Reporter,
 ) -> Result<ConvertReport, ConvertError> {
     let mut warnings = Vec::new();
@@ -476,18 +546,16 @@ fn convert_inner(
     }
 
     // Resolve the out type.
-    let outtype = if options.outtype == OutType::Auto {
-        match weights
-            .tensors
-            .iter()
-            .find(|t| t.shape.len() >= 2)
-            .map(|t| t.dtype)
-        {
-            Some(SrcDtype::BF16) => OutType::BF16,
-            _ => OutType::F16,
-        }
-    } else {
-        options.outtype
+    let first_matrix = weights
+        .tensors
+        .iter()
+        .find(|t| t.shape.len() >= 2)
+        .map(|t| t.dtype);
+    let outtype = match (options.outtype, first_matrix) {
+        (OutType::Auto | OutType::Source, Some(SrcDtype::BF16)) => OutType::BF16,
+        (OutType::Source, Some(SrcDtype::F32)) => OutType::F32,
+        (OutType::Auto | OutType::Source, _) => OutType::F16,
+        (o, _) => o,
     };
     let (file_type, matrix_ty) = outtype.resolved();
 
@@ -600,39 +668,81 @@ fn convert_inner(
             .map_err(write_err)?;
     }
     let layout = writer.layout().map_err(write_err)?;
-    let mut files: Vec<File> = weights
+    let files: Vec<File> = weights
         .files
         .iter()
         .map(|f| File::open(f).map_err(io_err(f)))
         .collect::<Result<_, _>>()?;
     reporter.begin("convert", Some(layout.file_size));
-    let offset = usize::from(rope_factors.is_some());
-    let mut source =
-        |index: usize, info: &TensorInfo, w: &mut dyn Write| -> Result<(), SourceError> {
-            if index < offset {
-                if let Some(r) = &rope_factors {
-                    for v in r {
-                        w.write_all(&v.to_le_bytes())?;
-                    }
+    let written = std::thread::scope(|scope| {
+        // A producer thread reads and converts tensors ahead (bounded queue of chunks) while
+        // this thread writes and hashes: I/O, conversion and sha256 overlap.
+        let (chunk_tx, chunk_rx) = std::sync::mpsc::sync_channel::<Result<Vec<u8>, String>>(3);
+        let (buf_tx, buf_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        let plan = &plan;
+        let weights = &weights;
+        scope.spawn(move || {
+            let err_tx = chunk_tx.clone();
+            let work = move || -> Result<(), SourceError> {
+                let mut files = files;
+                for p in plan {
+                    let t = &weights.tensors[p.src];
+                    let file = files
+                        .get_mut(t.file)
+                        .ok_or_else(|| format!("no shard {}", t.file))?;
+                    let row_len = usize::try_from(p.dims.first().copied().unwrap_or(1))?;
+                    data::produce_tensor(
+                        file,
+                        t,
+                        p.transform,
+                        p.ty,
+                        row_len,
+                        &mut || buf_rx.try_recv().unwrap_or_default(),
+                        &mut |chunk| {
+                            chunk_tx
+                                .send(Ok(chunk))
+                                .map_err(|_| "the writer stopped".into())
+                        },
+                    )?;
                 }
-                return Ok(());
+                Ok(())
+            };
+            let result = match pool {
+                Some(pool) => pool.install(work),
+                None => work(),
+            };
+            if let Err(e) = result {
+                let _ = err_tx.send(Err(e.to_string()));
             }
-            let p = plan
-                .get(index - offset)
-                .ok_or_else(|| format!("no planned tensor {index}"))?;
-            reporter.message(&info.name);
-            let t = &weights.tensors[p.src];
-            let file = files
-                .get_mut(t.file)
-                .ok_or_else(|| format!("no shard {}", t.file))?;
-            let row_len = usize::try_from(p.dims.first().copied().unwrap_or(1))?;
-            data::write_tensor(file, t, p.transform, p.ty, row_len, w, &mut |n| {
-                reporter.advance(n)
-            })
-        };
-    let written = writer
-        .write_to_path(out, &mut source, &WriteOptions { sha256: true })
-        .map_err(write_err)?;
+        });
+        let offset = usize::from(rope_factors.is_some());
+        let mut source =
+            |index: usize, info: &TensorInfo, w: &mut dyn Write| -> Result<(), SourceError> {
+                if index < offset {
+                    if let Some(r) = &rope_factors {
+                        for v in r {
+                            w.write_all(&v.to_le_bytes())?;
+                        }
+                    }
+                    return Ok(());
+                }
+                reporter.message(&info.name);
+                let expected = info.n_bytes().ok_or("tensor size overflows")?;
+                let mut done = 0u64;
+                while done < expected {
+                    let chunk = chunk_rx.recv().map_err(|_| "the reader stopped early")??;
+                    w.write_all(&chunk)?;
+                    done += chunk.len() as u64;
+                    reporter.advance(chunk.len() as u64);
+                    let _ = buf_tx.send(chunk);
+                }
+                Ok(())
+            };
+        let r = writer.write_to_path(out, &mut source, &WriteOptions { sha256: true });
+        drop(chunk_rx);
+        r
+    })
+    .map_err(write_err)?;
     reporter.finish();
     Ok(ConvertReport {
         path: out.to_path_buf(),

@@ -275,3 +275,58 @@ fn q8_0_matches_gguf_py_quantizer() {
         }
     }
 }
+
+/// `Q4_K_M` / `Q4_K_S`: the same bytes as the reference converter's lossless output (ref-bf16
+/// for a bf16 model, ref-f32 for an f32 one, ref-f16 for an f16 one) quantized by
+/// `quantize_file` (loraforge's byte-exact `llama-quantize`).
+#[test]
+fn k_quants_equal_reference_gguf_quantized() {
+    use loraforge_gguf_writer::{quantize_file, QuantizeFileOptions};
+    use loraforge_quantize::FileType;
+    for (case, lossless) in [
+        ("a_llama_qv", "ref-bf16.gguf"),
+        ("e_llama_dora", "ref-f32.gguf"),
+        ("c_qwen2_rank_pattern", "ref-f16.gguf"),
+    ] {
+        for (outtype, ftype) in [
+            (OutType::Q4KM, FileType::MostlyQ4KM),
+            (OutType::Q4KS, FileType::MostlyQ4KS),
+        ] {
+            let tmp = tempfile::tempdir().unwrap();
+            let dir = model_folder(case, tmp.path());
+            let out = tmp.path().join("out.gguf");
+            let options = ConvertOptions {
+                outtype,
+                ..ConvertOptions::default()
+            };
+            let report = convert(&dir, &out, &options, &NoProgress).unwrap();
+            let expected = tmp.path().join("expected.gguf");
+            let q = quantize_file(
+                &Path::new(FIXTURES)
+                    .join(case)
+                    .join("expected")
+                    .join(lossless),
+                &expected,
+                ftype,
+                &QuantizeFileOptions::default(),
+                &NoProgress,
+            )
+            .unwrap();
+            assert_eq!(report.sha256, q.sha256, "{case} {outtype:?}");
+            assert_eq!(
+                std::fs::read(&out).unwrap(),
+                std::fs::read(&expected).unwrap()
+            );
+            // Only the two files: the intermediate is gone.
+            let mut left: Vec<_> = std::fs::read_dir(tmp.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            left.sort();
+            assert_eq!(
+                left,
+                vec![case.to_string(), "expected.gguf".into(), "out.gguf".into()]
+            );
+        }
+    }
+}
