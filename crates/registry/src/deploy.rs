@@ -57,25 +57,17 @@ pub enum DeployedStatus {
     Unreachable,
 }
 
-/// What to export for a deployment quantization: the converter's out type and, when k-quants or
-/// Q8_0 are wanted, the quantizer's file type applied to the 16-bit export.
-fn export_plan(
-    quant: QuantType,
-    saved_dtype: &str,
-) -> (loraforge_convert::OutType, Option<&'static str>) {
+/// What to export for a deployment quantization: the converter's out type and, for Q8_0, the
+/// quantizer's file type applied to a lossless export (llama-quantize's Q8_0 recipe, as Ollama
+/// uses, rather than the converter's own q8_0 outtype).
+fn export_plan(quant: QuantType) -> (loraforge_convert::OutType, Option<&'static str>) {
     use loraforge_convert::OutType;
-    // no_quantization keeps the saved dtype: bf16 stays bf16; f16 and f32 become f16.
-    let sixteen = if saved_dtype == "bf16" {
-        OutType::BF16
-    } else {
-        OutType::F16
-    };
     match quant {
-        QuantType::NoQuantization => (sixteen, None),
-        // Like llama.cpp users do (convert to f16, then llama-quantize), so the bytes match theirs.
-        QuantType::Q8_0 => (OutType::F16, Some("q8_0")),
-        QuantType::Q4KM => (OutType::F16, Some("q4_K_M")),
-        QuantType::Q4KS => (OutType::F16, Some("q4_K_S")),
+        // no_quantization keeps the saved dtype.
+        QuantType::NoQuantization => (OutType::Source, None),
+        QuantType::Q8_0 => (OutType::Source, Some("q8_0")),
+        QuantType::Q4KM => (OutType::Q4KM, None),
+        QuantType::Q4KS => (OutType::Q4KS, None),
     }
 }
 
@@ -160,13 +152,11 @@ impl Registry {
             reporter.advance(1);
         }
         reporter.finish();
-        let (outtype, quantize) = export_plan(quant, &record.dtype);
-        let file_type = quantize
-            .map(str::to_string)
-            .unwrap_or_else(|| match outtype {
-                loraforge_convert::OutType::BF16 => "bf16".into(),
-                _ => "f16".into(),
-            });
+        let (outtype, quantize) = export_plan(quant);
+        let file_type = match quant {
+            QuantType::NoQuantization => record.dtype.clone(),
+            other => other.as_str().to_string(),
+        };
         // The cache key covers the content (file checksums), the recipe and the tool version.
         let mut key = Sha256::new();
         for file in &record.files {
@@ -205,10 +195,11 @@ impl Registry {
                 general: general_metadata(&card, saved),
                 ..Default::default()
             };
-            let sixteen = staging.join("model.gguf");
-            let converted = loraforge_convert::convert(&model_dir, &sixteen, &options, reporter)?;
+            let exported_path = staging.join("model.gguf");
+            let converted =
+                loraforge_convert::convert(&model_dir, &exported_path, &options, reporter)?;
             let (written, sha256) = match quantize {
-                None => (sixteen, converted.sha256),
+                None => (exported_path, converted.sha256),
                 Some(name) => {
                     let ftype = loraforge_quantize::FileType::parse(name).map_err(|e| {
                         RegistryError::BadInput {
@@ -218,7 +209,7 @@ impl Registry {
                     })?;
                     let out = staging.join("quantized.gguf");
                     let report = loraforge_gguf_writer::quantize_file(
-                        &sixteen,
+                        &exported_path,
                         &out,
                         ftype,
                         &loraforge_gguf_writer::QuantizeFileOptions::default(),
@@ -441,7 +432,7 @@ impl Registry {
 
 /// The create request's template fields written back as Modelfile text, for the record.
 fn modelfile_text(request: &loraforge_ollama_client::CreateRequest) -> String {
-    serde_json::to_string_pretty(request).unwrap_or_default()
+    Modelfile::from_create_request(request).to_string()
 }
 
 fn general_metadata(

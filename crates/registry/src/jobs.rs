@@ -220,12 +220,17 @@ pub fn terminate(pid: u32) -> bool {
     unsafe { libc::kill(pid, libc::SIGTERM) == 0 }
 }
 
+/// Test aid: milliseconds a job worker sleeps at each progress report, so crash tests can kill a
+/// worker mid-job deterministically. Unset in normal use.
+pub const JOB_DELAY_ENV: &str = "LORAFORGE_TEST_JOB_DELAY_MS";
+
 /// A [`loraforge_progress::Reporter`] that writes progress into the job record, at most a few
 /// times per second, and appends status lines to the job log.
 pub struct JobReporter {
     store: JobStore,
     state: Mutex<(Job, Instant)>,
     log: Option<Mutex<std::fs::File>>,
+    delay: Option<Duration>,
 }
 
 impl JobReporter {
@@ -241,6 +246,10 @@ impl JobReporter {
             store,
             state: Mutex::new((job, Instant::now())),
             log,
+            delay: std::env::var(JOB_DELAY_ENV)
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok())
+                .map(Duration::from_millis),
         }
     }
 
@@ -276,7 +285,12 @@ impl loraforge_progress::Reporter for JobReporter {
         });
     }
     fn advance(&self, units: u64) {
-        self.update(false, |p| p.done = p.done.saturating_add(units));
+        self.update(self.delay.is_some(), |p| {
+            p.done = p.done.saturating_add(units)
+        });
+        if let Some(delay) = self.delay {
+            std::thread::sleep(delay);
+        }
     }
     fn message(&self, text: &str) {
         self.log_line(text);

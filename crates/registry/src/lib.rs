@@ -44,7 +44,7 @@ mod storage;
 
 pub use deploy::{stop_tokens, DeployOptions, DeployedStatus, ExportedGguf};
 pub use error::{RegistryError, Result};
-pub use jobs::{Job, JobKind, JobProgress, JobState};
+pub use jobs::{Job, JobKind, JobProgress, JobState, JOB_DELAY_ENV};
 pub use lock::{DEFAULT_LOCK_TIMEOUT, LOCK_TIMEOUT_ENV};
 pub use records::{BaseRecord, DeployedRecord, FileRecord, SavedRecord, TrainedRecord};
 pub use registry::{error_chain, BaseAddOptions, Registry, HOME_ENV};

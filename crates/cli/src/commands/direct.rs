@@ -1,7 +1,6 @@
 //! Low-level commands that work on files directly, without the store:
 //! `merge`, `convert`, `quantize`, `inspect`.
 
-use anyhow::Context as _;
 use loraforge_progress::Reporter;
 
 use super::Context;
@@ -53,118 +52,40 @@ pub fn merge(context: &Context, args: MergeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `--outtype` values the converter writes itself, and the k-quants it reaches through the quantizer.
-fn parse_outtype(
-    text: &str,
-) -> anyhow::Result<(
-    loraforge_convert::OutType,
-    Option<loraforge_quantize::FileType>,
-)> {
-    if let Some(outtype) = loraforge_convert::OutType::parse(text) {
-        return Ok((outtype, None));
-    }
-    match loraforge_quantize::FileType::parse(text) {
-        Ok(ftype) => Ok((loraforge_convert::OutType::F16, Some(ftype))),
-        Err(_) => Err(user_error(format!(
-            "unknown --outtype '{text}'; valid: f32, f16, bf16, q8_0, q4_K_M, q4_K_S, auto"
-        ))),
-    }
-}
-
 pub fn convert(context: &Context, args: ConvertArgs) -> anyhow::Result<()> {
-    let (outtype, quantize) = parse_outtype(&args.outtype)?;
+    let outtype = loraforge_convert::OutType::parse(&args.outtype).ok_or_else(|| {
+        user_error(format!(
+            "unknown --outtype '{}'; valid: f32, f16, bf16, q8_0, q4_K_M, q4_K_S, auto",
+            args.outtype
+        ))
+    })?;
     let reporter = context.reporter();
     let options = loraforge_convert::ConvertOptions {
         outtype,
         threads: args.threads,
         ..Default::default()
     };
-    let (report_json, warnings, line) = match quantize {
-        None => {
-            let report =
-                loraforge_convert::convert(&args.model_dir, &args.out, &options, &reporter)?;
-            let line = format!(
-                "wrote {} ({} tensors, {:.1} MB, pre-tokenizer {})",
-                args.out.display(),
-                report.tensors,
-                report.bytes as f64 / 1e6,
-                report.pre_tokenizer.as_deref().unwrap_or("n/a")
-            );
-            let json = serde_json::json!({
-                "out": args.out, "tensors": report.tensors, "bytes": report.bytes,
-                "sha256": report.sha256, "architecture": report.architecture,
-                "pre_tokenizer": report.pre_tokenizer, "warnings": report.warnings,
-            });
-            (json, report.warnings, line)
-        }
-        Some(ftype) => {
-            // k-quants go through an f16 export, as convert_hf_to_gguf.py + llama-quantize do,
-            // so the bytes equal what llama.cpp users get.
-            let dir = args
-                .out
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(std::path::Path::new("."));
-            let scratch = tempfile_in(dir)?;
-            let sixteen = scratch.path().join("f16.gguf");
-            let converted =
-                loraforge_convert::convert(&args.model_dir, &sixteen, &options, &reporter)?;
-            let report = loraforge_gguf_writer::quantize_file(
-                &sixteen,
-                &args.out,
-                ftype,
-                &loraforge_gguf_writer::QuantizeFileOptions {
-                    threads: args.threads.unwrap_or(0),
-                    ..Default::default()
-                },
-                &reporter,
-            )?;
-            let line = format!(
-                "wrote {} ({}, {:.1} MB, {} fallback tensors)",
-                args.out.display(),
-                report.ftype,
-                report.output_bytes as f64 / 1e6,
-                report.n_fallback
-            );
-            let json = serde_json::json!({
-                "out": args.out, "bytes": report.output_bytes, "sha256": report.sha256,
-                "file_type": report.ftype, "fallbacks": report.n_fallback,
-                "architecture": converted.architecture, "pre_tokenizer": converted.pre_tokenizer,
-                "warnings": converted.warnings,
-            });
-            (json, converted.warnings, line)
-        }
-    };
+    let report = loraforge_convert::convert(&args.model_dir, &args.out, &options, &reporter)?;
     reporter.finish();
-    for warning in &warnings {
+    for warning in &report.warnings {
         context.status(&format!("warning: {warning}"));
     }
     if context.json {
-        return print_json(&report_json);
+        return print_json(&serde_json::json!({
+            "out": args.out, "tensors": report.tensors, "bytes": report.bytes,
+            "sha256": report.sha256, "architecture": report.architecture,
+            "file_type": report.file_type, "parameters": report.parameters,
+            "pre_tokenizer": report.pre_tokenizer, "warnings": report.warnings,
+        }));
     }
-    println_stdout(&line);
+    println_stdout(&format!(
+        "wrote {} ({} tensors, {:.1} MB, pre-tokenizer {})",
+        args.out.display(),
+        report.tensors,
+        report.bytes as f64 / 1e6,
+        report.pre_tokenizer.as_deref().unwrap_or("n/a")
+    ));
     Ok(())
-}
-
-fn tempfile_in(dir: &std::path::Path) -> anyhow::Result<ScratchDir> {
-    let path = dir.join(format!(".loraforge-convert-{}", std::process::id()));
-    std::fs::create_dir_all(&path).with_context(|| format!("cannot create {}", path.display()))?;
-    Ok(ScratchDir(path))
-}
-
-/// A scratch folder removed when dropped.
-struct ScratchDir(std::path::PathBuf);
-
-impl ScratchDir {
-    fn path(&self) -> &std::path::Path {
-        &self.0
-    }
-}
-
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 pub fn quantize(context: &Context, args: QuantizeArgs) -> anyhow::Result<()> {

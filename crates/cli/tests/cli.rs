@@ -1,0 +1,850 @@
+//! The `loraforge` binary against temporary stores: every subcommand, delete semantics,
+//! background jobs, a worker killed mid-job, concurrent saves, bad input, and deployment to an
+//! in-process fake Ollama server.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+struct Env {
+    _dir: tempfile::TempDir,
+    home: PathBuf,
+    demo: loraforge_demo::DemoFiles,
+}
+
+fn env() -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = loraforge_demo::generate(
+        &dir.path().join("files"),
+        &loraforge_demo::DemoSpec::default(),
+    )
+    .unwrap();
+    Env {
+        home: dir.path().join("store"),
+        demo,
+        _dir: dir,
+    }
+}
+
+impl Env {
+    fn cmd(&self) -> Command {
+        let mut cmd = Command::cargo_bin("loraforge").unwrap();
+        cmd.arg("--home")
+            .arg(&self.home)
+            .env_remove("OLLAMA_HOST")
+            .env_remove("LORAFORGE_HOME");
+        cmd
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let output = self.cmd().args(args).output().unwrap();
+        assert!(
+            output.status.success(),
+            "loraforge {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        serde_json::from_str(&self.ok(&all)).unwrap()
+    }
+
+    fn fails(&self, args: &[&str]) -> Output {
+        let output = self.cmd().args(args).output().unwrap();
+        assert!(!output.status.success(), "loraforge {args:?} should fail");
+        output
+    }
+
+    fn add_base(&self) {
+        self.ok(&[
+            "base",
+            "add",
+            self.demo.base_dir.to_str().unwrap(),
+            "--name",
+            "tiny",
+            "--template",
+            self.demo.template.to_str().unwrap(),
+        ]);
+    }
+
+    fn add_trained(&self) -> String {
+        let record = self.json(&[
+            "trained",
+            "add",
+            self.demo.trainer_dir.to_str().unwrap(),
+            "--base",
+            "tiny",
+            "--train-name",
+            "My Run",
+        ]);
+        record["name"].as_str().unwrap().to_string()
+    }
+
+    fn save(&self, trained: &str) -> String {
+        let job = self.json(&["trained", "save", trained]);
+        assert_eq!(job["state"], "succeeded");
+        job["result"].as_str().unwrap().to_string()
+    }
+
+    /// Everything visible in the store, to check a failed command changed nothing.
+    fn snapshot(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for kind in ["base", "trained", "saved", "deployed"] {
+            let dir = self.home.join(kind);
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                out.push(format!("{kind}/{}", entry.file_name().to_string_lossy()));
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn names(list: &Value) -> Vec<String> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn lifecycle_names_cards_and_listings() {
+    let env = env();
+    env.add_base();
+    let bases = env.json(&["base", "list"]);
+    assert_eq!(bases[0]["technical_name"], "tiny");
+    assert_eq!(bases[0]["architecture"], "LlamaForCausalLM");
+    assert_eq!(bases[0]["has_template"], true);
+
+    let trained = env.add_trained();
+    let parts: Vec<&str> = trained.split('_').collect();
+    assert_eq!(parts[0], "tiny");
+    assert_eq!(parts[1], "my-run", "train name normalized");
+    assert_eq!(
+        parts[2],
+        chrono_today(),
+        "no date recorded by the trainer files: registration date"
+    );
+    assert_eq!(parts[3].len(), 4);
+    let record = &env.json(&["trained", "list"])[0];
+    assert_eq!(
+        record["checkpoint"],
+        Value::Null,
+        "final adapter by default"
+    );
+    assert!(record["uuid"].as_str().unwrap().starts_with(parts[3]));
+
+    let card = env.json(&["trained", "show", &trained]);
+    assert_eq!(card["schema"], "loraforge.model-card/1");
+    assert_eq!(card["adapter"]["r"], 8);
+    assert_eq!(card["evaluation"]["global_step"], 20);
+    assert_eq!(card["lineage"].as_array().unwrap().len(), 2);
+
+    let saved = env.save(&trained);
+    assert!(saved.starts_with(&format!("{trained}_s_")), "{saved}");
+    let saved_list = env.json(&["saved", "list"]);
+    assert_eq!(names(&saved_list), vec![saved.clone()]);
+    let model_dir = env.home.join("saved").join(&saved).join("model");
+    for file in [
+        "model.safetensors",
+        "config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ] {
+        assert!(
+            model_dir.join(file).is_file(),
+            "{file} missing from the saved model"
+        );
+    }
+    let saved_card = env.json(&["saved", "show", &saved]);
+    let lineage = saved_card["lineage"].as_array().unwrap();
+    assert_eq!(lineage.len(), 3);
+    assert_eq!(lineage[2]["name"], saved.as_str());
+    let readme = env.ok(&["saved", "show", &saved, "--readme"]);
+    assert!(readme.starts_with("---\n"), "HF front matter");
+    assert!(readme.contains(&saved));
+
+    let jobs = env.json(&["jobs", "list"]);
+    assert_eq!(jobs.as_array().unwrap().len(), 1);
+    assert_eq!(jobs[0]["state"], "succeeded");
+    let id = jobs[0]["id"].as_str().unwrap();
+    assert_eq!(
+        env.json(&["jobs", "show", &id[..8]])["id"],
+        id,
+        "unique prefix finds the job"
+    );
+    assert!(env.ok(&["--help"]).contains("Examples:"));
+}
+
+fn chrono_today() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let days = now.div_euclid(86_400);
+    // Civil-from-days (Howard Hinnant), to avoid a date dependency in the test.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}{m:02}{d:02}")
+}
+
+#[test]
+fn checkpoint_selection_is_recorded() {
+    let env = env();
+    env.add_base();
+    let record = env.json(&[
+        "trained",
+        "add",
+        env.demo.trainer_dir.to_str().unwrap(),
+        "--base",
+        "tiny",
+        "--train-name",
+        "ckpt",
+        "--checkpoint",
+        "10",
+    ]);
+    assert_eq!(record["checkpoint"], 10);
+    let card = env.json(&["trained", "show", record["name"].as_str().unwrap()]);
+    assert_eq!(
+        card["evaluation"]["global_step"], 10,
+        "the checkpoint's own trainer_state"
+    );
+    let output = env.fails(&[
+        "trained",
+        "add",
+        env.demo.trainer_dir.to_str().unwrap(),
+        "--base",
+        "tiny",
+        "--train-name",
+        "x",
+        "--checkpoint",
+        "15",
+    ]);
+    assert!(
+        stderr(&output).contains("available checkpoints: 10, 20"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn delete_semantics() {
+    let env = env();
+    env.add_base();
+    let trained = env.add_trained();
+    let saved = env.save(&trained);
+
+    // A base in use is kept unless forced.
+    let output = env.fails(&["base", "rm", "tiny"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains(&trained), "{}", stderr(&output));
+
+    // Removing the trained model removes its adapter files only; the saved model stays.
+    env.ok(&["trained", "rm", &trained]);
+    assert!(!env
+        .home
+        .join("trained")
+        .join(&trained)
+        .join("adapter")
+        .exists());
+    assert_eq!(env.json(&["trained", "list"])[0]["adapter_present"], false);
+    assert_eq!(names(&env.json(&["saved", "list"])), vec![saved.clone()]);
+    let output = env.fails(&["trained", "save", &trained]);
+    assert!(
+        stderr(&output).contains("no adapter files"),
+        "{}",
+        stderr(&output)
+    );
+
+    env.ok(&["saved", "rm", &saved]);
+    assert!(env.json(&["saved", "list"]).as_array().unwrap().is_empty());
+    assert!(!env.home.join("saved").join(&saved).exists());
+
+    env.ok(&["base", "rm", "tiny", "--force"]);
+    assert!(env.json(&["base", "list"]).as_array().unwrap().is_empty());
+    assert!(
+        env.demo.base_dir.join("model.safetensors").is_file(),
+        "a referenced base folder is never deleted"
+    );
+    env.ok(&["trained", "rm", &trained, "--purge"]);
+    assert!(env
+        .json(&["trained", "list"])
+        .as_array()
+        .unwrap()
+        .is_empty());
+}
+
+fn wait_for(mut condition: impl FnMut() -> bool, what: &str) {
+    let start = Instant::now();
+    while !condition() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn job_record(home: &Path, id: &str) -> Value {
+    serde_json::from_slice(&std::fs::read(home.join("jobs").join(format!("{id}.json"))).unwrap())
+        .unwrap()
+}
+
+#[test]
+fn background_save_then_wait() {
+    let env = env();
+    env.add_base();
+    let trained = env.add_trained();
+    let job = env.json(&["trained", "save", &trained, "--background"]);
+    let id = job["id"].as_str().unwrap().to_string();
+    let done = env.json(&["jobs", "wait", &id]);
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let saved = done["result"].as_str().unwrap();
+    assert_eq!(
+        names(&env.json(&["saved", "list"])),
+        vec![saved.to_string()]
+    );
+}
+
+#[test]
+fn a_worker_killed_mid_job_leaves_no_visible_entry() {
+    let env = env();
+    env.add_base();
+    let trained = env.add_trained();
+    let output = env
+        .cmd()
+        .env(loraforge_registry::JOB_DELAY_ENV, "300")
+        .args(["--json", "trained", "save", &trained, "--background"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let job: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let id = job["id"].as_str().unwrap().to_string();
+    wait_for(
+        || {
+            let record = job_record(&env.home, &id);
+            record["state"] == "running" && record["progress"]["done"].as_u64().unwrap_or(0) > 0
+        },
+        "the worker to start merging",
+    );
+    let pid = job_record(&env.home, &id)["pid"].as_u64().unwrap();
+    let staging = env.home.join("tmp").join(format!("job-{id}"));
+    assert!(staging.exists(), "the worker stages its output");
+    std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    wait_for(
+        || {
+            !Path::new(&format!("/proc/{pid}/stat")).exists()
+                || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .unwrap_or_default()
+                    .contains(") Z")
+        },
+        "the worker to die",
+    );
+
+    // The next registry operation notices, marks the job failed and removes the partial output.
+    let jobs = env.json(&["jobs", "list"]);
+    assert_eq!(jobs[0]["state"], "failed", "{jobs}");
+    assert!(jobs[0]["error"].as_str().unwrap().contains("died"));
+    assert!(env.json(&["saved", "list"]).as_array().unwrap().is_empty());
+    assert!(!staging.exists(), "partial output removed");
+    let output = env.fails(&["jobs", "wait", &id]);
+    assert!(stderr(&output).contains("failed"));
+    // The trained model can still be saved.
+    env.save(&trained);
+}
+
+#[test]
+fn cancel_stops_a_running_job() {
+    let env = env();
+    env.add_base();
+    let trained = env.add_trained();
+    let output = env
+        .cmd()
+        .env(loraforge_registry::JOB_DELAY_ENV, "300")
+        .args(["--json", "trained", "save", &trained, "--background"])
+        .output()
+        .unwrap();
+    let id = serde_json::from_slice::<Value>(&output.stdout).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_for(
+        || job_record(&env.home, &id)["state"] == "running",
+        "the worker to start",
+    );
+    let cancelled = env.json(&["jobs", "cancel", &id]);
+    assert_eq!(cancelled["state"], "cancelled");
+    assert!(!env.home.join("tmp").join(format!("job-{id}")).exists());
+    assert!(env.json(&["saved", "list"]).as_array().unwrap().is_empty());
+}
+
+#[test]
+fn concurrent_saves_of_one_trained_model_both_succeed_with_distinct_names() {
+    let env = env();
+    env.add_base();
+    let trained = env.add_trained();
+    let spawn = || {
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("loraforge"))
+            .arg("--home")
+            .arg(&env.home)
+            .args(["--json", "trained", "save", &trained])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(a.status.success(), "{}", stderr(&a));
+    assert!(b.status.success(), "{}", stderr(&b));
+    let saved = names(&env.json(&["saved", "list"]));
+    assert_eq!(saved.len(), 2);
+    assert_ne!(saved[0], saved[1]);
+}
+
+#[test]
+fn bad_input_gives_clear_errors_and_leaves_the_store_unchanged() {
+    let env = env();
+    env.add_base();
+    let trained = env.add_trained();
+    let before = env.snapshot();
+    let base = env.demo.base_dir.to_str().unwrap();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec![
+                "base".into(),
+                "add".into(),
+                base.into(),
+                "--name".into(),
+                "../evil".into(),
+            ],
+            "technical name",
+        ),
+        (
+            vec![
+                "base".into(),
+                "add".into(),
+                base.into(),
+                "--name".into(),
+                "tiny".into(),
+            ],
+            "already exists",
+        ),
+        (
+            vec![
+                "base".into(),
+                "add".into(),
+                "/nonexistent/model".into(),
+                "--name".into(),
+                "gone".into(),
+            ],
+            "/nonexistent/model",
+        ),
+        (
+            vec![
+                "trained".into(),
+                "add".into(),
+                env.demo.trainer_dir.to_str().unwrap().into(),
+                "--base".into(),
+                "tiny".into(),
+                "--train-name".into(),
+                "../up".into(),
+            ],
+            "..",
+        ),
+        (
+            vec![
+                "trained".into(),
+                "add".into(),
+                env.demo.base_dir.to_str().unwrap().into(),
+                "--base".into(),
+                "tiny".into(),
+                "--train-name".into(),
+                "x".into(),
+            ],
+            "no checkpoint-N",
+        ),
+        (
+            vec![
+                "trained".into(),
+                "add".into(),
+                env.demo.trainer_dir.to_str().unwrap().into(),
+                "--base".into(),
+                "nobase".into(),
+                "--train-name".into(),
+                "x".into(),
+            ],
+            "no base model named 'nobase'",
+        ),
+        (
+            vec!["saved".into(), "show".into(), "nope".into()],
+            "no saved model named 'nope'",
+        ),
+        (vec!["jobs".into(), "show".into(), "ffff".into()], "no job"),
+    ];
+    for (args, expected) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let output = env.fails(&args);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: user errors exit 2: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).contains(expected),
+            "{args:?}: expected '{expected}' in: {}",
+            stderr(&output)
+        );
+        assert_eq!(env.snapshot(), before, "{args:?} changed the store");
+    }
+
+    // An adapter folder without adapter_config.json.
+    let work = tempfile::tempdir().unwrap();
+    let adapter = work.path().join("adapter");
+    std::fs::create_dir_all(&adapter).unwrap();
+    std::fs::copy(
+        env.demo.trainer_dir.join("adapter_model.safetensors"),
+        adapter.join("adapter_model.safetensors"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(adapter.join("checkpoint-5")).unwrap();
+    let output = env.fails(&[
+        "trained",
+        "add",
+        adapter.to_str().unwrap(),
+        "--base",
+        "tiny",
+        "--train-name",
+        "x",
+    ]);
+    assert!(
+        stderr(&output).contains("adapter_config.json"),
+        "{}",
+        stderr(&output)
+    );
+
+    // A malformed trainer_state.json names the file.
+    let broken = work.path().join("broken");
+    copy_dir(&env.demo.trainer_dir, &broken);
+    std::fs::write(broken.join("trainer_state.json"), "{\"log_history\": [").unwrap();
+    let output = env.fails(&[
+        "trained",
+        "add",
+        broken.to_str().unwrap(),
+        "--base",
+        "tiny",
+        "--train-name",
+        "x",
+    ]);
+    assert!(
+        stderr(&output).contains("trainer_state.json"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(env.snapshot(), before);
+
+    // A base whose folder vanished: saving fails clearly and nothing is published.
+    let moved = work.path().join("moved");
+    std::fs::rename(&env.demo.base_dir, &moved).unwrap();
+    let output = env.fails(&["trained", "save", &trained]);
+    assert!(stderr(&output).contains("is gone"), "{}", stderr(&output));
+    std::fs::rename(&moved, &env.demo.base_dir).unwrap();
+    assert!(env.json(&["saved", "list"]).as_array().unwrap().is_empty());
+    assert!(
+        std::fs::read_dir(env.home.join("tmp"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "no staging left"
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &to.join(entry.file_name()));
+        } else {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_held_store_lock_gives_a_clear_error() {
+    let env = env();
+    env.add_base();
+    let before = env.snapshot();
+    let lock = std::fs::OpenOptions::new()
+        .write(true)
+        .open(env.home.join("lock"))
+        .unwrap();
+    lock.lock().unwrap();
+    let output = env
+        .cmd()
+        .env("LORAFORGE_LOCK_TIMEOUT", "0.3")
+        .args([
+            "trained",
+            "add",
+            env.demo.trainer_dir.to_str().unwrap(),
+            "--base",
+            "tiny",
+            "--train-name",
+            "x",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("locked by another loraforge process"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(env.snapshot(), before);
+    drop(lock);
+}
+
+#[test]
+fn deploy_to_ollama_list_check_and_remove() {
+    let fake = ollama_fake::FakeOllama::spawn().unwrap();
+    let env = env();
+    env.add_base();
+    let trained = env.add_trained();
+    let saved = env.save(&trained);
+    let record = env.json(&[
+        "saved",
+        "deploy",
+        &saved,
+        "--quant",
+        "q4_K_M",
+        "--host",
+        &fake.url(),
+        "--smoke-test",
+    ]);
+    let name = record["name"].as_str().unwrap().to_string();
+    assert!(
+        name.starts_with(&format!("{saved}_d_")) && name.ends_with("_q4_K_M"),
+        "{name}"
+    );
+    assert_eq!(
+        fake.model_names().len(),
+        1,
+        "the model exists on the server"
+    );
+    let create = &fake.create_requests()[0];
+    assert!(
+        create["template"]
+            .as_str()
+            .unwrap()
+            .contains("<|im_start|>"),
+        "base template used"
+    );
+    let stops: Vec<&str> = create["parameters"]["stop"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        stops.contains(&"<|im_end|>"),
+        "EOS added as a stop: {stops:?}"
+    );
+    let digest = record["digest"].as_str().unwrap();
+    let blob = fake.blob(digest).unwrap();
+    assert_eq!(&blob.head[..4], b"GGUF");
+
+    // A second deploy reuses the exported GGUF and the uploaded blob.
+    let uploads = fake.count("POST", &format!("/api/blobs/{digest}"));
+    let second = env.json(&[
+        "saved",
+        "deploy",
+        &saved,
+        "--quant",
+        "q4_K_M",
+        "--host",
+        &fake.url(),
+    ]);
+    assert_eq!(second["digest"], digest);
+    assert_eq!(second["export_seconds"], 0.0, "export cache reused");
+    assert_eq!(
+        fake.count("POST", &format!("/api/blobs/{digest}")),
+        uploads,
+        "blob not uploaded again"
+    );
+
+    let listed = env.json(&["deployed", "list", "--check"]);
+    assert!(listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|d| d["status"] == "present"));
+    let card = env.json(&["deployed", "show", &name]);
+    assert_eq!(card["lineage"].as_array().unwrap().len(), 4);
+    assert_eq!(card["lineage"][3]["quantization"], "q4_K_M");
+
+    // Saved models can go; deployments stay.
+    env.ok(&["saved", "rm", &saved]);
+    assert_eq!(env.json(&["deployed", "list"]).as_array().unwrap().len(), 2);
+
+    env.ok(&["deployed", "rm", &name]);
+    assert!(!fake.model_names().contains(&name));
+    assert_eq!(env.json(&["deployed", "list"]).as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn deploy_refuses_changed_files_and_unreachable_servers_record_nothing() {
+    let env = env();
+    env.add_base();
+    let trained = env.add_trained();
+    let saved = env.save(&trained);
+    // Nothing listens on port 9 of localhost.
+    let output = env.fails(&[
+        "saved",
+        "deploy",
+        &saved,
+        "--quant",
+        "q8_0",
+        "--host",
+        "http://127.0.0.1:9",
+    ]);
+    assert!(
+        stderr(&output).contains("ollama serve"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(env
+        .json(&["deployed", "list"])
+        .as_array()
+        .unwrap()
+        .is_empty());
+
+    let fake = ollama_fake::FakeOllama::spawn().unwrap();
+    let config = env
+        .home
+        .join("saved")
+        .join(&saved)
+        .join("model")
+        .join("config.json");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push(' ');
+    std::fs::write(&config, text).unwrap();
+    let output = env.fails(&[
+        "saved",
+        "deploy",
+        &saved,
+        "--quant",
+        "q8_0",
+        "--host",
+        &fake.url(),
+    ]);
+    assert!(
+        stderr(&output).contains("changed since it was saved"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(fake.model_names().is_empty());
+    assert!(env
+        .json(&["deployed", "list"])
+        .as_array()
+        .unwrap()
+        .is_empty());
+
+    // deployed rm against an unreachable server keeps the record unless --forget.
+}
+
+#[test]
+fn low_level_commands_merge_convert_quantize_inspect() {
+    let env = env();
+    let work = tempfile::tempdir().unwrap();
+    let merged = work.path().join("merged");
+    let out = env.json(&[
+        "merge",
+        "--base",
+        env.demo.base_dir.to_str().unwrap(),
+        "--adapter",
+        env.demo.trainer_dir.to_str().unwrap(),
+        "--out",
+        merged.to_str().unwrap(),
+    ]);
+    assert_eq!(out["tensors_changed"], 4, "q_proj and v_proj of 2 layers");
+    let output = env.fails(&[
+        "merge",
+        "--base",
+        env.demo.base_dir.to_str().unwrap(),
+        "--adapter",
+        env.demo.trainer_dir.to_str().unwrap(),
+        "--out",
+        merged.to_str().unwrap(),
+    ]);
+    assert!(stderr(&output).contains("exists"), "{}", stderr(&output));
+
+    // The demo model is bf16: `convert --outtype q4_K_S` quantizes from a lossless bf16 export.
+    let f16 = work.path().join("m.bf16.gguf");
+    env.ok(&[
+        "convert",
+        merged.to_str().unwrap(),
+        f16.to_str().unwrap(),
+        "--outtype",
+        "bf16",
+    ]);
+    let q = work.path().join("m.q4_K_S.gguf");
+    let report = env.json(&[
+        "quantize",
+        f16.to_str().unwrap(),
+        q.to_str().unwrap(),
+        "Q4_K_S",
+    ]);
+    assert_eq!(report["ftype"], "Q4_K_S");
+    let inspected = env.json(&["inspect", q.to_str().unwrap()]);
+    let types = inspected["type_counts"].as_object().unwrap();
+    assert!(types.contains_key("q4_K"), "{types:?}");
+    let via_convert = work.path().join("m2.q4_K_S.gguf");
+    env.ok(&[
+        "convert",
+        merged.to_str().unwrap(),
+        via_convert.to_str().unwrap(),
+        "--outtype",
+        "q4_K_S",
+    ]);
+    assert!(
+        std::fs::read(&q).unwrap() == std::fs::read(&via_convert).unwrap(),
+        "one library path"
+    );
+
+    let output = env.fails(&[
+        "quantize",
+        f16.to_str().unwrap(),
+        q.to_str().unwrap(),
+        "q3_K_X",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("Q4_K_M"),
+        "lists valid types: {}",
+        stderr(&output)
+    );
+}
