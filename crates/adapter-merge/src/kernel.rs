@@ -268,6 +268,13 @@ pub(crate) fn torch_row_norm(row: &[f32]) -> f32 {
     sum.sqrt()
 }
 
+/// Rounds f32 values to `dtype` and back, in place.
+fn round_trip(dtype: Dtype, vals: &mut [f32]) {
+    let mut tmp = vec![0u8; vals.len() * dtype.size()];
+    encode_f32(dtype, vals, &mut tmp);
+    decode_f32(dtype, &tmp, vals);
+}
+
 /// Whether a value in `dtype` bits is inf or NaN.
 fn non_finite(dtype: Dtype, bytes: &[u8]) -> Option<usize> {
     match dtype {
@@ -306,22 +313,25 @@ pub(crate) fn merge_rows(
     decode_f32(w_dtype, w, scratch_w);
     if w_dtype != out_dtype {
         // The base as PEFT would see it when loaded in the output dtype.
-        let mut tmp = vec![0u8; len * out_dtype.size()];
-        encode_f32(out_dtype, scratch_w, &mut tmp);
-        decode_f32(out_dtype, &tmp, scratch_w);
+        round_trip(out_dtype, scratch_w);
     }
     let s = u.scaling;
-    let mut rounded = [0u8; 4];
-    for (d, w) in scratch_delta.iter_mut().zip(scratch_w.iter()) {
-        let mut delta = *d * s;
-        if let Some(dt) = u.round_delta_to {
-            let bytes = &mut rounded[..dt.size()];
-            encode_f32(dt, std::slice::from_ref(&delta), bytes);
-            let mut back = [0f32];
-            decode_f32(dt, bytes, &mut back);
-            delta = back[0];
+    match u.round_delta_to {
+        None => {
+            // Δ·s rounded, then + W rounded: two f32 roundings, as torch does (no FMA here).
+            for (d, w) in scratch_delta.iter_mut().zip(scratch_w.iter()) {
+                *d = *w + *d * s;
+            }
         }
-        *d = *w + delta;
+        Some(dt) => {
+            for d in scratch_delta.iter_mut() {
+                *d *= s;
+            }
+            round_trip(dt, scratch_delta);
+            for (d, w) in scratch_delta.iter_mut().zip(scratch_w.iter()) {
+                *d += *w;
+            }
+        }
     }
     if let Some(m) = u.magnitude {
         for (i, row) in scratch_delta.chunks_exact_mut(u.cols).enumerate() {

@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::sync_channel;
+use std::sync::Mutex;
 use std::time::Instant;
 
 use loraforge_hf_model::{
@@ -158,23 +159,33 @@ pub fn merge(options: &MergeOptions, reporter: &dyn Reporter) -> Result<MergeRep
     let backend = choose_backend();
 
     reporter.begin("merge", Some(total_bytes));
+    let buffers: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
     let ctx = Ctx {
         base: &base,
         adapter: &adapter,
         plan: &plan,
         allow_non_finite: options.allow_non_finite,
         backend,
+        pool: &buffers,
     };
     let mut changed = 0usize;
     let written: Vec<WrittenFile> = std::thread::scope(|scope| {
         let (tx, rx) = sync_channel::<Piece<'_>>(2);
         let base_ref = &base;
+        let pool_ref = &buffers;
         let handle = scope.spawn(move || -> Result<Vec<WrittenFile>, MergeError> {
             for piece in rx {
                 writer.write_chunk(&piece.bytes)?;
                 reporter.advance(piece.bytes.len() as u64);
                 if let Some(name) = piece.release {
                     base_ref.release(name);
+                }
+                if let Cow::Owned(buf) = piece.bytes {
+                    if let Ok(mut p) = pool_ref.lock() {
+                        if p.len() < 4 {
+                            p.push(buf);
+                        }
+                    }
                 }
             }
             Ok(writer.finish()?)
@@ -325,6 +336,22 @@ struct Ctx<'a> {
     plan: &'a Plan,
     allow_non_finite: bool,
     backend: Backend,
+    /// Output buffers handed back by the writer, reused to avoid page faults on fresh memory.
+    pool: &'a Mutex<Vec<Vec<u8>>>,
+}
+
+impl Ctx<'_> {
+    fn buffer(&self, len: usize) -> Vec<u8> {
+        let mut buf = self
+            .pool
+            .lock()
+            .ok()
+            .and_then(|mut p| p.pop())
+            .unwrap_or_default();
+        buf.clear();
+        buf.resize(len, 0);
+        buf
+    }
 }
 
 fn f32_of(view: &TensorView<'_>) -> Vec<f32> {
@@ -376,7 +403,7 @@ impl<'a> Ctx<'a> {
                     .data
                     .get(row0 * cols * in_size..(row0 + n) * cols * in_size)
                     .unwrap_or(&[]);
-                let mut out = vec![0u8; n * cols * out_size];
+                let mut out = self.buffer(n * cols * out_size);
                 let bad = out
                     .par_chunks_mut(rows_per_block * cols * out_size)
                     .enumerate()
@@ -429,7 +456,7 @@ impl<'a> Ctx<'a> {
             for (v, b) in vals.iter_mut().zip(bias.iter()) {
                 *v += *b * *scaling;
             }
-            let mut out = vec![0u8; vals.len() * out_dtype.size()];
+            let mut out = self.buffer(vals.len() * out_dtype.size());
             encode_f32(out_dtype, &vals, &mut out);
             return Ok(send(Piece {
                 bytes: Cow::Owned(out),
@@ -455,7 +482,7 @@ impl<'a> Ctx<'a> {
                 .get(start * in_size..(start + n) * in_size)
                 .unwrap_or(&[]);
             decode_f32(source.dtype, bytes, &mut vals);
-            let mut out = vec![0u8; n * out_dtype.size()];
+            let mut out = self.buffer(n * out_dtype.size());
             encode_f32(out_dtype, &vals, &mut out);
             start += n;
             if !send(Piece {

@@ -122,6 +122,14 @@ pub(crate) fn decode_into(dtype: Dtype, bytes: &[u8], out: &mut [f32]) {
             }
         }
         Dtype::BF16 => {
+            if let Ok(words) = bytemuck::try_cast_slice::<u8, u16>(bytes) {
+                if cfg!(target_endian = "little") {
+                    for (o, &w) in out.iter_mut().zip(words) {
+                        *o = bf16_to_f32(w);
+                    }
+                    return;
+                }
+            }
             for (o, c) in out.iter_mut().zip(bytes.chunks_exact(2)) {
                 *o = bf16_to_f32(u16::from_le_bytes([c[0], c[1]]));
             }
@@ -144,6 +152,14 @@ pub fn encode_f32(dtype: Dtype, values: &[f32], out: &mut [u8]) {
             }
         }
         Dtype::BF16 => {
+            if cfg!(target_endian = "little") {
+                if let Ok(words) = bytemuck::try_cast_slice_mut::<u8, u16>(out) {
+                    for (w, v) in words.iter_mut().zip(values) {
+                        *w = f32_to_bf16(*v);
+                    }
+                    return;
+                }
+            }
             for (v, c) in values.iter().zip(out.chunks_exact_mut(2)) {
                 c.copy_from_slice(&f32_to_bf16(*v).to_le_bytes());
             }
