@@ -67,6 +67,7 @@ use loraforge_gguf_writer::{
 use loraforge_progress::Reporter;
 use loraforge_quantize::{FileType, GgmlType};
 use serde_json::Value as Json;
+use sha2::{Digest, Sha256};
 
 pub use arch::SUPPORTED_ARCHITECTURES;
 pub use error::ConvertError;
@@ -715,14 +716,52 @@ fn convert_inner(
                 let _ = err_tx.send(Err(e.to_string()));
             }
         });
+        // A hasher thread computes the file's sha256 from the same bytes (header, tensor data,
+        // zero padding) while this thread writes, then recycles the buffers to the producer.
+        let (hash_tx, hash_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(3);
+        let layout = &layout;
+        let hasher = scope.spawn(move || -> Result<String, String> {
+            let mut h = Sha256::new();
+            h.update(&layout.header);
+            let mut total = layout.header.len() as u64;
+            let zeros = vec![0u8; usize::try_from(layout.alignment).unwrap_or(32)];
+            let sizes = &layout.tensor_sizes;
+            let (mut ti, mut in_tensor) = (0usize, 0u64);
+            let close_tensors =
+                |h: &mut Sha256, ti: &mut usize, in_tensor: &mut u64, total: &mut u64| {
+                    while *ti < sizes.len() && *in_tensor >= sizes[*ti] {
+                        let size = sizes[*ti];
+                        let pad = (layout.alignment - size % layout.alignment) % layout.alignment;
+                        h.update(&zeros[..pad as usize]);
+                        *total += pad;
+                        *in_tensor -= size;
+                        *ti += 1;
+                    }
+                };
+            close_tensors(&mut h, &mut ti, &mut in_tensor, &mut total);
+            for chunk in hash_rx {
+                h.update(&chunk);
+                total += chunk.len() as u64;
+                in_tensor += chunk.len() as u64;
+                close_tensors(&mut h, &mut ti, &mut in_tensor, &mut total);
+                let _ = buf_tx.send(chunk);
+            }
+            if total != layout.file_size || ti != sizes.len() {
+                return Err(format!(
+                    "hashed {total} bytes of a {}-byte file",
+                    layout.file_size
+                ));
+            }
+            Ok(hex::encode(h.finalize()))
+        });
         let offset = usize::from(rope_factors.is_some());
         let mut source =
             |index: usize, info: &TensorInfo, w: &mut dyn Write| -> Result<(), SourceError> {
                 if index < offset {
                     if let Some(r) = &rope_factors {
-                        for v in r {
-                            w.write_all(&v.to_le_bytes())?;
-                        }
+                        let bytes: Vec<u8> = r.iter().flat_map(|v| v.to_le_bytes()).collect();
+                        w.write_all(&bytes)?;
+                        hash_tx.send(bytes).map_err(|_| "the hasher stopped")?;
                     }
                     return Ok(());
                 }
@@ -734,21 +773,39 @@ fn convert_inner(
                     w.write_all(&chunk)?;
                     done += chunk.len() as u64;
                     reporter.advance(chunk.len() as u64);
-                    let _ = buf_tx.send(chunk);
+                    hash_tx.send(chunk).map_err(|_| "the hasher stopped")?;
                 }
                 Ok(())
             };
-        let r = writer.write_to_path(out, &mut source, &WriteOptions { sha256: true });
+        let r = writer.write_to_path(out, &mut source, &WriteOptions { sha256: false });
         drop(chunk_rx);
-        r
-    })
-    .map_err(write_err)?;
+        drop(hash_tx);
+        let digest = hasher.join();
+        match (r, digest) {
+            (Ok(w), Ok(Ok(d))) => Ok((w, d)),
+            (Err(e), _) => Err(write_err(e)),
+            (Ok(_), Ok(Err(m))) => {
+                let _ = std::fs::remove_file(out);
+                Err(ConvertError::Write {
+                    path: out.to_path_buf(),
+                    message: m,
+                })
+            }
+            (Ok(_), Err(_)) => {
+                let _ = std::fs::remove_file(out);
+                Err(ConvertError::Write {
+                    path: out.to_path_buf(),
+                    message: "the sha256 thread panicked".into(),
+                })
+            }
+        }
+    })?;
     reporter.finish();
     Ok(ConvertReport {
         path: out.to_path_buf(),
         tensors: writer.tensors().len(),
-        bytes: written.bytes,
-        sha256: written.sha256.unwrap_or_default(),
+        bytes: written.0.bytes,
+        sha256: written.1,
         warnings,
         pre_tokenizer: vocab.pre,
         pre_tokenizer_source: vocab.pre_source,
