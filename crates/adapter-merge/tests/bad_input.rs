@@ -5,89 +5,11 @@
 use std::path::{Path, PathBuf};
 
 use loraforge_adapter_merge::{merge, HfModelError, MergeError, MergeOptions};
-use loraforge_hf_model::{Dtype, SafetensorsFile, SafetensorsShardWriter, TensorSpec};
 use loraforge_progress::NoProgress;
 use proptest::prelude::*;
 
-fn fixtures() -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/fixtures/peft"
-    ))
-}
-
-#[derive(Clone)]
-struct T {
-    name: String,
-    dtype: Dtype,
-    shape: Vec<usize>,
-    data: Vec<u8>,
-}
-
-fn adapter_tensors(case: &str) -> Vec<T> {
-    let f = SafetensorsFile::open(
-        &fixtures()
-            .join(case)
-            .join("adapter/adapter_model.safetensors"),
-    )
-    .unwrap();
-    f.tensor_names()
-        .iter()
-        .map(|n| {
-            let v = f.tensor(n).unwrap();
-            T {
-                name: n.to_string(),
-                dtype: v.dtype,
-                shape: v.shape.to_vec(),
-                data: v.data.to_vec(),
-            }
-        })
-        .collect()
-}
-
-fn adapter_config(case: &str) -> serde_json::Value {
-    serde_json::from_slice(
-        &std::fs::read(fixtures().join(case).join("adapter/adapter_config.json")).unwrap(),
-    )
-    .unwrap()
-}
-
-/// Writes an adapter folder with the given config and tensors.
-fn write_adapter(dir: &Path, config: &serde_json::Value, tensors: &[T]) {
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(
-        dir.join("adapter_config.json"),
-        serde_json::to_vec_pretty(config).unwrap(),
-    )
-    .unwrap();
-    let scratch = dir.join("scratch");
-    std::fs::create_dir_all(&scratch).unwrap();
-    let specs = tensors
-        .iter()
-        .map(|t| TensorSpec {
-            name: t.name.clone(),
-            dtype: t.dtype,
-            shape: t.shape.clone(),
-        })
-        .collect();
-    let mut w = SafetensorsShardWriter::new(&scratch, specs, u64::MAX, 0).unwrap();
-    let order: Vec<String> = w.write_order().iter().map(|s| s.to_string()).collect();
-    for n in order {
-        let t = tensors.iter().find(|t| t.name == n).unwrap();
-        w.write_tensor(&n, &t.data).unwrap();
-    }
-    w.finish().unwrap();
-    std::fs::rename(
-        scratch.join("model.safetensors"),
-        dir.join("adapter_model.safetensors"),
-    )
-    .unwrap();
-    std::fs::remove_dir(&scratch).unwrap();
-}
-
-fn f32_bytes(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
+mod common;
+use common::*;
 
 /// Runs a merge into `<tmp>/out/merged` and checks nothing was left behind on error.
 fn run(
