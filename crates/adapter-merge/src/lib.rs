@@ -161,6 +161,9 @@ pub struct MergeReport {
     /// How `B·A` was computed: `"openblas-sgemm"` when OpenBLAS's kernel on this CPU reproduces
     /// torch's accumulation bit for bit (checked at start), else `"sequential-fma"`.
     pub backend: &'static str,
+    /// Things the user should know (modules ignored, adapter trained on a differently named
+    /// base); also sent to the reporter as messages.
+    pub warnings: Vec<String>,
 }
 
 /// Parses a size like transformers' `max_shard_size`: a number of bytes, or a number with a unit

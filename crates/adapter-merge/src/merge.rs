@@ -92,10 +92,17 @@ pub fn merge(options: &MergeOptions, reporter: &dyn Reporter) -> Result<MergeRep
     }
     let adapter = SafetensorsFile::open(&weights_path)?;
     let plan = build_plan(&base, &adapter, &config)?;
+    let mut warnings = Vec::new();
     for m in &plan.ignored_modules {
-        reporter.message(&format!(
+        warnings.push(format!(
             "adapter module {m} is not targeted by adapter_config.json: ignored (as PEFT does)"
         ));
+    }
+    if let Some(w) = base_name_warning(&config, &base) {
+        warnings.push(w);
+    }
+    for w in &warnings {
+        reporter.message(w);
     }
 
     let fixed = options.dtype.fixed();
@@ -313,7 +320,43 @@ pub fn merge(options: &MergeOptions, reporter: &dyn Reporter) -> Result<MergeRep
         ignored_modules: plan.ignored_modules.clone(),
         parameters: base.parameter_count(),
         backend: backend.name(),
+        warnings,
     })
+}
+
+/// The last path component of a model reference (`org/name`, a local path).
+fn short_name(s: &str) -> &str {
+    s.trim_end_matches(['/', '\\'])
+        .rsplit(['/', '\\'])
+        .next()
+        .unwrap_or(s)
+}
+
+/// A note when the adapter names a base that is visibly not this one (shapes decide errors; a
+/// name can differ for a local copy, so this is only a warning).
+fn base_name_warning(config: &AdapterConfig, base: &HfModel) -> Option<String> {
+    let wanted = config.base_model_name_or_path.as_deref()?;
+    let dir_name = base
+        .dir()
+        .canonicalize()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
+    let config_name = base
+        .config()
+        .get("_name_or_path")
+        .and_then(|v| v.as_str())
+        .map(|s| short_name(s).to_string());
+    let w = short_name(wanted);
+    let known = [dir_name.as_deref(), config_name.as_deref()];
+    if known.iter().flatten().any(|n| n.eq_ignore_ascii_case(w))
+        || known.iter().all(|n| n.is_none())
+    {
+        return None;
+    }
+    Some(format!(
+        "the adapter was trained on {wanted:?}; merging into {} (names differ: fine for a local copy of the same model, wrong otherwise — shapes matched)",
+        base.dir().display()
+    ))
 }
 
 fn write_side_file(
