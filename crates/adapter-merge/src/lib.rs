@@ -354,6 +354,14 @@ pub enum MergeError {
         /// The folder.
         path: PathBuf,
     },
+    /// The output folder is (or contains) the base or the adapter.
+    #[error(
+        "output folder {path} is the base or adapter folder (or contains it); choose another --out"
+    )]
+    OutputIsInput {
+        /// The folder.
+        path: PathBuf,
+    },
     /// Unparseable size.
     #[error("{value:?} is not a size (examples: 5GB, 500MB, 2GiB, 1000000)")]
     BadSize {

@@ -77,6 +77,18 @@ pub fn merge(options: &MergeOptions, reporter: &dyn Reporter) -> Result<MergeRep
             path: out_dir.clone(),
         });
     }
+    if let Ok(out) = out_dir.canonicalize() {
+        for input in [&options.base_dir, &options.adapter_dir] {
+            if input
+                .canonicalize()
+                .is_ok_and(|i| i == out || i.starts_with(&out))
+            {
+                return Err(MergeError::OutputIsInput {
+                    path: out_dir.clone(),
+                });
+            }
+        }
+    }
     let base = HfModel::open(&options.base_dir)?;
     let config = AdapterConfig::load(&options.adapter_dir)?;
     config.check_mergeable()?;

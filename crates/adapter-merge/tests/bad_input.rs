@@ -264,6 +264,21 @@ fn existing_output_folder_needs_force() {
 }
 
 #[test]
+fn output_over_an_input_is_refused_even_with_force() {
+    let tmp = tempfile::tempdir().unwrap();
+    let b = tmp.path().join("base");
+    std::fs::create_dir_all(&b).unwrap();
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(base("a_llama_qv").join(f), b.join(f)).unwrap();
+    }
+    let mut opts = MergeOptions::new(&b, fixtures().join("a_llama_qv/adapter"), &b);
+    opts.force = true;
+    let e = merge(&opts, &NoProgress).unwrap_err();
+    assert!(matches!(e, MergeError::OutputIsInput { .. }), "{e}");
+    assert!(b.join("model.safetensors").is_file());
+}
+
+#[test]
 fn pickle_adapter_is_refused_with_a_conversion_hint() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::copy(
