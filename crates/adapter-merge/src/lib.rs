@@ -33,6 +33,14 @@
 //! (one round-to-nearest-even); embedding LoRA rounds `Δ` to the weight dtype first; DoRA
 //! `W' = round(m/‖f32(W)+Δ‖_row · (f32(W)+Δ))`; `lora_B.bias` adds `s·b_B`; `modules_to_save`
 //! and saved biases replace the base tensor.
+//!
+//! Exactness: torch accumulates each element of `B·A` over `k = 0..r` in order with fused
+//! multiply-adds. OpenBLAS's `cblas_sgemm` does the same with some cores (SkylakeX) but not with
+//! others (its Haswell kernel splits the sum: 1-ulp differences on `b_llama_alllinear_rslora`, 8-ulp
+//! ones after DoRA's normalisation). At start the merge probes sgemm against a sequential-FMA
+//! reference and uses it only if it agrees bit for bit; otherwise it uses its own AVX2/FMA kernel
+//! (same speed here: the merge is bound by I/O). DoRA's row norm follows torch's vectorised
+//! reduction (8 f32 lanes, AVX2). Result: every fixture case a–i is 100% bit-identical to PEFT.
 #![deny(missing_docs)]
 
 extern crate blas_src;
