@@ -78,14 +78,6 @@ pub enum ConvertError {
         /// What is wrong.
         message: String,
     },
-    /// A tensor has an element type the converter cannot read.
-    #[error("tensor {tensor}: unsupported dtype {dtype} (supported: F32, F16, BF16)")]
-    UnsupportedDtype {
-        /// HF tensor name.
-        tensor: String,
-        /// The safetensors dtype string.
-        dtype: String,
-    },
     /// A tensor name has no GGUF equivalent for this architecture.
     #[error("tensor {tensor}: no GGUF name for it in architecture {arch}")]
     UnmappedTensor {

@@ -5,9 +5,9 @@
 //! a process's RSS, mapped pages are).
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::Read;
 use std::path::{Path, PathBuf};
+
+use loraforge_hf_model::Dtype;
 
 use crate::error::ConvertError;
 
@@ -53,9 +53,6 @@ pub(crate) struct Weights {
     pub files: Vec<PathBuf>,
     pub tensors: Vec<SrcTensor>,
 }
-
-/// Largest safetensors header accepted (the format's own cap is 100 MB).
-const MAX_HEADER: u64 = 100_000_000;
 
 impl Weights {
     pub(crate) fn open(dir: &Path) -> Result<Weights, ConvertError> {
@@ -157,86 +154,42 @@ impl Weights {
     }
 }
 
+/// Reads one shard's header through `loraforge-hf-model` (which validates dtypes, shapes,
+/// offsets, overlaps, holes and trailing bytes) and records absolute data offsets.
 fn read_header(path: &Path, file_index: usize) -> Result<Vec<SrcTensor>, ConvertError> {
-    let bad = |message: String| ConvertError::InvalidSafetensors {
-        path: path.to_path_buf(),
-        message,
-    };
-    let io = |source| ConvertError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut f = File::open(path).map_err(io)?;
-    let file_len = f.metadata().map_err(io)?.len();
-    let mut len_buf = [0u8; 8];
-    f.read_exact(&mut len_buf)
-        .map_err(|_| bad("file shorter than the 8-byte header length".into()))?;
-    let header_len = u64::from_le_bytes(len_buf);
-    if header_len > MAX_HEADER || header_len.saturating_add(8) > file_len {
-        return Err(bad(format!(
-            "header length {header_len} does not fit the file ({file_len} bytes)"
-        )));
-    }
-    let mut header = vec![0u8; header_len as usize];
-    f.read_exact(&mut header).map_err(io)?;
-    let v: serde_json::Value =
-        serde_json::from_slice(&header).map_err(|e| bad(format!("header is not JSON: {e}")))?;
-    let obj = v
-        .as_object()
-        .ok_or_else(|| bad("header is not a JSON object".into()))?;
-    let data_start = 8 + header_len;
-    let data_len = file_len - data_start;
-    let mut out = Vec::new();
-    for (name, meta) in obj {
-        if name == "__metadata__" {
-            continue;
+    let header = loraforge_hf_model::read_safetensors_header(path).map_err(|e| {
+        let mut message = e.to_string();
+        let mut src = std::error::Error::source(&e);
+        while let Some(s) = src {
+            message.push_str(": ");
+            message.push_str(&s.to_string());
+            src = s.source();
         }
-        let dtype = match meta.get("dtype").and_then(|d| d.as_str()) {
-            Some("F32") => SrcDtype::F32,
-            Some("F16") => SrcDtype::F16,
-            Some("BF16") => SrcDtype::BF16,
-            Some(other) => {
-                return Err(ConvertError::UnsupportedDtype {
-                    tensor: name.clone(),
-                    dtype: other.to_string(),
-                })
-            }
-            None => return Err(bad(format!("tensor {name:?} has no dtype"))),
+        ConvertError::InvalidSafetensors {
+            path: path.to_path_buf(),
+            message,
+        }
+    })?;
+    let mut out = Vec::with_capacity(header.tensors.len());
+    for t in header.tensors {
+        let dtype = match t.dtype {
+            Dtype::F32 => SrcDtype::F32,
+            Dtype::F16 => SrcDtype::F16,
+            Dtype::BF16 => SrcDtype::BF16,
         };
-        let shape: Vec<usize> = meta
-            .get("shape")
-            .and_then(|s| s.as_array())
-            .ok_or_else(|| bad(format!("tensor {name:?} has no shape")))?
-            .iter()
-            .map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok()))
-            .collect::<Option<Vec<usize>>>()
-            .ok_or_else(|| bad(format!("tensor {name:?} has a non-integer dimension")))?;
-        let offs = meta
-            .get("data_offsets")
-            .and_then(|s| s.as_array())
-            .filter(|a| a.len() == 2)
-            .and_then(|a| Some((a[0].as_u64()?, a[1].as_u64()?)))
-            .ok_or_else(|| bad(format!("tensor {name:?} has no valid data_offsets")))?;
-        let n_el = shape
-            .iter()
-            .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))
-            .ok_or_else(|| bad(format!("tensor {name:?}: element count overflows")))?;
-        let want = n_el
-            .checked_mul(dtype.size() as u64)
-            .ok_or_else(|| bad(format!("tensor {name:?}: byte size overflows")))?;
-        if offs.1 < offs.0 || offs.1 - offs.0 != want || offs.1 > data_len {
-            return Err(bad(format!(
-                "tensor {name:?}: data_offsets {:?} do not match shape {shape:?} x {} bytes within {data_len} data bytes",
-                offs,
-                dtype.size()
-            )));
-        }
+        let offset = header
+            .data_start
+            .checked_add(t.data_offsets.0)
+            .ok_or_else(|| ConvertError::InvalidSafetensors {
+                path: path.to_path_buf(),
+                message: format!("tensor {:?}: offset overflows", t.name),
+            })?;
         out.push(SrcTensor {
-            name: name.clone(),
+            name: t.name,
             dtype,
-            shape,
+            shape: t.shape,
             file: file_index,
-            offset: data_start + offs.0,
+            offset,
         });
     }
     Ok(out)

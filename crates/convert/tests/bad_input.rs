@@ -290,3 +290,20 @@ fn existing_output_is_left_alone_when_conversion_fails() {
     assert!(run(&dir, &out).is_err());
     assert_eq!(std::fs::read(&target).unwrap(), b"previous file");
 }
+
+#[test]
+fn truncated_safetensors_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, out) = setup("a_llama_qv", "base", tmp.path());
+    let st = dir.join("model.safetensors");
+    let bytes = std::fs::read(&st).unwrap();
+    std::fs::write(&st, &bytes[..bytes.len() / 2]).unwrap();
+    let err = run(&dir, &out).unwrap_err();
+    match &err {
+        ConvertError::InvalidSafetensors { path, .. } => {
+            assert!(path.ends_with("model.safetensors"))
+        }
+        other => panic!("unexpected error {other}"),
+    }
+    assert_nothing_written(&out);
+}
