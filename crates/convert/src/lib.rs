@@ -1,30 +1,53 @@
 //! `loraforge-convert`: Hugging Face model folder → GGUF, producing the same file as llama.cpp's
-//! `convert_hf_to_gguf.py` (llama.cpp 0c1e57098), in Rust, streaming.
+//! `convert_hf_to_gguf.py` (llama.cpp 0c1e57098, gguf-py of the same tree), in Rust, streaming.
 //!
 //! [`convert`] reads `config.json`, the `model*.safetensors` shards (with or without
-//! `model.safetensors.index.json`), the tokenizer (`tokenizer.model` SentencePiece or
-//! `tokenizer.json` byte-level BPE, plus `tokenizer_config.json`, `special_tokens_map.json`-era
-//! fields, `chat_template.jinja`, `generation_config.json`) and writes a GGUF v3 file through a
-//! temp file renamed into place, one tensor at a time, so memory stays bounded by the largest
-//! tensor that must be rearranged (Q/K permutation, GPT-2 transposes) or one 4 Mi-element chunk.
+//! `model.safetensors.index.json`; headers validated by `loraforge-hf-model`), the tokenizer
+//! (`tokenizer.model` SentencePiece or `tokenizer.json` byte-level BPE, plus
+//! `tokenizer_config.json`, `added_tokens.json`, `chat_template.jinja` / `chat_template.json`,
+//! special token ids from `config.json`) and `generation_config.json`, and writes a GGUF v3 file
+//! through a temp file renamed into place. Tensors are read in bounded chunks by a producer
+//! thread and converted on rayon workers while the calling thread writes and a third thread
+//! hashes (sha256), so memory stays bounded by a few 8 MiB chunks and the largest tensor that
+//! must be rearranged (Q/K permutation, GPT-2 transposes).
 //!
-//! Architectures: `LlamaForCausalLM` / `MistralForCausalLM` (GGUF `llama`, Q/K rows permuted),
-//! `Qwen2ForCausalLM` (`qwen2`) and `GPT2LMHeadModel` (`gpt2`; `n_ctx` taken from `n_positions`
-//! since transformers no longer writes `n_ctx`). Anything else fails with
-//! [`ConvertError::UnsupportedArchitecture`] listing [`SUPPORTED_ARCHITECTURES`].
+//! Principal items: [`convert`], [`ConvertOptions`] (+ [`OutType`], [`GeneralMetadata`]),
+//! [`ConvertReport`], [`ConvertError`].
+//!
+//! Architectures: `LlamaForCausalLM` / `MistralForCausalLM` (GGUF `llama`, Q/K rows permuted,
+//! Llama 3 `rope_freqs`), `Qwen2ForCausalLM` (`qwen2`) and `GPT2LMHeadModel` (`gpt2`; `n_ctx`
+//! taken from `n_positions` since transformers no longer writes `n_ctx` — the stock script fails
+//! there). Anything else (Gemma, Phi-3, MoE models …) fails with
+//! [`ConvertError::UnsupportedArchitecture`] / [`ConvertError::UnsupportedFeature`] listing
+//! [`SUPPORTED_ARCHITECTURES`].
+//!
+//! Out types: `f32`, `f16`, `bf16`, `q8_0` (gguf-py's Q8_0, rows not a multiple of 32 fall back
+//! to f16 as in the reference), `auto` (as the reference), `source` (the model's own dtype) and
+//! `q4_K_M` / `q4_K_S` (a lossless `source` GGUF quantized by `loraforge-gguf-writer`'s
+//! `quantize_file`, byte-identical to `llama-quantize` on that file).
 //!
 //! # Exactness
 //! Tensor names, order, shapes, types and data are byte-identical to the reference converter's,
-//! and so is the metadata, key for key and in the same order, with these documented differences
-//! in `general.*`:
-//! * `general.name`: [`GeneralMetadata::name`] when given, else the model folder's name
-//!   title-cased the way Python's `str.title()` does it. The reference also derives
-//!   `general.basename`, `general.finetune`, `general.version` and `general.size_label` from the
-//!   folder name and a README model card with heuristics; we write only what the caller sets in
-//!   [`GeneralMetadata`], plus `general.size_label` computed from the parameter count exactly as
-//!   gguf-py does when the caller gives none.
-//! * `general.license`, `general.tags`, `general.languages`, `general.base_model.*` and the
-//!   other lineage keys come from [`GeneralMetadata`] only (the reference reads a README card).
+//! and so is the metadata, key for key, in the same order and with the same value types; on all
+//! fixture cases the whole file is identical (same sha256). Documented differences, all in
+//! `general.*`:
+//! * `general.name`: [`GeneralMetadata::name`] when given, else the folder name title-cased the
+//!   way Python's `str.title()` does (what gguf-py ends up with for plain folder names). gguf-py
+//!   also splits names like `Llama-3.2-1B-Instruct` into `general.basename` / `size_label` /
+//!   `finetune` / `version` and reads a README model card (license, tags, languages, base
+//!   models, datasets); we write those keys only from [`GeneralMetadata`], except
+//!   `general.size_label`, computed from the parameter count exactly as gguf-py does when the
+//!   caller gives none.
+//! * `general.sampling.*`: only `top_k`, `top_p`, `min_p`, `temp` (from `temperature`) and
+//!   `penalty_repeat` (from `repetition_penalty`) are read from `generation_config.json`; the
+//!   other sampling keys gguf-py knows are not Hugging Face fields.
+//!
+//! Other known gaps: SentencePiece-style `tokenizer.json` without `tokenizer.model`
+//! (`LlamaHfVocab`) is refused; added tokens of a BPE vocabulary are taken verbatim (the
+//! reference round-trips non-normalized added tokens through the tokenizer, an identity for
+//! every tokenizer we have seen); the Llama 3 `rope_freqs` factors are computed in f32 with the
+//! reference's formula but were not compared with torch's bits; NaN weights convert to ggml's
+//! NaN encodings, which may differ from numpy's in payload bits.
 //!
 //! The BPE pre-tokenizer (`tokenizer.ggml.pre`) is identified like the reference (sha256 of the
 //! token ids of llama.cpp's check string, looked up in its table of published tokenizers); where
@@ -33,17 +56,22 @@
 //! `ByteLevel` pre-tokenizer, and say so in [`ConvertReport::warnings`]; otherwise conversion fails
 //! with [`ConvertError::UnknownPreTokenizer`] unless [`ConvertOptions::pre_tokenizer`] names it.
 //!
-//! ```no_run
+//! ```
 //! use loraforge_convert::{convert, ConvertOptions, OutType};
 //! use loraforge_progress::NoProgress;
 //! use std::path::Path;
 //!
+//! // A tiny Llama with a SentencePiece tokenizer from the repository's fixtures.
+//! let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/peft/a_llama_qv/base");
+//! let out = std::env::temp_dir().join(format!("lf-convert-doc-{}.gguf", std::process::id()));
 //! let options = ConvertOptions { outtype: OutType::F16, ..ConvertOptions::default() };
-//! let report = convert(Path::new("merged-model"), Path::new("model-f16.gguf"), &options, &NoProgress)?;
-//! println!("{} tensors, {} bytes, sha256 {}", report.tensors, report.bytes, report.sha256);
+//! let report = convert(&model, &out, &options, &NoProgress)?;
+//! assert_eq!((report.architecture.as_str(), report.tensors), ("llama", 20));
+//! assert_eq!(report.pre_tokenizer.as_deref(), Some("default"));
 //! for w in &report.warnings {
 //!     eprintln!("warning: {w}");
 //! }
+//! # std::fs::remove_file(&out).unwrap();
 //! # Ok::<(), loraforge_convert::ConvertError>(())
 //! ```
 #![deny(missing_docs)]
