@@ -58,17 +58,29 @@ pub(crate) fn produce_tensor(
             }
         }
         Transform::Permute(n_head) => {
-            let mut all = vec![0u8; n * esize];
-            read_at(file, t.offset, &mut all)?;
-            let permuted = permute_rows(&all, &t.shape, n_head, esize).ok_or_else(|| {
-                format!(
+            // The permutation never moves a row out of its head, and a head's rows are
+            // contiguous: stream one head at a time.
+            let rows = t.shape.first().copied().unwrap_or(0);
+            if n_head == 0 || rows % n_head != 0 || (rows / n_head) % 2 != 0 {
+                return Err(format!(
                     "tensor {}: shape {:?} cannot be split into {n_head} heads of pairs",
                     t.name, t.shape
                 )
-            })?;
-            let mut dst = take_buf();
-            convert(t.dtype, &permuted, out_ty, row_len, &mut dst)?;
-            emit(dst)?;
+                .into());
+            }
+            let head_rows = rows / n_head;
+            let head_el = n / n_head.max(1);
+            let mut head_shape = t.shape.clone();
+            head_shape[0] = head_rows;
+            let mut buf = vec![0u8; head_el * esize];
+            for h in 0..n_head {
+                read_at(file, t.offset + (h * head_el * esize) as u64, &mut buf)?;
+                let permuted = permute_rows(&buf, &head_shape, 1, esize)
+                    .ok_or_else(|| format!("tensor {}: cannot permute head {h}", t.name))?;
+                let mut dst = take_buf();
+                convert(t.dtype, &permuted, out_ty, row_len, &mut dst)?;
+                emit(dst)?;
+            }
         }
         Transform::Transpose => {
             let mut all = vec![0u8; n * esize];
