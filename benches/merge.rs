@@ -10,7 +10,8 @@
 //! Run: `cargo bench -p loraforge-benches --bench merge`
 //! Environment: `LORAFORGE_BENCH_DIR` (keep the generated model there and reuse it across runs;
 //! default: a fresh temp dir), `LORAFORGE_BENCH_LAYERS` (default 22), `LORAFORGE_BENCH_RANK`
-//! (default 16).
+//! (default 16), `LORAFORGE_BENCH_PEFT_PYTHON` (a python with torch, transformers and peft: also
+//! time PEFT on the same model and count the elements of its output bit-identical to ours).
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use std::io::{Read, Write};
@@ -166,6 +167,7 @@ fn main() {
 
     let exe = std::env::current_exe().unwrap();
     let mut copy_s = 0.0;
+    let mut ours: Option<(PathBuf, f64)> = None;
     for (threads, mode) in [("2", "nosync"), ("1", "nosync"), ("2", "fsync")] {
         if threads == "2" {
             copy_s = copy(mode);
@@ -199,6 +201,103 @@ fn main() {
             100.0 * cpu / secs / threads.parse::<f64>().unwrap(),
             f[3]
         );
-        let _ = std::fs::remove_dir_all(&out);
+        if mode == "nosync" && threads == "2" {
+            ours = Some((out, secs));
+        } else {
+            let _ = std::fs::remove_dir_all(&out);
+        }
     }
+    if let Some(python) = std::env::var_os("LORAFORGE_BENCH_PEFT_PYTHON") {
+        let (ours_dir, ours_s) = ours.clone().unwrap();
+        peft_run(&python, &root, &base, &adapter, &ours_dir, ours_s);
+    }
+    if let Some((dir, _)) = ours {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+const PEFT_SCRIPT: &str = r#"
+import resource, sys, time
+t0 = time.time()
+import torch
+from transformers import AutoModelForCausalLM
+from peft import PeftModel
+base, adapter, out = sys.argv[1:4]
+t = time.time()
+model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.bfloat16)
+model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+model.save_pretrained(out)
+print(time.time() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.time() - t0)
+"#;
+
+/// PEFT's load + merge_and_unload + save_pretrained on the same model (same machine, same run),
+/// and how many elements of its output are bit-identical to ours.
+fn peft_run(
+    python: &std::ffi::OsStr,
+    root: &Path,
+    base: &Path,
+    adapter: &Path,
+    ours: &Path,
+    ours_s: f64,
+) {
+    let script = root.join("peft_merge.py");
+    std::fs::write(&script, PEFT_SCRIPT).unwrap();
+    let out = root.join("merged-peft");
+    let _ = std::fs::remove_dir_all(&out);
+    sync_all();
+    let output = std::process::Command::new(python)
+        .arg(&script)
+        .arg(base)
+        .arg(adapter)
+        .arg(&out)
+        .output()
+        .unwrap();
+    if !output.status.success() {
+        println!(
+            "PEFT run failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        return;
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    let f: Vec<f64> = text
+        .lines()
+        .last()
+        .unwrap_or("")
+        .split_whitespace()
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    println!(
+        "PEFT 0.21.2 load + merge_and_unload + save_pretrained: {:.2} s ({:.2} s with imports), peak RSS {:.0} MiB; loraforge is {:.1}x faster",
+        f[0],
+        f[2],
+        f[1] / 1024.0,
+        f[0] / ours_s
+    );
+    let theirs = loraforge_hf_model::HfModel::open(&out).unwrap();
+    let mine = loraforge_hf_model::HfModel::open(ours).unwrap();
+    let (mut same, mut total, mut tensors_differing) = (0u64, 0u64, 0);
+    for name in theirs.tensor_names() {
+        let t = theirs.tensor(name).unwrap();
+        let m = mine.tensor(name).unwrap();
+        assert_eq!(t.shape, m.shape, "{name}");
+        let n = t.dtype.size();
+        let eq = t
+            .data
+            .chunks_exact(n)
+            .zip(m.data.chunks_exact(n))
+            .filter(|(a, b)| a == b)
+            .count() as u64;
+        let count = (t.data.len() / n) as u64;
+        if eq != count {
+            tensors_differing += 1;
+        }
+        same += eq;
+        total += count;
+    }
+    println!(
+        "PEFT vs loraforge output: {same} of {total} elements bit-identical ({:.5}%), {tensors_differing} tensors with any difference",
+        100.0 * same as f64 / total as f64
+    );
+    let _ = std::fs::remove_dir_all(&out);
 }
