@@ -848,3 +848,54 @@ fn low_level_commands_merge_convert_quantize_inspect() {
         stderr(&output)
     );
 }
+
+#[test]
+fn demo_runs_the_whole_lifecycle_and_deploys_when_ollama_answers() {
+    let fake = ollama_fake::FakeOllama::spawn().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::cargo_bin("loraforge")
+        .unwrap()
+        .args([
+            "--home",
+            dir.path().to_str().unwrap(),
+            "--json",
+            "demo",
+            "--host",
+            &fake.url(),
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let deployed = summary["deployed"]["name"].as_str().unwrap();
+    let saved = summary["saved"]["name"].as_str().unwrap();
+    assert!(
+        deployed.starts_with(saved) && deployed.ends_with("_q4_K_M"),
+        "{deployed}"
+    );
+    assert_eq!(fake.model_names().len(), 1);
+    assert_eq!(
+        fake.count("POST", "/api/generate"),
+        1,
+        "one-token smoke test"
+    );
+
+    // Without a server the demo still completes every local step and says what to do next.
+    let output = Command::cargo_bin("loraforge")
+        .unwrap()
+        .args([
+            "--home",
+            dir.path().to_str().unwrap(),
+            "demo",
+            "--host",
+            "http://127.0.0.1:9",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("next step") && text.contains("loraforge saved deploy"),
+        "{text}"
+    );
+}
