@@ -706,13 +706,35 @@ fn deploy_to_ollama_list_check_and_remove() {
     assert_eq!(card["lineage"].as_array().unwrap().len(), 4);
     assert_eq!(card["lineage"][3]["quantization"], "q4_K_M");
 
+    // --server-quantize uploads an F16 GGUF and asks Ollama to quantize it.
+    let server = env.json(&[
+        "saved",
+        "deploy",
+        &saved,
+        "--quant",
+        "q4_K_S",
+        "--host",
+        &fake.url(),
+        "--server-quantize",
+    ]);
+    assert_eq!(server["server_quantize"], true);
+    let create = fake.create_requests().last().unwrap().clone();
+    assert_eq!(
+        create["quantize"]
+            .as_str()
+            .map(str::to_ascii_lowercase)
+            .as_deref(),
+        Some("q4_k_s")
+    );
+    assert_ne!(server["digest"], digest, "a different (F16) blob");
+
     // Saved models can go; deployments stay.
     env.ok(&["saved", "rm", &saved]);
-    assert_eq!(env.json(&["deployed", "list"]).as_array().unwrap().len(), 2);
+    assert_eq!(env.json(&["deployed", "list"]).as_array().unwrap().len(), 3);
 
     env.ok(&["deployed", "rm", &name]);
     assert!(!fake.model_names().contains(&name));
-    assert_eq!(env.json(&["deployed", "list"]).as_array().unwrap().len(), 1);
+    assert_eq!(env.json(&["deployed", "list"]).as_array().unwrap().len(), 2);
 }
 
 #[test]
@@ -774,6 +796,35 @@ fn deploy_refuses_changed_files_and_unreachable_servers_record_nothing() {
         .is_empty());
 
     // deployed rm against an unreachable server keeps the record unless --forget.
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config).unwrap().trim_end(),
+    )
+    .unwrap();
+    let record = env.json(&[
+        "saved",
+        "deploy",
+        &saved,
+        "--quant",
+        "q8_0",
+        "--host",
+        &fake.url(),
+    ]);
+    let name = record["name"].as_str().unwrap().to_string();
+    drop(fake);
+    let output = env.fails(&["deployed", "rm", &name]);
+    assert!(
+        stderr(&output).contains("ollama serve"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(names(&env.json(&["deployed", "list"])), vec![name.clone()]);
+    env.ok(&["deployed", "rm", &name, "--forget"]);
+    assert!(env
+        .json(&["deployed", "list"])
+        .as_array()
+        .unwrap()
+        .is_empty());
 }
 
 #[test]

@@ -57,17 +57,44 @@ pub enum DeployedStatus {
     Unreachable,
 }
 
-/// What to export for a deployment quantization: the converter's out type and, for Q8_0, the
-/// quantizer's file type applied to a lossless export (llama-quantize's Q8_0 recipe, as Ollama
-/// uses, rather than the converter's own q8_0 outtype).
-fn export_plan(quant: QuantType) -> (loraforge_convert::OutType, Option<&'static str>) {
-    use loraforge_convert::OutType;
-    match quant {
-        // no_quantization keeps the saved dtype.
-        QuantType::NoQuantization => (OutType::Source, None),
-        QuantType::Q8_0 => (OutType::Source, Some("q8_0")),
-        QuantType::Q4KM => (OutType::Q4KM, None),
-        QuantType::Q4KS => (OutType::Q4KS, None),
+/// How to produce a GGUF: the converter's out type, optionally `quantize_file` with a
+/// llama.cpp file type on top, and the name of the result's type (also the cache key's).
+struct ExportPlan {
+    outtype: loraforge_convert::OutType,
+    quantize: Option<&'static str>,
+    file_type: String,
+}
+
+impl ExportPlan {
+    /// The export for a deployment quantization. Q8_0 uses llama-quantize's recipe on a lossless
+    /// export (as Ollama's quantizer does) rather than the converter's own q8_0 outtype.
+    fn for_quant(quant: QuantType, saved_dtype: &str) -> ExportPlan {
+        use loraforge_convert::OutType;
+        let (outtype, quantize) = match quant {
+            // no_quantization keeps the saved dtype.
+            QuantType::NoQuantization => (OutType::Source, None),
+            QuantType::Q8_0 => (OutType::Source, Some("q8_0")),
+            QuantType::Q4KM => (OutType::Q4KM, None),
+            QuantType::Q4KS => (OutType::Q4KS, None),
+        };
+        let file_type = match quant {
+            QuantType::NoQuantization => saved_dtype.to_string(),
+            other => other.as_str().to_string(),
+        };
+        ExportPlan {
+            outtype,
+            quantize,
+            file_type,
+        }
+    }
+
+    /// The F16 GGUF uploaded when Ollama is asked to quantize (`--server-quantize`).
+    fn f16_for_server() -> ExportPlan {
+        ExportPlan {
+            outtype: loraforge_convert::OutType::F16,
+            quantize: None,
+            file_type: "f16".into(),
+        }
     }
 }
 
@@ -136,6 +163,16 @@ impl Registry {
         quant: QuantType,
         reporter: &dyn Reporter,
     ) -> Result<ExportedGguf> {
+        let dtype = self.saved(saved)?.dtype;
+        self.export(saved, &ExportPlan::for_quant(quant, &dtype), reporter)
+    }
+
+    fn export(
+        &self,
+        saved: &str,
+        plan: &ExportPlan,
+        reporter: &dyn Reporter,
+    ) -> Result<ExportedGguf> {
         let record = self.saved(saved)?;
         let model_dir = self.saved_model_dir(saved)?;
         reporter.begin("verify", Some(record.files.len() as u64));
@@ -152,11 +189,7 @@ impl Registry {
             reporter.advance(1);
         }
         reporter.finish();
-        let (outtype, quantize) = export_plan(quant);
-        let file_type = match quant {
-            QuantType::NoQuantization => record.dtype.clone(),
-            other => other.as_str().to_string(),
-        };
+        let (outtype, quantize, file_type) = (plan.outtype, plan.quantize, plan.file_type.clone());
         // The cache key covers the content (file checksums), the recipe and the tool version.
         let mut key = Sha256::new();
         for file in &record.files {
@@ -289,13 +322,12 @@ impl Registry {
         })?;
         client.version().await?;
 
-        let (export_quant, server_quantize) =
-            if options.server_quantize && quant != QuantType::NoQuantization {
-                (QuantType::NoQuantization, quant.ollama_quantize())
-            } else {
-                (quant, None)
-            };
-        let exported = self.export_gguf(saved, export_quant, reporter)?;
+        let server_quantize = quant.ollama_quantize().filter(|_| options.server_quantize);
+        let plan = match server_quantize {
+            Some(_) => ExportPlan::f16_for_server(),
+            None => ExportPlan::for_quant(quant, &record.dtype),
+        };
+        let exported = self.export(saved, &plan, reporter)?;
         let stops = stop_tokens(&self.saved_model_dir(saved)?);
         let digest = format!("sha256:{}", exported.sha256);
         let started = Instant::now();
