@@ -173,7 +173,7 @@ fn main() {
             copy_s = copy(mode);
         }
         sync_all();
-        let out = root.join(format!("merged-{threads}"));
+        let out = root.join(format!("merged-{threads}-{mode}"));
         let output = std::process::Command::new(&exe)
             .arg("--child")
             .arg(&base)
