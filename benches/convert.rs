@@ -13,7 +13,8 @@
 //! Run: `cargo bench -p loraforge-benches --bench convert`
 //! Environment: `LORAFORGE_BENCH_DIR` (keep the generated model there and reuse it across runs;
 //! default: a fresh temp dir), `LORAFORGE_BENCH_LAYERS` (default 22),
-//! `LORAFORGE_BENCH_OUTTYPE` (default f16).
+//! `LORAFORGE_BENCH_OUTTYPE` (default f16), `LORAFORGE_BENCH_ROUNDS` (default 3; copy and
+//! conversion alternate, the best of each is compared: the machine is often shared).
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use std::io::{Read, Write};
@@ -137,7 +138,12 @@ fn main() {
     // Warm the page cache the same way for both sides: one untimed read of the inputs.
     copy_files(&model, &root.join("warm"));
     let _ = std::fs::remove_dir_all(root.join("warm"));
-    for round in 0..2 {
+    let rounds: usize = std::env::var("LORAFORGE_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let (mut best_copy, mut best_conv, mut worst_rss) = (f64::MAX, f64::MAX, 0f64);
+    for round in 0..rounds {
         let copy_dir = root.join("copy");
         let _ = std::fs::remove_dir_all(&copy_dir);
         let t = Instant::now();
@@ -173,5 +179,12 @@ fn main() {
             rss_kib / 1024.0,
         );
         let _ = std::fs::remove_file(&out);
+        best_copy = best_copy.min(copy_s);
+        best_conv = best_conv.min(secs);
+        worst_rss = worst_rss.max(rss_kib / 1024.0);
     }
+    println!(
+        "best of {rounds}: copy {best_copy:.2} s, convert {best_conv:.2} s, ratio {:.2}x (target <= 1.3x), peak RSS {worst_rss:.0} MiB (target <= 512 MiB)",
+        best_conv / best_copy
+    );
 }
