@@ -22,7 +22,6 @@ use loraforge_quantize::{
     dequantize_rows, find_non_finite, llama_tensor_order, plan_tensor_types, quantize_rows,
     Fallback, FileType, GgmlType, ModelHparams, QuantizeError, SUPPORTED_TYPES,
 };
-use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::metadata::MetadataValue;
@@ -443,11 +442,12 @@ struct ChunkJob<'a> {
     to: GgmlType,
     n_per_row: usize,
     n_rows: usize,
+    rows_per_chunk: usize,
 }
 
 impl ChunkJob<'_> {
     fn rows_per_chunk(&self) -> usize {
-        (CHUNK_ELEMS as usize / self.n_per_row.max(1)).max(1)
+        self.rows_per_chunk
     }
 
     fn n_chunks(&self) -> usize {
@@ -533,51 +533,74 @@ impl TensorSource for QuantSource<'_> {
             }
             return Ok(());
         }
+        let threads = self.pool.current_num_threads().max(1);
+        let n_per_row = usize::try_from(entry.info.row_len())?;
+        let n_rows = usize::try_from(entry.info.n_rows().unwrap_or(0))?;
+        // Chunks of whole rows: at most CHUNK_ELEMS values, and small tensors still cut into
+        // a few chunks per worker so that no worker idles on them.
+        let rows_per_chunk = (CHUNK_ELEMS as usize / n_per_row.max(1))
+            .min(n_rows.div_ceil(threads * 4))
+            .max(1);
         let job = ChunkJob {
             tensor: &info.name,
             data,
             from: entry.info.ty,
             to: decision.ty,
-            n_per_row: usize::try_from(entry.info.row_len())?,
-            n_rows: usize::try_from(entry.info.n_rows().unwrap_or(0))?,
+            n_per_row,
+            n_rows,
+            rows_per_chunk,
         };
-        let batch = self.pool.current_num_threads().max(1) * 2;
+        let n_chunks = job.n_chunks();
+        let in_flight = threads * 4;
         let (file, pool, reporter) = (self.file, self.pool, self.reporter);
-        // Workers convert batches of row chunks while this thread writes the previous batch.
+        // Workers convert chunks (at most `in_flight` ahead of the writer) while this thread
+        // writes them in order.
         std::thread::scope(|scope| -> Result<(), SourceError> {
-            let (tx, rx) =
-                std::sync::mpsc::sync_channel::<Result<Vec<u8>, QuantizeFileError>>(batch);
+            type Converted = (usize, Result<Vec<u8>, QuantizeFileError>);
+            let (done_tx, done_rx) = std::sync::mpsc::channel::<Converted>();
+            let (permit_tx, permit_rx) = std::sync::mpsc::sync_channel::<()>(in_flight);
+            for _ in 0..in_flight {
+                permit_tx.send(())?;
+            }
             scope.spawn(move || {
-                let n_chunks = job.n_chunks();
-                let mut chunk = 0;
-                while chunk < n_chunks {
-                    let end = (chunk + batch).min(n_chunks);
-                    let results: Vec<Result<Vec<u8>, QuantizeFileError>> = pool.install(|| {
-                        (chunk..end)
-                            .into_par_iter()
-                            .map_init(Vec::new, |buf, c| job.convert(c, buf))
-                            .collect()
-                    });
-                    let (start, len) = job.input_range(chunk, end);
-                    file.release_tensor_range(input_index, start..start + len);
-                    for r in results {
-                        let failed = r.is_err();
-                        if tx.send(r).is_err() || failed {
-                            return;
+                pool.in_place_scope(|s| {
+                    for c in 0..n_chunks {
+                        if permit_rx.recv().is_err() {
+                            break; // the writer stopped
                         }
+                        let done_tx = done_tx.clone();
+                        s.spawn(move |_| {
+                            let r = F32_BUF.with(|buf| job.convert(c, &mut buf.borrow_mut()));
+                            let _ = done_tx.send((c, r));
+                        });
                     }
-                    reporter.advance(len);
-                    chunk = end;
-                }
+                });
             });
-            for r in rx {
-                let bytes = r.map_err(|e| Box::new(e) as SourceError)?;
-                out.write_all(&bytes)?;
+            let mut pending = std::collections::BTreeMap::new();
+            let mut next = 0;
+            while next < n_chunks {
+                let (c, r) = done_rx.recv()?;
+                pending.insert(c, r);
+                while let Some(r) = pending.remove(&next) {
+                    let bytes = r.map_err(|e| Box::new(e) as SourceError)?;
+                    out.write_all(&bytes)?;
+                    let (start, len) = job.input_range(next, next + 1);
+                    file.release_tensor_range(input_index, start..start + len);
+                    reporter.advance(len);
+                    next += 1;
+                    // The spawner may already be done: a closed channel is fine.
+                    let _ = permit_tx.try_send(());
+                }
             }
             Ok(())
         })?;
         Ok(())
     }
+}
+
+thread_local! {
+    /// Each worker's f32 staging buffer, reused across chunks.
+    static F32_BUF: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 #[cfg(test)]
