@@ -1,0 +1,92 @@
+//! Opt-in (set `LORAFORGE_TEST_LLAMA_CPP=1`; needs `pip install llama-cpp-python numpy`, which
+//! compiles llama.cpp): our GGUFs load in llama.cpp and give the logits of the merged Hugging Face
+//! model (`expected/logits.npy`, computed with transformers) for the case's input ids, within
+//! the precision of each out type. Without the variable the test returns at once.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use loraforge_convert::{convert, ConvertOptions, OutType};
+use loraforge_progress::NoProgress;
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/peft");
+
+const SCRIPT: &str = r#"
+import json, sys
+import numpy as np
+import llama_cpp
+gguf, case_dir = sys.argv[1], sys.argv[2]
+ids = json.load(open(case_dir + "/case.json"))["input_ids"]
+m = llama_cpp.Llama(gguf, logits_all=True, verbose=False, n_ctx=64)
+m.eval(ids)
+got = np.array(m.scores[: len(ids)])
+exp = np.load(case_dir + "/expected/logits.npy")[0]
+print(float(np.abs(got - exp).max()), float(np.abs(exp).max()))
+"#;
+
+fn model_folder(case: &str, tmp: &Path) -> PathBuf {
+    let src = Path::new(FIXTURES).join(case);
+    let dir = tmp.join(case);
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["config.json", "generation_config.json", "model.safetensors"] {
+        std::fs::copy(src.join("expected").join(f), dir.join(f)).unwrap();
+    }
+    for f in [
+        "tokenizer.json",
+        "tokenizer.model",
+        "tokenizer_config.json",
+        "chat_template.jinja",
+    ] {
+        let p = src.join("base").join(f);
+        if p.is_file() {
+            std::fs::copy(p, dir.join(f)).unwrap();
+        }
+    }
+    dir
+}
+
+#[test]
+fn llama_cpp_logits_match_the_merged_hf_model() {
+    if std::env::var_os("LORAFORGE_TEST_LLAMA_CPP").is_none() {
+        eprintln!("set LORAFORGE_TEST_LLAMA_CPP=1 to run the llama.cpp logits check");
+        return;
+    }
+    // (out type, max |logit difference| allowed); the logits are of order 1.
+    let budgets = [
+        (OutType::F32, 2e-3),
+        (OutType::F16, 2e-3),
+        (OutType::Q8_0, 2e-2),
+        (OutType::Q4KM, 1.5e-1),
+    ];
+    for case in [
+        "a_llama_qv",
+        "b_llama_alllinear_rslora",
+        "c_qwen2_rank_pattern",
+        "e_llama_dora",
+        "f_gpt2_conv1d",
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = model_folder(case, tmp.path());
+        for (outtype, budget) in budgets {
+            let out = tmp.path().join(format!("{outtype:?}.gguf"));
+            let options = ConvertOptions {
+                outtype,
+                ..ConvertOptions::default()
+            };
+            convert(&dir, &out, &options, &NoProgress).unwrap();
+            let o = Command::new("python3")
+                .arg("-c")
+                .arg(SCRIPT)
+                .arg(&out)
+                .arg(Path::new(FIXTURES).join(case))
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            let line = String::from_utf8_lossy(&o.stdout);
+            let diff: f64 = line.split_whitespace().next().unwrap().parse().unwrap();
+            eprintln!("{case} {outtype:?}: max |logit diff| {diff:.2e}");
+            assert!(diff <= budget, "{case} {outtype:?}: {diff} > {budget}");
+        }
+    }
+}
