@@ -145,16 +145,20 @@ fn main() {
         t.elapsed().as_secs_f64()
     );
     let copy = |mode: &str| {
-        let copy_dir = root.join("copy");
-        let _ = std::fs::remove_dir_all(&copy_dir);
-        // let earlier writeback settle so runs do not pay for each other
-        sync_all();
-        let t = Instant::now();
-        copy_files(&base, &copy_dir, mode == "fsync");
-        let copy_s = t.elapsed().as_secs_f64();
-        let _ = std::fs::remove_dir_all(&copy_dir);
+        // best of two: the first write into a full page cache pays for reclaim
+        let mut copy_s = f64::INFINITY;
+        for _ in 0..2 {
+            let copy_dir = root.join("copy");
+            let _ = std::fs::remove_dir_all(&copy_dir);
+            // let earlier writeback settle so runs do not pay for each other
+            sync_all();
+            let t = Instant::now();
+            copy_files(&base, &copy_dir, mode == "fsync");
+            copy_s = copy_s.min(t.elapsed().as_secs_f64());
+            let _ = std::fs::remove_dir_all(&copy_dir);
+        }
         println!(
-            "copy base files (8 MiB read/write{}): {copy_s:.2} s ({:.2} GB/s)",
+            "copy base files (8 MiB read/write{}, best of 2): {copy_s:.2} s ({:.2} GB/s)",
             if mode == "fsync" {
                 " + fsync"
             } else {
