@@ -339,3 +339,55 @@ fn progress_covers_every_input_byte_and_pages_released_stay_readable() {
         );
     }
 }
+
+/// A one-layer llama model with a single 2-D tensor `blk.0.attn_q.weight` of `ty` and `dims`.
+fn one_tensor_model(ty: GgmlType, dims: Vec<u64>) -> Vec<u8> {
+    let mut w = GgufWriter::new();
+    w.set("general.architecture", "llama")
+        .set("llama.block_count", 1u32);
+    w.add_tensor(TensorInfo::new("blk.0.attn_q.weight", ty, dims))
+        .unwrap();
+    let mut src = |_: usize, t: &TensorInfo, out: &mut dyn Write| -> Result<(), SourceError> {
+        out.write_all(&vec![0u8; t.n_bytes().unwrap() as usize])?;
+        Ok(())
+    };
+    let mut bytes = Vec::new();
+    w.write_to(&mut bytes, &mut src).unwrap();
+    bytes
+}
+
+#[test]
+fn rows_without_a_fallback_and_unconvertible_inputs_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.gguf");
+    let out = dir.path().join("out.gguf");
+    // Q8_0 has no fallback type: llama.cpp refuses rows that are not a multiple of 32.
+    std::fs::write(&input, one_tensor_model(GgmlType::F32, vec![48, 4])).unwrap();
+    let err = quantize_file(&input, &out, FileType::MostlyQ8_0, &opts(1), &NoProgress).unwrap_err();
+    assert!(matches!(err, QuantizeFileError::Plan(_)), "{err:?}");
+    assert!(!out.exists());
+    // A Q4_0 input can be read but not dequantized here, even with --allow-requantize.
+    std::fs::write(&input, one_tensor_model(GgmlType::Q4_0, vec![64, 4])).unwrap();
+    let err = quantize_file(
+        &input,
+        &out,
+        FileType::MostlyQ8_0,
+        &QuantizeFileOptions {
+            allow_requantize: true,
+            ..opts(1)
+        },
+        &NoProgress,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            QuantizeFileError::UnsupportedInputType {
+                ty: GgmlType::Q4_0,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(!out.exists());
+}
