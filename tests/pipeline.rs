@@ -24,7 +24,7 @@ fn merged_then_converted_equals_reference(case: &str, outtype: &str) {
     let work = tempfile::tempdir().unwrap();
     let merged = work.path().join("merged");
     merge(
-        &MergeOptions::new(&dir.join("base"), &dir.join("adapter"), &merged),
+        &MergeOptions::new(dir.join("base"), dir.join("adapter"), &merged),
         &NoProgress,
     )
     .unwrap();

@@ -1,5 +1,5 @@
-//! Opt-in: the files the `loraforge` binary writes, loaded and run by the Python tools users run
-//! (transformers, gguf-py, llama.cpp through llama-cpp-python), with the scripts in `tests/python/`.
+//! Opt-in: the files the `loraforge` binary writes, loaded and run by the Python tools users
+//! run (transformers, gguf-py, llama.cpp through llama-cpp-python), with `tests/python/`.
 //!
 //! Set `LORAFORGE_TEST_PYTHON` to a Python that has `tests/python/requirements.txt` installed
 //! (see `tests/python/README.md`); without it every test prints a note and passes without
@@ -164,30 +164,42 @@ fn gpt2_conv1d() {
     }
 }
 
-/// quantize (CLI) -> the same tensors as llama.cpp's own quantizer, and a model llama.cpp runs.
+/// quantize (CLI) and convert straight to q4_K_M (CLI) -> the same tensors as llama.cpp's own
+/// quantizer gives for the same source, and a model llama.cpp runs.
 #[test]
 fn quantized_fixture_runs() {
     let Some(py) = python("quantized_fixture_runs") else {
         return;
     };
     let (dir, merged) = merge_and_convert(&py, "a_llama_qv", &[]);
-    let f16 = dir.path().join("ours-f16.gguf");
-    loraforge(
-        dir.path(),
-        &["convert", s(&merged), s(&f16), "--outtype", "f16"],
-    );
     let ids = input_ids("a_llama_qv");
-    for file_type in ["q8_0", "q4_K_M"] {
-        let quantized = dir.path().join(format!("ours-{file_type}.gguf"));
-        loraforge(dir.path(), &["quantize", s(&f16), s(&quantized), file_type]);
-        let mut args = vec![s(&quantized), s(&f16), file_type];
+    let gguf = |outtype: &str| {
+        let path = dir.path().join(format!("ours-{outtype}.gguf"));
+        loraforge(
+            dir.path(),
+            &["convert", s(&merged), s(&path), "--outtype", outtype],
+        );
+        path
+    };
+    let check = |quantized: &Path, src: &Path, file_type: &str| {
+        let mut args = vec![s(quantized), s(src), file_type];
         args.extend(ids.iter().map(String::as_str));
         script(&py, "check_quant.py", &args);
+    };
+    let f16 = gguf("f16");
+    for file_type in ["q8_0", "q4_K_M", "q4_K_S"] {
+        let quantized = dir.path().join(format!("quantized-{file_type}.gguf"));
+        loraforge(dir.path(), &["quantize", s(&f16), s(&quantized), file_type]);
+        check(&quantized, &f16, file_type);
     }
+    // `convert --outtype q4_K_M` of a bf16 model quantizes from a lossless bf16 file.
+    let bf16 = gguf("bf16");
+    check(&gguf("q4_K_M"), &bf16, "q4_K_M");
 }
 
-/// `loraforge demo`: its saved model in transformers, its f16 GGUF in llama.cpp against
-/// transformers' logits, and its exported q4_K_M GGUF against llama.cpp's quantizer.
+/// `loraforge demo`: its saved model in transformers against PEFT merging the demo adapter on the
+/// spot, its f16 GGUF in llama.cpp against transformers' logits, and its exported q4_K_M GGUF
+/// against llama.cpp's quantizer.
 #[test]
 fn demo_model() {
     let Some(py) = python("demo_model") else {
@@ -211,7 +223,10 @@ fn demo_model() {
 
     let ids = ["1", "17", "42", "100", "250", "400"];
     let hf_logits = dir.path().join("demo-transformers.npy");
-    let mut args = vec![s(&saved), "--save-logits", s(&hf_logits), "--ids"];
+    let files = home.join("demo-files");
+    let (base, adapter) = (files.join("tiny-llama"), files.join("trainer-output"));
+    let mut args = vec![s(&saved), "--save-logits", s(&hf_logits)];
+    args.extend(["--peft", s(&base), s(&adapter), "--ids"]);
     args.extend(ids);
     script(&py, "check_merge.py", &args);
 

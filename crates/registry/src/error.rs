@@ -101,19 +101,19 @@ pub enum RegistryError {
     },
     /// Building or reading a model card failed.
     #[error(transparent)]
-    Card(#[from] loraforge_model_card::CardError),
+    Card(Box<loraforge_model_card::CardError>),
     /// The merge failed.
     #[error(transparent)]
-    Merge(#[from] loraforge_adapter_merge::MergeError),
+    Merge(Box<loraforge_adapter_merge::MergeError>),
     /// The GGUF export failed.
     #[error(transparent)]
-    Convert(#[from] loraforge_convert::ConvertError),
+    Convert(Box<loraforge_convert::ConvertError>),
     /// Quantizing the exported GGUF failed.
     #[error(transparent)]
-    Quantize(#[from] loraforge_gguf_writer::QuantizeFileError),
+    Quantize(Box<loraforge_gguf_writer::QuantizeFileError>),
     /// The Ollama server refused or could not be reached.
     #[error(transparent)]
-    Ollama(#[from] loraforge_ollama_client::ClientError),
+    Ollama(Box<loraforge_ollama_client::ClientError>),
     /// The saved model's files differ from the checksums recorded when it was saved.
     #[error("saved model '{name}': {file} changed since it was saved (sha256 {actual}, recorded {recorded}); save it again")]
     ChecksumMismatch {
@@ -158,6 +158,25 @@ impl RegistryError {
         }
     }
 }
+
+/// The crates underneath have rich errors; boxing them keeps `Result<_, RegistryError>` small.
+macro_rules! boxed_from {
+    ($($variant:ident($source:ty)),* $(,)?) => {$(
+        impl From<$source> for RegistryError {
+            fn from(error: $source) -> Self {
+                RegistryError::$variant(Box::new(error))
+            }
+        }
+    )*};
+}
+
+boxed_from!(
+    Card(loraforge_model_card::CardError),
+    Merge(loraforge_adapter_merge::MergeError),
+    Convert(loraforge_convert::ConvertError),
+    Quantize(loraforge_gguf_writer::QuantizeFileError),
+    Ollama(loraforge_ollama_client::ClientError),
+);
 
 /// Result alias for registry operations.
 pub type Result<T, E = RegistryError> = std::result::Result<T, E>;

@@ -3,7 +3,9 @@
 //! Held only for short critical sections (checking names, publishing, deleting); long work such as
 //! a merge runs outside it in a staging folder, so two saves can proceed at once.
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, OpenOptions};
+
+use fs4::fs_std::FileExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -33,9 +35,9 @@ impl StoreLock {
             .map_err(RegistryError::io("cannot open", &path))?;
         let start = Instant::now();
         loop {
-            match file.try_lock() {
+            match file.try_lock_exclusive() {
                 Ok(()) => return Ok(StoreLock { _file: file }),
-                Err(TryLockError::WouldBlock) => {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     if start.elapsed() >= timeout {
                         return Err(RegistryError::Locked {
                             home: home.to_path_buf(),
@@ -44,7 +46,7 @@ impl StoreLock {
                     }
                     std::thread::sleep(Duration::from_millis(50));
                 }
-                Err(TryLockError::Error(source)) => {
+                Err(source) => {
                     return Err(RegistryError::Io {
                         action: "cannot lock",
                         path,

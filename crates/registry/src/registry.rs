@@ -594,7 +594,7 @@ impl Registry {
             ..loraforge_adapter_merge::MergeOptions::new(
                 &base_record.model_dir,
                 &adapter_dir,
-                &staged.join("model"),
+                staged.join("model"),
             )
         };
         let report = loraforge_adapter_merge::merge(&options, reporter)?;
