@@ -93,7 +93,7 @@ fn s(path: &Path) -> &str {
 }
 
 /// merge (CLI) -> transformers logits vs PEFT's; convert (CLI) -> gguf-py + llama.cpp logits vs
-/// `convert_hf_to_gguf.py`'s file and vs transformers. Returns the tempdir and the merged folder.
+/// `convert_hf_to_gguf.py`'s file and vs transformers, llama.cpp's tokenizer vs the reference's. Returns the tempdir and the merged folder.
 fn merge_and_convert(python: &Path, case: &str, outtypes: &[&str]) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let fx = fixture(case);
@@ -123,7 +123,7 @@ fn merge_and_convert(python: &Path, case: &str, outtypes: &[&str]) -> (tempfile:
         let logits = fx.join("expected/logits.npy");
         let mut args = vec![s(&ours), s(&reference)];
         args.extend(ids.iter().map(String::as_str));
-        args.extend(["--hf-logits", s(&logits)]);
+        args.extend(["--hf-logits", s(&logits), "--tokenizer-dir", s(&merged)]);
         script(python, "check_gguf.py", &args);
     }
     (dir, merged)
@@ -242,7 +242,7 @@ fn demo_model() {
     );
     let mut args = vec![s(&f16), "-"];
     args.extend(ids);
-    args.extend(["--hf-logits", s(&hf_logits)]);
+    args.extend(["--hf-logits", s(&hf_logits), "--tokenizer-dir", s(&saved)]);
     script(&py, "check_gguf.py", &args);
 
     let mut args = vec![s(&exported), s(&bf16), "q4_K_M"];
