@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use crate::cards;
 use crate::error::{RegistryError, Result};
 use crate::records::DeployedRecord;
-use crate::registry::{error_chain, fresh_uuid, Registry, ENTRY_FILE};
+use crate::registry::{fresh_uuid, Registry, ENTRY_FILE};
 use crate::storage::{write_atomic, EntryKind};
 
 /// How to deploy.
@@ -433,9 +433,8 @@ impl Registry {
         match outcome {
             Ok(()) => {}
             Err(e) if e.is_not_found() => {}
-            Err(e) if forget => {
-                let _ = error_chain(&e);
-            }
+            // The user chose to forget the record although the server could not confirm.
+            Err(_) if forget => {}
             Err(e) => return Err(e.into()),
         }
         let _lock = self.lock_store()?;
