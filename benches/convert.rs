@@ -17,10 +17,10 @@
 //! conversion alternate, the best of each is compared: the machine is often shared).
 #![allow(missing_docs, clippy::unwrap_used)]
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use loraforge_benches::measure::{copy_safetensors, cpu_seconds, status_field};
 use loraforge_benches::{generate_llama, SynthSpec};
 use loraforge_convert::{convert, ConvertOptions, OutType};
 use loraforge_progress::NoProgress;
@@ -29,22 +29,6 @@ const TOKENIZER_FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../tests/fixtures/peft/a_llama_qv/base"
 );
-
-fn status_field(key: &str) -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = s.lines().find(|l| l.starts_with(key))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-fn cpu_seconds() -> f64 {
-    // utime + stime of this process in clock ticks (fields 14 and 15 of /proc/self/stat).
-    let s = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = s.rsplit(')').next().unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
-        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    ticks / 100.0
-}
 
 /// Child mode: convert and print `elapsed_s peak_rss_kib cpu_s bytes`.
 fn child(args: &[String]) {
@@ -57,34 +41,8 @@ fn child(args: &[String]) {
     let report = convert(Path::new(model), Path::new(out), &options, &NoProgress).unwrap();
     std::fs::File::open(out).unwrap().sync_all().unwrap();
     let elapsed = t.elapsed().as_secs_f64();
-    let hwm = status_field("VmHWM:").unwrap_or(0);
+    let hwm = status_field("self", "VmHWM:").unwrap_or(0);
     println!("{elapsed} {hwm} {} {}", cpu_seconds(), report.bytes);
-}
-
-fn copy_files(from: &Path, to: &Path) -> u64 {
-    std::fs::create_dir_all(to).unwrap();
-    let mut total = 0;
-    let mut buf = vec![0u8; 8 << 20];
-    let mut names: Vec<PathBuf> = std::fs::read_dir(from)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
-        .collect();
-    names.sort();
-    for p in names {
-        let mut src = std::fs::File::open(&p).unwrap();
-        let mut dst = std::fs::File::create(to.join(p.file_name().unwrap())).unwrap();
-        loop {
-            let n = src.read(&mut buf).unwrap();
-            if n == 0 {
-                break;
-            }
-            dst.write_all(&buf[..n]).unwrap();
-            total += n as u64;
-        }
-        dst.sync_all().unwrap();
-    }
-    total
 }
 
 fn main() {
@@ -136,7 +94,7 @@ fn main() {
     let out_dir = root.join("out");
     std::fs::create_dir_all(&out_dir).unwrap();
     // Warm the page cache the same way for both sides: one untimed read of the inputs.
-    copy_files(&model, &root.join("warm"));
+    copy_safetensors(&model, &root.join("warm"), true).unwrap();
     let _ = std::fs::remove_dir_all(root.join("warm"));
     let rounds: usize = std::env::var("LORAFORGE_BENCH_ROUNDS")
         .ok()
@@ -147,7 +105,7 @@ fn main() {
         let copy_dir = root.join("copy");
         let _ = std::fs::remove_dir_all(&copy_dir);
         let t = Instant::now();
-        copy_files(&model, &copy_dir);
+        copy_safetensors(&model, &copy_dir, true).unwrap();
         let copy_s = t.elapsed().as_secs_f64();
         let _ = std::fs::remove_dir_all(&copy_dir);
 

@@ -14,29 +14,14 @@
 //! time PEFT on the same model and count the elements of its output bit-identical to ours).
 #![allow(missing_docs, clippy::unwrap_used)]
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use loraforge_adapter_merge::{merge, MergeOptions};
+use loraforge_benches::measure::{copy_safetensors, cpu_seconds, status_field};
 use loraforge_benches::{generate_adapter, generate_llama, SynthSpec};
 use loraforge_progress::NoProgress;
-
-fn status_field(pid: &str, key: &str) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = s.lines().find(|l| l.starts_with(key))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-fn cpu_seconds() -> f64 {
-    // utime + stime of this process, in clock ticks (fields 14, 15 of /proc/self/stat)
-    let s = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = s.rsplit(')').next().unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
-        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    ticks / 100.0
-}
 
 /// Child mode: merge and print `elapsed_s peak_rss_kib cpu_s backend`.
 fn child(args: &[String]) {
@@ -50,34 +35,6 @@ fn child(args: &[String]) {
     let elapsed = t.elapsed().as_secs_f64();
     let hwm = status_field("self", "VmHWM:").unwrap_or(0);
     println!("{elapsed} {hwm} {} {}", cpu_seconds(), report.backend);
-}
-
-fn copy_files(from: &Path, to: &Path, fsync: bool) -> u64 {
-    std::fs::create_dir_all(to).unwrap();
-    let mut total = 0;
-    let mut buf = vec![0u8; 8 << 20];
-    let mut names: Vec<PathBuf> = std::fs::read_dir(from)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
-        .collect();
-    names.sort();
-    for p in names {
-        let mut src = std::fs::File::open(&p).unwrap();
-        let mut dst = std::fs::File::create(to.join(p.file_name().unwrap())).unwrap();
-        loop {
-            let n = src.read(&mut buf).unwrap();
-            if n == 0 {
-                break;
-            }
-            dst.write_all(&buf[..n]).unwrap();
-            total += n as u64;
-        }
-        if fsync {
-            dst.sync_all().unwrap();
-        }
-    }
-    total
 }
 
 fn sync_all() {
@@ -153,7 +110,7 @@ fn main() {
             // let earlier writeback settle so runs do not pay for each other
             sync_all();
             let t = Instant::now();
-            copy_files(&base, &copy_dir, mode == "fsync");
+            copy_safetensors(&base, &copy_dir, mode == "fsync").unwrap();
             copy_s = copy_s.min(t.elapsed().as_secs_f64());
             let _ = std::fs::remove_dir_all(&copy_dir);
         }

@@ -19,6 +19,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
 
+use loraforge_benches::measure::cpu_seconds;
 use loraforge_gguf_writer::{
     quantize_file, GgufWriter, QuantizeFileOptions, SourceError, TensorInfo, WriteOptions,
 };
@@ -127,20 +128,6 @@ fn peak_rss_mib() -> f64 {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map_or(f64::NAN, |kb| kb / 1024.0)
-}
-
-/// CPU seconds (user + system, all threads) used by this process so far.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the `(comm)`; utime and stime are fields 14 and 15 (clock ticks, 100 Hz).
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<f64> = rest
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    f.iter().sum::<f64>() / 100.0
 }
 
 fn reset_peak_rss() {

@@ -17,6 +17,9 @@
 //! ```
 #![deny(missing_docs)]
 
+#[path = "measure.rs"]
+pub mod measure;
+
 use std::path::{Path, PathBuf};
 
 use loraforge_hf_model::{

@@ -1,0 +1,59 @@
+//! Measurement helpers shared by the end-to-end benches: the I/O floor (copying the weight
+//! files), peak RSS and CPU time read from `/proc`.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+/// A numeric field (in kB) of `/proc/<pid>/status`, e.g. `VmHWM:` of `"self"`.
+pub fn status_field(pid: &str, key: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = s.lines().find(|l| l.starts_with(key))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// User + system CPU seconds of this process so far (fields 14 and 15 of `/proc/self/stat`,
+/// clock ticks at 100 Hz).
+pub fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let ticks: f64 = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse::<f64>().ok())
+        .sum();
+    ticks / 100.0
+}
+
+/// Copy every `*.safetensors` file of `from` into `to` with 8 MiB reads and writes (like `cp`),
+/// optionally fsyncing each file; returns the bytes copied. This is the I/O floor the merge and
+/// the converter are compared with.
+pub fn copy_safetensors(from: &Path, to: &Path, fsync: bool) -> std::io::Result<u64> {
+    std::fs::create_dir_all(to)?;
+    let mut total = 0;
+    let mut buf = vec![0u8; 8 << 20];
+    let mut names: Vec<PathBuf> = std::fs::read_dir(from)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
+        .collect();
+    names.sort();
+    for path in names {
+        let mut src = std::fs::File::open(&path)?;
+        let Some(name) = path.file_name() else {
+            continue;
+        };
+        let mut dst = std::fs::File::create(to.join(name))?;
+        loop {
+            let n = src.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            dst.write_all(&buf[..n])?;
+            total += n as u64;
+        }
+        if fsync {
+            dst.sync_all()?;
+        }
+    }
+    Ok(total)
+}
