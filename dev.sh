@@ -7,7 +7,7 @@ cd "$(dirname "$0")"
 
 install_system_packages() {
     # OpenBLAS backs the LoRA merge (blas-src / openblas-src with the `system` feature).
-    if ! dpkg -s libopenblas-dev >/dev/null 2>&1; then
+    if ! dpkg -s libopenblas-dev pkg-config >/dev/null 2>&1; then
         local sudo=""
         if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
         $sudo apt-get update -qq

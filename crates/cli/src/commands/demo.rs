@@ -94,10 +94,7 @@ pub fn demo(context: &Context, args: DemoArgs) -> anyhow::Result<()> {
     ));
 
     // 5. Deploy when an Ollama server answers.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let runtime = super::deploy::runtime()?;
     let host = args.host.clone();
     let options = DeployOptions {
         host: host.clone(),

@@ -6,7 +6,8 @@ use super::Context;
 use crate::args::{DeployArgs, DeployedCommand};
 use crate::output::{print_json, println_stdout, table, user_error};
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+/// The async runtime for the Ollama calls (the rest of the CLI is synchronous).
+pub(super) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
