@@ -1,6 +1,7 @@
 //! Architecture tables: which HF architectures are converted, their hyperparameter keys and
 //! their tensor names, as `convert_hf_to_gguf.py` (llama.cpp 0c1e57098, `conversion/llama.py`,
-//! `conversion/qwen.py`, `conversion/gpt2.py`, `conversion/base.py` `TextModel`) writes them.
+//! `conversion/qwen.py`, `conversion/gpt2.py`, `conversion/gemma.py`, `conversion/phi.py`,
+//! `conversion/base.py` `TextModel`) writes them.
 
 use serde_json::{Map, Value as Json};
 
@@ -14,6 +15,9 @@ pub const SUPPORTED_ARCHITECTURES: &[(&str, &str)] = &[
     ("MistralForCausalLM", "llama"),
     ("Qwen2ForCausalLM", "qwen2"),
     ("GPT2LMHeadModel", "gpt2"),
+    ("GemmaForCausalLM", "gemma"),
+    ("Gemma2ForCausalLM", "gemma2"),
+    ("Phi3ForCausalLM", "phi3"),
 ];
 
 /// A GGUF architecture family the converter writes.
@@ -25,6 +29,12 @@ pub(crate) enum Arch {
     Qwen2,
     /// `gpt2`: Conv1D weights stored `[in, out]`, transposed on conversion.
     Gpt2,
+    /// `gemma`: norms stored as `w` for `(1 + w)`, written as `w + 1`; `lm_head` dropped.
+    Gemma,
+    /// `gemma2`: as `gemma`, plus post-attention / post-FFN norms and logit softcapping.
+    Gemma2,
+    /// `phi3`: fused `qkv_proj` / `gate_up_proj`, LongRoPE factor tensors for 128k models.
+    Phi3,
 }
 
 impl Arch {
@@ -33,6 +43,9 @@ impl Arch {
             "LlamaForCausalLM" | "MistralForCausalLM" => Ok(Arch::Llama),
             "Qwen2ForCausalLM" => Ok(Arch::Qwen2),
             "GPT2LMHeadModel" => Ok(Arch::Gpt2),
+            "GemmaForCausalLM" => Ok(Arch::Gemma),
+            "Gemma2ForCausalLM" => Ok(Arch::Gemma2),
+            "Phi3ForCausalLM" => Ok(Arch::Phi3),
             other => Err(ConvertError::UnsupportedArchitecture {
                 arch: other.to_string(),
                 supported: SUPPORTED_ARCHITECTURES
@@ -49,6 +62,9 @@ impl Arch {
             Arch::Llama => "llama",
             Arch::Qwen2 => "qwen2",
             Arch::Gpt2 => "gpt2",
+            Arch::Gemma => "gemma",
+            Arch::Gemma2 => "gemma2",
+            Arch::Phi3 => "phi3",
         }
     }
 
@@ -57,7 +73,15 @@ impl Arch {
             Arch::Llama => VocabKind::LlamaLike,
             Arch::Qwen2 => VocabKind::Qwen2,
             Arch::Gpt2 => VocabKind::Gpt2,
+            Arch::Gemma => VocabKind::Gemma,
+            Arch::Gemma2 => VocabKind::Gemma2,
+            Arch::Phi3 => VocabKind::Phi3,
         }
+    }
+
+    /// Gemma's RMSNorm multiplies by `1 + w`; the reference writes `w + 1`.
+    pub(crate) fn norm_plus_one(self) -> bool {
+        matches!(self, Arch::Gemma | Arch::Gemma2)
     }
 }
 
@@ -193,6 +217,14 @@ impl Hparams {
                     rp.insert("rope_type".into(), t);
                 }
             }
+            if !rp.contains_key("partial_rotary_factor") {
+                if let Some(v) = find(
+                    &self.raw,
+                    &["partial_rotary_factor", "rope_pct", "rope_percent"],
+                ) {
+                    rp.insert("partial_rotary_factor".into(), v.clone());
+                }
+            }
             if !rp.contains_key("original_max_position_embeddings") {
                 if let Some(v) = self.raw.get("original_max_position_embeddings") {
                     rp.insert("original_max_position_embeddings".into(), v.clone());
@@ -200,6 +232,52 @@ impl Hparams {
             }
         }
         rp
+    }
+
+    /// `rope_parameters.get("full_attention", rope_parameters)`.
+    fn full_attention_rope(&self) -> Map<String, Json> {
+        let rp = self.rope_parameters();
+        match rp.get("full_attention").and_then(|f| f.as_object()) {
+            Some(full) => full.clone(),
+            None => rp,
+        }
+    }
+
+    /// `find_hparam(keys)` of a key the reference requires.
+    fn require(&self, keys: &[&str]) -> Result<&Json, ConvertError> {
+        find(&self.raw, keys).ok_or_else(|| ConvertError::MissingHparam {
+            key: keys.join(" / "),
+            expected: "a value in config.json",
+        })
+    }
+
+    fn require_u32(&self, keys: &[&str]) -> Result<u32, ConvertError> {
+        as_u32(keys[0], self.require(keys)?)
+    }
+
+    fn require_f32(&self, keys: &[&str]) -> Result<f32, ConvertError> {
+        as_f32(keys[0], self.require(keys)?)
+    }
+
+    /// Phi-3's rotary dimensions: `int(partial_rotary_factor * hidden) // heads`.
+    fn phi3_rope_dims(&self) -> Result<u32, ConvertError> {
+        let n_embd = self.require_u32(&["hidden_size", "n_embd"])?;
+        let n_head = self.require_u32(&["num_attention_heads", "n_head"])?;
+        let pct = match self.rope_parameters().get("partial_rotary_factor") {
+            Some(v) => v.as_f64().ok_or(ConvertError::MissingHparam {
+                key: "partial_rotary_factor".into(),
+                expected: "a number",
+            })?,
+            None => 1.0,
+        };
+        let rotary = (pct * f64::from(n_embd)).trunc();
+        if !(0.0..=f64::from(u32::MAX)).contains(&rotary) || n_head == 0 {
+            return Err(ConvertError::MissingHparam {
+                key: "partial_rotary_factor".into(),
+                expected: "a factor in [0, 1]",
+            });
+        }
+        Ok(rotary as u32 / n_head)
     }
 }
 
@@ -262,6 +340,12 @@ pub(crate) fn hparam_metadata(
         );
         md.push("general.file_type", Value::U32(file_type));
         return Ok(md);
+    }
+    if matches!(arch, Arch::Gemma | Arch::Gemma2) {
+        return gemma_metadata(arch, hp, file_type);
+    }
+    if arch == Arch::Phi3 {
+        return phi3_metadata(hp, file_type);
     }
 
     md.push(
@@ -428,6 +512,212 @@ pub(crate) fn hparam_metadata(
     Ok(md)
 }
 
+/// `GemmaModel` / `Gemma2Model.set_gguf_parameters` (they do not call the base class).
+fn gemma_metadata(arch: Arch, hp: &Hparams, file_type: u32) -> Result<Metadata, ConvertError> {
+    let a = arch.gguf_name();
+    let mut md = Metadata::default();
+    let u = |k: &str| hp.require_u32(&[k]);
+    md.push(
+        format!("{a}.context_length"),
+        Value::U32(u("max_position_embeddings")?),
+    );
+    md.push(
+        format!("{a}.embedding_length"),
+        Value::U32(u("hidden_size")?),
+    );
+    md.push(
+        format!("{a}.block_count"),
+        Value::U32(hp.block_count as u32),
+    );
+    md.push(
+        format!("{a}.feed_forward_length"),
+        Value::U32(u("intermediate_size")?),
+    );
+    md.push(
+        format!("{a}.attention.head_count"),
+        Value::U32(u("num_attention_heads")?),
+    );
+    // `hparams["num_key_value_heads"] if "num_key_value_heads" in hparams else heads`.
+    let kv = if hp.raw.contains_key("num_key_value_heads") {
+        u("num_key_value_heads")?
+    } else {
+        u("num_attention_heads")?
+    };
+    md.push(format!("{a}.attention.head_count_kv"), Value::U32(kv));
+    md.push(
+        format!("{a}.attention.layer_norm_rms_epsilon"),
+        Value::F32(hp.require_f32(&["rms_norm_eps"])?),
+    );
+    let head_dim = u("head_dim")?;
+    md.push(format!("{a}.attention.key_length"), Value::U32(head_dim));
+    md.push(format!("{a}.attention.value_length"), Value::U32(head_dim));
+    md.push("general.file_type", Value::U32(file_type));
+    if arch == Arch::Gemma2 {
+        md.push(
+            format!("{a}.attn_logit_softcapping"),
+            Value::F32(hp.require_f32(&["attn_logit_softcapping"])?),
+        );
+        md.push(
+            format!("{a}.final_logit_softcapping"),
+            Value::F32(hp.require_f32(&["final_logit_softcapping"])?),
+        );
+        md.push(
+            format!("{a}.attention.sliding_window"),
+            Value::U32(u("sliding_window")?),
+        );
+    }
+    Ok(md)
+}
+
+/// `Phi3MiniModel.set_gguf_parameters` (it does not call the base class).
+fn phi3_metadata(hp: &Hparams, file_type: u32) -> Result<Metadata, ConvertError> {
+    let a = Arch::Phi3.gguf_name();
+    let mut md = Metadata::default();
+    md.push(
+        format!("{a}.context_length"),
+        Value::U32(hp.require_u32(&["n_positions", "max_position_embeddings"])?),
+    );
+    let orig = phi3_original_context(hp)?;
+    md.push(
+        format!("{a}.rope.scaling.original_context_length"),
+        Value::U32(orig),
+    );
+    md.push(
+        format!("{a}.embedding_length"),
+        Value::U32(hp.require_u32(&["hidden_size", "n_embd"])?),
+    );
+    md.push(
+        format!("{a}.feed_forward_length"),
+        Value::U32(hp.require_u32(&["intermediate_size"])?),
+    );
+    md.push(
+        format!("{a}.block_count"),
+        Value::U32(hp.block_count as u32),
+    );
+    md.push(
+        format!("{a}.attention.head_count"),
+        Value::U32(hp.require_u32(&["num_attention_heads", "n_head"])?),
+    );
+    md.push(
+        format!("{a}.attention.head_count_kv"),
+        Value::U32(hp.require_u32(&["num_key_value_heads", "n_head_kv"])?),
+    );
+    md.push(
+        format!("{a}.attention.layer_norm_rms_epsilon"),
+        Value::F32(hp.require_f32(&["rms_norm_eps"])?),
+    );
+    md.push(
+        format!("{a}.rope.dimension_count"),
+        Value::U32(hp.phi3_rope_dims()?),
+    );
+    let theta = hp
+        .full_attention_rope()
+        .get("rope_theta")
+        .filter(|v| !v.is_null())
+        .cloned()
+        .ok_or(ConvertError::MissingHparam {
+            key: "rope_theta".into(),
+            expected: "a number",
+        })?;
+    md.push(
+        format!("{a}.rope.freq_base"),
+        Value::F32(as_f32("rope_theta", &theta)?),
+    );
+    md.push("general.file_type", Value::U32(file_type));
+    // A missing or null sliding_window is written as 0 (how llama.cpp tells Phi-4 apart).
+    let sw = match hp.raw.get("sliding_window").filter(|v| !v.is_null()) {
+        Some(v) => as_u32("sliding_window", v)?,
+        None => 0,
+    };
+    md.push(format!("{a}.attention.sliding_window"), Value::U32(sw));
+    Ok(md)
+}
+
+/// `rope_parameters["original_max_position_embeddings"]` (required by the Phi-3 converter).
+fn phi3_original_context(hp: &Hparams) -> Result<u32, ConvertError> {
+    let rp = hp.rope_parameters();
+    let v = rp
+        .get("original_max_position_embeddings")
+        .filter(|v| !v.is_null())
+        .ok_or(ConvertError::MissingHparam {
+            key: "original_max_position_embeddings".into(),
+            expected: "an integer",
+        })?;
+    as_u32("original_max_position_embeddings", v)
+}
+
+/// Phi-3 LongRoPE (`Phi3MiniModel.generate_extra_tensors`): `rope.scaling.attn_factor` and the
+/// `rope_factors_long` / `rope_factors_short` tensors, or `None` when the config has no
+/// `long_factor` (4k models).
+pub(crate) struct Phi3RopeFactors {
+    pub attn_factor: f32,
+    pub long: Vec<f32>,
+    pub short: Vec<f32>,
+}
+
+pub(crate) fn phi3_rope_factors(hp: &Hparams) -> Result<Option<Phi3RopeFactors>, ConvertError> {
+    let rp = hp.rope_parameters();
+    let long = match rp.get("long_factor") {
+        None | Some(Json::Null) => return Ok(None),
+        Some(Json::Array(a)) if a.is_empty() => return Ok(None),
+        Some(v) => v,
+    };
+    let max_pos = hp.require(&["n_positions", "max_position_embeddings"])?;
+    let max_pos = max_pos.as_f64().ok_or(ConvertError::MissingHparam {
+        key: "max_position_embeddings".into(),
+        expected: "a number",
+    })?;
+    let orig = f64::from(phi3_original_context(hp)?);
+    let scale = max_pos / orig;
+    let rope_type = rp
+        .get("rope_type")
+        .and_then(|t| t.as_str())
+        .unwrap_or("")
+        .to_lowercase();
+    let attn_factor = match rope_type.as_str() {
+        "" => {
+            return Err(ConvertError::MissingHparam {
+                key: "rope_scaling.type".into(),
+                expected: "\"longrope\", \"su\" or \"yarn\"",
+            })
+        }
+        "su" | "longrope" if scale > 1.0 => (1.0 + scale.ln() / orig.ln()).sqrt(),
+        "yarn" if scale > 1.0 => 0.1 * scale.ln() + 1.0,
+        "su" | "longrope" | "yarn" => 1.0,
+        other => {
+            return Err(ConvertError::UnsupportedFeature(format!(
+                "Phi-3 rope scaling type {other:?}"
+            )))
+        }
+    };
+    let factors = |key: &str, v: Option<&Json>| -> Result<Vec<f32>, ConvertError> {
+        let bad = || ConvertError::MissingHparam {
+            key: format!("rope_scaling.{key}"),
+            expected: "a list of numbers",
+        };
+        v.and_then(|v| v.as_array())
+            .ok_or_else(bad)?
+            .iter()
+            .map(|x| x.as_f64().map(|f| f as f32).ok_or_else(bad))
+            .collect()
+    };
+    let long = factors("long_factor", Some(long))?;
+    let short = factors("short_factor", rp.get("short_factor"))?;
+    let rope_dims = hp.phi3_rope_dims()?;
+    // The reference compares with `rope_dims / 2` as a float: odd dimensions never match.
+    if long.len() != short.len() || rope_dims % 2 != 0 || long.len() != (rope_dims / 2) as usize {
+        return Err(ConvertError::MissingHparam {
+            key: "rope_scaling.long_factor / short_factor".into(),
+            expected: "two lists of rope dimension count / 2 numbers",
+        });
+    }
+    Ok(Some(Phi3RopeFactors {
+        attn_factor: attn_factor as f32,
+        long,
+        short,
+    }))
+}
+
 /// Llama 3 rope scaling factors (`LlamaModel.generate_extra_tensors`), or `None` when the
 /// config does not use `rope_type = "llama3"`.
 pub(crate) fn llama3_rope_factors(hp: &Hparams) -> Option<Vec<f32>> {
@@ -479,6 +769,9 @@ pub(crate) enum Transform {
     Permute(usize),
     /// 2-D transpose (GPT-2 Conv1D weights).
     Transpose,
+    /// `data + 1` (Gemma norms), computed in the tensor's own precision as torch does it: in
+    /// f32 for f32 and bf16 tensors (the reference upcasts bf16 first), in f16 for f16 ones.
+    AddOne,
 }
 
 /// The GGUF name of an HF tensor and its transform; `Ok(None)` for tensors the reference drops.
@@ -504,7 +797,53 @@ pub(crate) fn map_tensor(
     } else {
         return Err(unmapped());
     };
+    if arch.norm_plus_one() && name == "lm_head.weight" {
+        // GemmaModel.filter_tensors: lm_head is not used by llama.cpp (tied embeddings).
+        return Ok(None);
+    }
     match arch {
+        Arch::Gemma | Arch::Gemma2 | Arch::Phi3 => {
+            let s = stem.strip_prefix("model.").unwrap_or(stem);
+            let top = match s {
+                "embed_tokens" => Some("token_embd"),
+                "norm" => Some("output_norm"),
+                "lm_head" if arch == Arch::Phi3 => Some("output"),
+                _ => None,
+            };
+            let tr = if arch.norm_plus_one() && name.ends_with("norm.weight") {
+                Transform::AddOne
+            } else {
+                Transform::None
+            };
+            if let Some(t) = top {
+                return Ok(Some((format!("{t}.{suffix}"), tr)));
+            }
+            let rest = s.strip_prefix("layers.").ok_or_else(unmapped)?;
+            let (bid, part) = rest.split_once('.').ok_or_else(unmapped)?;
+            let bid: usize = bid.parse().map_err(|_| unmapped())?;
+            if bid >= hp.block_count {
+                return Err(unmapped());
+            }
+            let g = match (arch, part) {
+                (_, "input_layernorm") => "attn_norm",
+                (_, "self_attn.q_proj") => "attn_q",
+                (_, "self_attn.k_proj") => "attn_k",
+                (_, "self_attn.v_proj") => "attn_v",
+                (_, "self_attn.o_proj") => "attn_output",
+                (Arch::Gemma2, "post_attention_layernorm") => "post_attention_norm",
+                (Arch::Gemma2, "pre_feedforward_layernorm") => "ffn_norm",
+                (Arch::Gemma2, "post_feedforward_layernorm") => "post_ffw_norm",
+                (_, "post_attention_layernorm") => "ffn_norm",
+                (Arch::Gemma | Arch::Gemma2, "mlp.gate_proj") => "ffn_gate",
+                (_, "mlp.up_proj") => "ffn_up",
+                (_, "mlp.down_proj") => "ffn_down",
+                // Phi-3's fused projections (tensor_mapping.py: `# phi3`).
+                (_, "self_attn.qkv_proj") => "attn_qkv",
+                (_, "mlp.gate_up_proj") => "ffn_up",
+                _ => return Err(unmapped()),
+            };
+            Ok(Some((format!("blk.{bid}.{g}.{suffix}"), tr)))
+        }
         Arch::Llama | Arch::Qwen2 => {
             let s = stem.strip_prefix("model.").unwrap_or(stem);
             let top = match s {
@@ -603,6 +942,38 @@ pub(crate) fn required_layer_tensors(arch: Arch, bid: usize) -> Vec<String> {
             "mlp.up_proj.weight",
             "mlp.down_proj.weight",
         ],
+        Arch::Gemma => &[
+            "input_layernorm.weight",
+            "self_attn.q_proj.weight",
+            "self_attn.k_proj.weight",
+            "self_attn.v_proj.weight",
+            "self_attn.o_proj.weight",
+            "post_attention_layernorm.weight",
+            "mlp.gate_proj.weight",
+            "mlp.up_proj.weight",
+            "mlp.down_proj.weight",
+        ],
+        Arch::Gemma2 => &[
+            "input_layernorm.weight",
+            "self_attn.q_proj.weight",
+            "self_attn.k_proj.weight",
+            "self_attn.v_proj.weight",
+            "self_attn.o_proj.weight",
+            "post_attention_layernorm.weight",
+            "pre_feedforward_layernorm.weight",
+            "post_feedforward_layernorm.weight",
+            "mlp.gate_proj.weight",
+            "mlp.up_proj.weight",
+            "mlp.down_proj.weight",
+        ],
+        Arch::Phi3 => &[
+            "input_layernorm.weight",
+            "self_attn.qkv_proj.weight",
+            "self_attn.o_proj.weight",
+            "post_attention_layernorm.weight",
+            "mlp.gate_up_proj.weight",
+            "mlp.down_proj.weight",
+        ],
         Arch::Gpt2 => &[
             "ln_1.weight",
             "attn.c_attn.weight",
@@ -613,7 +984,9 @@ pub(crate) fn required_layer_tensors(arch: Arch, bid: usize) -> Vec<String> {
         ],
     };
     let prefix = match arch {
-        Arch::Llama | Arch::Qwen2 => format!("model.layers.{bid}."),
+        Arch::Llama | Arch::Qwen2 | Arch::Gemma | Arch::Gemma2 | Arch::Phi3 => {
+            format!("model.layers.{bid}.")
+        }
         Arch::Gpt2 => format!("transformer.h.{bid}."),
     };
     parts.iter().map(|p| format!("{prefix}{p}")).collect()
@@ -622,7 +995,9 @@ pub(crate) fn required_layer_tensors(arch: Arch, bid: usize) -> Vec<String> {
 /// HF name of the token embedding.
 pub(crate) fn embedding_names(arch: Arch) -> &'static [&'static str] {
     match arch {
-        Arch::Llama | Arch::Qwen2 => &["model.embed_tokens.weight", "embed_tokens.weight"],
+        Arch::Llama | Arch::Qwen2 | Arch::Gemma | Arch::Gemma2 | Arch::Phi3 => {
+            &["model.embed_tokens.weight", "embed_tokens.weight"]
+        }
         Arch::Gpt2 => &["transformer.wte.weight", "wte.weight"],
     }
 }

@@ -1,5 +1,5 @@
-//! Tensor data: reading from safetensors shards in bounded chunks, the Q/K permutation and the
-//! GPT-2 transpose, and element conversion exactly as the reference converter does it
+//! Tensor data: reading from safetensors shards in bounded chunks, the Q/K permutation, the
+//! GPT-2 transpose and Gemma's `norm + 1`, and element conversion exactly as the reference converter does it
 //! (numpy/gguf-py: f32→f16 round-to-nearest-even, gguf-py `BF16.quantize_blocks`, gguf-py
 //! `Q8_0`, all equal to ggml's reference conversions for finite values).
 
@@ -104,8 +104,32 @@ pub(crate) fn produce_tensor(
             convert(t.dtype, &tr, out_ty, row_len, &mut dst)?;
             emit(dst)?;
         }
+        Transform::AddOne => {
+            // Norm vectors: small, read whole.
+            let mut all = vec![0u8; n * esize];
+            read_at(file, t.offset, &mut all)?;
+            let plus_one = add_one(t.dtype, &all);
+            let mut dst = take_buf();
+            convert(SrcDtype::F32, &plus_one, out_ty, row_len, &mut dst)?;
+            emit(dst)?;
+        }
     }
     Ok(())
+}
+
+/// `data_torch + 1` as the reference computes it (Gemma norms), as f32 bytes: bf16 tensors are
+/// upcast to f32 before `modify_tensors`, so they and f32 tensors add in f32; an f16 tensor
+/// stays f16 and torch rounds the f32 sum back to f16.
+fn add_one(dtype: SrcDtype, src: &[u8]) -> Vec<u8> {
+    let mut f = vec![0f32; src.len() / dtype.size()];
+    to_f32(dtype, src, &mut f);
+    f.iter()
+        .map(|&x| match dtype {
+            SrcDtype::F16 => fp16_to_fp32(fp32_to_fp16(x + 1.0)),
+            SrcDtype::F32 | SrcDtype::BF16 => x + 1.0,
+        })
+        .flat_map(f32::to_le_bytes)
+        .collect()
 }
 
 /// `LlamaModel.permute`: within each of `n_head` heads (rows = dim 0), output row
@@ -342,5 +366,20 @@ mod tests {
         )
         .unwrap();
         assert_eq!(dst, 0x7c00u16.to_le_bytes());
+    }
+
+    #[test]
+    fn add_one_rounds_in_the_tensor_precision() {
+        // f16 0.0004882812 (0x1000) + 1 = 1.00048828 is not an f16: rounds to 1.0 in f16,
+        // stays exact in f32.
+        let h = 0x1000u16;
+        let x = fp16_to_fp32(h);
+        let out = add_one(SrcDtype::F16, &h.to_le_bytes());
+        assert_eq!(out, 1.0f32.to_le_bytes());
+        let out = add_one(SrcDtype::F32, &x.to_le_bytes());
+        assert_eq!(out, (x + 1.0).to_le_bytes());
+        // bf16 -0.5 (0xbf00) + 1 = 0.5.
+        let out = add_one(SrcDtype::BF16, &0xbf00u16.to_le_bytes());
+        assert_eq!(out, 0.5f32.to_le_bytes());
     }
 }

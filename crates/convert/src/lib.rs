@@ -15,11 +15,16 @@
 //! [`ConvertReport`], [`ConvertError`].
 //!
 //! Architectures: `LlamaForCausalLM` / `MistralForCausalLM` (GGUF `llama`, Q/K rows permuted,
-//! Llama 3 `rope_freqs`), `Qwen2ForCausalLM` (`qwen2`) and `GPT2LMHeadModel` (`gpt2`; `n_ctx`
+//! Llama 3 `rope_freqs`), `Qwen2ForCausalLM` (`qwen2`), `GPT2LMHeadModel` (`gpt2`; `n_ctx`
 //! taken from `n_positions` since transformers no longer writes `n_ctx` — the stock script fails
-//! there). Anything else (Gemma, Phi-3, MoE models …) fails with
-//! [`ConvertError::UnsupportedArchitecture`] / [`ConvertError::UnsupportedFeature`] listing
-//! [`SUPPORTED_ARCHITECTURES`].
+//! there), `GemmaForCausalLM` (`gemma`: norms written as `w + 1`, computed in the weights' own
+//! precision like torch; `lm_head` dropped; CodeGemma's `eot` id 107), `Gemma2ForCausalLM`
+//! (`gemma2`: post-attention / post-FFN norms, logit softcapping, sliding window) and
+//! `Phi3ForCausalLM` (`phi3`: fused `attn_qkv` / `ffn_up`, Phi-3's own SentencePiece reading,
+//! or byte-level BPE for a `GPT2Tokenizer`; 128k models' LongRoPE `rope_factors_long` /
+//! `rope_factors_short` and `rope.scaling.attn_factor`). Anything else (Gemma 3, Phi-2, MoE
+//! models …) fails with [`ConvertError::UnsupportedArchitecture`] /
+//! [`ConvertError::UnsupportedFeature`] listing [`SUPPORTED_ARCHITECTURES`].
 //!
 //! Out types: `f32`, `f16`, `bf16`, `q8_0` (gguf-py's Q8_0, rows not a multiple of 32 fall back
 //! to f16 as in the reference), `auto` (as the reference), `source` (the model's own dtype) and
@@ -590,11 +595,22 @@ fn convert_inner(
 
     // Plan the tensors.
     let mut plan: Vec<Planned> = Vec::new();
-    let rope_factors = if arch == Arch::Llama {
-        arch::llama3_rope_factors(&hp)
-    } else {
-        None
-    };
+    // Tensors the reference generates (`generate_extra_tensors`), written first: Llama 3's
+    // `rope_freqs`, Phi-3 LongRoPE's `rope_factors_long` / `rope_factors_short`.
+    let mut extra: Vec<(&str, Vec<f32>)> = Vec::new();
+    let mut phi3_attn_factor = None;
+    if arch == Arch::Llama {
+        if let Some(r) = arch::llama3_rope_factors(&hp) {
+            extra.push(("rope_freqs.weight", r));
+        }
+    }
+    if arch == Arch::Phi3 {
+        if let Some(r) = arch::phi3_rope_factors(&hp)? {
+            phi3_attn_factor = Some(r.attn_factor);
+            extra.push(("rope_factors_long.weight", r.long));
+            extra.push(("rope_factors_short.weight", r.short));
+        }
+    }
     for (i, t) in weights.tensors.iter().enumerate() {
         let Some((name, transform)) = arch::map_tensor(arch, &hp, &t.name)? else {
             continue;
@@ -655,11 +671,18 @@ fn convert_inner(
         .iter()
         .map(|p| p.dims.iter().product::<u64>())
         .sum::<u64>()
-        + rope_factors.as_ref().map_or(0, |r| r.len() as u64);
+        + extra.iter().map(|(_, r)| r.len() as u64).sum::<u64>();
 
     // Metadata in the reference's order.
     let mut md = Metadata::default();
     md.push("general.architecture", Value::Str(arch.gguf_name().into()));
+    if let Some(f) = phi3_attn_factor {
+        // Written while the reference generates the factor tensors, before any other metadata.
+        md.push(
+            format!("{}.rope.scaling.attn_factor", arch.gguf_name()),
+            Value::F32(f),
+        );
+    }
     md.push("general.type", Value::Str("model".into()));
     general_metadata(&mut md, model_dir, &options.general, parameters)?;
     md.extend(arch::hparam_metadata(arch, &hp, file_type, &mut warnings)?);
@@ -682,13 +705,9 @@ fn convert_inner(
         path: out.to_path_buf(),
         message: e.to_string(),
     };
-    if let Some(r) = &rope_factors {
+    for (name, r) in &extra {
         writer
-            .add_tensor(TensorInfo::new(
-                "rope_freqs.weight",
-                GgmlType::F32,
-                vec![r.len() as u64],
-            ))
+            .add_tensor(TensorInfo::new(*name, GgmlType::F32, vec![r.len() as u64]))
             .map_err(write_err)?;
     }
     for p in &plan {
@@ -782,15 +801,12 @@ fn convert_inner(
             }
             Ok(hex::encode(h.finalize()))
         });
-        let offset = usize::from(rope_factors.is_some());
         let mut source =
             |index: usize, info: &TensorInfo, w: &mut dyn Write| -> Result<(), SourceError> {
-                if index < offset {
-                    if let Some(r) = &rope_factors {
-                        let bytes: Vec<u8> = r.iter().flat_map(|v| v.to_le_bytes()).collect();
-                        w.write_all(&bytes)?;
-                        hash_tx.send(bytes).map_err(|_| "the hasher stopped")?;
-                    }
+                if let Some((_, r)) = extra.get(index) {
+                    let bytes: Vec<u8> = r.iter().flat_map(|v| v.to_le_bytes()).collect();
+                    w.write_all(&bytes)?;
+                    hash_tx.send(bytes).map_err(|_| "the hasher stopped")?;
                     return Ok(());
                 }
                 reporter.message(&info.name);

@@ -22,18 +22,20 @@ pub enum Value {
     F32Array(Vec<f32>),
 }
 
-/// Ordered key/value list; keys are unique (a duplicate replaces nothing and is a bug upstream).
+/// Ordered key/value list with unique keys, like gguf-py's `GGUFWriter.kv_data`.
 #[derive(Debug, Default, Clone)]
 pub struct Metadata {
     entries: Vec<(String, Value)>,
 }
 
 impl Metadata {
-    /// Appends `key = value`; a key set twice keeps its first value (the reference raises on
-    /// duplicates, we never produce them).
+    /// Appends `key = value`; a key set twice keeps its first position and takes the new value
+    /// (gguf-py's `add_key_value` warns "Duplicated key name" and overwrites; Gemma's second
+    /// special vocabulary writes `add_bos_token` again, for instance).
     pub fn push(&mut self, key: impl Into<String>, value: Value) {
         let key = key.into();
-        if self.entries.iter().any(|(k, _)| *k == key) {
+        if let Some(e) = self.entries.iter_mut().find(|(k, _)| *k == key) {
+            e.1 = value;
             return;
         }
         self.entries.push((key, value));

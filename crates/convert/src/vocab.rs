@@ -34,6 +34,15 @@ pub(crate) enum VocabKind {
     Qwen2,
     /// GPT-2: byte-level BPE only.
     Gpt2,
+    /// Gemma: SentencePiece, a second special vocabulary (CodeGemma FIM ids, `eot` = 107),
+    /// `add_space_prefix = false`.
+    Gemma,
+    /// Gemma 2: SentencePiece, `add_space_prefix = false`.
+    Gemma2,
+    /// Phi-3: its own SentencePiece reading (added tokens of `added_tokens.json`,
+    /// `tokenizer_config.json` and `tokenizer.json`), or byte-level BPE when
+    /// `tokenizer_class` is `GPT2Tokenizer` (Phi-4).
+    Phi3,
 }
 
 /// How `tokenizer.ggml.pre` was decided.
@@ -101,8 +110,26 @@ pub(crate) fn build(
     }
     let spm_path = dir.join("tokenizer.model");
     let json_path = dir.join("tokenizer.json");
-    if kind != VocabKind::Gpt2 && spm_path.is_file() {
-        let (tokens, scores, types) = sentencepiece_vocab(dir, hparams, &spm_path, &mut warnings)?;
+    // Phi3MiniModel.set_vocab: Phi-4 ships a GPT2Tokenizer (byte-level BPE).
+    let phi_bpe = kind == VocabKind::Phi3
+        && tok_config
+            .as_ref()
+            .and_then(|c| c.get("tokenizer_class"))
+            .and_then(|c| c.as_str())
+            == Some("GPT2Tokenizer");
+    let spm_only =
+        matches!(kind, VocabKind::Gemma | VocabKind::Gemma2 | VocabKind::Phi3) && !phi_bpe;
+    if spm_only && !spm_path.is_file() {
+        return Err(ConvertError::MissingTokenizer {
+            dir: dir.to_path_buf(),
+        });
+    }
+    if kind != VocabKind::Gpt2 && !phi_bpe && spm_path.is_file() {
+        let (tokens, scores, types) = if kind == VocabKind::Phi3 {
+            phi3_sentencepiece_vocab(dir, hparams, &spm_path, &mut warnings)?
+        } else {
+            sentencepiece_vocab(dir, hparams, &spm_path, &mut warnings)?
+        };
         let n_vocab = tokens.len();
         md.push("tokenizer.ggml.model", Value::Str("llama".into()));
         md.push("tokenizer.ggml.pre", Value::Str("default".into()));
@@ -111,6 +138,31 @@ pub(crate) fn build(
         md.push("tokenizer.ggml.token_type", Value::I32Array(types));
         let sv = SpecialVocab::load(dir, false, Some(n_vocab), tok_config.clone())?;
         sv.add_to(&mut md);
+        if kind == VocabKind::Gemma {
+            // GemmaModel.set_vocab: CodeGemma's FIM tokens and <end_of_turn> at fixed ids.
+            // gguf-py has no writer for prefix/suffix/middle/fsep: only `eot` reaches the file.
+            let mut sv = SpecialVocab::load_types(
+                dir,
+                false,
+                None,
+                tok_config.clone(),
+                &["prefix", "suffix", "middle", "fsep", "eot"],
+            )?;
+            for (typ, id) in [
+                ("prefix", 67),
+                ("suffix", 69),
+                ("middle", 68),
+                ("fsep", 70),
+                ("eot", 107),
+            ] {
+                sv.set_id(typ, Some(&Json::from(id)))?;
+            }
+            sv.chat_template = None;
+            sv.add_to(&mut md);
+        }
+        if matches!(kind, VocabKind::Gemma | VocabKind::Gemma2) {
+            md.push("tokenizer.ggml.add_space_prefix", Value::Bool(false));
+        }
         return Ok(VocabOut {
             metadata: md,
             pre: Some("default".into()),
@@ -304,6 +356,126 @@ fn sentencepiece_vocab(
                 };
                 scores[id] = -1000.0;
                 tokens[id] = text;
+            }
+        }
+    }
+    Ok((tokens, scores, types))
+}
+
+/// `Phi3MiniModel.set_vocab`'s own SentencePiece reading: `vocab_size` from config.json, then
+/// the added tokens of `added_tokens.json` (USER_DEFINED), `tokenizer_config.json`'s
+/// `added_tokens_decoder` and `tokenizer.json`'s `added_tokens` (USER_DEFINED, or CONTROL when
+/// `special`; the texts taken verbatim), every added token scored -1000.
+fn phi3_sentencepiece_vocab(
+    dir: &Path,
+    hparams: &Map<String, Json>,
+    path: &Path,
+    warnings: &mut Vec<String>,
+) -> Result<SpmVocab, ConvertError> {
+    let buf = std::fs::read(path).map_err(|source| ConvertError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let pieces = sentencepiece::parse_pieces(&buf).map_err(|m| bad_tok(path, m))?;
+    let vocab_size = config_vocab_size(hparams).unwrap_or(pieces.len());
+    if pieces.len() > vocab_size {
+        return Err(ConvertError::TokenizerLargerThanModel {
+            max_id: pieces.len() - 1,
+            token: pieces.last().map(|p| p.piece.clone()).unwrap_or_default(),
+            vocab_size,
+        });
+    }
+    let mut tokens: Vec<String> = (0..vocab_size).map(|i| format!("[PAD{i}]")).collect();
+    let mut scores = vec![-10000.0f32; vocab_size];
+    let mut types = vec![UNUSED; vocab_size];
+    for (id, p) in pieces.iter().enumerate() {
+        tokens[id] = p.piece.clone();
+        scores[id] = p.score;
+        types[id] = match p.kind {
+            PieceType::Unknown => UNKNOWN,
+            PieceType::Control => CONTROL,
+            PieceType::Unused => UNUSED,
+            PieceType::Byte => BYTE,
+            PieceType::Normal | PieceType::UserDefined => NORMAL,
+        };
+    }
+    let added_path = dir.join("added_tokens.json");
+    if let Some(added) = read_json(&added_path)? {
+        let obj = added
+            .as_object()
+            .ok_or_else(|| bad_tok(&added_path, "not a JSON object"))?;
+        for (text, id) in obj {
+            let id = id
+                .as_u64()
+                .ok_or_else(|| bad_tok(&added_path, format!("id of {text:?} is not an integer")))?;
+            // The reference skips ids past the vocabulary here (and only here).
+            let Some(id) = usize::try_from(id).ok().filter(|&i| i < vocab_size) else {
+                continue;
+            };
+            tokens[id] = text.clone();
+            scores[id] = -1000.0;
+            types[id] = USER_DEFINED;
+        }
+    }
+    let mut set_added = |src: &Path,
+                         id: usize,
+                         content: &str,
+                         special: bool,
+                         warnings: &mut Vec<String>|
+     -> Result<(), ConvertError> {
+        if id >= vocab_size {
+            return Err(ConvertError::TokenizerLargerThanModel {
+                max_id: id,
+                token: content.to_string(),
+                vocab_size,
+            });
+        }
+        if types[id] != UNUSED && tokens[id] != content {
+            warnings.push(format!(
+                "replacing token {id}: {:?} -> {content:?} ({})",
+                tokens[id],
+                src.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            ));
+        }
+        tokens[id] = content.to_string();
+        scores[id] = -1000.0;
+        types[id] = if special { CONTROL } else { USER_DEFINED };
+        Ok(())
+    };
+    let tc_path = dir.join("tokenizer_config.json");
+    if let Some(tc) = read_json(&tc_path)? {
+        if let Some(dec) = tc.get("added_tokens_decoder").and_then(|d| d.as_object()) {
+            for (id, data) in dec {
+                let id: usize = id.parse().map_err(|_| {
+                    bad_tok(&tc_path, format!("added token id {id:?} is not a number"))
+                })?;
+                let content = data
+                    .get("content")
+                    .and_then(|c| c.as_str())
+                    .ok_or_else(|| bad_tok(&tc_path, format!("added token {id} has no content")))?;
+                let special = data.get("special").and_then(|s| s.as_bool()) == Some(true);
+                set_added(&tc_path, id, content, special, warnings)?;
+            }
+        }
+    }
+    let tj_path = dir.join("tokenizer.json");
+    if let Some(tj) = read_json(&tj_path)? {
+        if let Some(list) = tj.get("added_tokens").and_then(|a| a.as_array()) {
+            for t in list {
+                let (Some(id), Some(content)) = (
+                    t.get("id").and_then(|i| i.as_u64()),
+                    t.get("content").and_then(|c| c.as_str()),
+                ) else {
+                    return Err(bad_tok(
+                        &tj_path,
+                        "an added_tokens entry lacks id or content",
+                    ));
+                };
+                let id = usize::try_from(id).unwrap_or(usize::MAX);
+                let special = t.get("special").and_then(|s| s.as_bool()) == Some(true);
+                set_added(&tj_path, id, content, special, warnings)?;
             }
         }
     }
@@ -608,6 +780,23 @@ impl SpecialVocab {
         n_vocab: Option<usize>,
         tok_config: Option<Json>,
     ) -> Result<SpecialVocab, ConvertError> {
+        SpecialVocab::load_types(
+            dir,
+            load_merges,
+            n_vocab,
+            tok_config,
+            &["bos", "eos", "unk", "sep", "pad", "cls", "mask"],
+        )
+    }
+
+    /// `SpecialVocab(dir, load_merges, special_token_types, n_vocab)`.
+    fn load_types(
+        dir: &Path,
+        load_merges: bool,
+        n_vocab: Option<usize>,
+        tok_config: Option<Json>,
+        types: &[&str],
+    ) -> Result<SpecialVocab, ConvertError> {
         let mut sv = SpecialVocab {
             merges: Vec::new(),
             add_special: Vec::new(),
@@ -615,10 +804,7 @@ impl SpecialVocab {
             chat_template: None,
             lowercase: None,
             strip_accents: None,
-            types: ["bos", "eos", "unk", "sep", "pad", "cls", "mask"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
+            types: types.iter().map(|s| s.to_string()).collect(),
             n_vocab,
         };
         sv.load_tokenizer_json(dir, load_merges, tok_config)?;

@@ -104,7 +104,10 @@ fn unsupported_architecture_lists_the_supported_ones() {
     assert!(
         msg.contains("FalconForCausalLM")
             && msg.contains("LlamaForCausalLM")
-            && msg.contains("Qwen2ForCausalLM"),
+            && msg.contains("Qwen2ForCausalLM")
+            && msg.contains("GemmaForCausalLM (gemma)")
+            && msg.contains("Gemma2ForCausalLM (gemma2)")
+            && msg.contains("Phi3ForCausalLM (phi3)"),
         "{msg}"
     );
     assert_nothing_written(&out);
@@ -305,5 +308,84 @@ fn truncated_safetensors_file() {
         }
         other => panic!("unexpected error {other}"),
     }
+    assert_nothing_written(&out);
+}
+
+/// The Gemma / Phi-3 folders of tests/fixtures/convert (setup takes a path under peft/).
+const CONVERT: &str = "../convert";
+
+#[test]
+fn gemma2_without_softcapping() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, out) = setup(CONVERT, "gemma2", tmp.path());
+    edit_json(&dir.join("config.json"), |v| {
+        v.as_object_mut().unwrap().remove("attn_logit_softcapping");
+    });
+    let err = run(&dir, &out).unwrap_err();
+    assert!(matches!(err, ConvertError::MissingHparam { .. }), "{err}");
+    assert!(err.to_string().contains("attn_logit_softcapping"), "{err}");
+    assert_nothing_written(&out);
+}
+
+#[test]
+fn phi3_longrope_factors_of_the_wrong_length() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, out) = setup(CONVERT, "phi3_longrope", tmp.path());
+    edit_json(&dir.join("config.json"), |v| {
+        v["rope_scaling"]["short_factor"] = serde_json::json!([1.0, 1.0]);
+    });
+    let err = run(&dir, &out).unwrap_err();
+    assert!(matches!(err, ConvertError::MissingHparam { .. }), "{err}");
+    assert!(err.to_string().contains("short_factor"), "{err}");
+    assert_nothing_written(&out);
+}
+
+#[test]
+fn phi3_unknown_rope_scaling_type() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, out) = setup(CONVERT, "phi3_longrope", tmp.path());
+    edit_json(&dir.join("config.json"), |v| {
+        v["rope_scaling"]["type"] = "dynamic".into();
+    });
+    let err = run(&dir, &out).unwrap_err();
+    assert!(matches!(err, ConvertError::UnsupportedFeature(_)), "{err}");
+    assert!(err.to_string().contains("dynamic"), "{err}");
+    assert_nothing_written(&out);
+}
+
+#[test]
+fn phi3_without_tokenizer_model() {
+    // Phi-3's SentencePiece path needs tokenizer.model even when tokenizer.json is there.
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, out) = setup(CONVERT, "phi3", tmp.path());
+    std::fs::remove_file(dir.join("tokenizer.model")).unwrap();
+    let err = run(&dir, &out).unwrap_err();
+    assert!(
+        matches!(err, ConvertError::MissingTokenizer { .. }),
+        "{err}"
+    );
+    assert_nothing_written(&out);
+}
+
+#[test]
+fn phi3_added_token_past_the_vocabulary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, out) = setup(CONVERT, "phi3", tmp.path());
+    edit_json(&dir.join("tokenizer_config.json"), |v| {
+        v["added_tokens_decoder"]["1030"] =
+            serde_json::json!({"content": "<|x|>", "special": true});
+    });
+    let err = run(&dir, &out).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ConvertError::TokenizerLargerThanModel {
+                max_id: 1030,
+                vocab_size: 1024,
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert_nothing_written(&out);
 }

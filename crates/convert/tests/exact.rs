@@ -330,3 +330,135 @@ fn k_quants_equal_reference_gguf_quantized() {
         }
     }
 }
+
+/// Model folders made for the converter alone (tests/fixtures/convert/<case>/, made with
+/// make_gemma_phi3.py beside them): Gemma, Gemma 2, Phi-3 and Phi-3 LongRoPE.
+const CONVERT_FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/convert");
+
+/// Converts `tests/fixtures/convert/<case>` (in place: the reference saw the same folder, named
+/// after the case) to `outtype` and checks the whole file's sha256 against the reference's
+/// (`gguf.json`). On a mismatch, the kept reference GGUF (`ref-bf16` or `ref-f16`) points at the
+/// difference: metadata keys, order and values (`general.file_type` aside), tensor names and
+/// shapes, and, for the out type of that file, types and data.
+fn check_convert_case(case: &str, outtype: OutType, key: &str) -> loraforge_convert::ConvertReport {
+    let dir = Path::new(CONVERT_FIXTURES).join(case);
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out.gguf");
+    let options = ConvertOptions {
+        outtype,
+        ..ConvertOptions::default()
+    };
+    let report = convert(&dir, &out, &options, &NoProgress).unwrap();
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("gguf.json")).unwrap()).unwrap();
+    let expected = info["outputs"][key]["sha256"].as_str().unwrap();
+    if report.sha256 != expected {
+        let kept = ["bf16", "f16"]
+            .into_iter()
+            .find(|k| dir.join(format!("ref-{k}.gguf")).is_file())
+            .unwrap();
+        let reference = dir.join(format!("ref-{kept}.gguf"));
+        if kept == key {
+            assert_same_gguf(&out, &reference);
+        }
+        let a = GgufFile::open(&out).unwrap();
+        let b = GgufFile::open(&reference).unwrap();
+        let ka: Vec<&str> = a.metadata().keys().collect();
+        let kb: Vec<&str> = b.metadata().keys().collect();
+        assert_eq!(ka, kb, "{case} {key}: metadata keys/order differ");
+        for ((k, va), (_, vb)) in a.metadata().iter().zip(b.metadata().iter()) {
+            assert!(
+                k == "general.file_type" || va.bitwise_eq(vb),
+                "{case} {key}: metadata {k} differs: ours {:?} reference {:?}",
+                short(va),
+                short(vb)
+            );
+        }
+        let names = |f: &GgufFile| -> Vec<(String, Vec<u64>)> {
+            f.tensors()
+                .iter()
+                .map(|t| (t.info.name.clone(), t.info.dims.clone()))
+                .collect()
+        };
+        assert_eq!(names(&a), names(&b), "{case} {key}: tensors differ");
+        panic!(
+            "{case} {key}: sha256 {} != reference {expected}",
+            report.sha256
+        );
+    }
+    report
+}
+
+#[test]
+fn gemma_bf16_model_all_out_types() {
+    for (outtype, key) in [
+        (OutType::F16, "f16"),
+        (OutType::BF16, "bf16"),
+        (OutType::F32, "f32"),
+        (OutType::Q8_0, "q8_0"),
+    ] {
+        let report = check_convert_case("gemma", outtype, key);
+        assert_eq!(report.architecture, "gemma");
+        assert_eq!(
+            report.pre_tokenizer_source,
+            Some(PreTokenizerSource::SentencePiece)
+        );
+    }
+}
+
+#[test]
+fn gemma2_f16_model_all_out_types() {
+    for (outtype, key) in [
+        (OutType::F16, "f16"),
+        (OutType::BF16, "bf16"),
+        (OutType::F32, "f32"),
+        (OutType::Q8_0, "q8_0"),
+    ] {
+        assert_eq!(
+            check_convert_case("gemma2", outtype, key).architecture,
+            "gemma2"
+        );
+    }
+}
+
+#[test]
+fn phi3_bf16_model_all_out_types() {
+    for (outtype, key) in [
+        (OutType::F16, "f16"),
+        (OutType::BF16, "bf16"),
+        (OutType::F32, "f32"),
+        (OutType::Q8_0, "q8_0"),
+    ] {
+        assert_eq!(
+            check_convert_case("phi3", outtype, key).architecture,
+            "phi3"
+        );
+    }
+}
+
+#[test]
+fn phi3_longrope_f32_model_all_out_types() {
+    for (outtype, key) in [
+        (OutType::F16, "f16"),
+        (OutType::BF16, "bf16"),
+        (OutType::F32, "f32"),
+        (OutType::Q8_0, "q8_0"),
+    ] {
+        let report = check_convert_case("phi3_longrope", outtype, key);
+        assert_eq!(
+            report.tensors, 17,
+            "rope_factors_long/short + 15 model tensors"
+        );
+    }
+}
+
+/// `Q4_K_M` / `Q4_K_S` of the new architectures equal llama.cpp's own `llama_model_quantize` of
+/// the reference converter's lossless output (gguf.json `q4_K_M` / `q4_K_S`): checks the
+/// quantize recipe on Gemma's tied embedding and extra norms and on Phi-3's fused `attn_qkv`.
+#[test]
+fn k_quants_of_gemma_and_phi3_equal_llama_quantize() {
+    for case in ["gemma", "gemma2", "phi3", "phi3_longrope"] {
+        check_convert_case(case, OutType::Q4KM, "q4_K_M");
+        check_convert_case(case, OutType::Q4KS, "q4_K_S");
+    }
+}
