@@ -298,7 +298,7 @@ pub fn generate_llama(dir: &Path, spec: &SynthSpec) -> Result<SynthOutput, HfMod
         files.push(WrittenFile {
             path: name.into(),
             size: text.len() as u64,
-            sha256: String::new(),
+            sha256: None,
         });
     }
     Ok(SynthOutput {
@@ -380,7 +380,7 @@ pub fn generate_adapter(
     files.push(WrittenFile {
         path: "adapter_config.json".into(),
         size: text.len() as u64,
-        sha256: String::new(),
+        sha256: None,
     });
     Ok(SynthOutput {
         dir: dir.to_path_buf(),

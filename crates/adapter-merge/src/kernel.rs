@@ -306,6 +306,12 @@ pub(crate) fn merge_rows(
     scratch_delta: &mut Vec<f32>,
     scratch_w: &mut Vec<f32>,
 ) -> Option<usize> {
+    if w_dtype == out_dtype
+        && crate::fused::applicable(u, w_dtype, out_dtype)
+        && crate::fused::merge_rows(u, row0, n_rows, w, out_dtype, out)
+    {
+        return None;
+    }
     let len = n_rows * u.cols;
     scratch_delta.resize(len, 0.0);
     scratch_w.resize(len, 0.0);

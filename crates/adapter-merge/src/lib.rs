@@ -23,6 +23,7 @@
 //!     force: false,
 //!     allow_non_finite: false,
 //!     fsync: true,
+//!     checksums: false,
 //! };
 //! let report = merge(&options, &NoProgress).unwrap();
 //! println!("{} of {} tensors changed", report.tensors_changed, report.tensors_total);
@@ -46,6 +47,7 @@
 extern crate blas_src;
 
 mod config;
+mod fused;
 mod kernel;
 mod merge;
 mod plan;
@@ -121,10 +123,15 @@ pub struct MergeOptions {
     /// `fsync` every weight file before the folder is renamed into place (default `true`;
     /// `save_pretrained` does not, so turn it off to compare like with like).
     pub fsync: bool,
+    /// Compute the SHA-256 of every output file for the report (default `false`, like
+    /// `save_pretrained`; the registry turns it on because it records them). Hashing runs on a
+    /// second thread and costs about as much CPU as writing the bytes.
+    pub checksums: bool,
 }
 
 impl MergeOptions {
-    /// Options with the defaults: auto dtype, 5 GB shards, all cores, no force.
+    /// Options with the defaults: auto dtype, 5 GB shards, all cores, no force, fsync, no
+    /// checksums.
     pub fn new(
         base_dir: impl Into<PathBuf>,
         adapter_dir: impl Into<PathBuf>,
@@ -140,6 +147,7 @@ impl MergeOptions {
             force: false,
             allow_non_finite: false,
             fsync: true,
+            checksums: false,
         }
     }
 }
@@ -151,8 +159,9 @@ pub struct MergeReport {
     pub tensors_total: usize,
     /// Tensors whose values the adapter changed (LoRA, DoRA, replacements, bias adds).
     pub tensors_changed: usize,
-    /// Files written: path relative to the output folder, size, SHA-256 (hex).
-    pub output_files: Vec<(PathBuf, u64, String)>,
+    /// Files written: path relative to the output folder, size, SHA-256 (hex; `None` when
+    /// [`MergeOptions::checksums`] is off).
+    pub output_files: Vec<(PathBuf, u64, Option<String>)>,
     /// Output dtype (the config's dtype when `Auto` kept mixed dtypes).
     pub dtype: Dtype,
     /// Wall time.

@@ -20,8 +20,9 @@ use crate::kernel::{choose_backend, merge_rows, Backend, LoraUpdate};
 use crate::plan::{build_plan, Job, Plan, Source};
 use crate::{MergeError, MergeOptions, MergeReport, ADAPTER_WEIGHTS_FILE};
 
-/// Elements per piece handed to the writer (bounds memory: a piece is at most 32 MiB as f32).
-const PIECE_ELEMS: usize = 8 << 20;
+/// Elements per piece handed to the writer: at most 4 MiB as f32, small enough that the writer
+/// and the hasher still find a piece in the last-level cache.
+const PIECE_ELEMS: usize = 1 << 20;
 /// Target elements per rayon work item.
 const BLOCK_ELEMS: usize = 1 << 16;
 
@@ -162,6 +163,7 @@ pub fn merge(options: &MergeOptions, reporter: &dyn Reporter) -> Result<MergeRep
         base.parameter_count(),
     )?;
     writer.set_sync(options.fsync);
+    writer.set_checksums(options.checksums);
     let order: Vec<String> = writer.write_order().iter().map(|s| s.to_string()).collect();
 
     let threads = options.threads.unwrap_or_else(|| {
@@ -244,7 +246,7 @@ pub fn merge(options: &MergeOptions, reporter: &dyn Reporter) -> Result<MergeRep
     })?;
     reporter.finish();
 
-    let mut output_files: Vec<(PathBuf, u64, String)> = written
+    let mut output_files: Vec<(PathBuf, u64, Option<String>)> = written
         .into_iter()
         .map(|f| (f.path, f.size, f.sha256))
         .collect();
@@ -274,7 +276,13 @@ pub fn merge(options: &MergeOptions, reporter: &dyn Reporter) -> Result<MergeRep
     } else {
         std::fs::read(&config_src).map_err(io_err(&config_src))?
     };
-    output_files.push(write_side_file(&tmp.path, CONFIG_FILE, &config_bytes)?);
+    let checksums = options.checksums;
+    output_files.push(write_side_file(
+        &tmp.path,
+        CONFIG_FILE,
+        &config_bytes,
+        checksums,
+    )?);
     let gen = options.base_dir.join("generation_config.json");
     if gen.is_file() {
         let bytes = std::fs::read(&gen).map_err(io_err(&gen))?;
@@ -282,6 +290,7 @@ pub fn merge(options: &MergeOptions, reporter: &dyn Reporter) -> Result<MergeRep
             &tmp.path,
             "generation_config.json",
             &bytes,
+            checksums,
         )?);
     }
     let has_tokenizer = |dir: &Path| TOKENIZER_FILES.iter().any(|f| dir.join(f).is_file());
@@ -297,7 +306,7 @@ pub fn merge(options: &MergeOptions, reporter: &dyn Reporter) -> Result<MergeRep
             let p = src.join(f);
             if p.is_file() {
                 let bytes = std::fs::read(&p).map_err(io_err(&p))?;
-                output_files.push(write_side_file(&tmp.path, f, &bytes)?);
+                output_files.push(write_side_file(&tmp.path, f, &bytes, checksums)?);
             }
         }
     }
@@ -331,7 +340,14 @@ pub fn merge(options: &MergeOptions, reporter: &dyn Reporter) -> Result<MergeRep
         tokenizer_source,
         ignored_modules: plan.ignored_modules.clone(),
         parameters: base.parameter_count(),
-        backend: backend.name(),
+        backend: if crate::fused::available() {
+            match backend {
+                Backend::Blas => "fused-avx2-fma (others: openblas-sgemm)",
+                Backend::SequentialFma => "fused-avx2-fma (others: sequential-fma)",
+            }
+        } else {
+            backend.name()
+        },
         warnings,
     })
 }
@@ -375,13 +391,14 @@ fn write_side_file(
     dir: &Path,
     name: &str,
     bytes: &[u8],
-) -> Result<(PathBuf, u64, String), MergeError> {
+    checksum: bool,
+) -> Result<(PathBuf, u64, Option<String>), MergeError> {
     let path = dir.join(name);
     std::fs::write(&path, bytes).map_err(io_err(&path))?;
     Ok((
         PathBuf::from(name),
         bytes.len() as u64,
-        hex::encode(Sha256::digest(bytes)),
+        checksum.then(|| hex::encode(Sha256::digest(bytes))),
     ))
 }
 
@@ -396,6 +413,8 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// An output buffer of `len` bytes. Its content is unspecified (a reused buffer keeps old
+    /// bytes): every caller overwrites all of it, so it is not cleared again.
     fn buffer(&self, len: usize) -> Vec<u8> {
         let mut buf = self
             .pool
@@ -403,7 +422,6 @@ impl Ctx<'_> {
             .ok()
             .and_then(|mut p| p.pop())
             .unwrap_or_default();
-        buf.clear();
         buf.resize(len, 0);
         buf
     }

@@ -104,7 +104,10 @@ fn run_case(case: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("merged");
     let dir = fixtures().join(case);
-    let opts = MergeOptions::new(dir.join("base"), adapter_dir(case), &out);
+    let opts = MergeOptions {
+        checksums: true,
+        ..MergeOptions::new(dir.join("base"), adapter_dir(case), &out)
+    };
     let report = merge(&opts, &NoProgress).unwrap();
     let cmp = compare(case, &out);
     println!(
@@ -136,9 +139,44 @@ fn run_case(case: &str) {
         std::fs::read(out.join("tokenizer.json")).unwrap(),
         std::fs::read(dir.join("base/tokenizer.json")).unwrap()
     );
-    // report lists every file with its real sha256
-    for (path, size, _sha) in &report.output_files {
-        assert_eq!(std::fs::metadata(out.join(path)).unwrap().len(), *size);
+    // report lists every file with its real size and sha256
+    for (path, size, sha) in &report.output_files {
+        let bytes = std::fs::read(out.join(path)).unwrap();
+        assert_eq!(bytes.len() as u64, *size, "{case}: {}", path.display());
+        assert_eq!(
+            sha.as_deref(),
+            Some(sha256_hex(&bytes).as_str()),
+            "{case}: {}",
+            path.display()
+        );
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+#[test]
+fn checksums_on_and_off_give_the_same_files() {
+    let case = "b_llama_alllinear_rslora";
+    let dir = fixtures().join(case);
+    let tmp = tempfile::tempdir().unwrap();
+    let with = tmp.path().join("with");
+    let without = tmp.path().join("without");
+    let opts = MergeOptions {
+        checksums: true,
+        ..MergeOptions::new(dir.join("base"), adapter_dir(case), &with)
+    };
+    let hashed = merge(&opts, &NoProgress).unwrap();
+    let opts = MergeOptions::new(dir.join("base"), adapter_dir(case), &without);
+    let plain = merge(&opts, &NoProgress).unwrap();
+    assert!(plain.output_files.iter().all(|(_, _, sha)| sha.is_none()));
+    assert_eq!(hashed.output_files.len(), plain.output_files.len());
+    for (path, _, sha) in &hashed.output_files {
+        let bytes = std::fs::read(without.join(path)).unwrap();
+        assert_eq!(std::fs::read(with.join(path)).unwrap(), bytes);
+        assert_eq!(sha.as_deref(), Some(sha256_hex(&bytes).as_str()));
     }
 }
 

@@ -261,6 +261,10 @@ pub struct MergeArgs {
     /// Write NaN/Inf produced by the merge instead of failing.
     #[arg(long)]
     pub allow_non_finite: bool,
+    /// Also compute the SHA-256 of every output file (listed with --json). Hashing takes about
+    /// as much CPU as writing the files.
+    #[arg(long)]
+    pub checksums: bool,
 }
 
 /// `loraforge convert …`

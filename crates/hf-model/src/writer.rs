@@ -132,10 +132,13 @@ fn header_bytes(specs: &[TensorSpec], order: &[usize]) -> Vec<u8> {
     bytes
 }
 
+/// Chunks at least this long are hashed on a second thread while they are written.
+const PARALLEL_HASH_MIN: usize = 256 << 10;
+
 struct OpenShard {
     path: PathBuf,
     out: BufWriter<File>,
-    hasher: Sha256,
+    hasher: Option<Sha256>,
     size: u64,
 }
 
@@ -146,8 +149,8 @@ pub struct WrittenFile {
     pub path: PathBuf,
     /// Size in bytes.
     pub size: u64,
-    /// SHA-256 of the content, lowercase hex.
-    pub sha256: String,
+    /// SHA-256 of the content, lowercase hex (`None` when checksums were turned off).
+    pub sha256: Option<String>,
 }
 
 /// Streams tensors into safetensors shards inside a folder the caller provides.
@@ -181,6 +184,7 @@ pub struct SafetensorsShardWriter {
     open: Option<OpenShard>,
     written: Vec<WrittenFile>,
     sync: bool,
+    checksums: bool,
 }
 
 impl SafetensorsShardWriter {
@@ -204,6 +208,7 @@ impl SafetensorsShardWriter {
             open: None,
             written: Vec::new(),
             sync: true,
+            checksums: true,
         };
         w.settle()?;
         Ok(w)
@@ -212,6 +217,12 @@ impl SafetensorsShardWriter {
     /// Whether each file is `fsync`ed when complete (default `true`).
     pub fn set_sync(&mut self, sync: bool) {
         self.sync = sync;
+    }
+
+    /// Whether the SHA-256 of each file is computed while it is written (default `true`; it
+    /// costs about as much CPU as writing the bytes, on a second thread).
+    pub fn set_checksums(&mut self, checksums: bool) {
+        self.checksums = checksums;
     }
 
     /// The planned shards.
@@ -272,14 +283,33 @@ impl SafetensorsShardWriter {
             self.open_shard()?;
         }
         if let Some(open) = self.open.as_mut() {
-            open.out
-                .write_all(data)
-                .map_err(|source| HfModelError::Io {
-                    path: open.path.clone(),
-                    source,
-                })?;
-            open.hasher.update(data);
-            open.size += data.len() as u64;
+            let OpenShard {
+                path,
+                out,
+                hasher,
+                size,
+            } = open;
+            let written = match hasher {
+                None => out.write_all(data),
+                // SHA-256 runs at about the speed of the write itself: overlap the two.
+                Some(hasher) if data.len() >= PARALLEL_HASH_MIN => std::thread::scope(|scope| {
+                    let hashing = scope.spawn(|| hasher.update(data));
+                    let written = out.write_all(data);
+                    let hashed = hashing
+                        .join()
+                        .map_err(|_| std::io::Error::other("the hashing thread panicked"));
+                    written.and(hashed)
+                }),
+                Some(hasher) => {
+                    hasher.update(data);
+                    out.write_all(data)
+                }
+            };
+            written.map_err(|source| HfModelError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            *size += data.len() as u64;
         }
         self.remaining -= data.len() as u64;
         if self.remaining == 0 {
@@ -329,9 +359,12 @@ impl SafetensorsShardWriter {
         out.write_all(&(header.len() as u64).to_le_bytes())
             .map_err(io)?;
         out.write_all(&header).map_err(io)?;
-        let mut hasher = Sha256::new();
-        hasher.update((header.len() as u64).to_le_bytes());
-        hasher.update(&header);
+        let hasher = self.checksums.then(|| {
+            let mut hasher = Sha256::new();
+            hasher.update((header.len() as u64).to_le_bytes());
+            hasher.update(&header);
+            hasher
+        });
         let size = 8 + header.len() as u64;
         self.open = Some(OpenShard {
             path,
@@ -357,7 +390,7 @@ impl SafetensorsShardWriter {
             self.written.push(WrittenFile {
                 path: name,
                 size: open.size,
-                sha256: hex::encode(open.hasher.finalize()),
+                sha256: open.hasher.map(|h| hex::encode(h.finalize())),
             });
         }
         Ok(())
@@ -401,7 +434,9 @@ impl SafetensorsShardWriter {
             files.push(WrittenFile {
                 path: PathBuf::from(INDEX_FILE),
                 size: text.len() as u64,
-                sha256: hex::encode(Sha256::digest(text.as_bytes())),
+                sha256: self
+                    .checksums
+                    .then(|| hex::encode(Sha256::digest(text.as_bytes()))),
             });
         }
         Ok(files)

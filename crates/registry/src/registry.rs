@@ -591,6 +591,8 @@ impl Registry {
         let started = Instant::now();
         let options = loraforge_adapter_merge::MergeOptions {
             dtype: dtype.parse::<loraforge_adapter_merge::OutputDtype>()?,
+            // the record keeps every file's SHA-256: exports check the files against it
+            checksums: true,
             ..loraforge_adapter_merge::MergeOptions::new(
                 &base_record.model_dir,
                 &adapter_dir,
@@ -612,7 +614,7 @@ impl Registry {
                 .map(|(path, bytes, sha256)| FileRecord {
                     path: path.to_string_lossy().into_owned(),
                     bytes: *bytes,
-                    sha256: sha256.clone(),
+                    sha256: sha256.clone().unwrap_or_default(),
                 })
                 .collect(),
             job: Some(job.id.clone()),

@@ -14,6 +14,7 @@ pub fn merge(context: &Context, args: MergeArgs) -> anyhow::Result<()> {
         threads: args.threads,
         force: args.force,
         allow_non_finite: args.allow_non_finite,
+        checksums: args.checksums,
         ..loraforge_adapter_merge::MergeOptions::new(&args.base, &args.adapter, &args.out)
     };
     let reporter = context.reporter();
