@@ -15,6 +15,12 @@
 //! default: a fresh temp dir), `LORAFORGE_BENCH_LAYERS` (default 22),
 //! `LORAFORGE_BENCH_OUTTYPE` (default f16), `LORAFORGE_BENCH_ROUNDS` (default 3; copy and
 //! conversion alternate, the best of each is compared: the machine is often shared).
+//! Each round also converts with `sha256` on (what the registry's export does).
+//!
+//! The reference in the same run: `LORAFORGE_BENCH_CONVERT_PY=<llama.cpp>/convert_hf_to_gguf.py`
+//! and `LORAFORGE_BENCH_PYTHON=<python with torch, numpy, sentencepiece and llama.cpp's gguf-py
+//! importable>` time the reference converter once on the same folder (wall time including its
+//! imports, CPU time, peak RSS) and compare its output with ours byte for byte.
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
@@ -32,9 +38,10 @@ const TOKENIZER_FIXTURE: &str = concat!(
 
 /// Child mode: convert and print `elapsed_s peak_rss_kib cpu_s bytes`.
 fn child(args: &[String]) {
-    let (model, out, outtype) = (&args[0], &args[1], &args[2]);
+    let (model, out, outtype, sha256) = (&args[0], &args[1], &args[2], &args[3]);
     let options = ConvertOptions {
         outtype: OutType::parse(outtype).unwrap(),
+        sha256: sha256 == "sha256",
         ..ConvertOptions::default()
     };
     let t = Instant::now();
@@ -100,7 +107,9 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
-    let (mut best_copy, mut best_conv, mut worst_rss) = (f64::MAX, f64::MAX, 0f64);
+    let (mut best_copy, mut best_conv, mut best_sha, mut worst_rss) =
+        (f64::MAX, f64::MAX, f64::MAX, 0f64);
+    let out = out_dir.join("model.gguf");
     for round in 0..rounds {
         let copy_dir = root.join("copy");
         let _ = std::fs::remove_dir_all(&copy_dir);
@@ -109,40 +118,170 @@ fn main() {
         let copy_s = t.elapsed().as_secs_f64();
         let _ = std::fs::remove_dir_all(&copy_dir);
 
-        let out = out_dir.join("model.gguf");
-        let output = std::process::Command::new(&exe)
-            .arg("--child")
-            .arg(&model)
-            .arg(&out)
-            .arg(&outtype)
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let line = String::from_utf8_lossy(&output.stdout);
-        let f: Vec<&str> = line.split_whitespace().collect();
-        let secs: f64 = f[0].parse().unwrap();
-        let rss_kib: f64 = f[1].parse().unwrap();
-        let cpu: f64 = f[2].parse().unwrap();
-        let bytes: f64 = f[3].parse().unwrap();
-        println!(
-            "round {round}: copy (read+write+fsync) {copy_s:.2} s ({:.2} GB/s) | convert {secs:.2} s ({:.2} GB/s in, {:.2} GB out) = {:.2}x copy | peak RSS {:.0} MiB | CPU {cpu:.1} s",
-            gb / copy_s,
-            gb / secs,
-            bytes / 1e9,
-            secs / copy_s,
-            rss_kib / 1024.0,
-        );
+        let plain = convert_child(&exe, &model, &out, &outtype, false);
         let _ = std::fs::remove_file(&out);
+        let hashed = convert_child(&exe, &model, &out, &outtype, true);
+        if round + 1 < rounds {
+            let _ = std::fs::remove_file(&out);
+        }
+        println!(
+            "round {round}: copy (read+write+fsync) {copy_s:.2} s ({:.2} GB/s) | convert {:.2} s ({:.2} GB/s in, {:.2} GB out) = {:.2}x copy, peak RSS {:.0} MiB, CPU {:.1} s | with sha256 {:.2} s = {:.2}x copy, CPU {:.1} s",
+            gb / copy_s,
+            plain.secs,
+            gb / plain.secs,
+            plain.bytes / 1e9,
+            plain.secs / copy_s,
+            plain.rss_kib / 1024.0,
+            plain.cpu,
+            hashed.secs,
+            hashed.secs / copy_s,
+            hashed.cpu,
+        );
         best_copy = best_copy.min(copy_s);
-        best_conv = best_conv.min(secs);
-        worst_rss = worst_rss.max(rss_kib / 1024.0);
+        best_conv = best_conv.min(plain.secs);
+        best_sha = best_sha.min(hashed.secs);
+        worst_rss = worst_rss.max(plain.rss_kib.max(hashed.rss_kib) / 1024.0);
     }
     println!(
-        "best of {rounds}: copy {best_copy:.2} s, convert {best_conv:.2} s, ratio {:.2}x (target <= 1.3x), peak RSS {worst_rss:.0} MiB (target <= 512 MiB)",
-        best_conv / best_copy
+        "best of {rounds}: copy {best_copy:.2} s, convert {best_conv:.2} s, ratio {:.2}x (target <= 1.3x); with sha256 {best_sha:.2} s, {:.2}x; peak RSS {worst_rss:.0} MiB (target <= 512 MiB)",
+        best_conv / best_copy,
+        best_sha / best_copy
     );
+    if let (Some(script), Some(python)) = (
+        std::env::var_os("LORAFORGE_BENCH_CONVERT_PY"),
+        std::env::var_os("LORAFORGE_BENCH_PYTHON"),
+    ) {
+        reference_run(&python, &script, &root, &model, &outtype, &out, best_conv);
+    }
+    let _ = std::fs::remove_file(&out);
+}
+
+struct ChildRun {
+    secs: f64,
+    rss_kib: f64,
+    cpu: f64,
+    bytes: f64,
+}
+
+/// One conversion in a child process (this binary with `--child`), so its peak RSS is its own.
+fn convert_child(exe: &Path, model: &Path, out: &Path, outtype: &str, sha256: bool) -> ChildRun {
+    let output = std::process::Command::new(exe)
+        .arg("--child")
+        .arg(model)
+        .arg(out)
+        .arg(outtype)
+        .arg(if sha256 { "sha256" } else { "plain" })
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let line = String::from_utf8_lossy(&output.stdout);
+    let f: Vec<f64> = line
+        .split_whitespace()
+        .map(|v| v.parse().unwrap())
+        .collect();
+    ChildRun {
+        secs: f[0],
+        rss_kib: f[1],
+        cpu: f[2],
+        bytes: f[3],
+    }
+}
+
+const REFERENCE_WRAPPER: &str = r#"
+import os, resource, runpy, sys, time
+t = time.time()
+script = sys.argv[1]
+sys.argv = sys.argv[1:]
+# as `python convert_hf_to_gguf.py` would: its folder (the `conversion` package) on the path
+sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
+try:
+    runpy.run_path(script, run_name="__main__")
+except SystemExit as e:
+    if e.code not in (None, 0):
+        raise
+u = resource.getrusage(resource.RUSAGE_SELF)
+print("LORAFORGE", time.time() - t, u.ru_maxrss, u.ru_utime + u.ru_stime)
+"#;
+
+/// `convert_hf_to_gguf.py` on the same folder and out type, timed once (wall time includes its
+/// imports, as users run it), and its output compared with ours (`ours`) byte for byte.
+fn reference_run(
+    python: &std::ffi::OsStr,
+    script: &std::ffi::OsStr,
+    root: &Path,
+    model: &Path,
+    outtype: &str,
+    ours: &Path,
+    ours_s: f64,
+) {
+    let wrapper = root.join("reference_wrapper.py");
+    std::fs::write(&wrapper, REFERENCE_WRAPPER).unwrap();
+    let theirs = root.join("out").join("reference.gguf");
+    let _ = std::fs::remove_file(&theirs);
+    let output = std::process::Command::new(python)
+        .arg(&wrapper)
+        .arg(script)
+        .arg(model)
+        .arg("--outfile")
+        .arg(&theirs)
+        .arg("--outtype")
+        .arg(outtype)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    let Some(line) = text.lines().find(|l| l.starts_with("LORAFORGE ")) else {
+        println!(
+            "convert_hf_to_gguf.py failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        return;
+    };
+    let f: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let identical = files_equal(&theirs, ours);
+    println!(
+        "convert_hf_to_gguf.py: {:.2} s wall (with imports), CPU {:.1} s, peak RSS {:.0} MiB; loraforge (best round) is {:.1}x faster; output files {}",
+        f[0],
+        f[2],
+        f[1] / 1024.0,
+        f[0] / ours_s,
+        if identical { "byte-identical" } else { "DIFFER" }
+    );
+    let _ = std::fs::remove_file(&theirs);
+}
+
+fn files_equal(a: &Path, b: &Path) -> bool {
+    let (Ok(mut fa), Ok(mut fb)) = (std::fs::File::open(a), std::fs::File::open(b)) else {
+        return false;
+    };
+    let (mut ba, mut bb) = (vec![0u8; 8 << 20], vec![0u8; 8 << 20]);
+    loop {
+        let na = read_full(&mut fa, &mut ba);
+        let nb = read_full(&mut fb, &mut bb);
+        if na != nb || ba[..na] != bb[..nb] {
+            return false;
+        }
+        if na == 0 {
+            return true;
+        }
+    }
+}
+
+fn read_full(f: &mut std::fs::File, buf: &mut [u8]) -> usize {
+    use std::io::Read;
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..]) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => n += k,
+        }
+    }
+    n
 }

@@ -23,7 +23,7 @@
 //!     force: false,
 //!     allow_non_finite: false,
 //!     fsync: true,
-//!     checksums: false,
+//!     sha256: false,
 //! };
 //! let report = merge(&options, &NoProgress).unwrap();
 //! println!("{} of {} tensors changed", report.tensors_changed, report.tensors_total);
@@ -126,7 +126,7 @@ pub struct MergeOptions {
     /// Compute the SHA-256 of every output file for the report (default `false`, like
     /// `save_pretrained`; the registry turns it on because it records them). Hashing runs on a
     /// second thread and costs about as much CPU as writing the bytes.
-    pub checksums: bool,
+    pub sha256: bool,
 }
 
 impl MergeOptions {
@@ -147,7 +147,7 @@ impl MergeOptions {
             force: false,
             allow_non_finite: false,
             fsync: true,
-            checksums: false,
+            sha256: false,
         }
     }
 }
@@ -160,7 +160,7 @@ pub struct MergeReport {
     /// Tensors whose values the adapter changed (LoRA, DoRA, replacements, bias adds).
     pub tensors_changed: usize,
     /// Files written: path relative to the output folder, size, SHA-256 (hex; `None` when
-    /// [`MergeOptions::checksums`] is off).
+    /// [`MergeOptions::sha256`] is off).
     pub output_files: Vec<(PathBuf, u64, Option<String>)>,
     /// Output dtype (the config's dtype when `Auto` kept mixed dtypes).
     pub dtype: Dtype,

@@ -163,7 +163,7 @@ pub fn merge(options: &MergeOptions, reporter: &dyn Reporter) -> Result<MergeRep
         base.parameter_count(),
     )?;
     writer.set_sync(options.fsync);
-    writer.set_checksums(options.checksums);
+    writer.set_checksums(options.sha256);
     let order: Vec<String> = writer.write_order().iter().map(|s| s.to_string()).collect();
 
     let threads = options.threads.unwrap_or_else(|| {
@@ -276,7 +276,7 @@ pub fn merge(options: &MergeOptions, reporter: &dyn Reporter) -> Result<MergeRep
     } else {
         std::fs::read(&config_src).map_err(io_err(&config_src))?
     };
-    let checksums = options.checksums;
+    let checksums = options.sha256;
     output_files.push(write_side_file(
         &tmp.path,
         CONFIG_FILE,

@@ -105,7 +105,7 @@ fn run_case(case: &str) {
     let out = tmp.path().join("merged");
     let dir = fixtures().join(case);
     let opts = MergeOptions {
-        checksums: true,
+        sha256: true,
         ..MergeOptions::new(dir.join("base"), adapter_dir(case), &out)
     };
     let report = merge(&opts, &NoProgress).unwrap();
@@ -165,7 +165,7 @@ fn checksums_on_and_off_give_the_same_files() {
     let with = tmp.path().join("with");
     let without = tmp.path().join("without");
     let opts = MergeOptions {
-        checksums: true,
+        sha256: true,
         ..MergeOptions::new(dir.join("base"), adapter_dir(case), &with)
     };
     let hashed = merge(&opts, &NoProgress).unwrap();

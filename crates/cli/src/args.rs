@@ -264,7 +264,7 @@ pub struct MergeArgs {
     /// Also compute the SHA-256 of every output file (listed with --json). Hashing takes about
     /// as much CPU as writing the files.
     #[arg(long)]
-    pub checksums: bool,
+    pub sha256: bool,
 }
 
 /// `loraforge convert …`
@@ -280,6 +280,10 @@ pub struct ConvertArgs {
     /// Worker threads.
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Also compute the file's SHA-256 (printed, and in --json). Hashing takes about as much
+    /// CPU as writing the file.
+    #[arg(long)]
+    pub sha256: bool,
 }
 
 /// `loraforge quantize …`

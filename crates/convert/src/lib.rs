@@ -218,6 +218,9 @@ pub struct ConvertOptions {
     pub threads: Option<usize>,
     /// Force `tokenizer.ggml.pre` (a llama.cpp pre-tokenizer name) for BPE tokenizers.
     pub pre_tokenizer: Option<String>,
+    /// Compute the file's SHA-256 while writing it (default `false`: it costs about as much CPU
+    /// as the write; Ollama's blob upload needs it, so the registry turns it on).
+    pub sha256: bool,
 }
 
 /// What [`convert`] wrote.
@@ -229,8 +232,8 @@ pub struct ConvertReport {
     pub tensors: usize,
     /// File size in bytes.
     pub bytes: u64,
-    /// Lowercase hex sha256 of the file.
-    pub sha256: String,
+    /// Lowercase hex SHA-256 of the file, when [`ConvertOptions::sha256`] asked for it.
+    pub sha256: Option<String>,
     /// Things the caller should know (pre-tokenizer guessed from its regex, Q8_0 fallbacks …).
     pub warnings: Vec<String>,
     /// `tokenizer.ggml.pre`.
@@ -301,6 +304,7 @@ fn convert_then_quantize(
     let intermediate = out.with_file_name(format!(".{file_name}.unquantized.tmp"));
     let mut first = options.clone();
     first.outtype = OutType::Source;
+    first.sha256 = false;
     let result = convert(model_dir, &intermediate, &first, reporter).and_then(|mut report| {
         let q = quantize_file(
             &intermediate,
@@ -324,7 +328,7 @@ fn convert_then_quantize(
         }
         report.path = out.to_path_buf();
         report.bytes = q.output_bytes;
-        report.sha256 = q.sha256;
+        report.sha256 = options.sha256.then_some(q.sha256);
         report.file_type = ftype.llama_ftype();
         report.tensors = q.tensors.len();
         Ok(report)
@@ -764,22 +768,28 @@ fn convert_inner(
             }
         });
         // A hasher thread computes the file's sha256 from the same bytes (header, tensor data,
-        // zero padding) while this thread writes, then recycles the buffers to the producer.
+        // zero padding) while this thread writes — or, without `sha256`, only checks the byte
+        // count — then recycles the buffers to the producer.
         let (hash_tx, hash_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(3);
         let layout = &layout;
-        let hasher = scope.spawn(move || -> Result<String, String> {
-            let mut h = Sha256::new();
-            h.update(&layout.header);
+        let want_sha256 = options.sha256;
+        let hasher = scope.spawn(move || -> Result<Option<String>, String> {
+            let mut h = want_sha256.then(Sha256::new);
+            if let Some(h) = h.as_mut() {
+                h.update(&layout.header);
+            }
             let mut total = layout.header.len() as u64;
             let zeros = vec![0u8; usize::try_from(layout.alignment).unwrap_or(32)];
             let sizes = &layout.tensor_sizes;
             let (mut ti, mut in_tensor) = (0usize, 0u64);
             let close_tensors =
-                |h: &mut Sha256, ti: &mut usize, in_tensor: &mut u64, total: &mut u64| {
+                |h: &mut Option<Sha256>, ti: &mut usize, in_tensor: &mut u64, total: &mut u64| {
                     while *ti < sizes.len() && *in_tensor >= sizes[*ti] {
                         let size = sizes[*ti];
                         let pad = (layout.alignment - size % layout.alignment) % layout.alignment;
-                        h.update(&zeros[..pad as usize]);
+                        if let Some(h) = h.as_mut() {
+                            h.update(&zeros[..pad as usize]);
+                        }
                         *total += pad;
                         *in_tensor -= size;
                         *ti += 1;
@@ -787,7 +797,9 @@ fn convert_inner(
                 };
             close_tensors(&mut h, &mut ti, &mut in_tensor, &mut total);
             for chunk in hash_rx {
-                h.update(&chunk);
+                if let Some(h) = h.as_mut() {
+                    h.update(&chunk);
+                }
                 total += chunk.len() as u64;
                 in_tensor += chunk.len() as u64;
                 close_tensors(&mut h, &mut ti, &mut in_tensor, &mut total);
@@ -799,7 +811,7 @@ fn convert_inner(
                     layout.file_size
                 ));
             }
-            Ok(hex::encode(h.finalize()))
+            Ok(h.map(|h| hex::encode(h.finalize())))
         });
         let mut source =
             |index: usize, info: &TensorInfo, w: &mut dyn Write| -> Result<(), SourceError> {

@@ -89,6 +89,7 @@ fn check(
     let out = tmp.path().join("out.gguf");
     let options = ConvertOptions {
         outtype,
+        sha256: true,
         ..ConvertOptions::default()
     };
     let report = convert(&dir, &out, &options, &NoProgress).unwrap();
@@ -107,8 +108,8 @@ fn check(
         .trim_start_matches("ref-")
         .trim_end_matches(".gguf");
     assert_eq!(
-        report.sha256,
-        gguf_json["outputs"][key]["sha256"].as_str().unwrap(),
+        report.sha256.as_deref(),
+        gguf_json["outputs"][key]["sha256"].as_str(),
         "sha256 of the whole file"
     );
     if let Some((pre, source)) = expect_pre {
@@ -297,6 +298,7 @@ fn k_quants_equal_reference_gguf_quantized() {
             let out = tmp.path().join("out.gguf");
             let options = ConvertOptions {
                 outtype,
+                sha256: true,
                 ..ConvertOptions::default()
             };
             let report = convert(&dir, &out, &options, &NoProgress).unwrap();
@@ -312,7 +314,7 @@ fn k_quants_equal_reference_gguf_quantized() {
                 &NoProgress,
             )
             .unwrap();
-            assert_eq!(report.sha256, q.sha256, "{case} {outtype:?}");
+            assert_eq!(report.sha256, Some(q.sha256), "{case} {outtype:?}");
             assert_eq!(
                 std::fs::read(&out).unwrap(),
                 std::fs::read(&expected).unwrap()
@@ -346,13 +348,14 @@ fn check_convert_case(case: &str, outtype: OutType, key: &str) -> loraforge_conv
     let out = tmp.path().join("out.gguf");
     let options = ConvertOptions {
         outtype,
+        sha256: true,
         ..ConvertOptions::default()
     };
     let report = convert(&dir, &out, &options, &NoProgress).unwrap();
     let info: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("gguf.json")).unwrap()).unwrap();
     let expected = info["outputs"][key]["sha256"].as_str().unwrap();
-    if report.sha256 != expected {
+    if report.sha256.as_deref() != Some(expected) {
         let kept = ["bf16", "f16"]
             .into_iter()
             .find(|k| dir.join(format!("ref-{k}.gguf")).is_file())
@@ -382,7 +385,7 @@ fn check_convert_case(case: &str, outtype: OutType, key: &str) -> loraforge_conv
         };
         assert_eq!(names(&a), names(&b), "{case} {key}: tensors differ");
         panic!(
-            "{case} {key}: sha256 {} != reference {expected}",
+            "{case} {key}: sha256 {:?} != reference {expected}",
             report.sha256
         );
     }

@@ -84,8 +84,20 @@ fn one_thread_and_default_threads_write_the_same_file() {
     };
     let ra = convert(&dir, &a, &one, &NoProgress).unwrap();
     let rb = convert(&dir, &b, &many, &NoProgress).unwrap();
-    assert_eq!(ra.sha256, rb.sha256);
+    assert_eq!(rb.sha256, None);
     assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    // SHA-256 only on request, and then the file's own
+    assert_eq!(ra.sha256, None);
+    let c = tmp.path().join("c.gguf");
+    let hashed = ConvertOptions {
+        sha256: true,
+        ..many
+    };
+    let rc = convert(&dir, &c, &hashed, &NoProgress).unwrap();
+    let bytes = std::fs::read(&c).unwrap();
+    assert_eq!(bytes, std::fs::read(&b).unwrap());
+    use sha2::Digest;
+    assert_eq!(rc.sha256, Some(hex::encode(sha2::Sha256::digest(&bytes))));
 }
 
 #[test]

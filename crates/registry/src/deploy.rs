@@ -226,13 +226,22 @@ impl Registry {
             let options = loraforge_convert::ConvertOptions {
                 outtype,
                 general: general_metadata(&card, saved),
+                // Ollama names blobs by SHA-256: hash while writing, unless a quantized file
+                // replaces this one (quantize_file hashes its own output).
+                sha256: quantize.is_none(),
                 ..Default::default()
             };
             let exported_path = staging.join("model.gguf");
             let converted =
                 loraforge_convert::convert(&model_dir, &exported_path, &options, reporter)?;
             let (written, sha256) = match quantize {
-                None => (exported_path, converted.sha256),
+                None => {
+                    let sha256 = match converted.sha256 {
+                        Some(sha256) => sha256,
+                        None => sha256_path(&exported_path)?,
+                    };
+                    (exported_path, sha256)
+                }
                 Some(name) => {
                     let ftype = loraforge_quantize::FileType::parse(name).map_err(|e| {
                         RegistryError::BadInput {

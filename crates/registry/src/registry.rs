@@ -592,7 +592,7 @@ impl Registry {
         let options = loraforge_adapter_merge::MergeOptions {
             dtype: dtype.parse::<loraforge_adapter_merge::OutputDtype>()?,
             // the record keeps every file's SHA-256: exports check the files against it
-            checksums: true,
+            sha256: true,
             ..loraforge_adapter_merge::MergeOptions::new(
                 &base_record.model_dir,
                 &adapter_dir,

@@ -14,7 +14,7 @@ pub fn merge(context: &Context, args: MergeArgs) -> anyhow::Result<()> {
         threads: args.threads,
         force: args.force,
         allow_non_finite: args.allow_non_finite,
-        checksums: args.checksums,
+        sha256: args.sha256,
         ..loraforge_adapter_merge::MergeOptions::new(&args.base, &args.adapter, &args.out)
     };
     let reporter = context.reporter();
@@ -45,6 +45,11 @@ pub fn merge(context: &Context, args: MergeArgs) -> anyhow::Result<()> {
         report.bytes_written as f64 / 1e6,
         report.elapsed.as_secs_f64()
     ));
+    for (path, _, sha256) in &report.output_files {
+        if let Some(sha256) = sha256 {
+            println_stdout(&format!("sha256 {sha256}  {}", path.display()));
+        }
+    }
     for module in &report.ignored_modules {
         context.status(&format!(
             "note: adapter module {module} is not targeted by its config; ignored as PEFT does"
@@ -64,6 +69,7 @@ pub fn convert(context: &Context, args: ConvertArgs) -> anyhow::Result<()> {
     let options = loraforge_convert::ConvertOptions {
         outtype,
         threads: args.threads,
+        sha256: args.sha256,
         ..Default::default()
     };
     let report = loraforge_convert::convert(&args.model_dir, &args.out, &options, &reporter)?;
@@ -86,6 +92,9 @@ pub fn convert(context: &Context, args: ConvertArgs) -> anyhow::Result<()> {
         report.bytes as f64 / 1e6,
         report.pre_tokenizer.as_deref().unwrap_or("n/a")
     ));
+    if let Some(sha256) = &report.sha256 {
+        println_stdout(&format!("sha256 {sha256}"));
+    }
     Ok(())
 }
 
