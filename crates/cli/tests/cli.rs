@@ -842,6 +842,28 @@ fn low_level_commands_merge_convert_quantize_inspect() {
         merged.to_str().unwrap(),
     ]);
     assert_eq!(out["tensors_changed"], 4, "q_proj and v_proj of 2 layers");
+    // no hashing unless asked; with --sha256 every file's own digest
+    let files = out["files"].as_array().unwrap();
+    assert!(files.iter().all(|f| f["sha256"].is_null()), "{files:?}");
+    let hashed_dir = work.path().join("merged-sha");
+    let hashed = env.json(&[
+        "merge",
+        "--base",
+        env.demo.base_dir.to_str().unwrap(),
+        "--adapter",
+        env.demo.trainer_dir.to_str().unwrap(),
+        "--out",
+        hashed_dir.to_str().unwrap(),
+        "--sha256",
+    ]);
+    for f in hashed["files"].as_array().unwrap() {
+        let bytes = std::fs::read(hashed_dir.join(f["path"].as_str().unwrap())).unwrap();
+        assert_eq!(
+            f["sha256"].as_str(),
+            Some(sha256_hex(&bytes).as_str()),
+            "{f}"
+        );
+    }
     let output = env.fails(&[
         "merge",
         "--base",
@@ -949,4 +971,9 @@ fn demo_runs_the_whole_lifecycle_and_deploys_when_ollama_answers() {
         text.contains("next step") && text.contains("loraforge saved deploy"),
         "{text}"
     );
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
 }
