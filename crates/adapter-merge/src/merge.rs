@@ -2,6 +2,7 @@
 //! rename into place.
 
 use std::borrow::Cow;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::sync_channel;
 use std::sync::Mutex;
@@ -62,12 +63,17 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> MergeError + '_ {
     }
 }
 
-/// A piece of output bytes for the writer thread; `release` names a base tensor whose mapped
-/// pages can be dropped once written.
+/// A piece of output bytes for the writer thread; `release` names a base tensor and the bytes of
+/// its data whose mapped pages can be dropped once the piece is written (so a tensor of any size
+/// is resident only a piece at a time).
 struct Piece<'a> {
     bytes: Cow<'a, [u8]>,
-    release: Option<&'a str>,
+    release: Option<(&'a str, Range<usize>)>,
 }
+
+/// The whole of a tensor, for [`Piece::release`] on its last piece (also drops the pages that
+/// straddle two pieces).
+const WHOLE: Range<usize> = 0..usize::MAX;
 
 /// Merges the adapter into the base and writes a saved-model folder. See the crate docs.
 pub fn merge(options: &MergeOptions, reporter: &dyn Reporter) -> Result<MergeReport, MergeError> {
@@ -198,8 +204,8 @@ pub fn merge(options: &MergeOptions, reporter: &dyn Reporter) -> Result<MergeRep
             for piece in rx {
                 writer.write_chunk(&piece.bytes)?;
                 reporter.advance(piece.bytes.len() as u64);
-                if let Some(name) = piece.release {
-                    base_ref.release(name);
+                if let Some((name, range)) = piece.release {
+                    base_ref.release_range(name, range);
                 }
                 if let Cow::Owned(buf) = piece.bytes {
                     if let Ok(mut p) = pool_ref.lock() {
@@ -445,7 +451,8 @@ impl<'a> Ctx<'a> {
             Source::Base => self.base.tensor(name)?,
             Source::Adapter(key) => self.adapter.tensor(key)?,
         };
-        let release = matches!(job.source, Source::Base).then_some(name);
+        let is_base = matches!(job.source, Source::Base);
+        let release = |range: Range<usize>| is_base.then_some((name, range));
         if let Some(lora) = &job.lora {
             let a = f32_of(&self.adapter.tensor(&lora.a_key)?);
             let b = f32_of(&self.adapter.tensor(&lora.b_key)?);
@@ -509,11 +516,12 @@ impl<'a> Ctx<'a> {
                         index,
                     });
                 }
+                let read = row0 * cols * in_size..(row0 + n) * cols * in_size;
                 row0 += n;
                 let last = row0 >= rows;
                 if !send(Piece {
                     bytes: Cow::Owned(out),
-                    release: if last { release } else { None },
+                    release: release(if last { WHOLE } else { read }),
                 }) {
                     return Ok(false);
                 }
@@ -533,14 +541,27 @@ impl<'a> Ctx<'a> {
             encode_f32(out_dtype, &vals, &mut out);
             return Ok(send(Piece {
                 bytes: Cow::Owned(out),
-                release,
+                release: release(WHOLE),
             }));
         }
         if source.dtype == out_dtype {
-            return Ok(send(Piece {
-                bytes: Cow::Borrowed(source.data),
-                release,
-            }));
+            // Straight from the mapping, a piece at a time.
+            let piece_bytes = PIECE_ELEMS * out_dtype.size();
+            let mut start = 0;
+            loop {
+                let end = (start + piece_bytes).min(source.data.len());
+                let last = end >= source.data.len();
+                if !send(Piece {
+                    bytes: Cow::Borrowed(&source.data[start..end]),
+                    release: release(if last { WHOLE } else { start..end }),
+                }) {
+                    return Ok(false);
+                }
+                if last {
+                    return Ok(true);
+                }
+                start = end;
+            }
         }
         // dtype conversion, piecewise
         let count = source.element_count();
@@ -557,10 +578,11 @@ impl<'a> Ctx<'a> {
             decode_f32(source.dtype, bytes, &mut vals);
             let mut out = self.buffer(n * out_dtype.size());
             encode_f32(out_dtype, &vals, &mut out);
+            let read = start * in_size..(start + n) * in_size;
             start += n;
             if !send(Piece {
                 bytes: Cow::Owned(out),
-                release: if start >= count { release } else { None },
+                release: release(if start >= count { WHOLE } else { read }),
             }) {
                 return Ok(false);
             }

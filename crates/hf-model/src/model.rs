@@ -232,6 +232,12 @@ impl HfModel {
     /// page cache; the mapping's resident size drops). Keeps peak RSS bounded while streaming a
     /// model larger than memory. Views still alive stay valid: the pages are re-read on access.
     pub fn release(&self, name: &str) {
+        self.release_range(name, 0..usize::MAX);
+    }
+
+    /// Like [`HfModel::release`] for the bytes `range` of `name`'s data (clamped to the tensor),
+    /// so that a large tensor streamed piece by piece never has more than a piece resident.
+    pub fn release_range(&self, name: &str, range: std::ops::Range<usize>) {
         let Some(&(si, ti)) = self.lookup.get(name) else {
             return;
         };
@@ -239,8 +245,14 @@ impl HfModel {
         let Some(map) = &shard.map else { return };
         let info = &shard.header.tensors[ti];
         let page = 4096u64;
-        let start = shard.header.data_start + info.data_offsets.0;
-        let end = shard.header.data_start + info.data_offsets.1;
+        let tensor_start = shard.header.data_start + info.data_offsets.0;
+        let tensor_end = shard.header.data_start + info.data_offsets.1;
+        let start = tensor_start
+            .saturating_add(range.start as u64)
+            .min(tensor_end);
+        let end = tensor_start
+            .saturating_add(range.end as u64)
+            .min(tensor_end);
         // Only whole pages inside this tensor, so neighbours are not affected in any way.
         let first = start.div_ceil(page) * page;
         let last = end / page * page;

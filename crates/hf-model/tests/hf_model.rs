@@ -316,3 +316,65 @@ fn folder_errors() {
         Err(HfModelError::NoWeights { .. })
     ));
 }
+
+/// Resident kB of the mapping that contains `addr` (from `/proc/self/smaps`): unaffected by what
+/// other test threads allocate.
+#[cfg(target_os = "linux")]
+fn mapping_rss_kib(addr: usize) -> u64 {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+    let mut inside = false;
+    for line in smaps.lines() {
+        if let Some((range, _)) = line.split_once(' ') {
+            if let Some((lo, hi)) = range.split_once('-') {
+                if let (Ok(lo), Ok(hi)) =
+                    (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16))
+                {
+                    inside = (lo..hi).contains(&addr);
+                    continue;
+                }
+            }
+        }
+        if inside && line.starts_with("Rss:") {
+            return line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        }
+    }
+    panic!("no mapping contains {addr:#x}");
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn release_range_drops_only_that_part_of_a_tensor_and_data_stays_readable() {
+    let tmp = tempdir();
+    let n: usize = 16 << 20; // 16 Mi f32 = 64 MiB
+    let specs = vec![TensorSpec {
+        name: "w".into(),
+        dtype: Dtype::F32,
+        shape: vec![n],
+    }];
+    let mut writer = SafetensorsShardWriter::new(tmp.path(), specs, u64::MAX, n as u64).unwrap();
+    let bytes: Vec<u8> = (0..n as u32).flat_map(|i| i.to_le_bytes()).collect();
+    writer.write_tensor("w", &bytes).unwrap();
+    writer.finish().unwrap();
+    std::fs::write(tmp.path().join("config.json"), "{}").unwrap();
+    let model = HfModel::open(tmp.path()).unwrap();
+    let view = model.tensor("w").unwrap();
+    let addr = view.data.as_ptr() as usize;
+    let touched: u64 = view.data.iter().step_by(4096).map(|&b| u64::from(b)).sum();
+    let full = mapping_rss_kib(addr);
+    assert!(
+        full >= 60 << 10,
+        "all 64 MiB resident after reading: {full} kB"
+    );
+    model.release_range("w", 0..view.data.len() / 2);
+    let half = mapping_rss_kib(addr);
+    assert!(
+        half <= full - (30 << 10) && half >= 30 << 10,
+        "the first half dropped, the second kept: {full} kB -> {half} kB"
+    );
+    // Released pages read back from the file.
+    assert_eq!(view.data, &bytes[..]);
+    let again: u64 = view.data.iter().step_by(4096).map(|&b| u64::from(b)).sum();
+    assert_eq!(touched, again);
+    model.release("w");
+    assert!(mapping_rss_kib(addr) < 1 << 10, "whole tensor released");
+}
