@@ -3,10 +3,10 @@
 //! `conversion/qwen.py`, `conversion/gpt2.py`, `conversion/gemma.py`, `conversion/phi.py`,
 //! `conversion/base.py` `TextModel`) writes them.
 
+use loraforge_gguf_writer::Metadata;
 use serde_json::{Map, Value as Json};
 
 use crate::error::ConvertError;
-use crate::meta::{Metadata, Value};
 use crate::vocab::VocabKind;
 
 /// HF `architectures[0]` values this converter handles, and the GGUF architecture of each.
@@ -290,43 +290,37 @@ pub(crate) fn hparam_metadata(
     warnings: &mut Vec<String>,
 ) -> Result<Metadata, ConvertError> {
     let a = arch.gguf_name();
-    let mut md = Metadata::default();
+    let mut md = Metadata::new();
     let raw = &hp.raw;
     if arch == Arch::Gpt2 {
-        md.push(
-            format!("{a}.block_count"),
-            Value::U32(hp.block_count as u32),
-        );
+        md.set(format!("{a}.block_count"), hp.block_count as u32);
         // The stock script reads `n_ctx`, which transformers no longer writes; n_positions is
         // the same number (the reference fixtures were made with n_ctx = n_positions).
         let ctx = find(raw, &["n_ctx", "n_positions"]).ok_or(ConvertError::MissingHparam {
             key: "n_ctx / n_positions".into(),
             expected: "a non-negative integer",
         })?;
-        md.push(
-            format!("{a}.context_length"),
-            Value::U32(as_u32("n_positions", ctx)?),
-        );
+        md.set(format!("{a}.context_length"), as_u32("n_positions", ctx)?);
         let n_embd = raw.get("n_embd").ok_or(ConvertError::MissingHparam {
             key: "n_embd".into(),
             expected: "a non-negative integer",
         })?;
         let n_embd = as_u32("n_embd", n_embd)?;
-        md.push(format!("{a}.embedding_length"), Value::U32(n_embd));
-        md.push(
+        md.set(format!("{a}.embedding_length"), n_embd);
+        md.set(
             format!("{a}.feed_forward_length"),
-            Value::U32(n_embd.checked_mul(4).ok_or(ConvertError::MissingHparam {
+            n_embd.checked_mul(4).ok_or(ConvertError::MissingHparam {
                 key: "n_embd".into(),
                 expected: "a size whose 4x fits in u32",
-            })?),
+            })?,
         );
         let n_head = raw.get("n_head").ok_or(ConvertError::MissingHparam {
             key: "n_head".into(),
             expected: "a non-negative integer",
         })?;
-        md.push(
+        md.set(
             format!("{a}.attention.head_count"),
-            Value::U32(as_u32("n_head", n_head)?),
+            as_u32("n_head", n_head)?,
         );
         let eps = raw
             .get("layer_norm_epsilon")
@@ -334,11 +328,11 @@ pub(crate) fn hparam_metadata(
                 key: "layer_norm_epsilon".into(),
                 expected: "a number",
             })?;
-        md.push(
+        md.set(
             format!("{a}.attention.layer_norm_epsilon"),
-            Value::F32(as_f32("layer_norm_epsilon", eps)?),
+            as_f32("layer_norm_epsilon", eps)?,
         );
-        md.push("general.file_type", Value::U32(file_type));
+        md.set("general.file_type", file_type);
         return Ok(md);
     }
     if matches!(arch, Arch::Gemma | Arch::Gemma2) {
@@ -348,10 +342,7 @@ pub(crate) fn hparam_metadata(
         return phi3_metadata(hp, file_type);
     }
 
-    md.push(
-        format!("{a}.block_count"),
-        Value::U32(hp.block_count as u32),
-    );
+    md.set(format!("{a}.block_count"), hp.block_count as u32);
     let ctx_keys = [
         "max_position_embeddings",
         "n_ctx",
@@ -361,16 +352,13 @@ pub(crate) fn hparam_metadata(
         "model_max_length",
     ];
     if let Some(v) = find(raw, &ctx_keys) {
-        md.push(
+        md.set(
             format!("{a}.context_length"),
-            Value::U32(as_u32("max_position_embeddings", v)?),
+            as_u32("max_position_embeddings", v)?,
         );
     }
     if let Some(v) = find(raw, &["hidden_size", "n_embd", "dim"]) {
-        md.push(
-            format!("{a}.embedding_length"),
-            Value::U32(as_u32("hidden_size", v)?),
-        );
+        md.set(format!("{a}.embedding_length"), as_u32("hidden_size", v)?);
     }
     let ff_keys = [
         "prefix_dense_intermediate_size",
@@ -380,25 +368,25 @@ pub(crate) fn hparam_metadata(
         "hidden_dim",
     ];
     if let Some(v) = find(raw, &ff_keys) {
-        md.push(
+        md.set(
             format!("{a}.feed_forward_length"),
-            Value::U32(as_u32("intermediate_size", v)?),
+            as_u32("intermediate_size", v)?,
         );
     }
     if let Some(v) = find(raw, &["num_attention_heads", "n_head", "n_heads"]) {
-        md.push(
+        md.set(
             format!("{a}.attention.head_count"),
-            Value::U32(as_u32("num_attention_heads", v)?),
+            as_u32("num_attention_heads", v)?,
         );
     }
     if let Some(v) = find(raw, &["num_key_value_heads", "n_kv_heads"]) {
-        md.push(
+        md.set(
             format!("{a}.attention.head_count_kv"),
-            Value::U32(as_u32("num_key_value_heads", v)?),
+            as_u32("num_key_value_heads", v)?,
         );
     }
     if raw.get("is_causal") == Some(&Json::Bool(false)) {
-        md.push(format!("{a}.attention.causal"), Value::Bool(false));
+        md.set(format!("{a}.attention.causal"), false);
     }
     let mut rp = hp.rope_parameters();
     if let Some(full) = rp
@@ -416,24 +404,21 @@ pub(crate) fn hparam_metadata(
         let factor = rp.get("factor").and_then(|f| f.as_f64());
         match (rt, factor) {
             ("linear", Some(f)) => {
-                md.push(
-                    format!("{a}.rope.scaling.type"),
-                    Value::Str("linear".into()),
-                );
-                md.push(format!("{a}.rope.scaling.factor"), Value::F32(f as f32));
+                md.set(format!("{a}.rope.scaling.type"), "linear");
+                md.set(format!("{a}.rope.scaling.factor"), f as f32);
             }
             ("yarn", Some(f)) => {
-                md.push(format!("{a}.rope.scaling.type"), Value::Str("yarn".into()));
-                md.push(format!("{a}.rope.scaling.factor"), Value::F32(f as f32));
+                md.set(format!("{a}.rope.scaling.type"), "yarn");
+                md.set(format!("{a}.rope.scaling.factor"), f as f32);
                 let orig = rp.get("original_max_position_embeddings").ok_or(
                     ConvertError::MissingHparam {
                         key: "rope_scaling.original_max_position_embeddings".into(),
                         expected: "an integer",
                     },
                 )?;
-                md.push(
+                md.set(
                     format!("{a}.rope.scaling.original_context_length"),
-                    Value::U32(as_u32("original_max_position_embeddings", orig)?),
+                    as_u32("original_max_position_embeddings", orig)?,
                 );
                 for (k, gk) in [
                     ("extrapolation_factor", "rope.scaling.yarn_ext_factor"),
@@ -449,7 +434,7 @@ pub(crate) fn hparam_metadata(
                         }
                     });
                     if let Some(v) = v.filter(|v| !v.is_null()) {
-                        md.push(format!("{a}.{gk}"), Value::F32(as_f32(k, v)?));
+                        md.set(format!("{a}.{gk}"), as_f32(k, v)?);
                     }
                 }
             }
@@ -464,24 +449,21 @@ pub(crate) fn hparam_metadata(
         }
     }
     if let Some(t) = rp.get("rope_theta").filter(|v| !v.is_null()) {
-        md.push(
-            format!("{a}.rope.freq_base"),
-            Value::F32(as_f32("rope_theta", t)?),
-        );
+        md.set(format!("{a}.rope.freq_base"), as_f32("rope_theta", t)?);
     }
     if let Some(v) = find(raw, &["rms_norm_eps", "norm_eps"]) {
-        md.push(
+        md.set(
             format!("{a}.attention.layer_norm_rms_epsilon"),
-            Value::F32(as_f32("rms_norm_eps", v)?),
+            as_f32("rms_norm_eps", v)?,
         );
     }
     if let Some(v) = find(
         raw,
         &["layer_norm_eps", "layer_norm_epsilon", "norm_epsilon"],
     ) {
-        md.push(
+        md.set(
             format!("{a}.attention.layer_norm_epsilon"),
-            Value::F32(as_f32("layer_norm_eps", v)?),
+            as_f32("layer_norm_eps", v)?,
         );
     }
     let head_dim = match arch {
@@ -490,24 +472,21 @@ pub(crate) fn hparam_metadata(
         _ => as_usize(raw.get("head_dim")),
     };
     if let Some(hd) = head_dim {
-        md.push(format!("{a}.attention.key_length"), Value::U32(hd as u32));
-        md.push(format!("{a}.attention.value_length"), Value::U32(hd as u32));
+        md.set(format!("{a}.attention.key_length"), hd as u32);
+        md.set(format!("{a}.attention.value_length"), hd as u32);
     }
-    md.push("general.file_type", Value::U32(file_type));
+    md.set("general.file_type", file_type);
     if arch == Arch::Llama {
         let vs = raw.get("vocab_size").ok_or(ConvertError::MissingHparam {
             key: "vocab_size".into(),
             expected: "a non-negative integer",
         })?;
-        md.push(
-            format!("{a}.vocab_size"),
-            Value::U32(as_u32("vocab_size", vs)?),
-        );
+        md.set(format!("{a}.vocab_size"), as_u32("vocab_size", vs)?);
         let rd = hp.head_dim().ok_or(ConvertError::MissingHparam {
             key: "head_dim or hidden_size/num_attention_heads".into(),
             expected: "a positive integer",
         })?;
-        md.push(format!("{a}.rope.dimension_count"), Value::U32(rd as u32));
+        md.set(format!("{a}.rope.dimension_count"), rd as u32);
     }
     Ok(md)
 }
@@ -515,27 +494,15 @@ pub(crate) fn hparam_metadata(
 /// `GemmaModel` / `Gemma2Model.set_gguf_parameters` (they do not call the base class).
 fn gemma_metadata(arch: Arch, hp: &Hparams, file_type: u32) -> Result<Metadata, ConvertError> {
     let a = arch.gguf_name();
-    let mut md = Metadata::default();
+    let mut md = Metadata::new();
     let u = |k: &str| hp.require_u32(&[k]);
-    md.push(
-        format!("{a}.context_length"),
-        Value::U32(u("max_position_embeddings")?),
-    );
-    md.push(
-        format!("{a}.embedding_length"),
-        Value::U32(u("hidden_size")?),
-    );
-    md.push(
-        format!("{a}.block_count"),
-        Value::U32(hp.block_count as u32),
-    );
-    md.push(
-        format!("{a}.feed_forward_length"),
-        Value::U32(u("intermediate_size")?),
-    );
-    md.push(
+    md.set(format!("{a}.context_length"), u("max_position_embeddings")?);
+    md.set(format!("{a}.embedding_length"), u("hidden_size")?);
+    md.set(format!("{a}.block_count"), hp.block_count as u32);
+    md.set(format!("{a}.feed_forward_length"), u("intermediate_size")?);
+    md.set(
         format!("{a}.attention.head_count"),
-        Value::U32(u("num_attention_heads")?),
+        u("num_attention_heads")?,
     );
     // `hparams["num_key_value_heads"] if "num_key_value_heads" in hparams else heads`.
     let kv = if hp.raw.contains_key("num_key_value_heads") {
@@ -543,27 +510,27 @@ fn gemma_metadata(arch: Arch, hp: &Hparams, file_type: u32) -> Result<Metadata, 
     } else {
         u("num_attention_heads")?
     };
-    md.push(format!("{a}.attention.head_count_kv"), Value::U32(kv));
-    md.push(
+    md.set(format!("{a}.attention.head_count_kv"), kv);
+    md.set(
         format!("{a}.attention.layer_norm_rms_epsilon"),
-        Value::F32(hp.require_f32(&["rms_norm_eps"])?),
+        hp.require_f32(&["rms_norm_eps"])?,
     );
     let head_dim = u("head_dim")?;
-    md.push(format!("{a}.attention.key_length"), Value::U32(head_dim));
-    md.push(format!("{a}.attention.value_length"), Value::U32(head_dim));
-    md.push("general.file_type", Value::U32(file_type));
+    md.set(format!("{a}.attention.key_length"), head_dim);
+    md.set(format!("{a}.attention.value_length"), head_dim);
+    md.set("general.file_type", file_type);
     if arch == Arch::Gemma2 {
-        md.push(
+        md.set(
             format!("{a}.attn_logit_softcapping"),
-            Value::F32(hp.require_f32(&["attn_logit_softcapping"])?),
+            hp.require_f32(&["attn_logit_softcapping"])?,
         );
-        md.push(
+        md.set(
             format!("{a}.final_logit_softcapping"),
-            Value::F32(hp.require_f32(&["final_logit_softcapping"])?),
+            hp.require_f32(&["final_logit_softcapping"])?,
         );
-        md.push(
+        md.set(
             format!("{a}.attention.sliding_window"),
-            Value::U32(u("sliding_window")?),
+            u("sliding_window")?,
         );
     }
     Ok(md)
@@ -572,44 +539,35 @@ fn gemma_metadata(arch: Arch, hp: &Hparams, file_type: u32) -> Result<Metadata, 
 /// `Phi3MiniModel.set_gguf_parameters` (it does not call the base class).
 fn phi3_metadata(hp: &Hparams, file_type: u32) -> Result<Metadata, ConvertError> {
     let a = Arch::Phi3.gguf_name();
-    let mut md = Metadata::default();
-    md.push(
+    let mut md = Metadata::new();
+    md.set(
         format!("{a}.context_length"),
-        Value::U32(hp.require_u32(&["n_positions", "max_position_embeddings"])?),
+        hp.require_u32(&["n_positions", "max_position_embeddings"])?,
     );
     let orig = phi3_original_context(hp)?;
-    md.push(
-        format!("{a}.rope.scaling.original_context_length"),
-        Value::U32(orig),
-    );
-    md.push(
+    md.set(format!("{a}.rope.scaling.original_context_length"), orig);
+    md.set(
         format!("{a}.embedding_length"),
-        Value::U32(hp.require_u32(&["hidden_size", "n_embd"])?),
+        hp.require_u32(&["hidden_size", "n_embd"])?,
     );
-    md.push(
+    md.set(
         format!("{a}.feed_forward_length"),
-        Value::U32(hp.require_u32(&["intermediate_size"])?),
+        hp.require_u32(&["intermediate_size"])?,
     );
-    md.push(
-        format!("{a}.block_count"),
-        Value::U32(hp.block_count as u32),
-    );
-    md.push(
+    md.set(format!("{a}.block_count"), hp.block_count as u32);
+    md.set(
         format!("{a}.attention.head_count"),
-        Value::U32(hp.require_u32(&["num_attention_heads", "n_head"])?),
+        hp.require_u32(&["num_attention_heads", "n_head"])?,
     );
-    md.push(
+    md.set(
         format!("{a}.attention.head_count_kv"),
-        Value::U32(hp.require_u32(&["num_key_value_heads", "n_head_kv"])?),
+        hp.require_u32(&["num_key_value_heads", "n_head_kv"])?,
     );
-    md.push(
+    md.set(
         format!("{a}.attention.layer_norm_rms_epsilon"),
-        Value::F32(hp.require_f32(&["rms_norm_eps"])?),
+        hp.require_f32(&["rms_norm_eps"])?,
     );
-    md.push(
-        format!("{a}.rope.dimension_count"),
-        Value::U32(hp.phi3_rope_dims()?),
-    );
+    md.set(format!("{a}.rope.dimension_count"), hp.phi3_rope_dims()?);
     let theta = hp
         .full_attention_rope()
         .get("rope_theta")
@@ -619,17 +577,14 @@ fn phi3_metadata(hp: &Hparams, file_type: u32) -> Result<Metadata, ConvertError>
             key: "rope_theta".into(),
             expected: "a number",
         })?;
-    md.push(
-        format!("{a}.rope.freq_base"),
-        Value::F32(as_f32("rope_theta", &theta)?),
-    );
-    md.push("general.file_type", Value::U32(file_type));
+    md.set(format!("{a}.rope.freq_base"), as_f32("rope_theta", &theta)?);
+    md.set("general.file_type", file_type);
     // A missing or null sliding_window is written as 0 (how llama.cpp tells Phi-4 apart).
     let sw = match hp.raw.get("sliding_window").filter(|v| !v.is_null()) {
         Some(v) => as_u32("sliding_window", v)?,
         None => 0,
     };
-    md.push(format!("{a}.attention.sliding_window"), Value::U32(sw));
+    md.set(format!("{a}.attention.sliding_window"), sw);
     Ok(md)
 }
 

@@ -84,7 +84,6 @@
 mod arch;
 mod data;
 mod error;
-mod meta;
 mod sentencepiece;
 mod source;
 mod vocab;
@@ -94,8 +93,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use loraforge_gguf_writer::{
-    quantize_file, GgufWriter, MetadataArray, MetadataValue, QuantizeFileOptions, SourceError,
-    TensorInfo, WriteOptions,
+    quantize_file, GgufWriter, Metadata, QuantizeFileOptions, SourceError, TensorInfo, WriteOptions,
 };
 use loraforge_progress::Reporter;
 use loraforge_quantize::{FileType, GgmlType};
@@ -107,7 +105,6 @@ pub use error::ConvertError;
 pub use vocab::PreTokenizerSource;
 
 use arch::{Arch, Hparams, Transform};
-use meta::{Metadata, Value};
 use source::{SrcDtype, Weights};
 
 /// `--outtype` of the converter.
@@ -424,25 +421,21 @@ fn general_metadata(
             path: gen_path.clone(),
             message: e.to_string(),
         })?;
-        let f = |k: &str| {
-            gen.get(k)
-                .and_then(|v| v.as_f64())
-                .map(|v| Value::F32(v as f32))
-        };
+        let f = |k: &str| gen.get(k).and_then(|v| v.as_f64()).map(|v| v as f32);
         if let Some(v) = gen.get("top_k").and_then(|v| v.as_i64()) {
-            md.push("general.sampling.top_k", Value::I32(v as i32));
+            md.set("general.sampling.top_k", v as i32);
         }
         if let Some(v) = f("top_p") {
-            md.push("general.sampling.top_p", v);
+            md.set("general.sampling.top_p", v);
         }
         if let Some(v) = f("min_p") {
-            md.push("general.sampling.min_p", v);
+            md.set("general.sampling.min_p", v);
         }
         if let Some(v) = f("temperature") {
-            md.push("general.sampling.temp", v);
+            md.set("general.sampling.temp", v);
         }
         if let Some(v) = f("repetition_penalty") {
-            md.push("general.sampling.penalty_repeat", v);
+            md.set("general.sampling.penalty_repeat", v);
         }
     }
     let dir_name = dir
@@ -451,10 +444,10 @@ fn general_metadata(
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "model".into());
     let name = g.name.clone().unwrap_or_else(|| python_title(&dir_name));
-    md.push("general.name", Value::Str(name));
+    md.set("general.name", name);
     let opt = |md: &mut Metadata, k: &str, v: &Option<String>| {
         if let Some(v) = v {
-            md.push(k, Value::Str(v.clone()));
+            md.set(k, v.clone());
         }
     };
     opt(md, "general.author", &g.author);
@@ -472,10 +465,7 @@ fn general_metadata(
     opt(md, "general.url", &g.url);
     opt(md, "general.repo_url", &g.repo_url);
     if !g.base_models.is_empty() {
-        md.push(
-            "general.base_model.count",
-            Value::U32(g.base_models.len() as u32),
-        );
+        md.set("general.base_model.count", g.base_models.len() as u32);
         for (i, b) in g.base_models.iter().enumerate() {
             opt(md, &format!("general.base_model.{i}.name"), &b.name);
             opt(
@@ -487,25 +477,12 @@ fn general_metadata(
         }
     }
     if !g.tags.is_empty() {
-        md.push("general.tags", Value::StrArray(g.tags.clone()));
+        md.set("general.tags", g.tags.clone());
     }
     if !g.languages.is_empty() {
-        md.push("general.languages", Value::StrArray(g.languages.clone()));
+        md.set("general.languages", g.languages.clone());
     }
     Ok(())
-}
-
-fn to_gguf_value(v: Value) -> MetadataValue {
-    match v {
-        Value::U32(x) => MetadataValue::U32(x),
-        Value::I32(x) => MetadataValue::I32(x),
-        Value::F32(x) => MetadataValue::F32(x),
-        Value::Bool(x) => MetadataValue::Bool(x),
-        Value::Str(x) => MetadataValue::String(x),
-        Value::StrArray(x) => MetadataValue::Array(MetadataArray::String(x)),
-        Value::I32Array(x) => MetadataValue::Array(MetadataArray::I32(x)),
-        Value::F32Array(x) => MetadataValue::Array(MetadataArray::F32(x)),
-    }
 }
 
 fn convert_inner(
@@ -677,20 +654,19 @@ fn convert_inner(
         .sum::<u64>()
         + extra.iter().map(|(_, r)| r.len() as u64).sum::<u64>();
 
-    // Metadata in the reference's order.
-    let mut md = Metadata::default();
-    md.push("general.architecture", Value::Str(arch.gguf_name().into()));
+    // Metadata in the reference's order. Each value's Rust type picks its GGUF type (`u32` is
+    // UINT32, `Vec<String>` a string array …), so literals carry a suffix; a key set twice keeps
+    // its first position and takes the new value, as gguf-py's `add_key_value` does.
+    let mut md = Metadata::new();
+    md.set("general.architecture", arch.gguf_name());
     if let Some(f) = phi3_attn_factor {
         // Written while the reference generates the factor tensors, before any other metadata.
-        md.push(
-            format!("{}.rope.scaling.attn_factor", arch.gguf_name()),
-            Value::F32(f),
-        );
+        md.set(format!("{}.rope.scaling.attn_factor", arch.gguf_name()), f);
     }
-    md.push("general.type", Value::Str("model".into()));
+    md.set("general.type", "model");
     general_metadata(&mut md, model_dir, &options.general, parameters)?;
     md.extend(arch::hparam_metadata(arch, &hp, file_type, &mut warnings)?);
-    md.push("general.quantization_version", Value::U32(2));
+    md.set("general.quantization_version", 2u32);
     let vocab = vocab::build(
         model_dir,
         &hp.raw,
@@ -701,10 +677,7 @@ fn convert_inner(
     md.extend(vocab.metadata);
 
     // Writer.
-    let mut writer = GgufWriter::new();
-    for (k, v) in md.entries().iter().cloned() {
-        writer.set(k, to_gguf_value(v));
-    }
+    let mut writer = GgufWriter::with_metadata(md);
     let write_err = |e: loraforge_gguf_writer::WriteError| ConvertError::Write {
         path: out.to_path_buf(),
         message: e.to_string(),

@@ -5,11 +5,11 @@
 
 use std::path::{Path, PathBuf};
 
+use loraforge_gguf_writer::Metadata;
 use serde_json::{Map, Value as Json};
 use sha2::{Digest, Sha256};
 
 use crate::error::ConvertError;
-use crate::meta::{Metadata, Value};
 use crate::sentencepiece::{self, PieceType};
 
 /// gguf-py `TokenType`.
@@ -96,7 +96,7 @@ pub(crate) fn build(
     kind: VocabKind,
     pre_override: Option<&str>,
 ) -> Result<VocabOut, ConvertError> {
-    let mut md = Metadata::default();
+    let mut md = Metadata::new();
     let mut warnings = Vec::new();
     let tok_config = read_json(&dir.join("tokenizer_config.json"))?;
     if kind == VocabKind::LlamaLike {
@@ -105,7 +105,7 @@ pub(crate) fn build(
             .and_then(|c| c.get("add_prefix_space"))
             .and_then(|v| v.as_bool())
         {
-            md.push("tokenizer.ggml.add_space_prefix", Value::Bool(b));
+            md.set("tokenizer.ggml.add_space_prefix", b);
         }
     }
     let spm_path = dir.join("tokenizer.model");
@@ -131,11 +131,11 @@ pub(crate) fn build(
             sentencepiece_vocab(dir, hparams, &spm_path, &mut warnings)?
         };
         let n_vocab = tokens.len();
-        md.push("tokenizer.ggml.model", Value::Str("llama".into()));
-        md.push("tokenizer.ggml.pre", Value::Str("default".into()));
-        md.push("tokenizer.ggml.tokens", Value::StrArray(tokens));
-        md.push("tokenizer.ggml.scores", Value::F32Array(scores));
-        md.push("tokenizer.ggml.token_type", Value::I32Array(types));
+        md.set("tokenizer.ggml.model", "llama");
+        md.set("tokenizer.ggml.pre", "default");
+        md.set("tokenizer.ggml.tokens", tokens);
+        md.set("tokenizer.ggml.scores", scores);
+        md.set("tokenizer.ggml.token_type", types);
         let sv = SpecialVocab::load(dir, false, Some(n_vocab), tok_config.clone())?;
         sv.add_to(&mut md);
         if kind == VocabKind::Gemma {
@@ -161,7 +161,7 @@ pub(crate) fn build(
             sv.add_to(&mut md);
         }
         if matches!(kind, VocabKind::Gemma | VocabKind::Gemma2) {
-            md.push("tokenizer.ggml.add_space_prefix", Value::Bool(false));
+            md.set("tokenizer.ggml.add_space_prefix", false);
         }
         return Ok(VocabOut {
             metadata: md,
@@ -222,10 +222,10 @@ pub(crate) fn build(
         pre_override,
         &mut warnings,
     )?;
-    md.push("tokenizer.ggml.model", Value::Str("gpt2".into()));
-    md.push("tokenizer.ggml.pre", Value::Str(pre.clone()));
-    md.push("tokenizer.ggml.tokens", Value::StrArray(tokens));
-    md.push("tokenizer.ggml.token_type", Value::I32Array(types));
+    md.set("tokenizer.ggml.model", "gpt2");
+    md.set("tokenizer.ggml.pre", pre.clone());
+    md.set("tokenizer.ggml.tokens", tokens);
+    md.set("tokenizer.ggml.token_type", types);
     let sv = SpecialVocab::load(dir, true, None, tok_config)?;
     if sv.merges.is_empty() {
         warnings.push("tokenizer.json has no merges; the GGUF tokenizer may not work".into());
@@ -1232,10 +1232,7 @@ impl SpecialVocab {
 
     fn add_to(&self, md: &mut Metadata) {
         if !self.merges.is_empty() {
-            md.push(
-                "tokenizer.ggml.merges",
-                Value::StrArray(self.merges.clone()),
-            );
+            md.set("tokenizer.ggml.merges", self.merges.clone());
         }
         for (typ, id) in &self.ids {
             let key = match typ.as_str() {
@@ -1249,7 +1246,7 @@ impl SpecialVocab {
                 "eom" => "tokenizer.ggml.eom_token_id",
                 _ => continue, // the reference has no handler for cls
             };
-            md.push(key, Value::U32(*id));
+            md.set(key, *id);
         }
         for (typ, v) in &self.add_special {
             let key = match typ.as_str() {
@@ -1258,10 +1255,12 @@ impl SpecialVocab {
                 "sep" => "tokenizer.ggml.add_sep_token",
                 _ => continue,
             };
-            md.push(key, Value::Bool(*v));
+            md.set(key, *v);
         }
         match &self.chat_template {
-            Some(ChatTemplate::One(t)) => md.push("tokenizer.chat_template", Value::Str(t.clone())),
+            Some(ChatTemplate::One(t)) => {
+                md.set("tokenizer.chat_template", t.clone());
+            }
             Some(ChatTemplate::Named(list)) => {
                 let mut default = None;
                 let mut names = Vec::new();
@@ -1276,29 +1275,26 @@ impl SpecialVocab {
                     if name == "default" {
                         default = Some(t.clone());
                     } else {
-                        md.push(
-                            format!("tokenizer.chat_template.{name}"),
-                            Value::Str(t.clone()),
-                        );
+                        md.set(format!("tokenizer.chat_template.{name}"), t.clone());
                         if !names.contains(&name) {
                             names.push(name);
                         }
                     }
                 }
                 if !names.is_empty() {
-                    md.push("tokenizer.chat_templates", Value::StrArray(names));
+                    md.set("tokenizer.chat_templates", names);
                 }
                 if let Some(d) = default {
-                    md.push("tokenizer.chat_template", Value::Str(d));
+                    md.set("tokenizer.chat_template", d);
                 }
             }
             None => {}
         }
         if let Some(v) = self.lowercase {
-            md.push("tokenizer.ggml.normalizer.lowercase", Value::Bool(v));
+            md.set("tokenizer.ggml.normalizer.lowercase", v);
         }
         if let Some(v) = self.strip_accents {
-            md.push("tokenizer.ggml.normalizer.strip_accents", Value::Bool(v));
+            md.set("tokenizer.ggml.normalizer.strip_accents", v);
         }
     }
 }

@@ -474,10 +474,28 @@ impl Metadata {
 impl<K: Into<String>, V: Into<MetadataValue>> FromIterator<(K, V)> for Metadata {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
         let mut m = Metadata::new();
-        for (k, v) in iter {
-            m.set(k, v);
-        }
+        m.extend(iter);
         m
+    }
+}
+
+/// Sets each pair in turn, as [`Metadata::set`] does: a key already present keeps its position
+/// and takes the new value.
+impl<K: Into<String>, V: Into<MetadataValue>> Extend<(K, V)> for Metadata {
+    fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, iter: I) {
+        for (k, v) in iter {
+            self.set(k, v);
+        }
+    }
+}
+
+/// The key-value pairs in order, by value.
+impl IntoIterator for Metadata {
+    type Item = (String, MetadataValue);
+    type IntoIter = std::vec::IntoIter<(String, MetadataValue)>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.entries.into_iter()
     }
 }
 
@@ -495,6 +513,22 @@ mod tests {
         assert_eq!(m.remove("a"), Some(MetadataValue::U32(2)));
         assert_eq!(m.keys().collect::<Vec<_>>(), ["b"]);
         assert_eq!(m.get("b").and_then(MetadataValue::as_str), Some("x"));
+    }
+
+    #[test]
+    fn extend_overwrites_in_place_and_appends_new_keys() {
+        let mut m: Metadata = [("a", 1u32), ("b", 2u32)].into_iter().collect();
+        let other: Metadata = [("c", 3u32), ("a", 4u32)].into_iter().collect();
+        m.extend(other);
+        let pairs: Vec<_> = m.into_iter().collect();
+        assert_eq!(
+            pairs,
+            [
+                ("a".to_string(), MetadataValue::U32(4)),
+                ("b".to_string(), MetadataValue::U32(2)),
+                ("c".to_string(), MetadataValue::U32(3)),
+            ]
+        );
     }
 
     #[test]
