@@ -886,18 +886,7 @@ pub(crate) fn map_tensor(
 /// HF names every layer must have (to report incomplete weights before writing anything).
 pub(crate) fn required_layer_tensors(arch: Arch, bid: usize) -> Vec<String> {
     let parts: &[&str] = match arch {
-        Arch::Llama | Arch::Qwen2 => &[
-            "input_layernorm.weight",
-            "self_attn.q_proj.weight",
-            "self_attn.k_proj.weight",
-            "self_attn.v_proj.weight",
-            "self_attn.o_proj.weight",
-            "post_attention_layernorm.weight",
-            "mlp.gate_proj.weight",
-            "mlp.up_proj.weight",
-            "mlp.down_proj.weight",
-        ],
-        Arch::Gemma => &[
+        Arch::Llama | Arch::Qwen2 | Arch::Gemma => &[
             "input_layernorm.weight",
             "self_attn.q_proj.weight",
             "self_attn.k_proj.weight",

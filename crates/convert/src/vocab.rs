@@ -66,6 +66,18 @@ pub(crate) struct VocabOut {
     pub warnings: Vec<String>,
 }
 
+/// The GGUF token type of a SentencePiece piece, as the reference maps it (user-defined pieces
+/// count as normal here; added tokens are typed separately).
+fn token_type(kind: PieceType) -> i32 {
+    match kind {
+        PieceType::Unknown => UNKNOWN,
+        PieceType::Control => CONTROL,
+        PieceType::Unused => UNUSED,
+        PieceType::Byte => BYTE,
+        PieceType::Normal | PieceType::UserDefined => NORMAL,
+    }
+}
+
 fn read_json(path: &Path) -> Result<Option<Json>, ConvertError> {
     if !path.is_file() {
         return Ok(None);
@@ -289,13 +301,7 @@ fn sentencepiece_vocab(
         }
         tokens[id] = p.piece.clone();
         scores[id] = p.score;
-        types[id] = match p.kind {
-            PieceType::Unknown => UNKNOWN,
-            PieceType::Control => CONTROL,
-            PieceType::Unused => UNUSED,
-            PieceType::Byte => BYTE,
-            PieceType::Normal | PieceType::UserDefined => NORMAL,
-        };
+        types[id] = token_type(p.kind);
     }
     let added_path = dir.join("added_tokens.json");
     if let Some(added) = read_json(&added_path)? {
@@ -391,13 +397,7 @@ fn phi3_sentencepiece_vocab(
     for (id, p) in pieces.iter().enumerate() {
         tokens[id] = p.piece.clone();
         scores[id] = p.score;
-        types[id] = match p.kind {
-            PieceType::Unknown => UNKNOWN,
-            PieceType::Control => CONTROL,
-            PieceType::Unused => UNUSED,
-            PieceType::Byte => BYTE,
-            PieceType::Normal | PieceType::UserDefined => NORMAL,
-        };
+        types[id] = token_type(p.kind);
     }
     let added_path = dir.join("added_tokens.json");
     if let Some(added) = read_json(&added_path)? {
