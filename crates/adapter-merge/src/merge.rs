@@ -169,7 +169,21 @@ pub fn merge(options: &MergeOptions, reporter: &dyn Reporter) -> Result<MergeRep
         base.parameter_count(),
     )?;
     writer.set_sync(options.fsync);
-    writer.set_checksums(options.sha256);
+    // SHA-256 costs about as much as the write: a thread of its own hashes each piece after the
+    // writer is done with it, so neither waits for the other.
+    writer.set_checksums(false);
+    let hash_plan: Option<Vec<ShardToHash>> = options.sha256.then(|| {
+        writer
+            .shards()
+            .iter()
+            .enumerate()
+            .map(|(i, s)| ShardToHash {
+                file_name: s.file_name.clone(),
+                prefix: writer.shard_prefix(i).unwrap_or_default(),
+                data_len: s.data_len,
+            })
+            .collect()
+    });
     let order: Vec<String> = writer.write_order().iter().map(|s| s.to_string()).collect();
 
     let threads = options.threads.unwrap_or_else(|| {
@@ -196,25 +210,27 @@ pub fn merge(options: &MergeOptions, reporter: &dyn Reporter) -> Result<MergeRep
         pool: &buffers,
     };
     let mut changed = 0usize;
-    let written: Vec<WrittenFile> = std::thread::scope(|scope| {
+    let (written, hashes) = std::thread::scope(|scope| {
         let (tx, rx) = sync_channel::<Piece<'_>>(2);
+        let (hash_tx, hash_rx) = sync_channel::<Piece<'_>>(4);
         let base_ref = &base;
         let pool_ref = &buffers;
+        let hasher = hash_plan
+            .map(|plan| scope.spawn(move || hash_shards(plan, hash_rx, base_ref, pool_ref)));
+        let hashing = hasher.is_some();
         let handle = scope.spawn(move || -> Result<Vec<WrittenFile>, MergeError> {
             for piece in rx {
                 writer.write_chunk(&piece.bytes)?;
                 reporter.advance(piece.bytes.len() as u64);
-                if let Some((name, range)) = piece.release {
-                    base_ref.release_range(name, range);
-                }
-                if let Cow::Owned(buf) = piece.bytes {
-                    if let Ok(mut p) = pool_ref.lock() {
-                        if p.len() < 4 {
-                            p.push(buf);
-                        }
+                if hashing {
+                    if let Err(unsent) = hash_tx.send(piece) {
+                        retire(unsent.0, base_ref, pool_ref);
                     }
+                } else {
+                    retire(piece, base_ref, pool_ref);
                 }
             }
+            drop(hash_tx);
             Ok(writer.finish()?)
         });
         let produced = pool.install(|| -> Result<(), MergeError> {
@@ -247,15 +263,35 @@ pub fn merge(options: &MergeOptions, reporter: &dyn Reporter) -> Result<MergeRep
                 reason: "the writer thread panicked".into(),
             })
         });
+        let hashes = match hasher.map(|h| h.join()) {
+            None => Ok(Vec::new()),
+            Some(Ok(hashes)) => Ok(hashes),
+            Some(Err(_)) => Err(MergeError::Threads {
+                reason: "the hashing thread panicked".into(),
+            }),
+        };
         produced?;
-        written
+        Ok::<_, MergeError>((written?, hashes?))
     })?;
     reporter.finish();
 
-    let mut output_files: Vec<(PathBuf, u64, Option<String>)> = written
-        .into_iter()
-        .map(|f| (f.path, f.size, f.sha256))
-        .collect();
+    let mut output_files = Vec::with_capacity(written.len());
+    for f in written {
+        let sha256 = match hashes
+            .iter()
+            .find(|(name, _)| f.path.as_os_str() == name.as_str())
+        {
+            Some((_, sha256)) => Some(sha256.clone()),
+            // the index, written by `finish` (small)
+            None if options.sha256 => {
+                let path = tmp.path.join(&f.path);
+                let bytes = std::fs::read(&path).map_err(io_err(&path))?;
+                Some(hex::encode(Sha256::digest(&bytes)))
+            }
+            None => None,
+        };
+        output_files.push((f.path, f.size, sha256));
+    }
 
     // config.json, dtype updated when it changes
     let dtype = fixed
@@ -406,6 +442,59 @@ fn write_side_file(
         bytes.len() as u64,
         checksum.then(|| hex::encode(Sha256::digest(bytes))),
     ))
+}
+
+/// What the hashing thread needs to know of one output file.
+struct ShardToHash {
+    file_name: String,
+    /// The bytes before the tensor data (header length and header).
+    prefix: Vec<u8>,
+    data_len: u64,
+}
+
+/// Drops the mapped pages a written piece came from and gives its buffer back for reuse.
+fn retire(piece: Piece<'_>, base: &HfModel, pool: &Mutex<Vec<Vec<u8>>>) {
+    if let Some((name, range)) = piece.release {
+        base.release_range(name, range);
+    }
+    if let Cow::Owned(buf) = piece.bytes {
+        if let Ok(mut p) = pool.lock() {
+            if p.len() < 4 {
+                p.push(buf);
+            }
+        }
+    }
+}
+
+/// Hashes each shard from its prefix and the pieces the writer wrote, in order (a piece never
+/// spans two files). Returns `(file name, sha256)` for the shards it completed; fewer when the
+/// writer stopped early (its error is the one reported).
+fn hash_shards(
+    plan: Vec<ShardToHash>,
+    pieces: std::sync::mpsc::Receiver<Piece<'_>>,
+    base: &HfModel,
+    pool: &Mutex<Vec<Vec<u8>>>,
+) -> Vec<(String, String)> {
+    let mut pieces = pieces.into_iter();
+    let mut hashes = Vec::with_capacity(plan.len());
+    'shards: for shard in plan {
+        let mut hasher = Sha256::new();
+        hasher.update(&shard.prefix);
+        let mut left = shard.data_len;
+        while left > 0 {
+            let Some(piece) = pieces.next() else {
+                break 'shards;
+            };
+            hasher.update(&piece.bytes);
+            left = left.saturating_sub(piece.bytes.len() as u64);
+            retire(piece, base, pool);
+        }
+        hashes.push((shard.file_name, hex::encode(hasher.finalize())));
+    }
+    for piece in pieces {
+        retire(piece, base, pool);
+    }
+    hashes
 }
 
 struct Ctx<'a> {

@@ -132,9 +132,6 @@ fn header_bytes(specs: &[TensorSpec], order: &[usize]) -> Vec<u8> {
     bytes
 }
 
-/// Chunks at least this long are hashed on a second thread while they are written.
-const PARALLEL_HASH_MIN: usize = 256 << 10;
-
 struct OpenShard {
     path: PathBuf,
     out: BufWriter<File>,
@@ -220,7 +217,8 @@ impl SafetensorsShardWriter {
     }
 
     /// Whether the SHA-256 of each file is computed while it is written (default `true`; it
-    /// costs about as much CPU as writing the bytes, on a second thread).
+    /// costs about as much CPU as writing the bytes). A caller that wants the hashing off its
+    /// writing thread turns this off and hashes [`Self::shard_prefix`] + its chunks itself.
     pub fn set_checksums(&mut self, checksums: bool) {
         self.checksums = checksums;
     }
@@ -228,6 +226,16 @@ impl SafetensorsShardWriter {
     /// The planned shards.
     pub fn shards(&self) -> &[PlannedShard] {
         &self.shards
+    }
+
+    /// The bytes of shard `shard` that precede its tensor data (the 8-byte header length and the
+    /// JSON header): with [`PlannedShard::data_len`], what a caller needs to hash the file from
+    /// the chunks it writes, on a thread of its own.
+    pub fn shard_prefix(&self, shard: usize) -> Option<Vec<u8>> {
+        let header = header_bytes(&self.specs, &self.shards.get(shard)?.tensors);
+        let mut prefix = (header.len() as u64).to_le_bytes().to_vec();
+        prefix.extend_from_slice(&header);
+        Some(prefix)
     }
 
     /// Tensor names in the order their bytes must be written.
@@ -289,23 +297,10 @@ impl SafetensorsShardWriter {
                 hasher,
                 size,
             } = open;
-            let written = match hasher {
-                None => out.write_all(data),
-                // SHA-256 runs at about the speed of the write itself: overlap the two.
-                Some(hasher) if data.len() >= PARALLEL_HASH_MIN => std::thread::scope(|scope| {
-                    let hashing = scope.spawn(|| hasher.update(data));
-                    let written = out.write_all(data);
-                    let hashed = hashing
-                        .join()
-                        .map_err(|_| std::io::Error::other("the hashing thread panicked"));
-                    written.and(hashed)
-                }),
-                Some(hasher) => {
-                    hasher.update(data);
-                    out.write_all(data)
-                }
-            };
-            written.map_err(|source| HfModelError::Io {
+            if let Some(hasher) = hasher {
+                hasher.update(data);
+            }
+            out.write_all(data).map_err(|source| HfModelError::Io {
                 path: path.clone(),
                 source,
             })?;
