@@ -15,6 +15,17 @@ install_system_packages() {
     fi
 }
 
+install_rust_components() {
+    # fmt and clippy run in `test`; a minimal rustup profile lacks them.
+    if command -v rustup >/dev/null 2>&1; then
+        for component in rustfmt clippy; do
+            if ! rustup component list --installed 2>/dev/null | grep -q "^$component"; then
+                rustup component add "$component"
+            fi
+        done
+    fi
+}
+
 case "${1:-}" in
     demo)
         install_system_packages
@@ -23,6 +34,7 @@ case "${1:-}" in
         ;;
     test)
         install_system_packages
+        install_rust_components
         cargo fmt --all -- --check
         cargo clippy --workspace --all-targets --locked -- -D warnings
         cargo test --workspace --locked
