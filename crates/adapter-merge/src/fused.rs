@@ -310,7 +310,7 @@ mod avx2 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernel::{merge_rows as generic_merge_rows, Backend};
+    use crate::kernel::{merge_rows_generic, Backend};
     use loraforge_hf_model::encode_f32;
     use proptest::prelude::*;
 
@@ -362,7 +362,7 @@ mod tests {
         let handled = merge_rows(&u, row0, n, w_block, dtype, &mut fused);
         let mut generic = vec![0u8; n * row_bytes];
         let (mut sd, mut sw) = (Vec::new(), Vec::new());
-        generic_merge_rows(
+        merge_rows_generic(
             Backend::SequentialFma,
             &u,
             row0,

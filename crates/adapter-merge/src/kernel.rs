@@ -292,7 +292,8 @@ fn non_finite(dtype: Dtype, bytes: &[u8]) -> Option<usize> {
 
 /// Merges rows `row0 .. row0 + n_rows`: `w` holds those rows of the base weight in `w_dtype`,
 /// `out` receives them in `out_dtype`. Returns the index (within the block) of the first
-/// non-finite output element, if any.
+/// non-finite output element, if any. Runs the fused kernel when it applies and hands every
+/// other block (and any block the fused kernel gives back) to [`merge_rows_generic`].
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn merge_rows(
     backend: Backend,
@@ -306,12 +307,41 @@ pub(crate) fn merge_rows(
     scratch_delta: &mut Vec<f32>,
     scratch_w: &mut Vec<f32>,
 ) -> Option<usize> {
-    if w_dtype == out_dtype
-        && crate::fused::applicable(u, w_dtype, out_dtype)
+    if crate::fused::applicable(u, w_dtype, out_dtype)
         && crate::fused::merge_rows(u, row0, n_rows, w, out_dtype, out)
     {
         return None;
     }
+    merge_rows_generic(
+        backend,
+        u,
+        row0,
+        n_rows,
+        w,
+        w_dtype,
+        out,
+        out_dtype,
+        scratch_delta,
+        scratch_w,
+    )
+}
+
+/// [`merge_rows`] without the fused fast path: Δ into `scratch_delta`, then decode, add and
+/// encode in separate passes. Every update shape goes through here; it is also the oracle the
+/// fused kernel is tested against.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn merge_rows_generic(
+    backend: Backend,
+    u: &LoraUpdate<'_>,
+    row0: usize,
+    n_rows: usize,
+    w: &[u8],
+    w_dtype: Dtype,
+    out: &mut [u8],
+    out_dtype: Dtype,
+    scratch_delta: &mut Vec<f32>,
+    scratch_w: &mut Vec<f32>,
+) -> Option<usize> {
     let len = n_rows * u.cols;
     scratch_delta.resize(len, 0.0);
     scratch_w.resize(len, 0.0);
