@@ -310,21 +310,10 @@ mod avx2 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernel::tests::values;
     use crate::kernel::{merge_rows_generic, Backend};
     use loraforge_hf_model::encode_f32;
     use proptest::prelude::*;
-
-    fn values(n: usize, seed: u32, scale: f32) -> Vec<f32> {
-        let mut x = seed | 1;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 17;
-                x ^= x << 5;
-                (x as f32 / u32::MAX as f32 - 0.5) * scale
-            })
-            .collect()
-    }
 
     /// Runs the fused and the generic path on the same block; returns (fused handled it, both
     /// outputs).
@@ -345,15 +334,8 @@ mod tests {
         let mut w = vec![0u8; rows * cols * dtype.size()];
         encode_f32(dtype, &w_vals, &mut w);
         let u = LoraUpdate {
-            layout: Layout::Normal,
-            rank,
-            rows,
-            cols,
-            a: &a,
-            b: &b,
             scaling: 0.7,
-            round_delta_to: None,
-            magnitude: None,
+            ..LoraUpdate::plain(Layout::Normal, rank, rows, cols, &a, &b)
         };
         let n = rows - row0;
         let row_bytes = cols * dtype.size();

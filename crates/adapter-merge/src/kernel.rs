@@ -48,6 +48,30 @@ pub(crate) struct LoraUpdate<'a> {
     pub magnitude: Option<&'a [f32]>,
 }
 
+impl<'a> LoraUpdate<'a> {
+    /// `Δ = B·A` alone: scaling 1, no embedding rounding, no DoRA (the backend probe, tests).
+    pub(crate) fn plain(
+        layout: Layout,
+        rank: usize,
+        rows: usize,
+        cols: usize,
+        a: &'a [f32],
+        b: &'a [f32],
+    ) -> Self {
+        LoraUpdate {
+            layout,
+            rank,
+            rows,
+            cols,
+            a,
+            b,
+            scaling: 1.0,
+            round_delta_to: None,
+            magnitude: None,
+        }
+    }
+}
+
 /// How `B·A` is computed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -96,17 +120,7 @@ pub(crate) fn choose_backend() -> Backend {
                     Layout::Normal => (rows, cols),
                     Layout::Transposed => (cols, rows),
                 };
-                let u = LoraUpdate {
-                    layout,
-                    rank,
-                    rows: r,
-                    cols: c,
-                    a: &a,
-                    b: &b,
-                    scaling: 1.0,
-                    round_delta_to: None,
-                    magnitude: None,
-                };
+                let u = LoraUpdate::plain(layout, rank, r, c, &a, &b);
                 let mut x = vec![0f32; r * c];
                 let mut y = vec![0f32; r * c];
                 delta_rows_blas(&u, 0, r, &mut x);
@@ -383,17 +397,18 @@ pub(crate) fn merge_rows_generic(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn values(n: usize, seed: u32) -> Vec<f32> {
+    /// `n` deterministic values in `[-scale/2, scale/2]` (xorshift32).
+    pub(crate) fn values(n: usize, seed: u32, scale: f32) -> Vec<f32> {
         let mut x = seed | 1;
         (0..n)
             .map(|_| {
                 x ^= x << 13;
                 x ^= x >> 17;
                 x ^= x << 5;
-                x as f32 / u32::MAX as f32 - 0.5
+                (x as f32 / u32::MAX as f32 - 0.5) * scale
             })
             .collect()
     }
@@ -420,20 +435,10 @@ mod tests {
     #[test]
     fn fma_kernel_matches_the_scalar_oracle_bit_for_bit() {
         for &(rows, cols, rank) in &[(5usize, 13usize, 3usize), (17, 40, 16), (9, 7, 64)] {
-            let a = values(rank * cols.max(rows), 7);
-            let b = values(rows.max(cols) * rank, 11);
+            let a = values(rank * cols.max(rows), 7, 1.0);
+            let b = values(rows.max(cols) * rank, 11, 1.0);
             for layout in [Layout::Normal, Layout::Transposed] {
-                let u = LoraUpdate {
-                    layout,
-                    rank,
-                    rows,
-                    cols,
-                    a: &a,
-                    b: &b,
-                    scaling: 1.0,
-                    round_delta_to: None,
-                    magnitude: None,
-                };
+                let u = LoraUpdate::plain(layout, rank, rows, cols, &a, &b);
                 let want = oracle(&u);
                 // whole tensor, and in row blocks starting mid-way
                 let mut got = vec![0f32; rows * cols];
@@ -455,19 +460,9 @@ mod tests {
     #[test]
     fn blas_backend_agrees_within_rounding() {
         let (rows, cols, rank) = (33usize, 64usize, 16usize);
-        let a = values(rank * cols, 3);
-        let b = values(rows * rank, 5);
-        let u = LoraUpdate {
-            layout: Layout::Normal,
-            rank,
-            rows,
-            cols,
-            a: &a,
-            b: &b,
-            scaling: 1.0,
-            round_delta_to: None,
-            magnitude: None,
-        };
+        let a = values(rank * cols, 3, 1.0);
+        let b = values(rows * rank, 5, 1.0);
+        let u = LoraUpdate::plain(Layout::Normal, rank, rows, cols, &a, &b);
         let want = oracle(&u);
         let mut got = vec![0f32; rows * cols];
         delta_rows_blas(&u, 0, rows, &mut got);
