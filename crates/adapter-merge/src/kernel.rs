@@ -283,7 +283,7 @@ pub(crate) fn torch_row_norm(row: &[f32]) -> f32 {
 }
 
 /// Rounds f32 values to `dtype` and back, in place.
-fn round_trip(dtype: Dtype, vals: &mut [f32]) {
+pub(crate) fn round_trip(dtype: Dtype, vals: &mut [f32]) {
     let mut tmp = vec![0u8; vals.len() * dtype.size()];
     encode_f32(dtype, vals, &mut tmp);
     decode_f32(dtype, &tmp, vals);

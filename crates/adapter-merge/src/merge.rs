@@ -17,8 +17,8 @@ use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 use crate::config::AdapterConfig;
-use crate::kernel::{choose_backend, merge_rows, Backend, LoraUpdate};
-use crate::plan::{build_plan, Job, Plan, Source};
+use crate::kernel::{choose_backend, merge_rows, round_trip, Backend, LoraUpdate};
+use crate::plan::{build_plan, Job, Source};
 use crate::{MergeError, MergeOptions, MergeReport, ADAPTER_WEIGHTS_FILE};
 
 /// Elements per piece handed to the writer: at most 4 MiB as f32, small enough that the writer
@@ -135,8 +135,8 @@ pub fn merge(options: &MergeOptions, reporter: &dyn Reporter) -> Result<MergeRep
             shape: v.shape.to_vec(),
         });
     }
-    let out_dtype_of: std::collections::HashMap<String, Dtype> =
-        specs.iter().map(|s| (s.name.clone(), s.dtype)).collect();
+    // Output dtype of the report when neither the options nor config.json name one.
+    let first_dtype = specs.first().map_or(Dtype::F32, |s| s.dtype);
     let total_bytes: u64 = specs.iter().filter_map(|s| s.byte_len()).sum();
 
     // temp folder next to the target
@@ -204,7 +204,6 @@ pub fn merge(options: &MergeOptions, reporter: &dyn Reporter) -> Result<MergeRep
     let ctx = Ctx {
         base: &base,
         adapter: &adapter,
-        plan: &plan,
         allow_non_finite: options.allow_non_finite,
         backend,
         pool: &buffers,
@@ -241,10 +240,7 @@ pub fn merge(options: &MergeOptions, reporter: &dyn Reporter) -> Result<MergeRep
                     .ok_or_else(|| MergeError::Unsupported {
                         what: format!("internal: no plan for tensor {name}"),
                     })?;
-                let out_dtype = out_dtype_of
-                    .get(name.as_str())
-                    .copied()
-                    .unwrap_or(Dtype::F32);
+                let out_dtype = fixed.unwrap_or(base.tensor(name)?.dtype);
                 if !job.is_copy() {
                     changed += 1;
                 }
@@ -296,7 +292,7 @@ pub fn merge(options: &MergeOptions, reporter: &dyn Reporter) -> Result<MergeRep
     // config.json, dtype updated when it changes
     let dtype = fixed
         .or_else(|| base.config_dtype())
-        .unwrap_or_else(|| out_dtype_of.values().next().copied().unwrap_or(Dtype::F32));
+        .unwrap_or(first_dtype);
     let config_src = options.base_dir.join(CONFIG_FILE);
     let config_bytes = if fixed.is_some() && base.config_dtype() != fixed {
         let mut cfg = base.config().clone();
@@ -500,14 +496,13 @@ fn hash_shards(
 struct Ctx<'a> {
     base: &'a HfModel,
     adapter: &'a SafetensorsFile,
-    plan: &'a Plan,
     allow_non_finite: bool,
     backend: Backend,
     /// Output buffers handed back by the writer, reused to avoid page faults on fresh memory.
     pool: &'a Mutex<Vec<Vec<u8>>>,
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
     /// An output buffer of `len` bytes. Its content is unspecified (a reused buffer keeps old
     /// bytes): every caller overwrites all of it, so it is not cleared again.
     fn buffer(&self, len: usize) -> Vec<u8> {
@@ -520,13 +515,7 @@ impl Ctx<'_> {
         buf.resize(len, 0);
         buf
     }
-}
 
-fn f32_of(view: &TensorView<'_>) -> Vec<f32> {
-    view.to_f32_vec()
-}
-
-impl<'a> Ctx<'a> {
     /// Produces one tensor's output bytes as pieces; returns `false` if the writer went away.
     fn produce(
         &self,
@@ -535,7 +524,6 @@ impl<'a> Ctx<'a> {
         out_dtype: Dtype,
         send: &mut dyn FnMut(Piece<'a>) -> bool,
     ) -> Result<bool, MergeError> {
-        let _ = self.plan;
         let source: TensorView<'a> = match &job.source {
             Source::Base => self.base.tensor(name)?,
             Source::Adapter(key) => self.adapter.tensor(key)?,
@@ -543,10 +531,10 @@ impl<'a> Ctx<'a> {
         let is_base = matches!(job.source, Source::Base);
         let release = |range: Range<usize>| is_base.then_some((name, range));
         if let Some(lora) = &job.lora {
-            let a = f32_of(&self.adapter.tensor(&lora.a_key)?);
-            let b = f32_of(&self.adapter.tensor(&lora.b_key)?);
+            let a = self.adapter.tensor(&lora.a_key)?.to_f32_vec();
+            let b = self.adapter.tensor(&lora.b_key)?.to_f32_vec();
             let magnitude = match &lora.magnitude_key {
-                Some(k) => Some(f32_of(&self.adapter.tensor(k)?)),
+                Some(k) => Some(self.adapter.tensor(k)?.to_f32_vec()),
                 None => None,
             };
             let (rows, cols) = (source.shape[0], source.shape[1]);
@@ -618,8 +606,8 @@ impl<'a> Ctx<'a> {
             return Ok(true);
         }
         if let Some((key, scaling)) = &job.bias_add {
-            let bias = f32_of(&self.adapter.tensor(key)?);
-            let mut vals = f32_of(&source);
+            let bias = self.adapter.tensor(key)?.to_f32_vec();
+            let mut vals = source.to_f32_vec();
             if source.dtype != out_dtype {
                 round_trip(out_dtype, &mut vals);
             }
@@ -678,10 +666,4 @@ impl<'a> Ctx<'a> {
         }
         Ok(true)
     }
-}
-
-fn round_trip(dtype: Dtype, vals: &mut [f32]) {
-    let mut tmp = vec![0u8; vals.len() * dtype.size()];
-    encode_f32(dtype, vals, &mut tmp);
-    decode_f32(dtype, &tmp, vals);
 }
