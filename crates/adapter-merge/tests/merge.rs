@@ -1,5 +1,6 @@
-//! The merge against PEFT 0.21.2's own output (tests/fixtures/peft), the zero-adapter identity,
-//! and one test per bad-input case of issue 3.
+//! The merge against PEFT 0.21.2's own output (tests/fixtures/peft): every fixture case
+//! bit-identical, plus output options (f32, shards, tokenizer source, checksums). Bad input and
+//! the zero-adapter identity are in `bad_input.rs`.
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
@@ -8,12 +9,8 @@ use loraforge_adapter_merge::{merge, MergeOptions};
 use loraforge_hf_model::{bf16_to_f32, f16_to_f32, f32_to_bf16, f32_to_f16, Dtype, HfModel};
 use loraforge_progress::NoProgress;
 
-fn fixtures() -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/fixtures/peft"
-    ))
-}
+mod common;
+use common::fixtures;
 
 fn adapter_dir(case: &str) -> PathBuf {
     let c = fixtures().join(case);
@@ -116,6 +113,11 @@ fn run_case(case: &str) {
         100.0 * cmp.identical as f64 / cmp.elements as f64,
         cmp.worst_ulps,
         report.tensors_changed
+    );
+    assert_eq!(
+        cmp.identical, cmp.elements,
+        "{case}: not bit-identical to PEFT (worst {:.2} ulp)",
+        cmp.worst_ulps
     );
     // the tensors PEFT's merge changed are the ones ours changed
     let case_json: serde_json::Value =

@@ -10,18 +10,6 @@ use loraforge_adapter_merge::{merge, MergeOptions};
 use loraforge_hf_model::{bf16_to_f32, f16_to_f32, f32_to_bf16, f32_to_f16, Dtype, HfModel};
 use loraforge_progress::NoProgress;
 
-fn values(n: usize, seed: u32, scale: f32) -> Vec<f32> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            (x as f32 / u32::MAX as f32 - 0.5) * scale
-        })
-        .collect()
-}
-
 fn words(bytes: &[u8]) -> Vec<u16> {
     bytes
         .chunks_exact(2)

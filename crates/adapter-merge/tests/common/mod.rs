@@ -84,3 +84,16 @@ pub fn write_adapter(dir: &Path, config: &serde_json::Value, tensors: &[T]) {
 pub fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
+
+/// `n` deterministic values in `[-scale/2, scale/2]` (xorshift32).
+pub fn values(n: usize, seed: u32, scale: f32) -> Vec<f32> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x as f32 / u32::MAX as f32 - 0.5) * scale
+        })
+        .collect()
+}
