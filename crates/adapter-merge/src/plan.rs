@@ -226,14 +226,16 @@ pub(crate) fn build_plan(
         let a = adapter.tensor(&a_key)?;
         let b = adapter.tensor(&b_key)?;
         let w = base.tensor(&tensor)?;
+        // `a_shape` is A's shape, or the magnitude vector's when that one does not fit.
+        let lora_shape = |a_shape: &TensorView<'_>| MergeError::LoraShape {
+            tensor: tensor.clone(),
+            weight_shape: shape_of(&w),
+            a_shape: shape_of(a_shape),
+            b_shape: shape_of(&b),
+            adapter_base: config.base_model_name_or_path.clone(),
+        };
         if a.shape.len() != 2 || b.shape.len() != 2 || w.shape.len() != 2 {
-            return Err(MergeError::LoraShape {
-                tensor: tensor.clone(),
-                weight_shape: shape_of(&w),
-                a_shape: shape_of(&a),
-                b_shape: shape_of(&b),
-                adapter_base: config.base_model_name_or_path.clone(),
-            });
+            return Err(lora_shape(&a));
         }
         let rank = a.shape[0];
         if b.shape[1] != rank {
@@ -259,13 +261,7 @@ pub(crate) fn build_plan(
             a.shape[1] == cols && b.shape[0] == rows
         };
         if !fits {
-            return Err(MergeError::LoraShape {
-                tensor: tensor.clone(),
-                weight_shape: shape_of(&w),
-                a_shape: shape_of(&a),
-                b_shape: shape_of(&b),
-                adapter_base: config.base_model_name_or_path.clone(),
-            });
+            return Err(lora_shape(&a));
         }
         let magnitude_key = match &keys.magnitude {
             None => None,
@@ -277,13 +273,7 @@ pub(crate) fn build_plan(
                 }
                 let m = adapter.tensor(k)?;
                 if m.shape != [rows] {
-                    return Err(MergeError::LoraShape {
-                        tensor: tensor.clone(),
-                        weight_shape: shape_of(&w),
-                        a_shape: shape_of(&m),
-                        b_shape: shape_of(&b),
-                        adapter_base: config.base_model_name_or_path.clone(),
-                    });
+                    return Err(lora_shape(&m));
                 }
                 Some(k.clone())
             }
