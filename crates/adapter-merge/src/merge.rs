@@ -290,9 +290,7 @@ pub fn merge(options: &MergeOptions, reporter: &dyn Reporter) -> Result<MergeRep
     }
 
     // config.json, dtype updated when it changes
-    let dtype = fixed
-        .or_else(|| base.config_dtype())
-        .unwrap_or(first_dtype);
+    let dtype = fixed.or_else(|| base.config_dtype()).unwrap_or(first_dtype);
     let config_src = options.base_dir.join(CONFIG_FILE);
     let config_bytes = if fixed.is_some() && base.config_dtype() != fixed {
         let mut cfg = base.config().clone();
