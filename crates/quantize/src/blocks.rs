@@ -100,6 +100,20 @@ const _: () = assert!(std::mem::size_of::<BlockQ5K>() == 176);
 const _: () = assert!(std::mem::size_of::<BlockQ6K>() == 210);
 const _: () = assert!(std::mem::align_of::<BlockQ6K>() == 1);
 
+/// One ggml block format: its layout (`Self`), the `f32` values one block holds, its scalar
+/// reference kernels and the f16 scales `ggml_validate_row_data` checks. The row entry points in
+/// `kernels` dispatch through it; the implementations sit beside the kernels in `reference`.
+pub(crate) trait BlockFormat: Pod {
+    /// The values of one block: `[f32; QK]` or `[f32; QK_K]`.
+    type Values: Pod;
+    /// `quantize_row_*_ref` for one block.
+    fn quantize_ref(x: &Self::Values, y: &mut Self);
+    /// `dequantize_row_*` for one block.
+    fn dequantize(&self, y: &mut Self::Values);
+    /// The f16 scales: `d`, then `dmin` / `m` where the format has one.
+    fn f16_scales(&self) -> impl Iterator<Item = [u8; 2]>;
+}
+
 /// `get_scale_min_k4`: the 6-bit scale and min of sub-block `j` (0..8).
 #[inline]
 pub fn get_scale_min_k4(j: usize, q: &[u8; K_SCALE_SIZE]) -> (u8, u8) {

@@ -12,19 +12,7 @@
 #![allow(clippy::needless_range_loop)]
 
 use crate::blocks::{get_scale_min_k4, BlockQ4K, BlockQ5K, BlockQ6K, QK_K};
-use crate::fp::{fp16_to_fp32, fp32_to_fp16};
-use crate::reference::{pack_q6, pack_scales_mins, GROUP_MAX_EPS};
-
-/// ggml's `nearest_int` (same as `reference::nearest_int`, kept inline for vectorisation).
-#[inline(always)]
-fn ni(v: f32) -> i32 {
-    ((v + 12_582_912.0).to_bits() as i32 & 0x007F_FFFF) - 0x0040_0000
-}
-
-#[inline(always)]
-fn hf(b: [u8; 2]) -> f32 {
-    fp16_to_fp32(u16::from_le_bytes(b))
-}
+use crate::reference::{h, hf, nearest_int as ni, pack_q6, pack_scales_mins, GROUP_MAX_EPS};
 
 type Lanes8 = [f32; 8];
 
@@ -207,8 +195,8 @@ fn quantize_kx<const AVX2: bool>(
         }
     }
     let packed = pack_scales_mins(&scales, &mins, max_scale, max_min);
-    let d = fp32_to_fp16(max_scale / 63.0).to_le_bytes();
-    let dmin = fp32_to_fp16(max_min / 63.0).to_le_bytes();
+    let d = h(max_scale / 63.0);
+    let dmin = h(max_min / 63.0);
     let mut dl = [0f32; 8];
     let mut dml = [0f32; 8];
     for j in 0..8 {
@@ -402,11 +390,11 @@ fn quantize_block_q6_k<const AVX2: bool>(x: &[f32; QK_K], y: &mut BlockQ6K) {
     }
     if max_abs_scale < GROUP_MAX_EPS {
         *y = bytemuck::Zeroable::zeroed();
-        y.d = fp32_to_fp16(0.0).to_le_bytes();
+        y.d = h(0.0);
         return;
     }
     let iscale = -128.0 / max_scale;
-    y.d = fp32_to_fp16(1.0 / iscale).to_le_bytes();
+    y.d = h(1.0 / iscale);
     let dd = hf(y.d);
     let mut dl = [0f32; 16];
     for j in 0..16 {
@@ -502,7 +490,7 @@ fn quantize_portable(ty: crate::GgmlType, src: &[f32], dst: &mut [u8]) {
                 quantize_block_q6_k::<false>(x, y);
             }
         }
-        _ => {}
+        other => panic!("no lane kernel for {other}"),
     }
 }
 
@@ -531,10 +519,10 @@ mod tests {
                 *v = v.abs();
             }
             for ty in [GgmlType::Q4K, GgmlType::Q5K, GgmlType::Q6K] {
-                let n = ty.row_size(x.len() as u64).unwrap_or(0) as usize;
+                let n = ty.row_size(x.len() as u64).expect("whole blocks") as usize;
                 let (mut a, mut b) = (vec![0u8; n], vec![0u8; n]);
                 quantize_portable(ty, &x, &mut a);
-                crate::quantize_rows_reference(ty, &x, x.len(), &mut b).unwrap_or(());
+                crate::quantize_rows_reference(ty, &x, x.len(), &mut b).expect("reference");
                 assert!(a == b, "{ty} scale {scale}");
             }
         }

@@ -1,8 +1,8 @@
 //! Row-level entry points: geometry checks and dispatch to the block kernels.
 
-use crate::blocks::{BlockQ4K, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8_0, QK, QK_K};
+use crate::blocks::{BlockFormat, BlockQ4K, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8_0};
 use crate::fp::{bf16_to_fp32, fp16_to_fp32, fp32_to_bf16, fp32_to_fp16};
-use crate::{reference, GgmlType, QuantizeError};
+use crate::{GgmlType, QuantizeError};
 
 /// Types [`quantize_rows`] and [`dequantize_rows`] support.
 pub const SUPPORTED_TYPES: [GgmlType; 9] = [
@@ -65,12 +65,36 @@ fn check(
     Ok(nrows)
 }
 
-fn blocks<const N: usize>(x: &[f32]) -> impl Iterator<Item = &[f32; N]> {
-    x.chunks_exact(N).filter_map(|c| c.try_into().ok())
+// The block loops below run after `check`, which makes `values` a whole number of blocks of
+// `B::Values` and `bytes` exactly as many `B` blocks.
+
+/// [`BlockFormat::quantize_ref`] over whole blocks.
+fn quantize_blocks<B: BlockFormat>(values: &[f32], bytes: &mut [u8]) {
+    let blocks: &mut [B] = bytemuck::cast_slice_mut(bytes);
+    for (x, y) in bytemuck::cast_slice::<f32, B::Values>(values)
+        .iter()
+        .zip(blocks)
+    {
+        B::quantize_ref(x, y);
+    }
 }
 
-fn blocks_mut<const N: usize>(x: &mut [f32]) -> impl Iterator<Item = &mut [f32; N]> {
-    x.chunks_exact_mut(N).filter_map(|c| c.try_into().ok())
+/// [`BlockFormat::dequantize`] over whole blocks.
+fn dequantize_blocks<B: BlockFormat>(bytes: &[u8], values: &mut [f32]) {
+    let out: &mut [B::Values] = bytemuck::cast_slice_mut(values);
+    for (b, y) in bytemuck::cast_slice::<u8, B>(bytes).iter().zip(out) {
+        b.dequantize(y);
+    }
+}
+
+/// Every block's [`BlockFormat::f16_scales`] must be finite.
+fn validate_blocks<B: BlockFormat>(ty: GgmlType, bytes: &[u8]) -> Result<(), QuantizeError> {
+    for (i, b) in bytemuck::cast_slice::<u8, B>(bytes).iter().enumerate() {
+        for scale in b.f16_scales() {
+            check_f16(ty, scale, i)?;
+        }
+    }
+    Ok(())
 }
 
 /// Quantize `src` — a whole number of rows of `n_per_row` values — into `dst`, which must be
@@ -102,24 +126,9 @@ pub fn quantize_rows(
                 o.copy_from_slice(&fp32_to_bf16(v).to_le_bytes());
             }
         }
-        GgmlType::Q8_0 => {
-            let out: &mut [BlockQ8_0] = bytemuck::cast_slice_mut(dst);
-            for (x, y) in blocks::<QK>(src).zip(out) {
-                reference::quantize_block_q8_0(x, y);
-            }
-        }
-        GgmlType::Q5_0 => {
-            let out: &mut [BlockQ5_0] = bytemuck::cast_slice_mut(dst);
-            for (x, y) in blocks::<QK>(src).zip(out) {
-                reference::quantize_block_q5_0(x, y);
-            }
-        }
-        GgmlType::Q5_1 => {
-            let out: &mut [BlockQ5_1] = bytemuck::cast_slice_mut(dst);
-            for (x, y) in blocks::<QK>(src).zip(out) {
-                reference::quantize_block_q5_1(x, y);
-            }
-        }
+        GgmlType::Q8_0 => quantize_blocks::<BlockQ8_0>(src, dst),
+        GgmlType::Q5_0 => quantize_blocks::<BlockQ5_0>(src, dst),
+        GgmlType::Q5_1 => quantize_blocks::<BlockQ5_1>(src, dst),
         GgmlType::Q4K => crate::fast::quantize_q4_k(src, bytemuck::cast_slice_mut(dst)),
         GgmlType::Q5K => crate::fast::quantize_q5_k(src, bytemuck::cast_slice_mut(dst)),
         GgmlType::Q6K => crate::fast::quantize_q6_k(src, bytemuck::cast_slice_mut(dst)),
@@ -138,24 +147,9 @@ pub fn quantize_rows_reference(
 ) -> Result<(), QuantizeError> {
     check(ty, src.len(), dst.len(), n_per_row, true)?;
     match ty {
-        GgmlType::Q4K => {
-            let out: &mut [BlockQ4K] = bytemuck::cast_slice_mut(dst);
-            for (x, y) in blocks::<QK_K>(src).zip(out) {
-                reference::quantize_block_q4_k(x, y);
-            }
-        }
-        GgmlType::Q5K => {
-            let out: &mut [BlockQ5K] = bytemuck::cast_slice_mut(dst);
-            for (x, y) in blocks::<QK_K>(src).zip(out) {
-                reference::quantize_block_q5_k(x, y);
-            }
-        }
-        GgmlType::Q6K => {
-            let out: &mut [BlockQ6K] = bytemuck::cast_slice_mut(dst);
-            for (x, y) in blocks::<QK_K>(src).zip(out) {
-                reference::quantize_block_q6_k(x, y);
-            }
-        }
+        GgmlType::Q4K => quantize_blocks::<BlockQ4K>(src, dst),
+        GgmlType::Q5K => quantize_blocks::<BlockQ5K>(src, dst),
+        GgmlType::Q6K => quantize_blocks::<BlockQ6K>(src, dst),
         _ => return quantize_rows(ty, src, n_per_row, dst),
     }
     Ok(())
@@ -194,42 +188,12 @@ pub fn dequantize_rows(
                 *o = bf16_to_fp32(u16::from_le_bytes([b[0], b[1]]));
             }
         }
-        GgmlType::Q8_0 => {
-            let inp: &[BlockQ8_0] = bytemuck::cast_slice(src);
-            for (b, y) in inp.iter().zip(blocks_mut::<QK>(dst)) {
-                reference::dequantize_block_q8_0(b, y);
-            }
-        }
-        GgmlType::Q5_0 => {
-            let inp: &[BlockQ5_0] = bytemuck::cast_slice(src);
-            for (b, y) in inp.iter().zip(blocks_mut::<QK>(dst)) {
-                reference::dequantize_block_q5_0(b, y);
-            }
-        }
-        GgmlType::Q5_1 => {
-            let inp: &[BlockQ5_1] = bytemuck::cast_slice(src);
-            for (b, y) in inp.iter().zip(blocks_mut::<QK>(dst)) {
-                reference::dequantize_block_q5_1(b, y);
-            }
-        }
-        GgmlType::Q4K => {
-            let inp: &[BlockQ4K] = bytemuck::cast_slice(src);
-            for (b, y) in inp.iter().zip(blocks_mut::<QK_K>(dst)) {
-                reference::dequantize_block_q4_k(b, y);
-            }
-        }
-        GgmlType::Q5K => {
-            let inp: &[BlockQ5K] = bytemuck::cast_slice(src);
-            for (b, y) in inp.iter().zip(blocks_mut::<QK_K>(dst)) {
-                reference::dequantize_block_q5_k(b, y);
-            }
-        }
-        GgmlType::Q6K => {
-            let inp: &[BlockQ6K] = bytemuck::cast_slice(src);
-            for (b, y) in inp.iter().zip(blocks_mut::<QK_K>(dst)) {
-                reference::dequantize_block_q6_k(b, y);
-            }
-        }
+        GgmlType::Q8_0 => dequantize_blocks::<BlockQ8_0>(src, dst),
+        GgmlType::Q5_0 => dequantize_blocks::<BlockQ5_0>(src, dst),
+        GgmlType::Q5_1 => dequantize_blocks::<BlockQ5_1>(src, dst),
+        GgmlType::Q4K => dequantize_blocks::<BlockQ4K>(src, dst),
+        GgmlType::Q5K => dequantize_blocks::<BlockQ5K>(src, dst),
+        GgmlType::Q6K => dequantize_blocks::<BlockQ6K>(src, dst),
         other => return Err(QuantizeError::Unsupported(other)),
     }
     Ok(())
@@ -312,58 +276,55 @@ pub fn validate_row_data(ty: GgmlType, data: &[u8]) -> Result<(), QuantizeError>
                 check_f16(ty, [b[0], b[1]], i)?;
             }
         }
-        GgmlType::Q8_0 => {
-            for (i, b) in bytemuck::cast_slice::<u8, BlockQ8_0>(data)
-                .iter()
-                .enumerate()
-            {
-                check_f16(ty, b.d, i)?;
-            }
-        }
-        GgmlType::Q5_0 => {
-            for (i, b) in bytemuck::cast_slice::<u8, BlockQ5_0>(data)
-                .iter()
-                .enumerate()
-            {
-                check_f16(ty, b.d, i)?;
-            }
-        }
-        GgmlType::Q5_1 => {
-            for (i, b) in bytemuck::cast_slice::<u8, BlockQ5_1>(data)
-                .iter()
-                .enumerate()
-            {
-                check_f16(ty, b.d, i)?;
-                check_f16(ty, b.m, i)?;
-            }
-        }
-        GgmlType::Q4K => {
-            for (i, b) in bytemuck::cast_slice::<u8, BlockQ4K>(data)
-                .iter()
-                .enumerate()
-            {
-                check_f16(ty, b.d, i)?;
-                check_f16(ty, b.dmin, i)?;
-            }
-        }
-        GgmlType::Q5K => {
-            for (i, b) in bytemuck::cast_slice::<u8, BlockQ5K>(data)
-                .iter()
-                .enumerate()
-            {
-                check_f16(ty, b.d, i)?;
-                check_f16(ty, b.dmin, i)?;
-            }
-        }
-        GgmlType::Q6K => {
-            for (i, b) in bytemuck::cast_slice::<u8, BlockQ6K>(data)
-                .iter()
-                .enumerate()
-            {
-                check_f16(ty, b.d, i)?;
-            }
-        }
+        GgmlType::Q8_0 => validate_blocks::<BlockQ8_0>(ty, data)?,
+        GgmlType::Q5_0 => validate_blocks::<BlockQ5_0>(ty, data)?,
+        GgmlType::Q5_1 => validate_blocks::<BlockQ5_1>(ty, data)?,
+        GgmlType::Q4K => validate_blocks::<BlockQ4K>(ty, data)?,
+        GgmlType::Q5K => validate_blocks::<BlockQ5K>(ty, data)?,
+        GgmlType::Q6K => validate_blocks::<BlockQ6K>(ty, data)?,
         other => return Err(QuantizeError::Unsupported(other)),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every f16 scale of every block format is checked, wherever it sits in the block.
+    #[test]
+    fn validate_row_data_checks_each_f16_scale() {
+        // (type, byte offsets of its f16 scales in a block)
+        let cases = [
+            (GgmlType::Q8_0, &[0][..]),
+            (GgmlType::Q5_0, &[0]),
+            (GgmlType::Q5_1, &[0, 2]),
+            (GgmlType::Q4K, &[0, 2]),
+            (GgmlType::Q5K, &[0, 2]),
+            (GgmlType::Q6K, &[208]),
+        ];
+        for (ty, offsets) in cases {
+            let size = ty.type_size();
+            let mut data = vec![0u8; 2 * size];
+            assert_eq!(validate_row_data(ty, &data), Ok(()), "{ty}");
+            for &at in offsets {
+                let mut bad = data.clone();
+                bad[size + at..size + at + 2].copy_from_slice(&0x7C00u16.to_le_bytes());
+                assert_eq!(
+                    validate_row_data(ty, &bad),
+                    Err(QuantizeError::InvalidData {
+                        ty,
+                        block: 1,
+                        what: "inf"
+                    }),
+                    "{ty} scale at byte {at}"
+                );
+            }
+            // A non-scale byte set to the same pattern is not a scale.
+            data[size + 4..size + 6].copy_from_slice(&0x7C00u16.to_le_bytes());
+            if !offsets.contains(&4) {
+                assert_eq!(validate_row_data(ty, &data), Ok(()), "{ty}");
+            }
+        }
+    }
 }

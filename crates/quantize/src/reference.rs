@@ -7,7 +7,8 @@
 #![allow(clippy::needless_range_loop)]
 
 use crate::blocks::{
-    get_scale_min_k4, BlockQ4K, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8_0, QK, QK_K,
+    get_scale_min_k4, BlockFormat, BlockQ4K, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8_0,
+    QK, QK_K,
 };
 use crate::fp::{fp16_to_fp32, fp32_to_fp16};
 
@@ -23,12 +24,12 @@ pub(crate) fn nearest_int(fval: f32) -> i32 {
 }
 
 #[inline(always)]
-fn h(x: f32) -> [u8; 2] {
+pub(crate) fn h(x: f32) -> [u8; 2] {
     fp32_to_fp16(x).to_le_bytes()
 }
 
 #[inline(always)]
-fn hf(b: [u8; 2]) -> f32 {
+pub(crate) fn hf(b: [u8; 2]) -> f32 {
     fp16_to_fp32(u16::from_le_bytes(b))
 }
 
@@ -545,4 +546,34 @@ pub fn dequantize_block_q6_k(b: &BlockQ6K, y: &mut [f32; QK_K]) {
             out[l + 96] = d * f32::from(sc[is + 6]) * q4 as f32;
         }
     }
+}
+
+/// Each block type's [`BlockFormat`]: its values, the kernels above and its f16 scales.
+macro_rules! block_formats {
+    ($($block:ty: [f32; $n:expr], $quantize:ident, $dequantize:ident, [$($scale:ident),+];)*) => {$(
+        impl BlockFormat for $block {
+            type Values = [f32; $n];
+
+            fn quantize_ref(x: &[f32; $n], y: &mut Self) {
+                $quantize(x, y)
+            }
+
+            fn dequantize(&self, y: &mut [f32; $n]) {
+                $dequantize(self, y)
+            }
+
+            fn f16_scales(&self) -> impl Iterator<Item = [u8; 2]> {
+                [$(self.$scale),+].into_iter()
+            }
+        }
+    )*};
+}
+
+block_formats! {
+    BlockQ8_0: [f32; QK], quantize_block_q8_0, dequantize_block_q8_0, [d];
+    BlockQ5_0: [f32; QK], quantize_block_q5_0, dequantize_block_q5_0, [d];
+    BlockQ5_1: [f32; QK], quantize_block_q5_1, dequantize_block_q5_1, [d, m];
+    BlockQ4K: [f32; QK_K], quantize_block_q4_k, dequantize_block_q4_k, [d, dmin];
+    BlockQ5K: [f32; QK_K], quantize_block_q5_k, dequantize_block_q5_k, [d, dmin];
+    BlockQ6K: [f32; QK_K], quantize_block_q6_k, dequantize_block_q6_k, [d];
 }
