@@ -112,9 +112,8 @@ pub fn f32_to_f16(value: f32) -> u16 {
     half::f16::from_f32(value).to_bits()
 }
 
-/// Converts little-endian elements of `dtype` in `bytes` to f32, into `out`
-/// (`out.len()` elements; `bytes` must hold exactly that many).
-pub(crate) fn decode_into(dtype: Dtype, bytes: &[u8], out: &mut [f32]) {
+/// Decodes little-endian `dtype` elements to f32 (`out.len() * dtype.size() == bytes.len()`).
+pub fn decode_f32(dtype: Dtype, bytes: &[u8], out: &mut [f32]) {
     match dtype {
         Dtype::F32 => {
             for (o, c) in out.iter_mut().zip(bytes.chunks_exact(4)) {
@@ -170,11 +169,6 @@ pub fn encode_f32(dtype: Dtype, values: &[f32], out: &mut [u8]) {
             }
         }
     }
-}
-
-/// Decodes little-endian `dtype` elements to f32 (`out.len() * dtype.size() == bytes.len()`).
-pub fn decode_f32(dtype: Dtype, bytes: &[u8], out: &mut [f32]) {
-    decode_into(dtype, bytes, out)
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
 
-use crate::dtype::decode_into;
+use crate::dtype::decode_f32;
 use crate::header::{read_safetensors_header, SafetensorsHeader};
 use crate::{Dtype, HfModelError};
 
@@ -67,7 +67,7 @@ impl TensorView<'_> {
     /// All elements converted to f32 (exact for every supported dtype).
     pub fn to_f32_vec(&self) -> Vec<f32> {
         let mut out = vec![0f32; self.element_count()];
-        decode_into(self.dtype, self.data, &mut out);
+        decode_f32(self.dtype, self.data, &mut out);
         out
     }
 
@@ -80,7 +80,7 @@ impl TensorView<'_> {
                 got: out.len(),
             });
         }
-        decode_into(self.dtype, self.data, out);
+        decode_f32(self.dtype, self.data, out);
         Ok(())
     }
 }
@@ -148,18 +148,12 @@ impl HfModel {
         }
         if let Some(map) = weight_map {
             for (tensor, file) in &map {
-                let Some(&(si, _)) = lookup.get(tensor) else {
+                let file = dir.join(file);
+                if !matches!(lookup.get(tensor), Some(&(si, _)) if files[si] == file) {
                     return Err(HfModelError::IndexTensorMissing {
                         index: index_path.clone(),
                         tensor: tensor.clone(),
-                        file: dir.join(file),
-                    });
-                };
-                if files[si] != dir.join(file) {
-                    return Err(HfModelError::IndexTensorMissing {
-                        index: index_path.clone(),
-                        tensor: tensor.clone(),
-                        file: dir.join(file),
+                        file,
                     });
                 }
             }

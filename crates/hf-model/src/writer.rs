@@ -342,25 +342,17 @@ impl SafetensorsShardWriter {
     }
 
     fn open_shard(&mut self) -> Result<(), HfModelError> {
-        let shard = &self.shards[self.shard];
-        let path = self.dir.join(&shard.file_name);
+        let path = self.dir.join(&self.shards[self.shard].file_name);
+        let prefix = self.shard_prefix(self.shard).unwrap_or_default();
         let io = |source| HfModelError::Io {
             path: path.clone(),
             source,
         };
         let file = File::create(&path).map_err(io)?;
         let mut out = BufWriter::with_capacity(1 << 20, file);
-        let header = header_bytes(&self.specs, &shard.tensors);
-        out.write_all(&(header.len() as u64).to_le_bytes())
-            .map_err(io)?;
-        out.write_all(&header).map_err(io)?;
-        let hasher = self.checksums.then(|| {
-            let mut hasher = Sha256::new();
-            hasher.update((header.len() as u64).to_le_bytes());
-            hasher.update(&header);
-            hasher
-        });
-        let size = 8 + header.len() as u64;
+        out.write_all(&prefix).map_err(io)?;
+        let hasher = self.checksums.then(|| Sha256::new_with_prefix(&prefix));
+        let size = prefix.len() as u64;
         self.open = Some(OpenShard {
             path,
             out,

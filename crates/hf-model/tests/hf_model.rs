@@ -317,6 +317,61 @@ fn folder_errors() {
     ));
 }
 
+#[test]
+fn index_that_disagrees_with_the_shards() {
+    let src = fixture("g_llama_sharded/base");
+    let d = tempdir();
+    for e in std::fs::read_dir(&src).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, d.path().join(p.file_name().unwrap())).unwrap();
+    }
+    let index_path = d.path().join("model.safetensors.index.json");
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    let open_with = |edit: &dyn Fn(&mut serde_json::Map<String, serde_json::Value>)| {
+        let mut v = index.clone();
+        edit(v["weight_map"].as_object_mut().unwrap());
+        std::fs::write(&index_path, serde_json::to_vec(&v).unwrap()).unwrap();
+        HfModel::open(d.path())
+    };
+    // a tensor of shard 2 (which holds several): every shard stays named by the index
+    let name = index["weight_map"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(_, f)| *f == "model-00002-of-00003.safetensors")
+        .map(|(k, _)| k.clone())
+        .unwrap();
+    // the index puts it in a shard that does not hold it
+    let e = open_with(&|m| {
+        m.insert(name.clone(), "model-00003-of-00003.safetensors".into());
+    })
+    .unwrap_err();
+    assert!(
+        matches!(e, HfModelError::IndexTensorMissing { ref tensor, .. } if *tensor == name),
+        "{e}"
+    );
+    // the index names a tensor no shard holds
+    let e = open_with(&|m| {
+        m.insert(
+            "ghost.weight".into(),
+            "model-00001-of-00003.safetensors".into(),
+        );
+    })
+    .unwrap_err();
+    assert!(
+        matches!(e, HfModelError::IndexTensorMissing { ref tensor, .. } if tensor == "ghost.weight"),
+        "{e}"
+    );
+    // the index leaves out a tensor of a shard
+    let e = open_with(&|m| {
+        m.remove(&name);
+    })
+    .unwrap_err();
+    assert!(matches!(e, HfModelError::InvalidIndex { .. }), "{e}");
+    assert!(open_with(&|_| {}).is_ok());
+}
+
 /// Resident kB of the mapping that contains `addr` (from `/proc/self/smaps`): unaffected by what
 /// other test threads allocate.
 #[cfg(target_os = "linux")]
