@@ -23,10 +23,12 @@
 //! imports, CPU time, peak RSS) and compare its output with ours byte for byte.
 #![allow(missing_docs, clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
-use loraforge_benches::measure::{copy_safetensors, cpu_seconds, status_field};
+use loraforge_benches::measure::{
+    copy_safetensors, cpu_seconds, env_usize, run_child, status_field, work_dir,
+};
 use loraforge_benches::{generate_llama, SynthSpec};
 use loraforge_convert::{convert, ConvertOptions, OutType};
 use loraforge_progress::NoProgress;
@@ -61,23 +63,13 @@ fn main() {
     if args.iter().any(|a| a == "--list") {
         return;
     }
-    let layers: usize = std::env::var("LORAFORGE_BENCH_LAYERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(22);
+    let layers = env_usize("LORAFORGE_BENCH_LAYERS", 22);
     let outtype = std::env::var("LORAFORGE_BENCH_OUTTYPE").unwrap_or_else(|_| "f16".into());
     let spec = SynthSpec {
         layers,
         ..SynthSpec::tinyllama()
     };
-    let (_keep, root) = match std::env::var_os("LORAFORGE_BENCH_DIR") {
-        Some(d) => (None, PathBuf::from(d).join(format!("convert-l{layers}"))),
-        None => {
-            let t = tempfile::tempdir().unwrap();
-            let p = t.path().to_path_buf();
-            (Some(t), p)
-        }
-    };
+    let (_keep, root) = work_dir(&format!("convert-l{layers}"));
     let model = root.join("model");
     if !model.join("config.json").is_file() {
         let t = Instant::now();
@@ -97,16 +89,12 @@ fn main() {
         spec.hidden, spec.layers, spec.ffn, spec.vocab
     );
 
-    let exe = std::env::current_exe().unwrap();
     let out_dir = root.join("out");
     std::fs::create_dir_all(&out_dir).unwrap();
     // Warm the page cache the same way for both sides: one untimed read of the inputs.
     copy_safetensors(&model, &root.join("warm"), true).unwrap();
     let _ = std::fs::remove_dir_all(root.join("warm"));
-    let rounds: usize = std::env::var("LORAFORGE_BENCH_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
+    let rounds = env_usize("LORAFORGE_BENCH_ROUNDS", 3);
     let (mut best_copy, mut best_conv, mut best_sha, mut worst_rss) =
         (f64::MAX, f64::MAX, f64::MAX, 0f64);
     let out = out_dir.join("model.gguf");
@@ -118,9 +106,9 @@ fn main() {
         let copy_s = t.elapsed().as_secs_f64();
         let _ = std::fs::remove_dir_all(&copy_dir);
 
-        let plain = convert_child(&exe, &model, &out, &outtype, false);
+        let plain = convert_child(&model, &out, &outtype, false);
         let _ = std::fs::remove_file(&out);
-        let hashed = convert_child(&exe, &model, &out, &outtype, true);
+        let hashed = convert_child(&model, &out, &outtype, true);
         if round + 1 < rounds {
             let _ = std::fs::remove_file(&out);
         }
@@ -164,25 +152,16 @@ struct ChildRun {
 }
 
 /// One conversion in a child process (this binary with `--child`), so its peak RSS is its own.
-fn convert_child(exe: &Path, model: &Path, out: &Path, outtype: &str, sha256: bool) -> ChildRun {
-    let output = std::process::Command::new(exe)
-        .arg("--child")
-        .arg(model)
-        .arg(out)
-        .arg(outtype)
-        .arg(if sha256 { "sha256" } else { "plain" })
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let line = String::from_utf8_lossy(&output.stdout);
-    let f: Vec<f64> = line
-        .split_whitespace()
-        .map(|v| v.parse().unwrap())
-        .collect();
+fn convert_child(model: &Path, out: &Path, outtype: &str, sha256: bool) -> ChildRun {
+    let f: Vec<f64> = run_child(&[
+        model.as_os_str(),
+        out.as_os_str(),
+        outtype.as_ref(),
+        (if sha256 { "sha256" } else { "plain" }).as_ref(),
+    ])
+    .iter()
+    .map(|v| v.parse().unwrap())
+    .collect();
     ChildRun {
         secs: f[0],
         rss_kib: f[1],

@@ -1,8 +1,52 @@
 //! Measurement helpers shared by the end-to-end benches: the I/O floor (copying the weight
-//! files), peak RSS and CPU time read from `/proc`.
+//! files), peak RSS and CPU time read from `/proc`, the run in a child process, the settings
+//! read from the environment.
 
+use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+
+/// An environment variable parsed as a number, or `default` when it is unset or not a number.
+pub fn env_usize(key: &str, default: usize) -> usize {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Where a bench keeps its files: `$LORAFORGE_BENCH_DIR/<name>` (kept, so a generated model is
+/// reused across runs), else a fresh temporary folder, removed when the returned guard drops.
+pub fn work_dir(name: &str) -> (Option<tempfile::TempDir>, PathBuf) {
+    match std::env::var_os("LORAFORGE_BENCH_DIR") {
+        Some(d) => (None, PathBuf::from(d).join(name)),
+        None => {
+            let t = tempfile::tempdir().expect("a temporary folder");
+            let p = t.path().to_path_buf();
+            (Some(t), p)
+        }
+    }
+}
+
+/// Runs this bench binary again as `<exe> --child <args…>` (so that the peak RSS it reports is
+/// the run's own) and returns the whitespace-separated fields it printed on stdout. Panics with
+/// the child's stderr if it fails.
+pub fn run_child<S: AsRef<OsStr>>(args: &[S]) -> Vec<String> {
+    let exe = std::env::current_exe().expect("the bench binary's path");
+    let output = std::process::Command::new(exe)
+        .arg("--child")
+        .args(args)
+        .output()
+        .expect("the bench binary runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
 
 /// A numeric field (in kB) of `/proc/<pid>/status`, e.g. `VmHWM:` of `"self"`.
 pub fn status_field(pid: &str, key: &str) -> Option<u64> {

@@ -16,11 +16,13 @@
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use loraforge_adapter_merge::{merge, MergeOptions};
-use loraforge_benches::measure::{copy_safetensors, cpu_seconds, status_field};
+use loraforge_benches::measure::{
+    copy_safetensors, cpu_seconds, env_usize, run_child, status_field, work_dir,
+};
 use loraforge_benches::{generate_adapter, generate_llama, SynthSpec};
 use loraforge_progress::NoProgress;
 
@@ -69,7 +71,6 @@ struct ChildRun {
 
 /// One merge in a child process (this binary with `--child`), so its peak RSS is its own.
 fn merge_child(
-    exe: &Path,
     base: &Path,
     adapter: &Path,
     out: &Path,
@@ -77,23 +78,14 @@ fn merge_child(
     fsync: bool,
     checksums: bool,
 ) -> ChildRun {
-    let output = std::process::Command::new(exe)
-        .arg("--child")
-        .arg(base)
-        .arg(adapter)
-        .arg(out)
-        .arg(threads.to_string())
-        .arg(if fsync { "fsync" } else { "nosync" })
-        .arg(if checksums { "sha256" } else { "nosha" })
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let line = String::from_utf8_lossy(&output.stdout);
-    let f: Vec<&str> = line.split_whitespace().collect();
+    let f = run_child(&[
+        base.as_os_str(),
+        adapter.as_os_str(),
+        out.as_os_str(),
+        threads.to_string().as_ref(),
+        (if fsync { "fsync" } else { "nosync" }).as_ref(),
+        (if checksums { "sha256" } else { "nosha" }).as_ref(),
+    ]);
     ChildRun {
         secs: f[0].parse().unwrap(),
         rss_kib: f[1].parse().unwrap(),
@@ -111,29 +103,13 @@ fn main() {
     if args.iter().any(|a| a == "--list") {
         return;
     }
-    let layers: usize = std::env::var("LORAFORGE_BENCH_LAYERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(22);
-    let rank: usize = std::env::var("LORAFORGE_BENCH_RANK")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(16);
+    let layers = env_usize("LORAFORGE_BENCH_LAYERS", 22);
+    let rank = env_usize("LORAFORGE_BENCH_RANK", 16);
     let spec = SynthSpec {
         layers,
         ..SynthSpec::tinyllama()
     };
-    let (_keep, root) = match std::env::var_os("LORAFORGE_BENCH_DIR") {
-        Some(d) => (
-            None,
-            PathBuf::from(d).join(format!("merge-l{layers}-r{rank}")),
-        ),
-        None => {
-            let t = tempfile::tempdir().unwrap();
-            let p = t.path().to_path_buf();
-            (Some(t), p)
-        }
-    };
+    let (_keep, root) = work_dir(&format!("merge-l{layers}-r{rank}"));
     let base = root.join("base");
     let adapter = root.join("adapter");
     if !base.join("config.json").is_file() {
@@ -151,7 +127,6 @@ fn main() {
     let gb = spec.data_bytes() as f64 / 1e9;
     println!("model: llama hidden {} layers {} ffn {} vocab {} bf16, {:.2} GB; adapter r={rank} all-linear", spec.hidden, spec.layers, spec.ffn, spec.vocab, gb);
 
-    let exe = std::env::current_exe().unwrap();
     let copy_dir = root.join("copy");
     let copy = |fsync: bool, cold: bool| {
         // best of three: the first write into a full page cache pays for reclaim
@@ -170,7 +145,7 @@ fn main() {
         let mut best: Option<ChildRun> = None;
         for _ in 0..3 {
             settle(cold);
-            let run = merge_child(&exe, &base, &adapter, out, threads, fsync, checksums);
+            let run = merge_child(&base, &adapter, out, threads, fsync, checksums);
             let _ = std::fs::remove_dir_all(out);
             if best.as_ref().map_or(true, |b| run.secs < b.secs) {
                 best = Some(run);
@@ -247,16 +222,12 @@ fn main() {
             ours = Some(run.secs);
         }
     }
-    // Leave one merged folder for the PEFT comparison.
-    let ours_dir = root.join("merged-for-peft");
-    merge_child(&exe, &base, &adapter, &ours_dir, 2, false, false);
-    let ours = ours.map(|s| (ours_dir, s));
-    if let Some(python) = std::env::var_os("LORAFORGE_BENCH_PEFT_PYTHON") {
-        let (ours_dir, ours_s) = ours.clone().unwrap();
+    if let (Some(python), Some(ours_s)) = (std::env::var_os("LORAFORGE_BENCH_PEFT_PYTHON"), ours) {
+        // One merged folder of ours to compare PEFT's output with.
+        let ours_dir = root.join("merged-for-peft");
+        merge_child(&base, &adapter, &ours_dir, 2, false, false);
         peft_run(&python, &root, &base, &adapter, &ours_dir, ours_s);
-    }
-    if let Some((dir, _)) = ours {
-        let _ = std::fs::remove_dir_all(dir);
+        let _ = std::fs::remove_dir_all(ours_dir);
     }
 }
 

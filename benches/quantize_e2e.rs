@@ -19,7 +19,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
 
-use loraforge_benches::measure::cpu_seconds;
+use loraforge_benches::measure::{cpu_seconds, status_field};
 use loraforge_gguf_writer::{
     quantize_file, GgufWriter, QuantizeFileOptions, SourceError, TensorInfo, WriteOptions,
 };
@@ -122,12 +122,7 @@ fn write_model(path: &Path, layers: u32) -> u64 {
 
 /// Peak resident set size since the last reset, in MiB.
 fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
+    status_field("self", "VmHWM:").map_or(f64::NAN, |kb| kb as f64 / 1024.0)
 }
 
 fn reset_peak_rss() {
