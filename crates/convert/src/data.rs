@@ -6,11 +6,12 @@
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 
+use loraforge_hf_model::Dtype;
 use loraforge_quantize::{bf16_to_fp32, fp16_to_fp32, fp32_to_bf16, fp32_to_fp16, GgmlType};
 use rayon::prelude::*;
 
 use crate::arch::Transform;
-use crate::source::{SrcDtype, SrcTensor};
+use crate::source::SrcTensor;
 
 /// Elements converted per chunk when streaming (4 Mi elements: 8 MiB of bf16).
 const CHUNK_ELEMENTS: usize = 4 << 20;
@@ -110,7 +111,7 @@ pub(crate) fn produce_tensor(
             read_at(file, t.offset, &mut all)?;
             let plus_one = add_one(t.dtype, &all);
             let mut dst = take_buf();
-            convert(SrcDtype::F32, &plus_one, out_ty, row_len, &mut dst)?;
+            convert(Dtype::F32, &plus_one, out_ty, row_len, &mut dst)?;
             emit(dst)?;
         }
     }
@@ -120,13 +121,13 @@ pub(crate) fn produce_tensor(
 /// `data_torch + 1` as the reference computes it (Gemma norms), as f32 bytes: bf16 tensors are
 /// upcast to f32 before `modify_tensors`, so they and f32 tensors add in f32; an f16 tensor
 /// stays f16 and torch rounds the f32 sum back to f16.
-fn add_one(dtype: SrcDtype, src: &[u8]) -> Vec<u8> {
+fn add_one(dtype: Dtype, src: &[u8]) -> Vec<u8> {
     let mut f = vec![0f32; src.len() / dtype.size()];
     to_f32(dtype, src, &mut f);
     f.iter()
         .map(|&x| match dtype {
-            SrcDtype::F16 => fp16_to_fp32(fp32_to_fp16(x + 1.0)),
-            SrcDtype::F32 | SrcDtype::BF16 => x + 1.0,
+            Dtype::F16 => fp16_to_fp32(fp32_to_fp16(x + 1.0)),
+            Dtype::F32 | Dtype::BF16 => x + 1.0,
         })
         .flat_map(f32::to_le_bytes)
         .collect()
@@ -161,19 +162,19 @@ pub(crate) fn permute_rows(
     Some(out)
 }
 
-fn to_f32(dtype: SrcDtype, src: &[u8], dst: &mut [f32]) {
+fn to_f32(dtype: Dtype, src: &[u8], dst: &mut [f32]) {
     match dtype {
-        SrcDtype::F32 => {
+        Dtype::F32 => {
             for (o, b) in dst.iter_mut().zip(src.chunks_exact(4)) {
                 *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
             }
         }
-        SrcDtype::F16 => {
+        Dtype::F16 => {
             for (o, b) in dst.iter_mut().zip(src.chunks_exact(2)) {
                 *o = fp16_to_fp32(u16::from_le_bytes([b[0], b[1]]));
             }
         }
-        SrcDtype::BF16 => {
+        Dtype::BF16 => {
             for (o, b) in dst.iter_mut().zip(src.chunks_exact(2)) {
                 *o = bf16_to_fp32(u16::from_le_bytes([b[0], b[1]]));
             }
@@ -181,18 +182,24 @@ fn to_f32(dtype: SrcDtype, src: &[u8], dst: &mut [f32]) {
     }
 }
 
+/// `src` and `dst` viewed as slices of `S` and `D`, when both are aligned for them.
+fn typed<'a, S: bytemuck::Pod, D: bytemuck::Pod>(
+    src: &'a [u8],
+    dst: &'a mut [u8],
+) -> Option<(&'a [S], &'a mut [D])> {
+    let s = bytemuck::try_cast_slice(src).ok()?;
+    Some((s, bytemuck::try_cast_slice_mut(dst).ok()?))
+}
+
 /// Typed fast paths (little-endian hosts, aligned buffers): plain loops over `u16`/`f32` that
 /// the compiler vectorizes. Returns false when the caller must take the byte path.
-fn convert_fast(dtype: SrcDtype, src: &[u8], out_ty: GgmlType, dst: &mut [u8]) -> bool {
+fn convert_fast(dtype: Dtype, src: &[u8], out_ty: GgmlType, dst: &mut [u8]) -> bool {
     if cfg!(target_endian = "big") {
         return false;
     }
     match (dtype, out_ty) {
-        (SrcDtype::BF16, GgmlType::F16) => {
-            let (Ok(s), Ok(d)) = (
-                bytemuck::try_cast_slice::<u8, u16>(src),
-                bytemuck::try_cast_slice_mut::<u8, u16>(dst),
-            ) else {
+        (Dtype::BF16, GgmlType::F16) => {
+            let Some((s, d)) = typed::<u16, u16>(src, dst) else {
                 return false;
             };
             #[cfg(target_arch = "x86_64")]
@@ -206,11 +213,8 @@ fn convert_fast(dtype: SrcDtype, src: &[u8], out_ty: GgmlType, dst: &mut [u8]) -
             }
             true
         }
-        (SrcDtype::F32, GgmlType::F16) => {
-            let (Ok(s), Ok(d)) = (
-                bytemuck::try_cast_slice::<u8, f32>(src),
-                bytemuck::try_cast_slice_mut::<u8, u16>(dst),
-            ) else {
+        (Dtype::F32, GgmlType::F16) => {
+            let Some((s, d)) = typed::<f32, u16>(src, dst) else {
                 return false;
             };
             #[cfg(target_arch = "x86_64")]
@@ -224,11 +228,8 @@ fn convert_fast(dtype: SrcDtype, src: &[u8], out_ty: GgmlType, dst: &mut [u8]) -
             }
             true
         }
-        (SrcDtype::F32, GgmlType::BF16) => {
-            let (Ok(s), Ok(d)) = (
-                bytemuck::try_cast_slice::<u8, f32>(src),
-                bytemuck::try_cast_slice_mut::<u8, u16>(dst),
-            ) else {
+        (Dtype::F32, GgmlType::BF16) => {
+            let Some((s, d)) = typed::<f32, u16>(src, dst) else {
                 return false;
             };
             for (o, &f) in d.iter_mut().zip(s) {
@@ -236,14 +237,11 @@ fn convert_fast(dtype: SrcDtype, src: &[u8], out_ty: GgmlType, dst: &mut [u8]) -
             }
             true
         }
-        (SrcDtype::BF16 | SrcDtype::F16, GgmlType::F32) => {
-            let (Ok(s), Ok(d)) = (
-                bytemuck::try_cast_slice::<u8, u16>(src),
-                bytemuck::try_cast_slice_mut::<u8, f32>(dst),
-            ) else {
+        (Dtype::BF16 | Dtype::F16, GgmlType::F32) => {
+            let Some((s, d)) = typed::<u16, f32>(src, dst) else {
                 return false;
             };
-            if dtype == SrcDtype::BF16 {
+            if dtype == Dtype::BF16 {
                 for (o, &h) in d.iter_mut().zip(s) {
                     *o = bf16_to_fp32(h);
                 }
@@ -331,13 +329,13 @@ mod f16c {
 }
 
 /// Converts one element-wise chunk (`src` of `in_size`-byte elements) into `dst`.
-fn convert_elementwise(dtype: SrcDtype, src: &[u8], out_ty: GgmlType, dst: &mut [u8]) {
+fn convert_elementwise(dtype: Dtype, src: &[u8], out_ty: GgmlType, dst: &mut [u8]) {
     if convert_fast(dtype, src, out_ty, dst) {
         return;
     }
     match (dtype, out_ty) {
-        (SrcDtype::F32, GgmlType::F32) | (SrcDtype::F16, GgmlType::F16) => dst.copy_from_slice(src),
-        (SrcDtype::BF16, GgmlType::BF16) => {
+        (Dtype::F32, GgmlType::F32) | (Dtype::F16, GgmlType::F16) => dst.copy_from_slice(src),
+        (Dtype::BF16, GgmlType::BF16) => {
             // bf16 -> f32 -> bf16 is the identity except that NaNs become quiet.
             for (o, b) in dst.chunks_exact_mut(2).zip(src.chunks_exact(2)) {
                 let mut h = u16::from_le_bytes([b[0], b[1]]);
@@ -378,7 +376,7 @@ fn convert_elementwise(dtype: SrcDtype, src: &[u8], out_ty: GgmlType, dst: &mut 
 
 /// Converts `src` (elements of `dtype`, whole rows of `row_len`) to `out_ty` into `dst`.
 pub(crate) fn convert(
-    dtype: SrcDtype,
+    dtype: Dtype,
     src: &[u8],
     out_ty: GgmlType,
     row_len: usize,
@@ -438,11 +436,11 @@ mod tests {
         // 1 + 2^-11 is exactly between 1.0 and the next f16: ties to even (1.0).
         let x = 1.0f32 + f32::powi(2.0, -11);
         let mut dst = Vec::new();
-        convert(SrcDtype::F32, &x.to_le_bytes(), GgmlType::F16, 1, &mut dst).unwrap();
+        convert(Dtype::F32, &x.to_le_bytes(), GgmlType::F16, 1, &mut dst).unwrap();
         assert_eq!(dst, 0x3c00u16.to_le_bytes());
         // 70000 overflows f16 to +inf.
         convert(
-            SrcDtype::F32,
+            Dtype::F32,
             &70000f32.to_le_bytes(),
             GgmlType::F16,
             1,
@@ -510,12 +508,12 @@ mod tests {
         // stays exact in f32.
         let h = 0x1000u16;
         let x = fp16_to_fp32(h);
-        let out = add_one(SrcDtype::F16, &h.to_le_bytes());
+        let out = add_one(Dtype::F16, &h.to_le_bytes());
         assert_eq!(out, 1.0f32.to_le_bytes());
-        let out = add_one(SrcDtype::F32, &x.to_le_bytes());
+        let out = add_one(Dtype::F32, &x.to_le_bytes());
         assert_eq!(out, (x + 1.0).to_le_bytes());
         // bf16 -0.5 (0xbf00) + 1 = 0.5.
-        let out = add_one(SrcDtype::BF16, &0xbf00u16.to_le_bytes());
+        let out = add_one(Dtype::BF16, &0xbf00u16.to_le_bytes());
         assert_eq!(out, 0.5f32.to_le_bytes());
     }
 }

@@ -93,8 +93,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use loraforge_gguf_writer::{
-    quantize_file, GgufWriter, Metadata, QuantizeFileOptions, SourceError, TensorInfo, WriteOptions,
+    quantize_file, GgufWriter, Metadata, QuantizeFileOptions, SourceError, TensorInfo,
+    WriteOptions, MAX_TENSOR_NAME_LEN,
 };
+use loraforge_hf_model::Dtype;
 use loraforge_progress::Reporter;
 use loraforge_quantize::{FileType, GgmlType};
 use serde_json::Value as Json;
@@ -105,7 +107,7 @@ pub use error::ConvertError;
 pub use vocab::PreTokenizerSource;
 
 use arch::{Arch, Hparams, Transform};
-use source::{SrcDtype, Weights};
+use source::Weights;
 
 /// `--outtype` of the converter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -398,7 +400,7 @@ fn size_label(n: u64) -> String {
 
 /// Checks what ggml's GGUF reader checks about a tensor name.
 fn check_tensor_name(name: &str) -> Result<(), ConvertError> {
-    if name.len() > 63 {
+    if name.len() > MAX_TENSOR_NAME_LEN {
         return Err(ConvertError::TensorNameTooLong {
             name: name.to_string(),
             len: name.len(),
@@ -567,8 +569,8 @@ fn convert_inner(
         .find(|t| t.shape.len() >= 2)
         .map(|t| t.dtype);
     let outtype = match (options.outtype, first_matrix) {
-        (OutType::Auto | OutType::Source, Some(SrcDtype::BF16)) => OutType::BF16,
-        (OutType::Source, Some(SrcDtype::F32)) => OutType::F32,
+        (OutType::Auto | OutType::Source, Some(Dtype::BF16)) => OutType::BF16,
+        (OutType::Source, Some(Dtype::F32)) => OutType::F32,
         (OutType::Auto | OutType::Source, _) => OutType::F16,
         (o, _) => o,
     };

@@ -11,28 +11,11 @@ use loraforge_hf_model::Dtype;
 
 use crate::error::ConvertError;
 
-/// Element type of a stored tensor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum SrcDtype {
-    F32,
-    F16,
-    BF16,
-}
-
-impl SrcDtype {
-    pub(crate) fn size(self) -> usize {
-        match self {
-            SrcDtype::F32 => 4,
-            SrcDtype::F16 | SrcDtype::BF16 => 2,
-        }
-    }
-}
-
 /// One tensor as it sits in a shard.
 #[derive(Debug, Clone)]
 pub(crate) struct SrcTensor {
     pub name: String,
-    pub dtype: SrcDtype,
+    pub dtype: Dtype,
     pub shape: Vec<usize>,
     /// Index into [`Weights::files`].
     pub file: usize,
@@ -172,11 +155,6 @@ fn read_header(path: &Path, file_index: usize) -> Result<Vec<SrcTensor>, Convert
     })?;
     let mut out = Vec::with_capacity(header.tensors.len());
     for t in header.tensors {
-        let dtype = match t.dtype {
-            Dtype::F32 => SrcDtype::F32,
-            Dtype::F16 => SrcDtype::F16,
-            Dtype::BF16 => SrcDtype::BF16,
-        };
         let offset = header
             .data_start
             .checked_add(t.data_offsets.0)
@@ -186,7 +164,7 @@ fn read_header(path: &Path, file_index: usize) -> Result<Vec<SrcTensor>, Convert
             })?;
         out.push(SrcTensor {
             name: t.name,
-            dtype,
+            dtype: t.dtype,
             shape: t.shape,
             file: file_index,
             offset,
