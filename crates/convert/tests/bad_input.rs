@@ -8,17 +8,11 @@ use loraforge_convert::{convert, ConvertError, ConvertOptions, PreTokenizerSourc
 use loraforge_progress::NoProgress;
 use serde_json::Value;
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/peft");
+mod common;
 
 /// Copies `<case>/<sub>` into `tmp/model` and returns (model dir, output dir).
 fn setup(case: &str, sub: &str, tmp: &Path) -> (PathBuf, PathBuf) {
-    let src = Path::new(FIXTURES).join(case).join(sub);
-    let dir = tmp.join("model");
-    std::fs::create_dir_all(&dir).unwrap();
-    for e in std::fs::read_dir(&src).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), dir.join(e.file_name())).unwrap();
-    }
+    let dir = common::copy_case(case, sub, tmp);
     let out_dir = tmp.join("out");
     std::fs::create_dir_all(&out_dir).unwrap();
     (dir, out_dir)

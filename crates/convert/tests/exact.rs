@@ -4,38 +4,15 @@
 //! byte-identical data.
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use loraforge_convert::{convert, ConvertOptions, OutType, PreTokenizerSource};
 use loraforge_gguf_writer::GgufFile;
 use loraforge_progress::NoProgress;
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/peft");
+mod common;
 
-/// Builds the folder the reference converter saw: the merged model of `expected/` plus the
-/// tokenizer files of `base/`, in a directory named after the case (the reference derives
-/// `general.name` from the folder name).
-fn model_folder(case: &str, tmp: &Path) -> PathBuf {
-    let src = Path::new(FIXTURES).join(case);
-    let dir = tmp.join(case);
-    std::fs::create_dir_all(&dir).unwrap();
-    for f in ["config.json", "generation_config.json", "model.safetensors"] {
-        std::fs::copy(src.join("expected").join(f), dir.join(f)).unwrap();
-    }
-    for f in [
-        "tokenizer.json",
-        "tokenizer.model",
-        "tokenizer_config.json",
-        "special_tokens_map.json",
-        "chat_template.jinja",
-    ] {
-        let p = src.join("base").join(f);
-        if p.is_file() {
-            std::fs::copy(p, dir.join(f)).unwrap();
-        }
-    }
-    dir
-}
+use common::{model_folder, FIXTURES};
 
 fn assert_same_gguf(ours: &Path, reference: &Path) {
     let a = GgufFile::open(ours).unwrap();

@@ -4,13 +4,15 @@
 //! the precision of each out type. Without the variable the test returns at once.
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use loraforge_convert::{convert, ConvertOptions, OutType};
 use loraforge_progress::NoProgress;
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/peft");
+mod common;
+
+use common::{model_folder, FIXTURES};
 
 const SCRIPT: &str = r#"
 import json, sys
@@ -24,27 +26,6 @@ got = np.array(m.scores[: len(ids)])
 exp = np.load(logits)[0]
 print(float(np.abs(got - exp).max()), float(np.abs(exp).max()))
 "#;
-
-fn model_folder(case: &str, tmp: &Path) -> PathBuf {
-    let src = Path::new(FIXTURES).join(case);
-    let dir = tmp.join(case);
-    std::fs::create_dir_all(&dir).unwrap();
-    for f in ["config.json", "generation_config.json", "model.safetensors"] {
-        std::fs::copy(src.join("expected").join(f), dir.join(f)).unwrap();
-    }
-    for f in [
-        "tokenizer.json",
-        "tokenizer.model",
-        "tokenizer_config.json",
-        "chat_template.jinja",
-    ] {
-        let p = src.join("base").join(f);
-        if p.is_file() {
-            std::fs::copy(p, dir.join(f)).unwrap();
-        }
-    }
-    dir
-}
 
 #[test]
 fn llama_cpp_logits_match_the_merged_hf_model() {

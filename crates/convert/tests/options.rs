@@ -1,7 +1,7 @@
 //! Options and reporting: progress totals, thread counts, Llama 3 rope factors, out types.
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -9,18 +9,9 @@ use loraforge_convert::{convert, ConvertOptions, GeneralMetadata, OutType};
 use loraforge_gguf_writer::{GgufFile, MetadataValue};
 use loraforge_progress::{NoProgress, Reporter};
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/peft");
+mod common;
 
-fn copy_case(case: &str, sub: &str, tmp: &Path) -> PathBuf {
-    let src = Path::new(FIXTURES).join(case).join(sub);
-    let dir = tmp.join("model");
-    std::fs::create_dir_all(&dir).unwrap();
-    for e in std::fs::read_dir(&src).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), dir.join(e.file_name())).unwrap();
-    }
-    dir
-}
+use common::{copy_case, FIXTURES};
 
 #[derive(Default)]
 struct Recorder {
