@@ -446,22 +446,23 @@ struct ChunkJob<'a> {
 }
 
 impl ChunkJob<'_> {
-    fn rows_per_chunk(&self) -> usize {
-        self.rows_per_chunk
-    }
-
     fn n_chunks(&self) -> usize {
-        self.n_rows.div_ceil(self.rows_per_chunk())
+        self.n_rows.div_ceil(self.rows_per_chunk)
     }
 
     fn in_row(&self) -> usize {
         self.from.row_size(self.n_per_row as u64).unwrap_or(0) as usize
     }
 
-    /// Byte range of the input that chunks `first..end` read.
-    fn input_range(&self, first: usize, end: usize) -> (u64, u64) {
-        let r0 = first * self.rows_per_chunk();
-        let r1 = (end * self.rows_per_chunk()).min(self.n_rows);
+    /// Rows `r0..r1` of chunk `c`.
+    fn rows(&self, c: usize) -> (usize, usize) {
+        let r0 = c * self.rows_per_chunk;
+        (r0, (r0 + self.rows_per_chunk).min(self.n_rows))
+    }
+
+    /// (start, length) in bytes of the input that chunk `c` reads.
+    fn input_range(&self, c: usize) -> (u64, u64) {
+        let (r0, r1) = self.rows(c);
         (
             (r0 * self.in_row()) as u64,
             ((r1 - r0) * self.in_row()) as u64,
@@ -474,8 +475,7 @@ impl ChunkJob<'_> {
             tensor: self.tensor.to_owned(),
             source,
         };
-        let r0 = c * self.rows_per_chunk();
-        let r1 = (r0 + self.rows_per_chunk()).min(self.n_rows);
+        let (r0, r1) = self.rows(c);
         let in_row = self.in_row();
         let src = self.data.get(r0 * in_row..r1 * in_row).ok_or_else(|| {
             kernel(QuantizeError::LengthMismatch {
@@ -584,7 +584,7 @@ impl TensorSource for QuantSource<'_> {
                 while let Some(r) = pending.remove(&next) {
                     let bytes = r.map_err(|e| Box::new(e) as SourceError)?;
                     out.write_all(&bytes)?;
-                    let (start, len) = job.input_range(next, next + 1);
+                    let (start, len) = job.input_range(next);
                     file.release_tensor_range(input_index, start..start + len);
                     reporter.advance(len);
                     next += 1;
