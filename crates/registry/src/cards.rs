@@ -124,9 +124,3 @@ pub(crate) fn deployed_card(
             }]),
     )?)
 }
-
-/// Write `card.json` and `README.md` into an entry folder.
-pub(crate) fn write_card(dir: &Path, card: &ModelCard) -> Result<()> {
-    card.write_to_dir(dir)?;
-    Ok(())
-}

@@ -12,8 +12,8 @@ use sha2::{Digest, Sha256};
 
 use crate::cards;
 use crate::error::{RegistryError, Result};
-use crate::records::DeployedRecord;
-use crate::registry::{fresh_uuid, Registry, ENTRY_FILE};
+use crate::records::{DeployedRecord, SavedRecord};
+use crate::registry::{fresh_uuid, owner_tag, Registry, ENTRY_FILE};
 use crate::storage::{write_atomic, EntryKind};
 
 /// How to deploy.
@@ -98,10 +98,6 @@ impl ExportPlan {
     }
 }
 
-fn sha256_path(path: &Path) -> Result<String> {
-    Ok(loraforge_model_card::sha256_file(path)?)
-}
-
 /// The EOS/EOT token texts of a model folder, used as stop sequences when the template lacks them.
 pub fn stop_tokens(model_dir: &Path) -> Vec<String> {
     let read = |name: &str| -> Option<serde_json::Value> {
@@ -163,21 +159,24 @@ impl Registry {
         quant: QuantType,
         reporter: &dyn Reporter,
     ) -> Result<ExportedGguf> {
-        let dtype = self.saved(saved)?.dtype;
-        self.export(saved, &ExportPlan::for_quant(quant, &dtype), reporter)
+        let record = self.saved(saved)?;
+        let plan = ExportPlan::for_quant(quant, &record.dtype);
+        self.export(&record, &plan, reporter)
     }
 
+    /// Export `record` (a saved entry, just read) as `plan` says.
     fn export(
         &self,
-        saved: &str,
+        record: &SavedRecord,
         plan: &ExportPlan,
         reporter: &dyn Reporter,
     ) -> Result<ExportedGguf> {
-        let record = self.saved(saved)?;
-        let model_dir = self.saved_model_dir(saved)?;
+        let saved = record.name.as_str();
+        let saved_dir = self.entry_dir(EntryKind::Saved, saved)?;
+        let model_dir = saved_dir.join("model");
         reporter.begin("verify", Some(record.files.len() as u64));
         for file in &record.files {
-            let actual = sha256_path(&model_dir.join(&file.path))?;
+            let actual = loraforge_model_card::sha256_file(&model_dir.join(&file.path))?;
             if actual != file.sha256 {
                 return Err(RegistryError::ChecksumMismatch {
                     name: saved.to_string(),
@@ -189,7 +188,7 @@ impl Registry {
             reporter.advance(1);
         }
         reporter.finish();
-        let (outtype, quantize, file_type) = (plan.outtype, plan.quantize, plan.file_type.clone());
+        let file_type = &plan.file_type;
         // The cache key covers the content (file checksums), the recipe and the tool version.
         let mut key = Sha256::new();
         for file in &record.files {
@@ -213,32 +212,26 @@ impl Registry {
             }
         }
         let started = Instant::now();
-        let staging = self.storage().stage(&format!(
-            "export-{}-{}-{}",
-            std::process::id(),
-            crate::jobs::process_start_time(std::process::id()).unwrap_or(0),
-            uuid::Uuid::new_v4().simple()
-        ))?;
+        let owner = owner_tag("export");
+        let staging = self.storage().stage(&owner)?;
         let result = (|| {
-            let card = loraforge_model_card::ModelCard::read_from_dir(
-                &self.entry_dir(EntryKind::Saved, saved)?,
-            )?;
+            let card = loraforge_model_card::ModelCard::read_from_dir(&saved_dir)?;
             let options = loraforge_convert::ConvertOptions {
-                outtype,
+                outtype: plan.outtype,
                 general: general_metadata(&card, saved),
                 // Ollama names blobs by SHA-256: hash while writing, unless a quantized file
                 // replaces this one (quantize_file hashes its own output).
-                sha256: quantize.is_none(),
+                sha256: plan.quantize.is_none(),
                 ..Default::default()
             };
             let exported_path = staging.join("model.gguf");
             let converted =
                 loraforge_convert::convert(&model_dir, &exported_path, &options, reporter)?;
-            let (written, sha256) = match quantize {
+            let (written, sha256) = match plan.quantize {
                 None => {
                     let sha256 = match converted.sha256 {
                         Some(sha256) => sha256,
-                        None => sha256_path(&exported_path)?,
+                        None => loraforge_model_card::sha256_file(&exported_path)?,
                     };
                     (exported_path, sha256)
                 }
@@ -268,7 +261,7 @@ impl Registry {
                 path: path.clone(),
                 sha256,
                 bytes,
-                file_type: file_type.clone(),
+                file_type: file_type.to_string(),
                 seconds: started.elapsed().as_secs_f64(),
                 reused: false,
             };
@@ -278,10 +271,6 @@ impl Registry {
             )?;
             Ok(exported)
         })();
-        let owner = staging
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
         let _ = self.storage().discard_staged(&owner);
         result
     }
@@ -336,7 +325,7 @@ impl Registry {
             Some(_) => ExportPlan::f16_for_server(),
             None => ExportPlan::for_quant(quant, &record.dtype),
         };
-        let exported = self.export(saved, &plan, reporter)?;
+        let exported = self.export(&record, &plan, reporter)?;
         let stops = stop_tokens(&self.saved_model_dir(saved)?);
         let digest = format!("sha256:{}", exported.sha256);
         let started = Instant::now();
@@ -378,12 +367,7 @@ impl Registry {
             deploy_seconds: started.elapsed().as_secs_f64(),
             created: Utc::now(),
         };
-        let owner = format!(
-            "deploy-{}-{}-{}",
-            std::process::id(),
-            crate::jobs::process_start_time(std::process::id()).unwrap_or(0),
-            uuid.simple()
-        );
+        let owner = owner_tag("deploy");
         let staged = self.storage().stage(&owner)?;
         let result = (|| {
             let saved_dir = self.entry_dir(EntryKind::Saved, saved)?;
@@ -392,8 +376,8 @@ impl Registry {
                 &staged.join(ENTRY_FILE),
                 &serde_json::to_vec_pretty(&deployed).unwrap_or_default(),
             )?;
-            cards::write_card(&staged, &card)?;
-            let _lock = self.lock_store()?;
+            card.write_to_dir(&staged)?;
+            let _lock = self.lock()?;
             self.storage().publish(&staged, EntryKind::Deployed, &name)
         })();
         if result.is_err() {
@@ -405,29 +389,12 @@ impl Registry {
 
     /// All deployed models.
     pub fn deployed_models(&self) -> Result<Vec<DeployedRecord>> {
-        self.storage()
-            .list(EntryKind::Deployed)?
-            .iter()
-            .map(|name| self.deployed(name))
-            .collect()
+        self.read_all(EntryKind::Deployed)
     }
 
     /// One deployed model.
     pub fn deployed(&self, name: &str) -> Result<DeployedRecord> {
-        if !self.storage().exists(EntryKind::Deployed, name) {
-            return Err(RegistryError::NotFound {
-                kind: "deployed",
-                name: name.to_string(),
-            });
-        }
-        let bytes = self.storage().read(EntryKind::Deployed, name, ENTRY_FILE)?;
-        serde_json::from_slice(&bytes).map_err(|source| RegistryError::CorruptRecord {
-            path: self
-                .entry_dir(EntryKind::Deployed, name)
-                .unwrap_or_default()
-                .join(ENTRY_FILE),
-            source,
-        })
+        self.read_record(EntryKind::Deployed, name)
     }
 
     /// Delete a deployed model from its Ollama server, then forget it. When the server cannot be
@@ -446,7 +413,7 @@ impl Registry {
             Err(_) if forget => {}
             Err(e) => return Err(e.into()),
         }
-        let _lock = self.lock_store()?;
+        let _lock = self.lock()?;
         self.storage().remove(EntryKind::Deployed, name)?;
         Ok(record)
     }

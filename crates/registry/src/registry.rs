@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use loraforge_model_card::{CARD_FILE, README_FILE};
 use loraforge_progress::Reporter;
 
 use crate::cards;
@@ -21,10 +22,6 @@ pub const HOME_ENV: &str = "LORAFORGE_HOME";
 
 /// The record file of every entry.
 pub(crate) const ENTRY_FILE: &str = "entry.json";
-/// The machine-readable model card of every entry.
-pub(crate) const CARD_FILE: &str = "card.json";
-/// The human-readable model card of every entry.
-pub(crate) const README_FILE: &str = "README.md";
 /// A base model's deployment template.
 pub(crate) const TEMPLATE_FILE: &str = "template.Modelfile";
 
@@ -88,7 +85,7 @@ impl std::fmt::Debug for Registry {
 
 /// A tag for staging folders and graves: `<prefix>-<pid>-<start>-<uuid>`, so recovery can tell
 /// whether the process that made it is still alive.
-fn owner_tag(prefix: &str) -> String {
+pub(crate) fn owner_tag(prefix: &str) -> String {
     let pid = std::process::id();
     let start = process_start_time(pid).unwrap_or(0);
     format!("{prefix}-{pid}-{start}-{}", uuid::Uuid::new_v4().simple())
@@ -148,7 +145,7 @@ impl Registry {
         &self.home
     }
 
-    fn lock(&self) -> Result<StoreLock> {
+    pub(crate) fn lock(&self) -> Result<StoreLock> {
         StoreLock::acquire(&self.home, self.lock_timeout)
     }
 
@@ -264,7 +261,7 @@ impl Registry {
                 write_atomic(&staged.join(TEMPLATE_FILE), text.as_bytes())?;
             }
             let card = cards::base_card(&record, &source)?;
-            cards::write_card(&staged, &card)?;
+            card.write_to_dir(&staged)?;
             write_atomic(&staged.join(ENTRY_FILE), &to_json(&record))?;
             let _lock = self.lock()?;
             self.storage
@@ -277,7 +274,7 @@ impl Registry {
         result
     }
 
-    fn read_record<T: serde::de::DeserializeOwned>(
+    pub(crate) fn read_record<T: serde::de::DeserializeOwned>(
         &self,
         kind: EntryKind,
         name: &str,
@@ -293,7 +290,10 @@ impl Registry {
         read_json(&path, &bytes)
     }
 
-    fn read_all<T: serde::de::DeserializeOwned>(&self, kind: EntryKind) -> Result<Vec<T>> {
+    pub(crate) fn read_all<T: serde::de::DeserializeOwned>(
+        &self,
+        kind: EntryKind,
+    ) -> Result<Vec<T>> {
         self.storage
             .list(kind)?
             .iter()
@@ -410,7 +410,7 @@ impl Registry {
                 .storage
                 .local_dir(EntryKind::Base, &base_record.technical_name)?;
             let card = cards::trained_card(&record, &base_record, &base_card_dir, &staged)?;
-            cards::write_card(&staged, &card)?;
+            card.write_to_dir(&staged)?;
             write_atomic(&staged.join(ENTRY_FILE), &to_json(&record))?;
             self.storage.publish(&staged, EntryKind::Trained, &name)?;
             Ok(record)
@@ -625,7 +625,7 @@ impl Registry {
         let card = cards::saved_card(&record, &trained_dir)?;
         // The card goes last: an entry folder with a card is complete.
         write_atomic(&staged.join(ENTRY_FILE), &to_json(&record))?;
-        cards::write_card(&staged, &card)?;
+        card.write_to_dir(&staged)?;
         Ok(staged)
     }
 
@@ -759,10 +759,6 @@ impl Registry {
     pub(crate) fn storage(&self) -> &dyn Storage {
         self.storage.as_ref()
     }
-
-    pub(crate) fn lock_store(&self) -> Result<StoreLock> {
-        self.lock()
-    }
 }
 
 /// A fresh UUID whose 4-hex prefix no entry of the same kind uses (the full UUIDs are in the
@@ -781,28 +777,13 @@ struct AdapterSelection {
     checkpoint: Option<u64>,
 }
 
-fn checkpoints(dir: &Path) -> Vec<(u64, PathBuf)> {
-    let mut found: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|item| {
-            let name = item.file_name().to_string_lossy().into_owned();
-            let step = name.strip_prefix("checkpoint-")?.parse::<u64>().ok()?;
-            item.path().is_dir().then(|| (step, item.path()))
-        })
-        .collect();
-    found.sort();
-    found
-}
-
 fn select_adapter(source: &Path, checkpoint: Option<u64>) -> Result<AdapterSelection> {
     let has_config = |dir: &Path| dir.join("adapter_config.json").is_file();
-    let available = checkpoints(source);
+    let available = loraforge_model_card::find_checkpoints(source)?;
     let (adapter_dir, picked) = match checkpoint {
         Some(step) => {
-            let Some((_, dir)) = available.iter().find(|(s, _)| *s == step) else {
-                let list: Vec<String> = available.iter().map(|(s, _)| s.to_string()).collect();
+            let Some(found) = available.iter().find(|c| c.step == step) else {
+                let list: Vec<String> = available.iter().map(|c| c.step.to_string()).collect();
                 return Err(RegistryError::BadInput {
                     path: source.to_path_buf(),
                     problem: if list.is_empty() {
@@ -812,11 +793,11 @@ fn select_adapter(source: &Path, checkpoint: Option<u64>) -> Result<AdapterSelec
                     },
                 });
             };
-            (dir.clone(), Some(step))
+            (found.dir.clone(), Some(step))
         }
         None if has_config(source) => (source.to_path_buf(), None),
         None => match available.last() {
-            Some((step, dir)) => (dir.clone(), Some(*step)),
+            Some(last) => (last.dir.clone(), Some(last.step)),
             None => {
                 return Err(RegistryError::BadInput {
                     path: source.to_path_buf(),
