@@ -62,26 +62,9 @@ impl BaseModelInfo {
         let top = Fields::of(&file);
         let text_config = top.object("text_config")?;
         let text = text_config.map(|obj| top.nested(obj, "text_config.".to_owned()));
-        let pick_u64 = |keys: &[&str]| -> Result<Option<u64>, CardError> {
-            for fields in std::iter::once(&top).chain(text.as_ref()) {
-                for key in keys {
-                    if let Some(v) = fields.u64(key)? {
-                        return Ok(Some(v));
-                    }
-                }
-            }
-            Ok(None)
-        };
-        let pick_str = |keys: &[&str]| -> Result<Option<String>, CardError> {
-            for fields in std::iter::once(&top).chain(text.as_ref()) {
-                for key in keys {
-                    if let Some(v) = fields.string(key)? {
-                        return Ok(Some(v));
-                    }
-                }
-            }
-            Ok(None)
-        };
+        let layers: Vec<&Fields<'_>> = std::iter::once(&top).chain(text.as_ref()).collect();
+        let pick_u64 = |keys: &[&str]| first_of(&layers, keys, Fields::u64);
+        let pick_str = |keys: &[&str]| first_of(&layers, keys, Fields::string);
         let architecture = top.strings("architectures")?.into_iter().next();
         let (parameter_count, weight_files) = read_weights(dir)?;
         Ok(BaseModelInfo {
@@ -101,6 +84,22 @@ impl BaseModelInfo {
             license: read_readme_license(&dir.join("README.md"))?,
         })
     }
+}
+
+/// The first value found under any of `keys`, trying each of `layers` in turn.
+fn first_of<'a, T>(
+    layers: &[&Fields<'a>],
+    keys: &[&str],
+    get: impl Fn(&Fields<'a>, &str) -> Result<Option<T>, CardError>,
+) -> Result<Option<T>, CardError> {
+    for fields in layers {
+        for key in keys {
+            if let Some(v) = get(fields, key)? {
+                return Ok(Some(v));
+            }
+        }
+    }
+    Ok(None)
 }
 
 fn read_weights(dir: &Path) -> Result<(Option<u64>, Vec<String>), CardError> {
@@ -550,18 +549,15 @@ pub fn find_checkpoints(dir: &Path) -> Result<Vec<Checkpoint>, CardError> {
     Ok(found)
 }
 
+/// The trainer output folder around `dir` when `dir` is itself a `checkpoint-N` folder.
+fn checkpoint_parent(dir: &Path) -> Option<&Path> {
+    checkpoint_step(dir.file_name()?.to_str()?)?;
+    dir.parent()
+}
+
 /// `checkpoint-N` folders in `dir` (or in its parent when `dir` is one), sorted by step.
 fn checkpoint_steps(dir: &Path) -> Result<Vec<(u64, String)>, CardError> {
-    let is_checkpoint = dir
-        .file_name()
-        .and_then(|n| n.to_str())
-        .and_then(checkpoint_step)
-        .is_some();
-    let search = match (is_checkpoint, dir.parent()) {
-        (true, Some(parent)) => parent,
-        _ => dir,
-    };
-    Ok(find_checkpoints(search)?
+    Ok(find_checkpoints(checkpoint_parent(dir).unwrap_or(dir))?
         .into_iter()
         .map(|c| {
             let name = c
@@ -608,17 +604,8 @@ impl TrainingDate {
     /// earliest such file gives the date. (`logging_dir`'s default `runs/Nov23_13-03-12_host`
     /// has no year, so it is not used either.)
     pub fn find(dir: &Path) -> Result<Option<TrainingDate>, CardError> {
-        let is_checkpoint = dir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(checkpoint_step)
-            .is_some();
-        let mut roots = vec![dir.to_path_buf()];
-        if let (true, Some(parent)) = (is_checkpoint, dir.parent()) {
-            roots.push(parent.to_path_buf());
-        }
         let mut best: Option<(i64, String)> = None;
-        for root in roots {
+        for root in std::iter::once(dir).chain(checkpoint_parent(dir)) {
             let runs = root.join("runs");
             if !runs.is_dir() {
                 continue;
