@@ -304,29 +304,19 @@ impl ModelCard {
     }
 }
 
+/// Writes `bytes` to a temporary file beside `path` (removed if anything fails), fsyncs it and
+/// renames it over `path`.
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CardError> {
     use std::io::Write;
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(
-        ".{file_name}.tmp-{}",
-        uuid::Uuid::new_v4().simple()
-    ));
-    let io = |p: &Path| {
-        let p = p.to_path_buf();
-        move |source| CardError::Io { path: p, source }
+    let write = || -> std::io::Result<()> {
+        let mut tmp = tempfile::NamedTempFile::new_in(path.parent().unwrap_or(Path::new(".")))?;
+        tmp.write_all(bytes)?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(path)?;
+        Ok(())
     };
-    let result = (|| {
-        let mut file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-        file.write_all(bytes).map_err(io(&tmp))?;
-        file.sync_all().map_err(io(&tmp))?;
-        std::fs::rename(&tmp, path).map_err(io(path))
-    })();
-    if result.is_err() {
-        // Best effort: the temporary file is ours and useless after a failure.
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    write().map_err(|source| CardError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
