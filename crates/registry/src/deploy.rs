@@ -27,6 +27,16 @@ pub struct DeployOptions {
     pub smoke_test: bool,
 }
 
+impl DeployOptions {
+    /// The server these options point at: `host` when set, else `OLLAMA_HOST`, else the default.
+    pub fn ollama_host(&self) -> OllamaHost {
+        match &self.host {
+            Some(text) => OllamaHost::parse(text),
+            None => OllamaHost::from_env(),
+        }
+    }
+}
+
 /// A GGUF export of a saved model, in the store's export cache.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExportedGguf {
@@ -285,11 +295,7 @@ impl Registry {
         reporter: &dyn Reporter,
     ) -> Result<DeployedRecord> {
         let record = self.saved(saved)?;
-        let host = match &options.host {
-            Some(text) => OllamaHost::parse(text),
-            None => OllamaHost::from_env(),
-        };
-        let client = Client::new(ClientOptions::with_host(host.clone()))?;
+        let client = Client::new(ClientOptions::with_host(options.ollama_host()))?;
         let host_text = client.base_url().to_string();
         // Cheap checks first: the template parses, the name is one Ollama accepts, the server answers.
         let template_text = self.base_template(&record.base).unwrap_or(None);

@@ -95,9 +95,8 @@ pub fn demo(context: &Context, args: DemoArgs) -> anyhow::Result<()> {
 
     // 5. Deploy when an Ollama server answers.
     let runtime = super::deploy::runtime()?;
-    let host = args.host.clone();
     let options = DeployOptions {
-        host: host.clone(),
+        host: args.host.clone(),
         server_quantize: false,
         smoke_test: true,
     };
@@ -118,9 +117,7 @@ pub fn demo(context: &Context, args: DemoArgs) -> anyhow::Result<()> {
             serde_json::to_value(record)?
         }
         Err(error) => {
-            let target = host.unwrap_or_else(|| {
-                std::env::var("OLLAMA_HOST").unwrap_or_else(|_| "127.0.0.1:11434".into())
-            });
+            let target = options.ollama_host();
             say(&format!(
                 "5. not deployed: {}",
                 loraforge_registry::error_chain(error)
