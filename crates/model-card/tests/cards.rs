@@ -489,6 +489,14 @@ fn lineage_steps_follow_the_naming_rules() {
     assert_eq!(tool.version, env!("CARGO_PKG_VERSION"));
 }
 
+/// Which lineage check refused a step (`None` for any other error).
+fn order_reason(err: &CardError) -> Option<&'static str> {
+    match err {
+        CardError::LineageOrder { reason, .. } => Some(reason),
+        _ => None,
+    }
+}
+
 #[test]
 fn lineage_rejects_inconsistent_steps() {
     let base = || {
@@ -512,7 +520,11 @@ fn lineage_rejects_inconsistent_steps() {
             "x",
         ))
         .unwrap_err();
-    assert!(matches!(err, CardError::LineageOrder { .. }), "{err:?}");
+    assert_eq!(
+        order_reason(&err),
+        Some("its name does not extend the previous step's name"),
+        "{err:?}"
+    );
     // UUID prefix not the UUID's.
     let err = base()
         .push_step(LineageStep::new(
@@ -522,7 +534,11 @@ fn lineage_rejects_inconsistent_steps() {
             "x",
         ))
         .unwrap_err();
-    assert!(matches!(err, CardError::LineageOrder { .. }), "{err:?}");
+    assert_eq!(
+        order_reason(&err),
+        Some("the UUID prefix in its name is not its UUID's"),
+        "{err:?}"
+    );
     // Skipping a stage.
     let err = base()
         .push_step(LineageStep::new(
@@ -532,7 +548,11 @@ fn lineage_rejects_inconsistent_steps() {
             "x",
         ))
         .unwrap_err();
-    assert!(matches!(err, CardError::LineageOrder { .. }), "{err:?}");
+    assert_eq!(
+        order_reason(&err),
+        Some("stages go base → trained → saved → deployed, one each"),
+        "{err:?}"
+    );
     // A name that is not a trained name.
     let err = base()
         .push_step(LineageStep::new(Stage::Trained, "../x", trained_uuid, "x"))
@@ -552,7 +572,11 @@ fn lineage_rejects_inconsistent_steps() {
             .with_quantization(QuantType::Q8_0),
         )
         .unwrap_err();
-    assert!(matches!(err, CardError::LineageOrder { .. }), "{err:?}");
+    assert_eq!(
+        order_reason(&err),
+        Some("its quantization differs from the one in its name"),
+        "{err:?}"
+    );
 }
 
 #[test]
