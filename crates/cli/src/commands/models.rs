@@ -200,8 +200,8 @@ pub fn show(
         println_stdout(&registry.card_readme(kind, &args.name)?);
         return Ok(());
     }
-    let card: serde_json::Value = serde_json::from_str(&registry.card_json(kind, &args.name)?)?;
     if context.json {
+        let card: serde_json::Value = serde_json::from_str(&registry.card_json(kind, &args.name)?)?;
         return print_json(&card);
     }
     let dir = registry.entry_dir(kind, &args.name)?;
