@@ -84,6 +84,8 @@
 mod arch;
 mod data;
 mod error;
+mod lora;
+mod lora_meta;
 mod sentencepiece;
 mod source;
 mod vocab;
@@ -104,6 +106,9 @@ use sha2::{Digest, Sha256};
 
 pub use arch::SUPPORTED_ARCHITECTURES;
 pub use error::ConvertError;
+pub use lora::{
+    convert_lora, LoraConvertError, LoraConvertOptions, LoraConvertReport, LoraOutType,
+};
 pub use vocab::PreTokenizerSource;
 
 use arch::{Arch, Hparams, Transform};
