@@ -30,7 +30,7 @@ use loraforge_benches::measure::{
     copy_safetensors, cpu_seconds, env_usize, run_child, status_field, work_dir,
 };
 use loraforge_benches::{generate_llama, SynthSpec};
-use loraforge_convert::{convert, ConvertOptions, OutType};
+use loraforge_export::{convert, ConvertOptions, ExportTarget};
 use loraforge_progress::NoProgress;
 
 const TOKENIZER_FIXTURE: &str = concat!(
@@ -42,7 +42,7 @@ const TOKENIZER_FIXTURE: &str = concat!(
 fn child(args: &[String]) {
     let (model, out, outtype, sha256) = (&args[0], &args[1], &args[2], &args[3]);
     let options = ConvertOptions {
-        outtype: OutType::parse(outtype).unwrap(),
+        target: ExportTarget::for_outtype(outtype).unwrap(),
         sha256: sha256 == "sha256",
         ..ConvertOptions::default()
     };

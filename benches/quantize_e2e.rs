@@ -20,11 +20,10 @@ use std::path::Path;
 use std::time::Instant;
 
 use loraforge_benches::measure::{cpu_seconds, status_field};
-use loraforge_gguf_writer::{
-    quantize_file, GgufWriter, QuantizeFileOptions, SourceError, TensorInfo, WriteOptions,
-};
+use loraforge_export::{quantize_file, FileType, QuantizeFileOptions};
+use loraforge_gguf::{GgufWriter, SourceError, TensorInfo, WriteOptions};
 use loraforge_progress::NoProgress;
-use loraforge_quantize::{fp32_to_fp16, FileType, GgmlType};
+use loraforge_quantize::{fp32_to_fp16, GgmlType};
 
 const HIDDEN: u64 = 2048;
 const FFN: u64 = 5632;
@@ -186,7 +185,7 @@ fn main() {
     let layers: u32 = env_or("LORAFORGE_BENCH_LAYERS", "22").parse().unwrap();
     let types: Vec<FileType> = env_or("LORAFORGE_BENCH_TYPES", "Q8_0,Q4_K_M,Q4_K_S")
         .split(',')
-        .map(|t| FileType::parse(t).unwrap())
+        .map(|t| t.parse::<FileType>().unwrap())
         .collect();
     let threads: Vec<usize> = env_or("LORAFORGE_BENCH_THREADS", "1,2")
         .split(',')

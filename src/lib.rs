@@ -10,8 +10,8 @@
 #![deny(missing_docs)]
 
 pub use loraforge_adapter_merge as adapter_merge;
-pub use loraforge_convert as convert;
-pub use loraforge_gguf_writer as gguf_writer;
+pub use loraforge_export as export;
+pub use loraforge_gguf as gguf;
 pub use loraforge_hf_model as hf_model;
 pub use loraforge_model_card as model_card;
 pub use loraforge_naming as naming;

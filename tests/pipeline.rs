@@ -7,8 +7,8 @@
 use std::path::{Path, PathBuf};
 
 use loraforge::adapter_merge::{merge, MergeOptions};
-use loraforge::convert::{convert, ConvertOptions, OutType};
-use loraforge::gguf_writer::GgufFile;
+use loraforge::export::{convert, ConvertOptions, ExportTarget};
+use loraforge::gguf::GgufFile;
 use loraforge::progress::NoProgress;
 
 fn case_dir(case: &str) -> PathBuf {
@@ -30,7 +30,7 @@ fn merged_then_converted_equals_reference(case: &str, outtype: &str) {
     .unwrap();
     let ours_path = work.path().join("ours.gguf");
     let options = ConvertOptions {
-        outtype: OutType::parse(outtype).unwrap(),
+        target: ExportTarget::for_outtype(outtype).unwrap(),
         ..Default::default()
     };
     convert(&merged, &ours_path, &options, &NoProgress).unwrap();

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use loraforge_gguf_writer::{inspect, GgufFile, GgufWriter, InspectOptions, SourceError, TensorInfo};
+use loraforge_gguf::{inspect, GgufFile, GgufWriter, InspectOptions, SourceError, TensorInfo};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(file) = GgufFile::from_bytes(data.to_vec()) else {

@@ -395,6 +395,25 @@ fn shard_view(shard: &Shard, ti: usize) -> Result<TensorView<'_>, HfModelError> 
     })
 }
 
+/// The shard list of a sharded model: what `model.safetensors.index.json` says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardIndex {
+    /// Shard file names (plain names, no folders), sorted and deduplicated.
+    pub files: Vec<String>,
+    /// Tensor name → shard file name.
+    pub weight_map: std::collections::BTreeMap<String, String>,
+}
+
+impl ShardIndex {
+    /// Reads and validates an index file: a `weight_map` object of tensor names to plain shard
+    /// file names (no path separators), not empty. The one index reader of the workspace: the
+    /// memory-mapped [`HfModel`] and the GGUF converter's streaming reader both use it.
+    pub fn read(path: &Path) -> Result<ShardIndex, HfModelError> {
+        let (files, weight_map) = read_index(path)?;
+        Ok(ShardIndex { files, weight_map })
+    }
+}
+
 /// Reads `model.safetensors.index.json`: the shard file names (sorted) and the weight map.
 fn read_index(
     path: &Path,

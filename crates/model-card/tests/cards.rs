@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{NaiveDate, TimeZone, Utc};
 use loraforge_model_card::*;
-use loraforge_naming::QuantType;
+use loraforge_naming::{FileType, QuantType};
 use uuid::Uuid;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/peft");
@@ -479,7 +479,10 @@ fn lineage_steps_follow_the_naming_rules() {
     let card = full_card();
     assert_eq!(card.lineage.len(), 4);
     // The deployed step's quantization was filled in from its name.
-    assert_eq!(card.current().unwrap().quantization, Some(QuantType::Q4KM));
+    assert_eq!(
+        card.current().unwrap().quantization,
+        Some(QuantType::Quantized(FileType::Q4KM))
+    );
     assert_eq!(
         card.name(),
         Some("tiny-llama_support-bot_20240517_3f2a_s_0b1c_d_77e0_q4_K_M")
@@ -569,7 +572,7 @@ fn lineage_rejects_inconsistent_steps() {
                 uuid("77e00000-0000-4000-8000-000000000000"),
                 "x",
             )
-            .with_quantization(QuantType::Q8_0),
+            .with_quantization(QuantType::Quantized(FileType::Q8_0)),
         )
         .unwrap_err();
     assert_eq!(

@@ -117,13 +117,21 @@ pub enum NameError {
         /// The rejected text.
         value: String,
     },
-    /// Not one of the four quantization spellings.
-    #[error(
-        "{value:?} is not a quantization type; expected no_quantization, q8_0, q4_K_M or q4_K_S"
-    )]
+    /// Not one of the quantization spellings.
+    #[error("{value:?} is not a quantization type; expected {expected}")]
     UnknownQuant {
         /// The rejected text.
         value: String,
+        /// The valid spellings (`no_quantization, q8_0, q4_K_M or q4_K_S`).
+        expected: String,
+    },
+    /// Not one of the output file types.
+    #[error("unknown quantization type {given:?}; valid types: {valid}")]
+    UnknownFileType {
+        /// What was given.
+        given: String,
+        /// Comma-separated list of the valid names, as `llama-quantize` spells them.
+        valid: String,
     },
     /// The text does not have the shape of a trained, saved or deployed name.
     #[error("{name:?} is not a loraforge model name: {reason}")]

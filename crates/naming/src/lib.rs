@@ -11,7 +11,8 @@
 //!
 //! `xxxx` is the first four hex digits of the UUID the stage was given ([`UuidPrefix`]);
 //! `train` is the user's train name, normalized by [`TrainName::new`] (no `_`, so names parse
-//! back unambiguously); `quant` is a [`QuantType`]. Every generated name is a valid folder name
+//! back unambiguously); `quant` is a [`QuantType`] (no quantization or a [`FileType`], the one vocabulary of
+//! output types). Every generated name is a valid folder name
 //! ([`is_valid_folder_name`]) and a valid Ollama model name ([`is_valid_ollama_model_name`], at
 //! most 80 characters): trained names are kept to 50 characters by shortening only the train
 //! part, so no descendant can exceed 80. [`ParsedName::parse`] reads any of them back.
@@ -29,7 +30,7 @@
 //! let trained = TrainedName::new(base, &train, NaiveDate::from_ymd_opt(2024, 5, 17).unwrap(),
 //!     UuidPrefix::of(&training))?;
 //! let saved = SavedName::new(trained, "0b1c".parse()?);
-//! let deployed = DeployedName::new(saved, "77e0".parse()?, QuantType::Q4KM);
+//! let deployed = DeployedName::new(saved, "77e0".parse()?, QuantType::Quantized(FileType::Q4KM));
 //! let name = deployed.to_string();
 //! assert_eq!(name, "qw2.5-7-i_support-bot_20240517_3f2a_s_0b1c_d_77e0_q4_K_M");
 //! assert!(is_valid_ollama_model_name(&name) && is_valid_folder_name(&name));
@@ -40,11 +41,13 @@
 
 mod collision;
 mod error;
+mod file_type;
 mod names;
 mod parts;
 
 pub use collision::{draw_uuid_avoiding, find_prefix_collision, DEFAULT_DRAW_ATTEMPTS};
 pub use error::NameError;
+pub use file_type::FileType;
 pub use names::{
     date_part, is_valid_folder_name, is_valid_ollama_model_name, DeployedName, NameKind,
     ParsedName, SavedName, TrainedName, MODEL_NAME_MAX_LEN, TRAINED_NAME_MAX_LEN,

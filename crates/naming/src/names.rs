@@ -159,10 +159,10 @@ impl fmt::Display for SavedName {
 /// It is also the Ollama model name (at most 80 characters, `[A-Za-z0-9_][A-Za-z0-9_.-]*`).
 ///
 /// ```
-/// # use loraforge_naming::{DeployedName, ParsedName, QuantType};
+/// # use loraforge_naming::{DeployedName, FileType, ParsedName, QuantType};
 /// let saved = ParsedName::parse("qw2.5-7-i_support-bot_20240517_3f2a_s_0b1c").unwrap();
 /// let ParsedName::Saved(saved) = saved else { unreachable!() };
-/// let deployed = DeployedName::new(saved, "77e0".parse().unwrap(), QuantType::Q4KM);
+/// let deployed = DeployedName::new(saved, "77e0".parse().unwrap(), QuantType::Quantized(FileType::Q4KM));
 /// assert_eq!(deployed.to_string(), "qw2.5-7-i_support-bot_20240517_3f2a_s_0b1c_d_77e0_q4_K_M");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -224,12 +224,12 @@ pub enum NameKind {
 /// contains `_`), and everything before them is the base technical name (which may).
 ///
 /// ```
-/// use loraforge_naming::{NameKind, ParsedName, QuantType};
+/// use loraforge_naming::{FileType, NameKind, ParsedName, QuantType};
 /// let p = ParsedName::parse("qw2.5-7-i_support-bot_20240517_3f2a_s_0b1c_d_77e0_q4_K_M").unwrap();
 /// assert_eq!(p.kind(), NameKind::Deployed);
 /// assert_eq!(p.trained().base().as_str(), "qw2.5-7-i");
 /// assert_eq!(p.trained().train().as_str(), "support-bot");
-/// assert_eq!(p.quant(), Some(QuantType::Q4KM));
+/// assert_eq!(p.quant(), Some(QuantType::Quantized(FileType::Q4KM)));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ParsedName {
@@ -408,7 +408,7 @@ fn parse(name: &str) -> Result<ParsedName, NameError> {
         });
     }
     let lower = name.to_ascii_lowercase();
-    for quant in QuantType::ALL {
+    for quant in QuantType::parseable() {
         let Some(rest) = lower
             .strip_suffix(&quant.as_str().to_ascii_lowercase())
             .and_then(|r| r.strip_suffix('_'))

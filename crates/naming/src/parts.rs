@@ -6,7 +6,7 @@ use std::str::FromStr;
 use chrono::{Datelike, NaiveDate};
 use uuid::Uuid;
 
-use crate::NameError;
+use crate::{FileType, NameError};
 
 /// Longest base technical name, in characters.
 pub const TECHNICAL_NAME_MAX_LEN: usize = 32;
@@ -290,54 +290,86 @@ impl FromStr for UuidPrefix {
     }
 }
 
-/// The quantization of a deployed model, as the product spells it in names.
+/// The quantization of a deployed model, as the product spells it in names: `no_quantization`
+/// (keep the saved model's precision) or a quantized [`FileType`].
 ///
-/// These are the four modes Ollama's create API accepts. Parsing ignores case, so
-/// `Q4_K_M` and `q4_k_m` both give [`QuantType::Q4KM`]; display uses the canonical spelling.
+/// Parsing ignores case, so `Q4_K_M` and `q4_k_m` both give `Quantized(FileType::Q4KM)`;
+/// display uses the canonical spelling. The unquantized file types (`f32`, `f16`, `bf16`) also
+/// parse, as an explicit precision, so that every value displays and parses back; [`QuantType::ALL`]
+/// lists the choices the product offers.
 ///
 /// ```
-/// use loraforge_naming::QuantType;
-/// assert_eq!("Q4_K_M".parse::<QuantType>().unwrap(), QuantType::Q4KM);
-/// assert_eq!(QuantType::Q4KM.to_string(), "q4_K_M");
+/// use loraforge_naming::{FileType, QuantType};
+/// assert_eq!("Q4_K_M".parse::<QuantType>().unwrap(), QuantType::Quantized(FileType::Q4KM));
+/// assert_eq!(QuantType::Quantized(FileType::Q4KM).to_string(), "q4_K_M");
 /// assert_eq!(QuantType::NoQuantization.ollama_quantize(), None);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum QuantType {
     /// Keep the saved model's precision: `no_quantization`.
     NoQuantization,
-    /// `q8_0`.
-    Q8_0,
-    /// `q4_K_M`.
-    Q4KM,
-    /// `q4_K_S`.
-    Q4KS,
+    /// Write this file type (a quantized one, in the product's choices).
+    Quantized(FileType),
 }
 
+/// How many quantized file types there are.
+const N_QUANTIZED: usize = {
+    let mut n = 0;
+    let mut i = 0;
+    while i < FileType::ALL.len() {
+        if FileType::ALL[i].is_quantized() {
+            n += 1;
+        }
+        i += 1;
+    }
+    n
+};
+
 impl QuantType {
-    /// All four, in the product's order.
-    pub const ALL: [QuantType; 4] = [
-        QuantType::NoQuantization,
-        QuantType::Q8_0,
-        QuantType::Q4KM,
-        QuantType::Q4KS,
-    ];
+    /// The product's choices, in its order: `no_quantization`, then every quantized
+    /// [`FileType`] in [`FileType::ALL`]'s order.
+    pub const ALL: [QuantType; 1 + N_QUANTIZED] = {
+        let mut all = [QuantType::NoQuantization; 1 + N_QUANTIZED];
+        let (mut i, mut n) = (0, 1);
+        while i < FileType::ALL.len() {
+            if FileType::ALL[i].is_quantized() {
+                all[n] = QuantType::Quantized(FileType::ALL[i]);
+                n += 1;
+            }
+            i += 1;
+        }
+        all
+    };
 
     /// The canonical spelling used in names.
     pub fn as_str(self) -> &'static str {
         match self {
             QuantType::NoQuantization => "no_quantization",
-            QuantType::Q8_0 => "q8_0",
-            QuantType::Q4KM => "q4_K_M",
-            QuantType::Q4KS => "q4_K_S",
+            QuantType::Quantized(file_type) => file_type.as_str(),
         }
     }
 
-    /// The value for the `quantize` field of Ollama's `/api/create`, `None` for no quantization.
-    pub fn ollama_quantize(self) -> Option<&'static str> {
+    /// The file type to write, `None` for no quantization.
+    pub fn file_type(self) -> Option<FileType> {
         match self {
             QuantType::NoQuantization => None,
-            other => Some(other.as_str()),
+            QuantType::Quantized(file_type) => Some(file_type),
         }
+    }
+
+    /// The value for the `quantize` field of Ollama's `/api/create` (which quantizes to
+    /// `q8_0`, `q4_K_M` and `q4_K_S`), `None` for no quantization or a type Ollama cannot make.
+    pub fn ollama_quantize(self) -> Option<&'static str> {
+        const OLLAMA_QUANTIZES: [FileType; 3] = [FileType::Q8_0, FileType::Q4KM, FileType::Q4KS];
+        self.file_type()
+            .filter(|t| OLLAMA_QUANTIZES.contains(t))
+            .map(FileType::as_str)
+    }
+
+    /// Every spelling that parses: [`QuantType::ALL`] and the unquantized file types.
+    pub(crate) fn parseable() -> impl Iterator<Item = QuantType> {
+        std::iter::once(QuantType::NoQuantization)
+            .chain(FileType::ALL.into_iter().map(QuantType::Quantized))
     }
 }
 
@@ -351,12 +383,23 @@ impl FromStr for QuantType {
     type Err = NameError;
 
     fn from_str(s: &str) -> Result<QuantType, NameError> {
-        QuantType::ALL
-            .into_iter()
+        QuantType::parseable()
             .find(|q| q.as_str().eq_ignore_ascii_case(s))
             .ok_or_else(|| NameError::UnknownQuant {
                 value: s.to_owned(),
+                expected: QuantType::expected(),
             })
+    }
+}
+
+impl QuantType {
+    /// `no_quantization, q8_0, q4_K_M or q4_K_S`: the choices, for messages.
+    fn expected() -> String {
+        let names: Vec<&str> = QuantType::ALL.iter().map(|q| q.as_str()).collect();
+        match names.split_last() {
+            Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+            _ => names.join(""),
+        }
     }
 }
 
@@ -579,13 +622,22 @@ mod tests {
             "NO_QUANTIZATION".parse::<QuantType>().unwrap(),
             QuantType::NoQuantization
         );
-        assert_eq!("q4_k_s".parse::<QuantType>().unwrap(), QuantType::Q4KS);
-        assert_eq!("Q8_0".parse::<QuantType>().unwrap(), QuantType::Q8_0);
+        assert_eq!(
+            "q4_k_s".parse::<QuantType>().unwrap(),
+            QuantType::Quantized(FileType::Q4KS)
+        );
+        assert_eq!(
+            "Q8_0".parse::<QuantType>().unwrap(),
+            QuantType::Quantized(FileType::Q8_0)
+        );
         assert!(matches!(
             "q5_K_M".parse::<QuantType>(),
             Err(NameError::UnknownQuant { .. })
         ));
-        assert_eq!(QuantType::Q8_0.ollama_quantize(), Some("q8_0"));
+        assert_eq!(
+            QuantType::Quantized(FileType::Q8_0).ollama_quantize(),
+            Some("q8_0")
+        );
     }
 
     #[test]

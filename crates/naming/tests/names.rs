@@ -74,7 +74,11 @@ fn train_names_that_look_like_tags_parse_back() {
     for (base, train) in [("b", "s"), ("b", "d"), ("x_s_0000", "d"), ("q4", "q8-0")] {
         let t = trained(base, train);
         let s = SavedName::new(t.clone(), prefix("aaaa"));
-        let d = DeployedName::new(s.clone(), prefix("bbbb"), QuantType::Q8_0);
+        let d = DeployedName::new(
+            s.clone(),
+            prefix("bbbb"),
+            QuantType::Quantized(FileType::Q8_0),
+        );
         assert_eq!(ParsedName::parse(&t.to_string()).unwrap(), t.clone().into());
         assert_eq!(ParsedName::parse(&s.to_string()).unwrap(), s.clone().into());
         assert_eq!(ParsedName::parse(&d.to_string()).unwrap(), d.clone().into());
@@ -219,13 +223,13 @@ fn serde_round_trip_as_strings() {
     let d = DeployedName::new(
         SavedName::new(trained("qw", "r"), prefix("0001")),
         prefix("0002"),
-        QuantType::Q4KS,
+        QuantType::Quantized(FileType::Q4KS),
     );
     let json = serde_json::to_string(&d).unwrap();
     assert_eq!(json, "\"qw_r_20240517_3f2a_s_0001_d_0002_q4_K_S\"");
     assert_eq!(serde_json::from_str::<DeployedName>(&json).unwrap(), d);
     assert_eq!(
-        serde_json::to_string(&QuantType::Q4KM).unwrap(),
+        serde_json::to_string(&QuantType::Quantized(FileType::Q4KM)).unwrap(),
         "\"q4_K_M\""
     );
     assert!(serde_json::from_str::<TechnicalName>("\"Bad\"").is_err());

@@ -52,14 +52,6 @@ pub enum QuantizeError {
         /// Column index within the row.
         index: usize,
     },
-    /// A file-type name that is not one of the supported recipes.
-    #[error("unknown quantization type {given:?}; valid types: {valid}")]
-    UnknownFileType {
-        /// What the user typed.
-        given: String,
-        /// Comma-separated list of the valid names.
-        valid: String,
-    },
     /// llama.cpp has no fallback type for this tensor's row length and refuses to quantize.
     #[error("tensor {tensor}: row length {ne0} is not a multiple of {ty}'s block size {} and no fallback type is defined for {ty}", ty.block_size())]
     NoFallback {
@@ -89,4 +81,35 @@ pub enum QuantizeError {
         /// The model's layer count.
         n_layer: u32,
     },
+}
+
+impl QuantizeError {
+    /// True when the data or the request is at fault (non-finite values, a row length no type
+    /// fits, a tensor name without its layer); false for misuse of the API by a caller
+    /// (buffer sizes), which is a bug.
+    pub fn is_user_error(&self) -> bool {
+        matches!(
+            self,
+            QuantizeError::NonFinite { .. }
+                | QuantizeError::NoFallback { .. }
+                | QuantizeError::InvalidData { .. }
+                | QuantizeError::BadLayer { .. }
+                | QuantizeError::NotBlockMultiple { .. }
+                | QuantizeError::Unsupported(_)
+        )
+    }
+
+    /// What to do next, when there is something more to say than the message.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            QuantizeError::NoFallback { .. } => Some(
+                "llama.cpp refuses this shape too; choose a type whose block size divides the row length"
+                    .into(),
+            ),
+            QuantizeError::NonFinite { .. } | QuantizeError::InvalidData { .. } => {
+                Some("the model has NaN or Inf weights; check the training run".into())
+            }
+            _ => None,
+        }
+    }
 }

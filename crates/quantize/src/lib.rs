@@ -3,8 +3,8 @@
 //!
 //! This crate does no I/O: it turns rows of `f32` into ggml blocks and back
 //! ([`quantize_rows`], [`dequantize_rows`]), and decides per-tensor types
-//! ([`recipe::plan_tensor_types`]). The GGUF file pipeline that uses it lives in
-//! `loraforge-gguf-writer`.
+//! ([`recipe::plan_tensor_types`]). The GGUF → GGUF pipeline that uses it (`loraforge quantize`)
+//! lives in `loraforge-export`; the file format in `loraforge-gguf`.
 //!
 //! The kernels are ports of `ggml/src/ggml-quants.c` (llama.cpp 0c1e57098 / ggml 0.25.3): the
 //! bytes equal `ggml_quantize_chunk` without an importance matrix, checked against golden
@@ -17,7 +17,8 @@
 //! * [`find_non_finite`] and [`validate_row_data`]: the checks llama.cpp applies to input
 //!   tensors and to quantized output.
 //! * [`fp32_to_fp16`], [`fp32_to_bf16`] and their inverses: ggml's scalar conversions.
-//! * [`recipe`]: [`FileType`] (`Q4_K_M` …) and [`plan_tensor_types`], the per-tensor type
+//! * [`recipe`]: for a [`FileType`] (`Q4_K_M` …, the output-type vocabulary defined in
+//!   `loraforge-naming` and re-exported here), [`default_type`] and [`plan_tensor_types`], the per-tensor type
 //!   decisions of `llama_model_quantize`, including fallbacks for row lengths that are not a
 //!   multiple of 256, and [`llama_tensor_order`], the order llama.cpp writes tensors in.
 //!
@@ -54,5 +55,6 @@ pub use kernels::{
     validate_row_data, SUPPORTED_TYPES,
 };
 pub use recipe::{
-    llama_tensor_order, plan_tensor_types, Fallback, FileType, ModelHparams, TensorDecision,
+    default_type, llama_tensor_order, plan_tensor_types, Fallback, FileType, ModelHparams,
+    TensorDecision,
 };

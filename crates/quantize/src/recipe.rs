@@ -8,94 +8,16 @@
 
 use crate::{GgmlType, QuantizeError};
 
-/// A target file type (`llama_ftype`), as `llama-quantize` names them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum FileType {
-    /// `F32` (`LLAMA_FTYPE_ALL_F32`, 0).
-    AllF32,
-    /// `F16` (`LLAMA_FTYPE_MOSTLY_F16`, 1).
-    MostlyF16,
-    /// `BF16` (`LLAMA_FTYPE_MOSTLY_BF16`, 32).
-    MostlyBF16,
-    /// `Q8_0` (`LLAMA_FTYPE_MOSTLY_Q8_0`, 7).
-    MostlyQ8_0,
-    /// `Q4_K_M` (`LLAMA_FTYPE_MOSTLY_Q4_K_M`, 15).
-    MostlyQ4KM,
-    /// `Q4_K_S` (`LLAMA_FTYPE_MOSTLY_Q4_K_S`, 14).
-    MostlyQ4KS,
-}
+pub use loraforge_naming::FileType;
 
-impl FileType {
-    /// Every supported file type, in the order they are listed to users.
-    pub const ALL: [FileType; 6] = [
-        FileType::AllF32,
-        FileType::MostlyF16,
-        FileType::MostlyBF16,
-        FileType::MostlyQ8_0,
-        FileType::MostlyQ4KM,
-        FileType::MostlyQ4KS,
-    ];
-
-    /// Parse a type name case-insensitively (`q4_K_M`, `Q4_K_M`, `q4_k_m`, `f16` …).
-    /// The error lists the valid names.
-    pub fn parse(s: &str) -> Result<FileType, QuantizeError> {
-        let t = s.trim();
-        FileType::ALL
-            .into_iter()
-            .find(|f| f.name().eq_ignore_ascii_case(t))
-            .ok_or_else(|| QuantizeError::UnknownFileType {
-                given: s.to_string(),
-                valid: FileType::ALL.map(FileType::name).join(", "),
-            })
-    }
-
-    /// The `general.file_type` value (`enum llama_ftype`).
-    pub fn llama_ftype(self) -> u32 {
-        match self {
-            FileType::AllF32 => 0,
-            FileType::MostlyF16 => 1,
-            FileType::MostlyQ8_0 => 7,
-            FileType::MostlyQ4KS => 14,
-            FileType::MostlyQ4KM => 15,
-            FileType::MostlyBF16 => 32,
-        }
-    }
-
-    /// The type most tensors get (`default_type` in `llama_model_quantize_impl`).
-    pub fn default_type(self) -> GgmlType {
-        match self {
-            FileType::AllF32 => GgmlType::F32,
-            FileType::MostlyF16 => GgmlType::F16,
-            FileType::MostlyBF16 => GgmlType::BF16,
-            FileType::MostlyQ8_0 => GgmlType::Q8_0,
-            FileType::MostlyQ4KM | FileType::MostlyQ4KS => GgmlType::Q4K,
-        }
-    }
-
-    /// The canonical name, as `llama-quantize` spells it: `F32`, `F16`, `BF16`, `Q8_0`,
-    /// `Q4_K_M`, `Q4_K_S`.
-    pub fn name(self) -> &'static str {
-        match self {
-            FileType::AllF32 => "F32",
-            FileType::MostlyF16 => "F16",
-            FileType::MostlyBF16 => "BF16",
-            FileType::MostlyQ8_0 => "Q8_0",
-            FileType::MostlyQ4KM => "Q4_K_M",
-            FileType::MostlyQ4KS => "Q4_K_S",
-        }
-    }
-}
-
-impl std::fmt::Display for FileType {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl std::str::FromStr for FileType {
-    type Err = QuantizeError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        FileType::parse(s)
+/// The type most tensors of a `ftype` file get (`default_type` in `llama_model_quantize_impl`).
+pub fn default_type(ftype: FileType) -> GgmlType {
+    match ftype {
+        FileType::F32 => GgmlType::F32,
+        FileType::F16 => GgmlType::F16,
+        FileType::BF16 => GgmlType::BF16,
+        FileType::Q8_0 => GgmlType::Q8_0,
+        FileType::Q4KM | FileType::Q4KS => GgmlType::Q4K,
     }
 }
 
@@ -316,7 +238,7 @@ pub fn plan_tensor_types(
         i_ffn_down: 0,
         has_output: tensors.iter().any(|t| category(&t.0) == Category::Output),
     };
-    let default_type = ftype.default_type();
+    let default_type = default_type(ftype);
     tensors
         .iter()
         .map(|(name, ne, input)| {
@@ -351,10 +273,10 @@ fn tensor_get_type(
     name: &str,
     ne: &[u64],
 ) -> Result<(GgmlType, Option<Fallback>), QuantizeError> {
-    let mut new_type = ftype.default_type();
+    let mut new_type = default_type(ftype);
     let nx = ne.first().copied().unwrap_or(0);
-    let q4km = ftype == FileType::MostlyQ4KM;
-    let q4ks = ftype == FileType::MostlyQ4KS;
+    let q4km = ftype == FileType::Q4KM;
+    let q4ks = ftype == FileType::Q4KS;
     let n_layer = i64::from(hp.n_layer);
 
     let cat = category(name);

@@ -72,7 +72,7 @@ fn fixture_files_get_llama_cpp_types() {
             llama_tensor_order(&mut names);
             assert_eq!(names, listed, "{model} tensor order");
 
-            let plan = plan_tensor_types(FileType::parse(ft).unwrap(), hp, &input).unwrap();
+            let plan = plan_tensor_types(ft.parse::<FileType>().unwrap(), hp, &input).unwrap();
             for ((name, _, want_ty), d) in want.iter().zip(&plan) {
                 assert_eq!(&d.name, name);
                 assert_eq!(d.ty, *want_ty, "{model}.{ft}: {name}");
@@ -142,10 +142,10 @@ fn by_name(plan: &[TensorDecision]) -> BTreeMap<&str, GgmlType> {
 /// Q4_K_S attn_v is Q5_K on every layer (70B) instead of only layers 0..4.
 fn check_model(n: usize, hp: &ModelHparams, q6_layers: &[usize], ks_down: &[usize], big70: bool) {
     let model = llama_model(n, false);
-    let m = plan_tensor_types(FileType::MostlyQ4KM, hp, &model).unwrap();
-    let s = plan_tensor_types(FileType::MostlyQ4KS, hp, &model).unwrap();
-    let q8 = plan_tensor_types(FileType::MostlyQ8_0, hp, &model).unwrap();
-    let f16 = plan_tensor_types(FileType::MostlyF16, hp, &model).unwrap();
+    let m = plan_tensor_types(FileType::Q4KM, hp, &model).unwrap();
+    let s = plan_tensor_types(FileType::Q4KS, hp, &model).unwrap();
+    let q8 = plan_tensor_types(FileType::Q8_0, hp, &model).unwrap();
+    let f16 = plan_tensor_types(FileType::F16, hp, &model).unwrap();
     let (m, s, q8, f16) = (by_name(&m), by_name(&s), by_name(&q8), by_name(&f16));
     use GgmlType::*;
     for plan in [&m, &s] {
@@ -242,17 +242,17 @@ fn medium_model_matches_the_policy_strings_and_counts() {
     };
     let expect = [
         (
-            FileType::MostlyQ4KM,
+            FileType::Q4KM,
             "6644644644644644644666",
             "6644644644644644644666",
         ),
         (
-            FileType::MostlyQ4KS,
+            FileType::Q4KS,
             "5555444444444444444444",
             "5544444444444444444444",
         ),
         (
-            FileType::MostlyQ8_0,
+            FileType::Q8_0,
             "8888888888888888888888",
             "8888888888888888888888",
         ),
@@ -272,13 +272,13 @@ fn medium_model_matches_the_policy_strings_and_counts() {
             *counts.entry(x.ty).or_insert(0) += 1;
         }
         let want: BTreeMap<_, _> = match ft {
-            FileType::MostlyQ4KM => [
+            FileType::Q4KM => [
                 (GgmlType::Q4K, 135),
                 (GgmlType::Q6K, 21),
                 (GgmlType::F32, 45),
             ]
             .into(),
-            FileType::MostlyQ4KS => [
+            FileType::Q4KS => [
                 (GgmlType::Q4K, 149),
                 (GgmlType::Q5K, 6),
                 (GgmlType::Q6K, 1),
@@ -297,11 +297,11 @@ fn medium_model_matches_the_policy_strings_and_counts() {
 fn tied_embeddings_are_treated_as_output() {
     let hp = ModelHparams::llama(16, 32, 8);
     let model = llama_model(16, true);
-    for ft in [FileType::MostlyQ4KM, FileType::MostlyQ4KS] {
+    for ft in [FileType::Q4KM, FileType::Q4KS] {
         let plan = plan_tensor_types(ft, &hp, &model).unwrap();
         assert_eq!(by_name(&plan)["token_embd.weight"], GgmlType::Q6K);
     }
-    let plan = plan_tensor_types(FileType::MostlyQ8_0, &hp, &model).unwrap();
+    let plan = plan_tensor_types(FileType::Q8_0, &hp, &model).unwrap();
     assert_eq!(by_name(&plan)["token_embd.weight"], GgmlType::Q8_0);
 }
 
@@ -317,7 +317,7 @@ fn rows_not_divisible_by_256_fall_back_and_say_why() {
         t("blk.0.ffn_up.weight", vec![330, 864]),
         t("blk.1.ffn_down.weight", vec![864, 320]),
     ];
-    let m = plan_tensor_types(FileType::MostlyQ4KM, &hp, &model).unwrap();
+    let m = plan_tensor_types(FileType::Q4KM, &hp, &model).unwrap();
     use GgmlType::*;
     let got: Vec<_> = m
         .iter()
@@ -338,12 +338,12 @@ fn rows_not_divisible_by_256_fall_back_and_say_why() {
         m[4].fallback.as_ref().unwrap().reason,
         "ncols 330 (x 864) not divisible by 256 (required for type q4_K) (must use F16 due to unusual shape) -> falling back to f16"
     );
-    let s = plan_tensor_types(FileType::MostlyQ4KS, &hp, &model).unwrap();
+    let s = plan_tensor_types(FileType::Q4KS, &hp, &model).unwrap();
     assert_eq!(s[2].ty, Q5_1); // Q5_K → Q5_1
     assert_eq!(s[3].ty, Q5_1);
 
     // Q8_0 has no fallback: llama.cpp refuses.
-    let err = plan_tensor_types(FileType::MostlyQ8_0, &hp, &model).unwrap_err();
+    let err = plan_tensor_types(FileType::Q8_0, &hp, &model).unwrap_err();
     assert!(
         matches!(
             err,
@@ -373,33 +373,11 @@ fn one_dimensional_and_excluded_tensors_are_copied() {
         t("v.blk.0.patch_embd.weight", vec![256, 256], F16),
         t("position_embd.weight", vec![256, 256], F16),
     ];
-    let plan = plan_tensor_types(FileType::MostlyQ4KM, &hp, &model).unwrap();
+    let plan = plan_tensor_types(FileType::Q4KM, &hp, &model).unwrap();
     for (d, m) in plan.iter().zip(&model) {
         assert_eq!(d.ty, m.2, "{}", d.name);
         assert!(!d.quantize, "{}", d.name);
     }
-}
-
-#[test]
-fn file_type_names_parse_case_insensitively() {
-    for (s, ft, id) in [
-        ("q4_K_M", FileType::MostlyQ4KM, 15),
-        ("Q4_K_M", FileType::MostlyQ4KM, 15),
-        ("q4_k_m", FileType::MostlyQ4KM, 15),
-        ("Q4_K_S", FileType::MostlyQ4KS, 14),
-        ("q8_0", FileType::MostlyQ8_0, 7),
-        ("F16", FileType::MostlyF16, 1),
-        ("bf16", FileType::MostlyBF16, 32),
-        ("f32", FileType::AllF32, 0),
-    ] {
-        assert_eq!(FileType::parse(s).unwrap(), ft);
-        assert_eq!(ft.llama_ftype(), id);
-    }
-    let err = FileType::parse("q4_K").unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "unknown quantization type \"q4_K\"; valid types: F32, F16, BF16, Q8_0, Q4_K_M, Q4_K_S"
-    );
 }
 
 #[test]
@@ -409,12 +387,12 @@ fn moe_ffn_down_needs_a_layer_in_its_name() {
     let t = |n: &str| (n.to_string(), vec![256u64, 256, 8], GgmlType::F16);
     // With experts the layer comes from the name, not the counter; 8 experts bump attn_v to Q8_0.
     let ok = [t("blk.1.ffn_down_exps.weight"), t("blk.0.attn_v.weight")];
-    let plan = plan_tensor_types(FileType::MostlyQ4KM, &hp, &ok).unwrap();
+    let plan = plan_tensor_types(FileType::Q4KM, &hp, &ok).unwrap();
     assert_eq!(plan[0].ty, GgmlType::Q6K); // layer 1 of 2: use_more_bits
     assert_eq!(plan[1].ty, GgmlType::Q8_0);
     let bad = [t("blk.7.ffn_down_exps.weight")];
     assert!(matches!(
-        plan_tensor_types(FileType::MostlyQ4KM, &hp, &bad),
+        plan_tensor_types(FileType::Q4KM, &hp, &bad),
         Err(QuantizeError::BadLayer { n_layer: 2, .. })
     ));
 }

@@ -67,43 +67,33 @@ pub enum DeployedStatus {
     Unreachable,
 }
 
-/// How to produce a GGUF: the converter's out type, optionally `quantize_file` with a
-/// llama.cpp file type on top, and the name of the result's type (also the cache key's).
+/// How to produce a GGUF: the export target, and the name of the result's type (also the
+/// cache key's).
 struct ExportPlan {
-    outtype: loraforge_convert::OutType,
-    quantize: Option<&'static str>,
+    target: loraforge_export::ExportTarget,
     file_type: String,
 }
 
 impl ExportPlan {
-    /// The export for a deployment quantization. Q8_0 uses llama-quantize's recipe on a lossless
-    /// export (as Ollama's quantizer does) rather than the converter's own q8_0 outtype.
+    /// The export for a deployment quantization ([`loraforge_export::ExportTarget::for_quant`]).
     fn for_quant(quant: QuantType, saved_dtype: &str) -> ExportPlan {
-        use loraforge_convert::OutType;
-        let (outtype, quantize) = match quant {
-            // no_quantization keeps the saved dtype.
-            QuantType::NoQuantization => (OutType::Source, None),
-            QuantType::Q8_0 => (OutType::Source, Some("q8_0")),
-            QuantType::Q4KM => (OutType::Q4KM, None),
-            QuantType::Q4KS => (OutType::Q4KS, None),
-        };
         let file_type = match quant {
+            // no_quantization keeps the saved dtype.
             QuantType::NoQuantization => saved_dtype.to_string(),
             other => other.as_str().to_string(),
         };
         ExportPlan {
-            outtype,
-            quantize,
+            target: loraforge_export::ExportTarget::for_quant(quant),
             file_type,
         }
     }
 
     /// The F16 GGUF uploaded when Ollama is asked to quantize (`--server-quantize`).
     fn f16_for_server() -> ExportPlan {
+        let f16 = loraforge_naming::FileType::F16;
         ExportPlan {
-            outtype: loraforge_convert::OutType::F16,
-            quantize: None,
-            file_type: "f16".into(),
+            target: loraforge_export::ExportTarget::Convert(f16),
+            file_type: f16.to_string(),
         }
     }
 }
@@ -226,42 +216,18 @@ impl Registry {
         let staging = self.storage().stage(&owner)?;
         let result = (|| {
             let card = loraforge_model_card::ModelCard::read_from_dir(&saved_dir)?;
-            let options = loraforge_convert::ConvertOptions {
-                outtype: plan.outtype,
+            let options = loraforge_export::ConvertOptions {
+                target: plan.target,
                 general: general_metadata(&card, saved),
-                // Ollama names blobs by SHA-256: hash while writing, unless a quantized file
-                // replaces this one (quantize_file hashes its own output).
-                sha256: plan.quantize.is_none(),
+                // Ollama names blobs by SHA-256: hash while writing.
+                sha256: true,
                 ..Default::default()
             };
-            let exported_path = staging.join("model.gguf");
-            let converted =
-                loraforge_convert::convert(&model_dir, &exported_path, &options, reporter)?;
-            let (written, sha256) = match plan.quantize {
-                None => {
-                    let sha256 = match converted.sha256 {
-                        Some(sha256) => sha256,
-                        None => loraforge_model_card::sha256_file(&exported_path)?,
-                    };
-                    (exported_path, sha256)
-                }
-                Some(name) => {
-                    let ftype = loraforge_quantize::FileType::parse(name).map_err(|e| {
-                        RegistryError::BadInput {
-                            path: PathBuf::from(name),
-                            problem: e.to_string(),
-                        }
-                    })?;
-                    let out = staging.join("quantized.gguf");
-                    let report = loraforge_gguf_writer::quantize_file(
-                        &exported_path,
-                        &out,
-                        ftype,
-                        &loraforge_gguf_writer::QuantizeFileOptions::default(),
-                        reporter,
-                    )?;
-                    (out, report.sha256)
-                }
+            let written = staging.join("model.gguf");
+            let converted = loraforge_export::convert(&model_dir, &written, &options, reporter)?;
+            let sha256 = match converted.sha256 {
+                Some(sha256) => sha256,
+                None => loraforge_model_card::sha256_file(&written)?,
             };
             let bytes = std::fs::metadata(&written)
                 .map_err(RegistryError::io("cannot read", &written))?
@@ -451,8 +417,8 @@ fn modelfile_text(request: &loraforge_ollama_client::CreateRequest) -> String {
 fn general_metadata(
     card: &loraforge_model_card::ModelCard,
     saved: &str,
-) -> loraforge_convert::GeneralMetadata {
-    loraforge_convert::GeneralMetadata {
+) -> loraforge_export::GeneralMetadata {
+    loraforge_export::GeneralMetadata {
         name: Some(saved.to_string()),
         finetune: card.train_name.clone(),
         license: card.license.clone(),
@@ -461,7 +427,7 @@ fn general_metadata(
             .as_ref()
             .and_then(|a| a.base_model_name_or_path.clone())
             .map(|name| {
-                vec![loraforge_convert::BaseModel {
+                vec![loraforge_export::BaseModel {
                     name: Some(name),
                     ..Default::default()
                 }]

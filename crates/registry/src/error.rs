@@ -107,10 +107,10 @@ pub enum RegistryError {
     Merge(Box<loraforge_adapter_merge::MergeError>),
     /// The GGUF export failed.
     #[error(transparent)]
-    Convert(Box<loraforge_convert::ConvertError>),
+    Convert(Box<loraforge_export::ConvertError>),
     /// Quantizing the exported GGUF failed.
     #[error(transparent)]
-    Quantize(Box<loraforge_gguf_writer::QuantizeFileError>),
+    Quantize(Box<loraforge_export::QuantizeFileError>),
     /// The Ollama server refused or could not be reached.
     #[error(transparent)]
     Ollama(Box<loraforge_ollama_client::ClientError>),
@@ -173,8 +173,8 @@ macro_rules! boxed_from {
 boxed_from!(
     Card(loraforge_model_card::CardError),
     Merge(loraforge_adapter_merge::MergeError),
-    Convert(loraforge_convert::ConvertError),
-    Quantize(loraforge_gguf_writer::QuantizeFileError),
+    Convert(loraforge_export::ConvertError),
+    Quantize(loraforge_export::QuantizeFileError),
     Ollama(loraforge_ollama_client::ClientError),
 );
 

@@ -83,8 +83,11 @@ pub fn demo(context: &Context, args: DemoArgs) -> anyhow::Result<()> {
     ));
 
     // 4. Export to GGUF q4_K_M through loraforge's converter and quantizer.
-    let exported =
-        registry.export_gguf(&saved.name, loraforge_naming::QuantType::Q4KM, &reporter)?;
+    let exported = registry.export_gguf(
+        &saved.name,
+        loraforge_naming::QuantType::Quantized(loraforge_naming::FileType::Q4KM),
+        &reporter,
+    )?;
     reporter.finish();
     say(&format!(
         "4. exported GGUF: {} ({:.1} MB, sha256 {}…)",
@@ -102,7 +105,7 @@ pub fn demo(context: &Context, args: DemoArgs) -> anyhow::Result<()> {
     };
     let deployed = runtime.block_on(registry.deploy(
         &saved.name,
-        loraforge_naming::QuantType::Q4KM,
+        loraforge_naming::QuantType::Quantized(loraforge_naming::FileType::Q4KM),
         &options,
         &reporter,
     ));

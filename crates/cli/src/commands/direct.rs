@@ -59,20 +59,21 @@ pub fn merge(context: &Context, args: MergeArgs) -> anyhow::Result<()> {
 }
 
 pub fn convert(context: &Context, args: ConvertArgs) -> anyhow::Result<()> {
-    let outtype = loraforge_convert::OutType::parse(&args.outtype).ok_or_else(|| {
+    let target = loraforge_export::ExportTarget::for_outtype(&args.outtype).ok_or_else(|| {
         user_error(format!(
-            "unknown --outtype '{}'; valid: f32, f16, bf16, q8_0, q4_K_M, q4_K_S, auto",
-            args.outtype
+            "unknown --outtype '{}'; valid: {}",
+            args.outtype,
+            loraforge_export::ExportTarget::outtype_names()
         ))
     })?;
     let reporter = context.reporter();
-    let options = loraforge_convert::ConvertOptions {
-        outtype,
+    let options = loraforge_export::ConvertOptions {
+        target,
         threads: args.threads,
         sha256: args.sha256,
         ..Default::default()
     };
-    let report = loraforge_convert::convert(&args.model_dir, &args.out, &options, &reporter)?;
+    let report = loraforge_export::convert(&args.model_dir, &args.out, &options, &reporter)?;
     reporter.finish();
     for warning in &report.warnings {
         context.status(&format!("warning: {warning}"));
@@ -81,7 +82,7 @@ pub fn convert(context: &Context, args: ConvertArgs) -> anyhow::Result<()> {
         return print_json(&serde_json::json!({
             "out": args.out, "tensors": report.tensors, "bytes": report.bytes,
             "sha256": report.sha256, "architecture": report.architecture,
-            "file_type": report.file_type, "parameters": report.parameters,
+            "file_type": report.file_type.llama_ftype(), "parameters": report.parameters,
             "pre_tokenizer": report.pre_tokenizer, "warnings": report.warnings,
         }));
     }
@@ -99,14 +100,16 @@ pub fn convert(context: &Context, args: ConvertArgs) -> anyhow::Result<()> {
 }
 
 pub fn quantize(context: &Context, args: QuantizeArgs) -> anyhow::Result<()> {
-    let ftype = loraforge_quantize::FileType::parse(&args.file_type)
-        .map_err(|e| user_error(e.to_string()))?;
+    let ftype: loraforge_export::FileType = args
+        .file_type
+        .parse()
+        .map_err(|e: loraforge_naming::NameError| user_error(e.to_string()))?;
     let reporter = context.reporter();
-    let report = loraforge_gguf_writer::quantize_file(
+    let report = loraforge_export::quantize_file(
         &args.input,
         &args.output,
         ftype,
-        &loraforge_gguf_writer::QuantizeFileOptions {
+        &loraforge_export::QuantizeFileOptions {
             threads: args.threads.unwrap_or(0),
             allow_requantize: args.allow_requantize,
             no_fallback: args.no_fallback,
@@ -137,9 +140,8 @@ pub fn quantize(context: &Context, args: QuantizeArgs) -> anyhow::Result<()> {
 }
 
 pub fn inspect(context: &Context, args: InspectArgs) -> anyhow::Result<()> {
-    let file = loraforge_gguf_writer::GgufFile::open(&args.file)?;
-    let report =
-        loraforge_gguf_writer::inspect(&file, &loraforge_gguf_writer::InspectOptions::default());
+    let file = loraforge_gguf::GgufFile::open(&args.file)?;
+    let report = loraforge_gguf::inspect(&file, &loraforge_gguf::InspectOptions::default());
     if context.json {
         return print_json(&report);
     }

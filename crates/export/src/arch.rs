@@ -3,7 +3,7 @@
 //! `conversion/qwen.py`, `conversion/gpt2.py`, `conversion/gemma.py`, `conversion/phi.py`,
 //! `conversion/base.py` `TextModel`) writes them.
 
-use loraforge_gguf_writer::Metadata;
+use loraforge_gguf::Metadata;
 use serde_json::{Map, Value as Json};
 
 use crate::error::ConvertError;
@@ -729,6 +729,132 @@ pub(crate) enum Transform {
     AddOne,
 }
 
+/// How one architecture names its tensors: `tensor_mapping.py`'s rows for it, as data.
+struct TensorNames {
+    /// Prefix of every tensor name, stripped when present (`model.`, `transformer.`).
+    root: &'static str,
+    /// Prefix of per-layer tensors after the root, followed by the layer number (`layers.`, `h.`).
+    layers: &'static str,
+    /// Whole-model tensors: HF stem → GGUF name.
+    top: &'static [(&'static str, &'static str)],
+    /// Per-layer tensors: HF part (after `layers.N.`) → GGUF name (after `blk.N.`).
+    layer: &'static [(&'static str, &'static str)],
+}
+
+const LLAMA_TOP: &[(&str, &str)] = &[
+    ("embed_tokens", "token_embd"),
+    ("norm", "output_norm"),
+    ("lm_head", "output"),
+];
+
+const LLAMA_LAYER: &[(&str, &str)] = &[
+    ("input_layernorm", "attn_norm"),
+    ("self_attn.q_proj", "attn_q"),
+    ("self_attn.k_proj", "attn_k"),
+    ("self_attn.v_proj", "attn_v"),
+    ("self_attn.o_proj", "attn_output"),
+    ("post_attention_layernorm", "ffn_norm"),
+    ("mlp.gate_proj", "ffn_gate"),
+    ("mlp.up_proj", "ffn_up"),
+    ("mlp.down_proj", "ffn_down"),
+];
+
+/// Gemma: Llama's names, with Phi-3's fused projections accepted too (the reference's table
+/// is shared), and no `lm_head` (dropped before mapping: the embeddings are tied).
+const GEMMA_LAYER: &[(&str, &str)] = &[
+    ("input_layernorm", "attn_norm"),
+    ("self_attn.q_proj", "attn_q"),
+    ("self_attn.k_proj", "attn_k"),
+    ("self_attn.v_proj", "attn_v"),
+    ("self_attn.o_proj", "attn_output"),
+    ("post_attention_layernorm", "ffn_norm"),
+    ("mlp.gate_proj", "ffn_gate"),
+    ("mlp.up_proj", "ffn_up"),
+    ("mlp.down_proj", "ffn_down"),
+    ("self_attn.qkv_proj", "attn_qkv"),
+    ("mlp.gate_up_proj", "ffn_up"),
+];
+
+/// Gemma 2: post-attention / pre- and post-FFN norms.
+const GEMMA2_LAYER: &[(&str, &str)] = &[
+    ("input_layernorm", "attn_norm"),
+    ("self_attn.q_proj", "attn_q"),
+    ("self_attn.k_proj", "attn_k"),
+    ("self_attn.v_proj", "attn_v"),
+    ("self_attn.o_proj", "attn_output"),
+    ("post_attention_layernorm", "post_attention_norm"),
+    ("pre_feedforward_layernorm", "ffn_norm"),
+    ("post_feedforward_layernorm", "post_ffw_norm"),
+    ("mlp.gate_proj", "ffn_gate"),
+    ("mlp.up_proj", "ffn_up"),
+    ("mlp.down_proj", "ffn_down"),
+    ("self_attn.qkv_proj", "attn_qkv"),
+    ("mlp.gate_up_proj", "ffn_up"),
+];
+
+/// Phi-3: fused projections (tensor_mapping.py: `# phi3`); separate q/k/v are accepted too.
+const PHI3_LAYER: &[(&str, &str)] = &[
+    ("input_layernorm", "attn_norm"),
+    ("self_attn.q_proj", "attn_q"),
+    ("self_attn.k_proj", "attn_k"),
+    ("self_attn.v_proj", "attn_v"),
+    ("self_attn.o_proj", "attn_output"),
+    ("post_attention_layernorm", "ffn_norm"),
+    ("mlp.up_proj", "ffn_up"),
+    ("mlp.down_proj", "ffn_down"),
+    ("self_attn.qkv_proj", "attn_qkv"),
+    ("mlp.gate_up_proj", "ffn_up"),
+];
+
+const GPT2_TOP: &[(&str, &str)] = &[
+    ("wte", "token_embd"),
+    ("wpe", "position_embd"),
+    ("ln_f", "output_norm"),
+    ("lm_head", "output"),
+];
+
+const GPT2_LAYER: &[(&str, &str)] = &[
+    ("ln_1", "attn_norm"),
+    ("attn.c_attn", "attn_qkv"),
+    ("attn.c_proj", "attn_output"),
+    ("ln_2", "ffn_norm"),
+    ("mlp.c_fc", "ffn_up"),
+    ("mlp.c_proj", "ffn_down"),
+];
+
+/// GPT-2's Conv1D weights, stored `[in, out]`: transposed to `[out, in]`.
+const GPT2_CONV1D: &[&str] = &["attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"];
+
+impl Arch {
+    fn tensor_names(self) -> TensorNames {
+        let hf = |top, layer| TensorNames {
+            root: "model.",
+            layers: "layers.",
+            top,
+            layer,
+        };
+        match self {
+            Arch::Llama | Arch::Qwen2 => hf(LLAMA_TOP, LLAMA_LAYER),
+            Arch::Gemma => hf(&LLAMA_TOP[..2], GEMMA_LAYER),
+            Arch::Gemma2 => hf(&LLAMA_TOP[..2], GEMMA2_LAYER),
+            Arch::Phi3 => hf(LLAMA_TOP, PHI3_LAYER),
+            Arch::Gpt2 => TensorNames {
+                root: "transformer.",
+                layers: "h.",
+                top: GPT2_TOP,
+                layer: GPT2_LAYER,
+            },
+        }
+    }
+}
+
+fn lookup(table: &[(&str, &'static str)], key: &str) -> Option<&'static str> {
+    table
+        .iter()
+        .find(|(hf, _)| *hf == key)
+        .map(|(_, gguf)| *gguf)
+}
+
 /// The GGUF name of an HF tensor and its transform; `Ok(None)` for tensors the reference drops.
 pub(crate) fn map_tensor(
     arch: Arch,
@@ -756,131 +882,39 @@ pub(crate) fn map_tensor(
         // GemmaModel.filter_tensors: lm_head is not used by llama.cpp (tied embeddings).
         return Ok(None);
     }
-    match arch {
-        Arch::Gemma | Arch::Gemma2 | Arch::Phi3 => {
-            let s = stem.strip_prefix("model.").unwrap_or(stem);
-            let top = match s {
-                "embed_tokens" => Some("token_embd"),
-                "norm" => Some("output_norm"),
-                "lm_head" if arch == Arch::Phi3 => Some("output"),
-                _ => None,
-            };
-            let tr = if arch.norm_plus_one() && name.ends_with("norm.weight") {
-                Transform::AddOne
-            } else {
-                Transform::None
-            };
-            if let Some(t) = top {
-                return Ok(Some((format!("{t}.{suffix}"), tr)));
-            }
-            let rest = s.strip_prefix("layers.").ok_or_else(unmapped)?;
-            let (bid, part) = rest.split_once('.').ok_or_else(unmapped)?;
-            let bid: usize = bid.parse().map_err(|_| unmapped())?;
-            if bid >= hp.block_count {
-                return Err(unmapped());
-            }
-            let g = match (arch, part) {
-                (_, "input_layernorm") => "attn_norm",
-                (_, "self_attn.q_proj") => "attn_q",
-                (_, "self_attn.k_proj") => "attn_k",
-                (_, "self_attn.v_proj") => "attn_v",
-                (_, "self_attn.o_proj") => "attn_output",
-                (Arch::Gemma2, "post_attention_layernorm") => "post_attention_norm",
-                (Arch::Gemma2, "pre_feedforward_layernorm") => "ffn_norm",
-                (Arch::Gemma2, "post_feedforward_layernorm") => "post_ffw_norm",
-                (_, "post_attention_layernorm") => "ffn_norm",
-                (Arch::Gemma | Arch::Gemma2, "mlp.gate_proj") => "ffn_gate",
-                (_, "mlp.up_proj") => "ffn_up",
-                (_, "mlp.down_proj") => "ffn_down",
-                // Phi-3's fused projections (tensor_mapping.py: `# phi3`).
-                (_, "self_attn.qkv_proj") => "attn_qkv",
-                (_, "mlp.gate_up_proj") => "ffn_up",
-                _ => return Err(unmapped()),
-            };
-            Ok(Some((format!("blk.{bid}.{g}.{suffix}"), tr)))
-        }
-        Arch::Llama | Arch::Qwen2 => {
-            let s = stem.strip_prefix("model.").unwrap_or(stem);
-            let top = match s {
-                "embed_tokens" => Some("token_embd"),
-                "norm" => Some("output_norm"),
-                "lm_head" => Some("output"),
-                _ => None,
-            };
-            if let Some(t) = top {
-                return Ok(Some((format!("{t}.{suffix}"), Transform::None)));
-            }
-            let rest = s.strip_prefix("layers.").ok_or_else(unmapped)?;
-            let (bid, part) = rest.split_once('.').ok_or_else(unmapped)?;
-            let bid: usize = bid.parse().map_err(|_| unmapped())?;
-            if bid >= hp.block_count {
-                return Err(unmapped());
-            }
-            let g = match part {
-                "input_layernorm" => "attn_norm",
-                "self_attn.q_proj" => "attn_q",
-                "self_attn.k_proj" => "attn_k",
-                "self_attn.v_proj" => "attn_v",
-                "self_attn.o_proj" => "attn_output",
-                "post_attention_layernorm" => "ffn_norm",
-                "mlp.gate_proj" => "ffn_gate",
-                "mlp.up_proj" => "ffn_up",
-                "mlp.down_proj" => "ffn_down",
-                _ => return Err(unmapped()),
-            };
-            let mut tr = Transform::None;
-            if arch == Arch::Llama {
-                let n_head = hp.n_head.unwrap_or(1);
-                if part == "self_attn.q_proj" {
-                    tr = Transform::Permute(n_head);
-                } else if part == "self_attn.k_proj" {
-                    tr = Transform::Permute(hp.n_head_kv.unwrap_or(n_head));
-                }
-            }
-            Ok(Some((format!("blk.{bid}.{g}.{suffix}"), tr)))
-        }
-        Arch::Gpt2 => {
-            let s = stem.strip_prefix("transformer.").unwrap_or(stem);
-            if s.ends_with(".attn.bias") || s.ends_with(".attn.masked_bias") {
-                return Ok(None);
-            }
-            let top = match s {
-                "wte" => Some("token_embd"),
-                "wpe" => Some("position_embd"),
-                "ln_f" => Some("output_norm"),
-                "lm_head" => Some("output"),
-                _ => None,
-            };
-            if let Some(t) = top {
-                return Ok(Some((format!("{t}.{suffix}"), Transform::None)));
-            }
-            let rest = s.strip_prefix("h.").ok_or_else(unmapped)?;
-            let (bid, part) = rest.split_once('.').ok_or_else(unmapped)?;
-            let bid: usize = bid.parse().map_err(|_| unmapped())?;
-            if bid >= hp.block_count {
-                return Err(unmapped());
-            }
-            let g = match part {
-                "ln_1" => "attn_norm",
-                "attn.c_attn" => "attn_qkv",
-                "attn.c_proj" => "attn_output",
-                "ln_2" => "ffn_norm",
-                "mlp.c_fc" => "ffn_up",
-                "mlp.c_proj" => "ffn_down",
-                _ => return Err(unmapped()),
-            };
-            let tr = if suffix == "weight"
-                && matches!(
-                    part,
-                    "attn.c_attn" | "attn.c_proj" | "mlp.c_fc" | "mlp.c_proj"
-                ) {
-                Transform::Transpose
-            } else {
-                Transform::None
-            };
-            Ok(Some((format!("blk.{bid}.{g}.{suffix}"), tr)))
-        }
+    let names = arch.tensor_names();
+    let s = stem.strip_prefix(names.root).unwrap_or(stem);
+    if arch == Arch::Gpt2 && (s.ends_with(".attn.bias") || s.ends_with(".attn.masked_bias")) {
+        return Ok(None);
     }
+    // Gemma's norms are stored as `w - 1`: written as `w + 1`.
+    let add_one = arch.norm_plus_one() && name.ends_with("norm.weight");
+    if let Some(top) = lookup(names.top, s) {
+        let tr = if add_one {
+            Transform::AddOne
+        } else {
+            Transform::None
+        };
+        return Ok(Some((format!("{top}.{suffix}"), tr)));
+    }
+    let rest = s.strip_prefix(names.layers).ok_or_else(unmapped)?;
+    let (bid, part) = rest.split_once('.').ok_or_else(unmapped)?;
+    let bid: usize = bid.parse().map_err(|_| unmapped())?;
+    if bid >= hp.block_count {
+        return Err(unmapped());
+    }
+    let g = lookup(names.layer, part).ok_or_else(unmapped)?;
+    let tr = match arch {
+        _ if add_one => Transform::AddOne,
+        // convert_hf_to_gguf.py's LlamaModel permutes Q and K rows for ggml's RoPE layout.
+        Arch::Llama if part == "self_attn.q_proj" => Transform::Permute(hp.n_head.unwrap_or(1)),
+        Arch::Llama if part == "self_attn.k_proj" => {
+            Transform::Permute(hp.n_head_kv.unwrap_or(hp.n_head.unwrap_or(1)))
+        }
+        Arch::Gpt2 if suffix == "weight" && GPT2_CONV1D.contains(&part) => Transform::Transpose,
+        _ => Transform::None,
+    };
+    Ok(Some((format!("blk.{bid}.{g}.{suffix}"), tr)))
 }
 
 /// HF names every layer must have (to report incomplete weights before writing anything).

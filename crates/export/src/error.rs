@@ -22,12 +22,21 @@ pub enum ConvertError {
         path: PathBuf,
     },
     /// A JSON file (config, tokenizer, index) could not be parsed.
-    #[error("{path} is not valid JSON: {message}")]
+    #[error("{path} is not valid JSON")]
     InvalidJson {
         /// The file.
         path: PathBuf,
         /// The parser's complaint.
-        message: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A JSON file parses but does not have the expected shape.
+    #[error("{path}: {problem}")]
+    JsonShape {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong (`the top level is not an object` …).
+        problem: String,
     },
     /// A required hyperparameter is missing or has the wrong type.
     #[error("config.json: {key} is missing or not {expected}")]
@@ -71,12 +80,30 @@ pub enum ConvertError {
         missing: Vec<String>,
     },
     /// A safetensors file is malformed.
-    #[error("{path}: invalid safetensors file: {message}")]
+    #[error("{path}: invalid safetensors file")]
     InvalidSafetensors {
         /// The file.
         path: PathBuf,
         /// What is wrong.
-        message: String,
+        #[source]
+        source: loraforge_hf_model::HfModelError,
+    },
+    /// A tensor's data offset overflows (a malformed header).
+    #[error("{path}: tensor {tensor:?}: data offset overflows")]
+    OffsetOverflow {
+        /// The file.
+        path: PathBuf,
+        /// The tensor.
+        tensor: String,
+    },
+    /// The shard index of the model folder is unusable.
+    #[error("cannot read the weights of {dir}")]
+    Weights {
+        /// The model folder.
+        dir: PathBuf,
+        /// What is wrong with the index.
+        #[source]
+        source: loraforge_hf_model::HfModelError,
     },
     /// A tensor name has no GGUF equivalent for this architecture.
     #[error("tensor {tensor}: no GGUF name for it in architecture {arch}")]
@@ -176,12 +203,79 @@ pub enum ConvertError {
     /// The output type is not available.
     #[error("output type {0} is not supported by the converter")]
     UnsupportedOutType(String),
+    /// The worker thread pool could not be created.
+    #[error("cannot start {threads} worker threads")]
+    Threads {
+        /// Threads requested.
+        threads: usize,
+        /// The cause.
+        #[source]
+        source: rayon::ThreadPoolBuildError,
+    },
     /// Writing the GGUF failed.
-    #[error("writing GGUF {path}: {message}")]
+    #[error("writing GGUF {path}")]
     Write {
         /// The output path.
         path: PathBuf,
         /// What failed.
-        message: String,
+        #[source]
+        source: loraforge_gguf::WriteError,
     },
+    /// The bytes streamed to the file do not add up to the size its header promised (a bug).
+    #[error("writing GGUF {path}: streamed {counted} bytes of a {expected}-byte file")]
+    ByteCount {
+        /// The output path.
+        path: PathBuf,
+        /// Bytes that went through.
+        counted: u64,
+        /// The file size the layout computed.
+        expected: u64,
+    },
+    /// The thread hashing the output panicked (a bug).
+    #[error("writing GGUF {path}: the sha256 thread panicked")]
+    HasherPanicked {
+        /// The output path.
+        path: PathBuf,
+    },
+    /// Quantizing the lossless intermediate (k-quant targets) failed.
+    #[error("quantizing the converted model")]
+    Quantize(#[source] Box<crate::QuantizeFileError>),
+}
+
+impl ConvertError {
+    /// True when the input or the request is at fault (a folder that is not a supported model,
+    /// malformed files, an output path inside the input) rather than the machine or a bug.
+    pub fn is_user_error(&self) -> bool {
+        match self {
+            ConvertError::Io { .. }
+            | ConvertError::Threads { .. }
+            | ConvertError::ByteCount { .. }
+            | ConvertError::HasherPanicked { .. } => false,
+            ConvertError::Write { source, .. } => source.is_user_error(),
+            ConvertError::Quantize(e) => e.is_user_error(),
+            _ => true,
+        }
+    }
+
+    /// What to do next, when there is something more to say than the message.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            ConvertError::UnsupportedArchitecture { .. } | ConvertError::UnsupportedFeature(_) => {
+                Some(format!(
+                    "loraforge converts these architectures: {}",
+                    crate::SUPPORTED_ARCHITECTURES.join(", ")
+                ))
+            }
+            ConvertError::NoWeights { .. } => Some(
+                "save the model with safe_serialization=True (the default of recent transformers)"
+                    .into(),
+            ),
+            ConvertError::UnknownPreTokenizer { .. } => {
+                Some("pass --pre-tokenizer NAME (llama-bpe, qwen2, gpt-2 …)".into())
+            }
+            ConvertError::Write { source, .. } => source.hint(),
+            ConvertError::Quantize(e) => e.hint(),
+            _ => None,
+        }
+    }
 }

@@ -6,7 +6,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use loraforge_gguf_writer::{
+use loraforge_gguf::{
     inspect, FormatError, GgufFile, GgufWriter, InspectOptions, Metadata, MetadataArray,
     MetadataValue, SourceError, TensorInfo, WriteError, WriteOptions,
 };
@@ -216,7 +216,7 @@ fn write_to_path_renames_into_place_and_hashes() {
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
 }
 
-fn failing_write(source: &mut dyn loraforge_gguf_writer::TensorSource) -> WriteError {
+fn failing_write(source: &mut dyn loraforge_gguf::TensorSource) -> WriteError {
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("out.gguf");
     std::fs::write(&dest, b"previous").unwrap();

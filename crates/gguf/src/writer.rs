@@ -1,10 +1,8 @@
 //! Streaming GGUF v3 writer: header and tensor infos computed up front, tensor data pulled one
 //! tensor at a time from a [`TensorSource`], written to a sibling temp file renamed into place.
 
-use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
 
@@ -141,6 +139,30 @@ pub enum WriteError {
     },
 }
 
+impl WriteError {
+    /// True when the request is at fault (bad metadata or tensor descriptions); false when the
+    /// disk or a tensor source failed.
+    pub fn is_user_error(&self) -> bool {
+        !matches!(
+            self,
+            WriteError::Source { .. }
+                | WriteError::TensorSizeMismatch { .. }
+                | WriteError::Io(_)
+                | WriteError::File { .. }
+        )
+    }
+
+    /// What to do next, when there is something more to say than the message.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            WriteError::Io(_) | WriteError::File { .. } => {
+                Some("check the free space and permissions of the output folder".into())
+            }
+            _ => None,
+        }
+    }
+}
+
 /// Options of [`GgufWriter::write_to_path`].
 #[derive(Debug, Clone, Default)]
 pub struct WriteOptions {
@@ -185,7 +207,7 @@ impl GgufLayout {
 /// streamed from a [`TensorSource`].
 ///
 /// ```
-/// use loraforge_gguf_writer::{GgufWriter, TensorInfo, SourceError};
+/// use loraforge_gguf::{GgufWriter, TensorInfo, SourceError};
 /// use loraforge_quantize::GgmlType;
 /// use std::io::Write;
 ///
@@ -366,9 +388,9 @@ impl GgufWriter {
         source: &mut dyn TensorSource,
         options: &WriteOptions,
     ) -> Result<WrittenFile, WriteError> {
-        let temp = TempFile::create_beside(path)?;
-        let file = temp.file.try_clone().map_err(|e| WriteError::File {
-            path: temp.path.clone(),
+        let temp = temp_file_beside(path)?;
+        let file = temp.as_file().try_clone().map_err(|e| WriteError::File {
+            path: temp.path().to_path_buf(),
             source: e,
         })?;
         let hashing = HashingWriter {
@@ -391,7 +413,10 @@ impl GgufWriter {
             source: e.into_error(),
         })?;
         let sha256 = hashing.hasher.map(|h| hex::encode(h.finalize()));
-        temp.persist(path)?;
+        temp.persist(path).map_err(|e| WriteError::File {
+            path: path.to_path_buf(),
+            source: e.error,
+        })?;
         Ok(WrittenFile {
             path: path.to_path_buf(),
             bytes,
@@ -552,7 +577,7 @@ impl Write for Limited<'_> {
 }
 
 struct HashingWriter {
-    inner: File,
+    inner: std::fs::File,
     hasher: Option<Sha256>,
 }
 
@@ -570,55 +595,26 @@ impl Write for HashingWriter {
     }
 }
 
-/// A file created next to its destination, removed on drop unless persisted.
-pub(crate) struct TempFile {
-    pub(crate) path: PathBuf,
-    pub(crate) file: File,
-    persisted: bool,
-}
-
-impl TempFile {
-    pub(crate) fn create_beside(dest: &Path) -> Result<TempFile, WriteError> {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let dir = match dest.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let stem = dest
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "out.gguf".to_owned());
-        loop {
-            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-            let path = dir.join(format!(".{stem}.{}.{n}.tmp", std::process::id()));
-            match OpenOptions::new().write(true).create_new(true).open(&path) {
-                Ok(file) => {
-                    return Ok(TempFile {
-                        path,
-                        file,
-                        persisted: false,
-                    })
-                }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(source) => return Err(WriteError::File { path, source }),
-            }
-        }
+/// A file created next to `dest` (same folder, so the final rename is atomic), removed on drop
+/// unless persisted. Created with the mode a plain `File::create` would give (0666 less the
+/// umask), not tempfile's private 0600, so the finished file reads like any other output.
+fn temp_file_beside(dest: &Path) -> Result<tempfile::NamedTempFile, WriteError> {
+    let dir = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let stem = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out.gguf".to_owned());
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&format!(".{stem}.")).suffix(".tmp");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
     }
-
-    pub(crate) fn persist(mut self, dest: &Path) -> Result<(), WriteError> {
-        std::fs::rename(&self.path, dest).map_err(|source| WriteError::File {
-            path: dest.to_path_buf(),
-            source,
-        })?;
-        self.persisted = true;
-        Ok(())
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if !self.persisted {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
+    builder
+        .tempfile_in(&dir)
+        .map_err(|source| WriteError::File { path: dir, source })
 }

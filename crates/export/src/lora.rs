@@ -11,53 +11,35 @@
 
 use std::path::{Path, PathBuf};
 
-use loraforge_gguf_writer::{GgufWriter, Metadata, SourceError, TensorInfo, WriteOptions};
+use loraforge_gguf::{GgufWriter, Metadata, SourceError, TensorInfo, WriteOptions};
 use loraforge_hf_model::{Dtype, SafetensorsFile};
 use loraforge_progress::Reporter;
-use loraforge_quantize::GgmlType;
+use loraforge_quantize::{FileType, GgmlType};
 use serde_json::Value as Json;
 
 use crate::arch::{self, Arch, Hparams, Transform};
-use crate::ConvertError;
-
-/// `--outtype` of [`convert_lora`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum LoraOutType {
-    /// f32 (the script's default).
-    #[default]
-    F32,
-    /// f16.
-    F16,
-    /// bf16.
-    BF16,
-    /// Q8_0 (`lora_b`, whose rows are `r` long, falls back to f16 as in the script).
-    Q8_0,
-    /// bf16 for bf16 adapters, else f16 — what the script's `auto` means; the script itself
-    /// crashes on it in this version (`'LoraTorchTensor' object has no attribute 'dim'`).
-    Auto,
-}
-
-impl LoraOutType {
-    /// Parses `f32`, `f16`, `bf16`, `q8_0`, `auto`.
-    pub fn parse(s: &str) -> Option<LoraOutType> {
-        match s.to_ascii_lowercase().as_str() {
-            "f32" => Some(LoraOutType::F32),
-            "f16" => Some(LoraOutType::F16),
-            "bf16" => Some(LoraOutType::BF16),
-            "q8_0" => Some(LoraOutType::Q8_0),
-            "auto" => Some(LoraOutType::Auto),
-            _ => None,
-        }
-    }
-}
+use crate::{ConvertError, ExportTarget};
 
 /// Options of [`convert_lora`].
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct LoraConvertOptions {
-    /// Output tensor type.
-    pub outtype: LoraOutType,
+    /// Output tensor type, as `convert_lora_to_gguf.py --outtype`:
+    /// [`ExportTarget::Convert`] with F32 (the script's default, and [`Default`]'s), F16, BF16 or
+    /// Q8_0 (`lora_b`, whose rows are `r` long, falls back to f16 as in the script), or
+    /// [`ExportTarget::Auto`] (bf16 for bf16 adapters, else f16 — what the script's `auto` means;
+    /// the script itself crashes on it in this version). Other targets are refused.
+    pub target: ExportTarget,
     /// Compute the file's SHA-256 while writing.
     pub sha256: bool,
+}
+
+impl Default for LoraConvertOptions {
+    fn default() -> LoraConvertOptions {
+        LoraConvertOptions {
+            target: ExportTarget::Convert(FileType::F32),
+            sha256: false,
+        }
+    }
 }
 
 /// What [`convert_lora`] wrote.
@@ -119,19 +101,24 @@ pub enum LoraConvertError {
         reason: String,
     },
     /// Writing the GGUF failed.
-    #[error("cannot write {path}: {message}")]
+    #[error("cannot write {path}")]
     Write {
         /// The output.
         path: PathBuf,
         /// The cause.
-        message: String,
+        #[source]
+        source: loraforge_gguf::WriteError,
     },
 }
 
 impl LoraConvertError {
     /// Whether the error comes from the input (not from a failure underneath).
     pub fn is_user_error(&self) -> bool {
-        !matches!(self, LoraConvertError::Write { .. })
+        match self {
+            LoraConvertError::Convert(e) => e.is_user_error(),
+            LoraConvertError::Write { source, .. } => source.is_user_error(),
+            _ => true,
+        }
     }
 
     /// What to do next, where there is something to say.
@@ -143,6 +130,8 @@ impl LoraConvertError {
             LoraConvertError::BadTensor { .. } => {
                 Some("check that --base is the model the adapter was trained on".into())
             }
+            LoraConvertError::Convert(e) => e.hint(),
+            LoraConvertError::Write { source, .. } => source.hint(),
             _ => None,
         }
     }
@@ -337,13 +326,14 @@ pub fn convert_lora(
         .iter()
         .find_map(|p| p.a.as_ref().map(|a| a.1))
         .unwrap_or(Dtype::F32);
-    let (matrix_ty, _) = match options.outtype {
-        LoraOutType::F32 => (GgmlType::F32, 0),
-        LoraOutType::F16 => (GgmlType::F16, 1),
-        LoraOutType::BF16 => (GgmlType::BF16, 32),
-        LoraOutType::Q8_0 => (GgmlType::Q8_0, 7),
-        LoraOutType::Auto if first_dtype == Dtype::BF16 => (GgmlType::BF16, 32),
-        LoraOutType::Auto => (GgmlType::F16, 1),
+    let matrix_ty = match options.target {
+        ExportTarget::Auto if first_dtype == Dtype::BF16 => GgmlType::BF16,
+        ExportTarget::Auto => GgmlType::F16,
+        ExportTarget::Convert(file_type) => ExportTarget::converter_matrix_type(file_type)
+            .ok_or_else(|| ConvertError::UnsupportedOutType(file_type.to_string()))?,
+        other @ (ExportTarget::Source | ExportTarget::Quantize(_)) => {
+            return Err(ConvertError::UnsupportedOutType(other.to_string()).into())
+        }
     };
 
     // Tensors: (name, type, ggml dims, data in the adapter's (f16 or f32) precision as f32).
@@ -499,9 +489,9 @@ pub fn convert_lora(
     md.set("general.quantization_version", 2u32);
 
     let mut writer = GgufWriter::with_metadata(md);
-    let werr = |e: loraforge_gguf_writer::WriteError| LoraConvertError::Write {
+    let werr = |source: loraforge_gguf::WriteError| LoraConvertError::Write {
         path: out.to_path_buf(),
-        message: e.to_string(),
+        source,
     };
     for o in &outs {
         writer

@@ -5,12 +5,10 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use loraforge_gguf_writer::{
-    quantize_file, GgufFile, GgufWriter, MetadataValue, QuantizeFileError, QuantizeFileOptions,
-    SourceError, TensorInfo,
-};
+use loraforge_export::{quantize_file, FileType, QuantizeFileError, QuantizeFileOptions};
+use loraforge_gguf::{GgufFile, GgufWriter, MetadataValue, SourceError, TensorInfo};
 use loraforge_progress::NoProgress;
-use loraforge_quantize::{FileType, GgmlType};
+use loraforge_quantize::GgmlType;
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(concat!(
@@ -57,7 +55,7 @@ fn output_is_byte_identical_to_llama_cpp_for_every_fixture() {
         let report = quantize_file(
             &fixture(&format!("{input}.gguf")),
             &out,
-            FileType::parse(ty).unwrap(),
+            ty.parse::<FileType>().unwrap(),
             &opts(1 + i % 3),
             &NoProgress,
         )
@@ -80,7 +78,7 @@ fn fallbacks_are_reported_and_refused_on_request() {
     let report = quantize_file(
         &input,
         &dir.path().join("a.gguf"),
-        FileType::MostlyQ4KM,
+        FileType::Q4KM,
         &opts(1),
         &NoProgress,
     )
@@ -110,7 +108,7 @@ fn fallbacks_are_reported_and_refused_on_request() {
     let err = quantize_file(
         &input,
         &out,
-        FileType::MostlyQ4KM,
+        FileType::Q4KM,
         &QuantizeFileOptions {
             no_fallback: true,
             ..opts(1)
@@ -138,7 +136,7 @@ fn quantized_inputs_are_refused_unless_allowed() {
     let dir = tempfile::tempdir().unwrap();
     let input = fixture("micro-f16.q8_0.gguf");
     let out = dir.path().join("re.gguf");
-    let err = quantize_file(&input, &out, FileType::MostlyQ4KM, &opts(1), &NoProgress).unwrap_err();
+    let err = quantize_file(&input, &out, FileType::Q4KM, &opts(1), &NoProgress).unwrap_err();
     assert!(
         matches!(
             err,
@@ -153,7 +151,7 @@ fn quantized_inputs_are_refused_unless_allowed() {
     let report = quantize_file(
         &input,
         &out,
-        FileType::MostlyQ4KM,
+        FileType::Q4KM,
         &QuantizeFileOptions {
             allow_requantize: true,
             ..opts(2)
@@ -181,7 +179,7 @@ fn output_equal_to_input_is_refused() {
     std::fs::copy(fixture("micro-f32.gguf"), &path).unwrap();
     let before = std::fs::read(&path).unwrap();
     let same = dir.path().join(".").join("m.gguf");
-    let err = quantize_file(&path, &same, FileType::MostlyQ8_0, &opts(1), &NoProgress).unwrap_err();
+    let err = quantize_file(&path, &same, FileType::Q8_0, &opts(1), &NoProgress).unwrap_err();
     assert!(matches!(err, QuantizeFileError::SameFile { .. }), "{err:?}");
     assert_eq!(std::fs::read(&path).unwrap(), before);
 }
@@ -228,8 +226,7 @@ fn non_finite_values_name_tensor_and_row() {
         let input = dir.path().join("nan.gguf");
         std::fs::write(&input, model_with(bad)).unwrap();
         let out = dir.path().join("out.gguf");
-        let err =
-            quantize_file(&input, &out, FileType::MostlyQ8_0, &opts(2), &NoProgress).unwrap_err();
+        let err = quantize_file(&input, &out, FileType::Q8_0, &opts(2), &NoProgress).unwrap_err();
         match &err {
             QuantizeFileError::NonFinite {
                 tensor,
@@ -251,7 +248,7 @@ fn non_finite_values_name_tensor_and_row() {
     let input = dir.path().join("ok.gguf");
     std::fs::write(&input, model_with(1.0)).unwrap();
     let out = dir.path().join("ok.q8_0.gguf");
-    quantize_file(&input, &out, FileType::MostlyQ8_0, &opts(1), &NoProgress).unwrap();
+    quantize_file(&input, &out, FileType::Q8_0, &opts(1), &NoProgress).unwrap();
     let f = GgufFile::open(&out).unwrap();
     let keys: Vec<&str> = f.metadata().keys().collect();
     assert_eq!(
@@ -279,7 +276,7 @@ fn truncated_and_incomplete_inputs_are_errors() {
     let input = dir.path().join("cut.gguf");
     std::fs::write(&input, &bytes[..bytes.len() / 2]).unwrap();
     let out = dir.path().join("out.gguf");
-    let err = quantize_file(&input, &out, FileType::MostlyQ8_0, &opts(1), &NoProgress).unwrap_err();
+    let err = quantize_file(&input, &out, FileType::Q8_0, &opts(1), &NoProgress).unwrap_err();
     assert!(matches!(err, QuantizeFileError::Read(_)), "{err:?}");
     assert!(!out.exists());
 
@@ -292,7 +289,7 @@ fn truncated_and_incomplete_inputs_are_errors() {
     )
     .unwrap();
     std::fs::write(&input, no_layers).unwrap();
-    let err = quantize_file(&input, &out, FileType::MostlyQ8_0, &opts(1), &NoProgress).unwrap_err();
+    let err = quantize_file(&input, &out, FileType::Q8_0, &opts(1), &NoProgress).unwrap_err();
     assert!(
         matches!(&err, QuantizeFileError::MissingMetadata { key, .. } if key == "llama.block_count"),
         "{err:?}"
@@ -318,7 +315,7 @@ fn progress_covers_every_input_byte_and_pages_released_stay_readable() {
     quantize_file(
         &input,
         &dir.path().join("o.gguf"),
-        FileType::MostlyQ4KS,
+        FileType::Q4KS,
         &opts(2),
         &count,
     )
@@ -363,7 +360,7 @@ fn rows_without_a_fallback_and_unconvertible_inputs_are_refused() {
     let out = dir.path().join("out.gguf");
     // Q8_0 has no fallback type: llama.cpp refuses rows that are not a multiple of 32.
     std::fs::write(&input, one_tensor_model(GgmlType::F32, vec![48, 4])).unwrap();
-    let err = quantize_file(&input, &out, FileType::MostlyQ8_0, &opts(1), &NoProgress).unwrap_err();
+    let err = quantize_file(&input, &out, FileType::Q8_0, &opts(1), &NoProgress).unwrap_err();
     assert!(matches!(err, QuantizeFileError::Plan(_)), "{err:?}");
     assert!(!out.exists());
     // A Q4_0 input can be read but not dequantized here, even with --allow-requantize.
@@ -371,7 +368,7 @@ fn rows_without_a_fallback_and_unconvertible_inputs_are_refused() {
     let err = quantize_file(
         &input,
         &out,
-        FileType::MostlyQ8_0,
+        FileType::Q8_0,
         &QuantizeFileOptions {
             allow_requantize: true,
             ..opts(1)

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use loraforge_hf_model::Dtype;
+use loraforge_hf_model::{Dtype, ShardIndex, INDEX_FILE};
 
 use crate::error::ConvertError;
 
@@ -39,39 +39,16 @@ pub(crate) struct Weights {
 
 impl Weights {
     pub(crate) fn open(dir: &Path) -> Result<Weights, ConvertError> {
-        let index_path = dir.join("model.safetensors.index.json");
+        let index_path = dir.join(INDEX_FILE);
         let mut part_names: Vec<String> = Vec::new();
         let mut index_names: Option<BTreeMap<String, String>> = None;
         if index_path.is_file() {
-            let text = std::fs::read_to_string(&index_path).map_err(|source| ConvertError::Io {
-                path: index_path.clone(),
+            let index = ShardIndex::read(&index_path).map_err(|source| ConvertError::Weights {
+                dir: dir.to_path_buf(),
                 source,
             })?;
-            let v: serde_json::Value =
-                serde_json::from_str(&text).map_err(|e| ConvertError::InvalidJson {
-                    path: index_path.clone(),
-                    message: e.to_string(),
-                })?;
-            let map = v
-                .get("weight_map")
-                .and_then(|m| m.as_object())
-                .ok_or_else(|| ConvertError::InvalidJson {
-                    path: index_path.clone(),
-                    message: "no \"weight_map\" object".into(),
-                })?;
-            let mut names = BTreeMap::new();
-            for (k, f) in map {
-                let f = f.as_str().ok_or_else(|| ConvertError::InvalidJson {
-                    path: index_path.clone(),
-                    message: format!("weight_map entry {k:?} is not a file name"),
-                })?;
-                names.insert(k.clone(), f.to_string());
-            }
-            let mut parts: Vec<String> = names.values().cloned().collect();
-            parts.sort();
-            parts.dedup();
-            part_names = parts;
-            index_names = Some(names);
+            part_names = index.files;
+            index_names = Some(index.weight_map);
         } else {
             let rd = std::fs::read_dir(dir).map_err(|source| ConvertError::Io {
                 path: dir.to_path_buf(),
@@ -140,17 +117,10 @@ impl Weights {
 /// Reads one shard's header through `loraforge-hf-model` (which validates dtypes, shapes,
 /// offsets, overlaps, holes and trailing bytes) and records absolute data offsets.
 fn read_header(path: &Path, file_index: usize) -> Result<Vec<SrcTensor>, ConvertError> {
-    let header = loraforge_hf_model::read_safetensors_header(path).map_err(|e| {
-        let mut message = e.to_string();
-        let mut src = std::error::Error::source(&e);
-        while let Some(s) = src {
-            message.push_str(": ");
-            message.push_str(&s.to_string());
-            src = s.source();
-        }
+    let header = loraforge_hf_model::read_safetensors_header(path).map_err(|source| {
         ConvertError::InvalidSafetensors {
             path: path.to_path_buf(),
-            message,
+            source,
         }
     })?;
     let mut out = Vec::with_capacity(header.tensors.len());
@@ -158,9 +128,9 @@ fn read_header(path: &Path, file_index: usize) -> Result<Vec<SrcTensor>, Convert
         let offset = header
             .data_start
             .checked_add(t.data_offsets.0)
-            .ok_or_else(|| ConvertError::InvalidSafetensors {
+            .ok_or_else(|| ConvertError::OffsetOverflow {
                 path: path.to_path_buf(),
-                message: format!("tensor {:?}: offset overflows", t.name),
+                tensor: t.name.clone(),
             })?;
         out.push(SrcTensor {
             name: t.name,

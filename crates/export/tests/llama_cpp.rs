@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use loraforge_convert::{convert, ConvertOptions, OutType};
+use loraforge_export::{convert, ConvertOptions, ExportTarget, FileType};
 use loraforge_progress::NoProgress;
 
 mod common;
@@ -35,10 +35,10 @@ fn llama_cpp_logits_match_the_merged_hf_model() {
     }
     // (out type, max |logit difference| allowed); the logits are of order 1.
     let budgets = [
-        (OutType::F32, 2e-3),
-        (OutType::F16, 2e-3),
-        (OutType::Q8_0, 2e-2),
-        (OutType::Q4KM, 1.5e-1),
+        (ExportTarget::Convert(FileType::F32), 2e-3),
+        (ExportTarget::Convert(FileType::F16), 2e-3),
+        (ExportTarget::Convert(FileType::Q8_0), 2e-2),
+        (ExportTarget::Quantize(FileType::Q4KM), 1.5e-1),
     ];
     for case in [
         "a_llama_qv",
@@ -52,7 +52,7 @@ fn llama_cpp_logits_match_the_merged_hf_model() {
         for (outtype, budget) in budgets {
             let out = tmp.path().join(format!("{outtype:?}.gguf"));
             let options = ConvertOptions {
-                outtype,
+                target: outtype,
                 ..ConvertOptions::default()
             };
             convert(&dir, &out, &options, &NoProgress).unwrap();
@@ -95,10 +95,10 @@ fn llama_cpp_logits_of_gemma_and_phi3() {
     }
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/convert");
     let budgets = [
-        (OutType::F32, 2e-3),
-        (OutType::F16, 2e-3),
-        (OutType::Q8_0, 2e-2),
-        (OutType::Q4KM, 1.5e-1),
+        (ExportTarget::Convert(FileType::F32), 2e-3),
+        (ExportTarget::Convert(FileType::F16), 2e-3),
+        (ExportTarget::Convert(FileType::Q8_0), 2e-2),
+        (ExportTarget::Quantize(FileType::Q4KM), 1.5e-1),
     ];
     for case in ["gemma", "gemma2", "phi3", "phi3_longrope"] {
         let tmp = tempfile::tempdir().unwrap();
@@ -106,7 +106,7 @@ fn llama_cpp_logits_of_gemma_and_phi3() {
         for (outtype, budget) in budgets {
             let out = tmp.path().join(format!("{outtype:?}.gguf"));
             let options = ConvertOptions {
-                outtype,
+                target: outtype,
                 ..ConvertOptions::default()
             };
             convert(&dir, &out, &options, &NoProgress).unwrap();

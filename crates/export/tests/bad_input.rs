@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use loraforge_convert::{convert, ConvertError, ConvertOptions, PreTokenizerSource};
+use loraforge_export::{convert, ConvertError, ConvertOptions, PreTokenizerSource};
 use loraforge_progress::NoProgress;
 use serde_json::Value;
 
@@ -24,7 +24,7 @@ fn edit_json(path: &Path, f: impl FnOnce(&mut Value)) {
     std::fs::write(path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
 }
 
-fn run(dir: &Path, out_dir: &Path) -> Result<loraforge_convert::ConvertReport, ConvertError> {
+fn run(dir: &Path, out_dir: &Path) -> Result<loraforge_export::ConvertReport, ConvertError> {
     run_with(dir, out_dir, &ConvertOptions::default())
 }
 
@@ -32,7 +32,7 @@ fn run_with(
     dir: &Path,
     out_dir: &Path,
     options: &ConvertOptions,
-) -> Result<loraforge_convert::ConvertReport, ConvertError> {
+) -> Result<loraforge_export::ConvertReport, ConvertError> {
     convert(dir, &out_dir.join("model.gguf"), options, &NoProgress)
 }
 

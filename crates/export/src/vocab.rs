@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use loraforge_gguf_writer::Metadata;
+use loraforge_gguf::Metadata;
 use serde_json::{Map, Value as Json};
 use sha2::{Digest, Sha256};
 
@@ -88,9 +88,9 @@ fn read_json(path: &Path) -> Result<Option<Json>, ConvertError> {
     })?;
     serde_json::from_str(&text)
         .map(Some)
-        .map_err(|e| ConvertError::InvalidJson {
+        .map_err(|source| ConvertError::InvalidJson {
             path: path.to_path_buf(),
-            message: e.to_string(),
+            source,
         })
 }
 

@@ -6,8 +6,8 @@
 
 use std::path::Path;
 
-use loraforge_convert::{convert, ConvertOptions, OutType, PreTokenizerSource};
-use loraforge_gguf_writer::GgufFile;
+use loraforge_export::{convert, ConvertOptions, ExportTarget, FileType, PreTokenizerSource};
+use loraforge_gguf::GgufFile;
 use loraforge_progress::NoProgress;
 
 mod common;
@@ -50,14 +50,14 @@ fn assert_same_gguf(ours: &Path, reference: &Path) {
     );
 }
 
-fn short(v: &loraforge_gguf_writer::MetadataValue) -> String {
+fn short(v: &loraforge_gguf::MetadataValue) -> String {
     let s = format!("{v:?}");
     s.chars().take(300).collect()
 }
 
 fn check(
     case: &str,
-    outtype: OutType,
+    outtype: ExportTarget,
     ref_name: &str,
     expect_pre: Option<(&str, PreTokenizerSource)>,
 ) {
@@ -65,7 +65,7 @@ fn check(
     let dir = model_folder(case, tmp.path());
     let out = tmp.path().join("out.gguf");
     let options = ConvertOptions {
-        outtype,
+        target: outtype,
         sha256: true,
         ..ConvertOptions::default()
     };
@@ -105,8 +105,18 @@ fn check(
 #[test]
 fn a_llama_sentencepiece_f16_and_bf16() {
     let spm = Some(("default", PreTokenizerSource::SentencePiece));
-    check("a_llama_qv", OutType::F16, "ref-f16.gguf", spm.clone());
-    check("a_llama_qv", OutType::BF16, "ref-bf16.gguf", spm);
+    check(
+        "a_llama_qv",
+        ExportTarget::Convert(FileType::F16),
+        "ref-f16.gguf",
+        spm.clone(),
+    );
+    check(
+        "a_llama_qv",
+        ExportTarget::Convert(FileType::BF16),
+        "ref-bf16.gguf",
+        spm,
+    );
 }
 
 #[test]
@@ -114,13 +124,13 @@ fn b_llama3_bpe_rope_parameters_chat_template_jinja() {
     let pre = Some(("llama-bpe", PreTokenizerSource::Regex));
     check(
         "b_llama_alllinear_rslora",
-        OutType::F16,
+        ExportTarget::Convert(FileType::F16),
         "ref-f16.gguf",
         pre.clone(),
     );
     check(
         "b_llama_alllinear_rslora",
-        OutType::BF16,
+        ExportTarget::Convert(FileType::BF16),
         "ref-bf16.gguf",
         pre,
     );
@@ -130,7 +140,7 @@ fn b_llama3_bpe_rope_parameters_chat_template_jinja() {
 fn c_qwen2_fp16_with_biases() {
     check(
         "c_qwen2_rank_pattern",
-        OutType::F16,
+        ExportTarget::Convert(FileType::F16),
         "ref-f16.gguf",
         Some(("qwen2", PreTokenizerSource::Regex)),
     );
@@ -140,13 +150,13 @@ fn c_qwen2_fp16_with_biases() {
 fn d_llama_untied_output() {
     check(
         "d_llama_modules_to_save",
-        OutType::F16,
+        ExportTarget::Convert(FileType::F16),
         "ref-f16.gguf",
         None,
     );
     check(
         "d_llama_modules_to_save",
-        OutType::BF16,
+        ExportTarget::Convert(FileType::BF16),
         "ref-bf16.gguf",
         None,
     );
@@ -154,32 +164,72 @@ fn d_llama_untied_output() {
 
 #[test]
 fn e_llama_fp32_base_to_f16_and_f32() {
-    check("e_llama_dora", OutType::F16, "ref-f16.gguf", None);
-    check("e_llama_dora", OutType::F32, "ref-f32.gguf", None);
+    check(
+        "e_llama_dora",
+        ExportTarget::Convert(FileType::F16),
+        "ref-f16.gguf",
+        None,
+    );
+    check(
+        "e_llama_dora",
+        ExportTarget::Convert(FileType::F32),
+        "ref-f32.gguf",
+        None,
+    );
 }
 
 #[test]
 fn f_gpt2_conv1d_transposed() {
     let pre = Some(("gpt-2", PreTokenizerSource::Regex));
-    check("f_gpt2_conv1d", OutType::F16, "ref-f16.gguf", pre.clone());
-    check("f_gpt2_conv1d", OutType::BF16, "ref-bf16.gguf", pre);
+    check(
+        "f_gpt2_conv1d",
+        ExportTarget::Convert(FileType::F16),
+        "ref-f16.gguf",
+        pre.clone(),
+    );
+    check(
+        "f_gpt2_conv1d",
+        ExportTarget::Convert(FileType::BF16),
+        "ref-bf16.gguf",
+        pre,
+    );
 }
 
 #[test]
 fn g_h_i_llama_cases() {
-    check("g_llama_sharded", OutType::F16, "ref-f16.gguf", None);
-    check("g_llama_sharded", OutType::BF16, "ref-bf16.gguf", None);
-    check("h_llama_layers_subset", OutType::F16, "ref-f16.gguf", None);
     check(
-        "h_llama_layers_subset",
-        OutType::BF16,
+        "g_llama_sharded",
+        ExportTarget::Convert(FileType::F16),
+        "ref-f16.gguf",
+        None,
+    );
+    check(
+        "g_llama_sharded",
+        ExportTarget::Convert(FileType::BF16),
         "ref-bf16.gguf",
         None,
     );
-    check("i_trainer_checkpoints", OutType::F16, "ref-f16.gguf", None);
+    check(
+        "h_llama_layers_subset",
+        ExportTarget::Convert(FileType::F16),
+        "ref-f16.gguf",
+        None,
+    );
+    check(
+        "h_llama_layers_subset",
+        ExportTarget::Convert(FileType::BF16),
+        "ref-bf16.gguf",
+        None,
+    );
     check(
         "i_trainer_checkpoints",
-        OutType::BF16,
+        ExportTarget::Convert(FileType::F16),
+        "ref-f16.gguf",
+        None,
+    );
+    check(
+        "i_trainer_checkpoints",
+        ExportTarget::Convert(FileType::BF16),
         "ref-bf16.gguf",
         None,
     );
@@ -187,7 +237,7 @@ fn g_h_i_llama_cases() {
 
 #[test]
 fn auto_outtype_picks_bf16_for_a_bf16_model() {
-    check("a_llama_qv", OutType::Auto, "ref-bf16.gguf", None);
+    check("a_llama_qv", ExportTarget::Auto, "ref-bf16.gguf", None);
 }
 
 /// `--outtype q8_0`: no reference GGUF was kept, so the tensors are checked against gguf-py's
@@ -210,11 +260,11 @@ fn q8_0_matches_gguf_py_quantizer() {
         let dir = model_folder(case, tmp.path());
         let out = tmp.path().join("out.gguf");
         let options = ConvertOptions {
-            outtype: OutType::Q8_0,
+            target: ExportTarget::Convert(FileType::Q8_0),
             ..ConvertOptions::default()
         };
         let report = convert(&dir, &out, &options, &NoProgress).unwrap();
-        assert_eq!(report.file_type, 7);
+        assert_eq!(report.file_type.llama_ftype(), 7);
         let ours = GgufFile::open(&out).unwrap();
         let tensors = tensors.as_array().unwrap();
         assert_eq!(ours.tensors().len(), tensors.len());
@@ -246,7 +296,7 @@ fn q8_0_matches_gguf_py_quantizer() {
         );
         for ((k, a), (_, b)) in ours.metadata().iter().zip(reference.metadata().iter()) {
             if k == "general.file_type" {
-                assert_eq!(*a, loraforge_gguf_writer::MetadataValue::U32(7));
+                assert_eq!(*a, loraforge_gguf::MetadataValue::U32(7));
             } else {
                 assert!(a.bitwise_eq(b), "{case}: {k}");
             }
@@ -259,22 +309,21 @@ fn q8_0_matches_gguf_py_quantizer() {
 /// `quantize_file` (loraforge's byte-exact `llama-quantize`).
 #[test]
 fn k_quants_equal_reference_gguf_quantized() {
-    use loraforge_gguf_writer::{quantize_file, QuantizeFileOptions};
-    use loraforge_quantize::FileType;
+    use loraforge_export::{quantize_file, QuantizeFileOptions};
     for (case, lossless) in [
         ("a_llama_qv", "ref-bf16.gguf"),
         ("e_llama_dora", "ref-f32.gguf"),
         ("c_qwen2_rank_pattern", "ref-f16.gguf"),
     ] {
         for (outtype, ftype) in [
-            (OutType::Q4KM, FileType::MostlyQ4KM),
-            (OutType::Q4KS, FileType::MostlyQ4KS),
+            (ExportTarget::Quantize(FileType::Q4KM), FileType::Q4KM),
+            (ExportTarget::Quantize(FileType::Q4KS), FileType::Q4KS),
         ] {
             let tmp = tempfile::tempdir().unwrap();
             let dir = model_folder(case, tmp.path());
             let out = tmp.path().join("out.gguf");
             let options = ConvertOptions {
-                outtype,
+                target: outtype,
                 sha256: true,
                 ..ConvertOptions::default()
             };
@@ -319,12 +368,16 @@ const CONVERT_FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests
 /// (`gguf.json`). On a mismatch, the kept reference GGUF (`ref-bf16` or `ref-f16`) points at the
 /// difference: metadata keys, order and values (`general.file_type` aside), tensor names and
 /// shapes, and, for the out type of that file, types and data.
-fn check_convert_case(case: &str, outtype: OutType, key: &str) -> loraforge_convert::ConvertReport {
+fn check_convert_case(
+    case: &str,
+    outtype: ExportTarget,
+    key: &str,
+) -> loraforge_export::ConvertReport {
     let dir = Path::new(CONVERT_FIXTURES).join(case);
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out.gguf");
     let options = ConvertOptions {
-        outtype,
+        target: outtype,
         sha256: true,
         ..ConvertOptions::default()
     };
@@ -372,10 +425,10 @@ fn check_convert_case(case: &str, outtype: OutType, key: &str) -> loraforge_conv
 #[test]
 fn gemma_bf16_model_all_out_types() {
     for (outtype, key) in [
-        (OutType::F16, "f16"),
-        (OutType::BF16, "bf16"),
-        (OutType::F32, "f32"),
-        (OutType::Q8_0, "q8_0"),
+        (ExportTarget::Convert(FileType::F16), "f16"),
+        (ExportTarget::Convert(FileType::BF16), "bf16"),
+        (ExportTarget::Convert(FileType::F32), "f32"),
+        (ExportTarget::Convert(FileType::Q8_0), "q8_0"),
     ] {
         let report = check_convert_case("gemma", outtype, key);
         assert_eq!(report.architecture, "gemma");
@@ -389,10 +442,10 @@ fn gemma_bf16_model_all_out_types() {
 #[test]
 fn gemma2_f16_model_all_out_types() {
     for (outtype, key) in [
-        (OutType::F16, "f16"),
-        (OutType::BF16, "bf16"),
-        (OutType::F32, "f32"),
-        (OutType::Q8_0, "q8_0"),
+        (ExportTarget::Convert(FileType::F16), "f16"),
+        (ExportTarget::Convert(FileType::BF16), "bf16"),
+        (ExportTarget::Convert(FileType::F32), "f32"),
+        (ExportTarget::Convert(FileType::Q8_0), "q8_0"),
     ] {
         assert_eq!(
             check_convert_case("gemma2", outtype, key).architecture,
@@ -404,10 +457,10 @@ fn gemma2_f16_model_all_out_types() {
 #[test]
 fn phi3_bf16_model_all_out_types() {
     for (outtype, key) in [
-        (OutType::F16, "f16"),
-        (OutType::BF16, "bf16"),
-        (OutType::F32, "f32"),
-        (OutType::Q8_0, "q8_0"),
+        (ExportTarget::Convert(FileType::F16), "f16"),
+        (ExportTarget::Convert(FileType::BF16), "bf16"),
+        (ExportTarget::Convert(FileType::F32), "f32"),
+        (ExportTarget::Convert(FileType::Q8_0), "q8_0"),
     ] {
         assert_eq!(
             check_convert_case("phi3", outtype, key).architecture,
@@ -419,10 +472,10 @@ fn phi3_bf16_model_all_out_types() {
 #[test]
 fn phi3_longrope_f32_model_all_out_types() {
     for (outtype, key) in [
-        (OutType::F16, "f16"),
-        (OutType::BF16, "bf16"),
-        (OutType::F32, "f32"),
-        (OutType::Q8_0, "q8_0"),
+        (ExportTarget::Convert(FileType::F16), "f16"),
+        (ExportTarget::Convert(FileType::BF16), "bf16"),
+        (ExportTarget::Convert(FileType::F32), "f32"),
+        (ExportTarget::Convert(FileType::Q8_0), "q8_0"),
     ] {
         let report = check_convert_case("phi3_longrope", outtype, key);
         assert_eq!(
@@ -438,7 +491,7 @@ fn phi3_longrope_f32_model_all_out_types() {
 #[test]
 fn k_quants_of_gemma_and_phi3_equal_llama_quantize() {
     for case in ["gemma", "gemma2", "phi3", "phi3_longrope"] {
-        check_convert_case(case, OutType::Q4KM, "q4_K_M");
-        check_convert_case(case, OutType::Q4KS, "q4_K_S");
+        check_convert_case(case, ExportTarget::Quantize(FileType::Q4KM), "q4_K_M");
+        check_convert_case(case, ExportTarget::Quantize(FileType::Q4KS), "q4_K_S");
     }
 }

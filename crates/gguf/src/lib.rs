@@ -1,5 +1,10 @@
-//! `loraforge-gguf-writer`: the GGUF v3 file format for loraforge — a validating reader, a
-//! streaming writer, an `inspect` summary, and the GGUF-to-GGUF quantization pipeline.
+//! `loraforge-gguf`: the GGUF v3 file format — metadata, a streaming writer, a validating
+//! reader and the `inspect` summary (`loraforge inspect`).
+//!
+//! This crate knows the format only. The pipelines that produce GGUF files (Hugging Face →
+//! GGUF conversion and GGUF → GGUF quantization, `loraforge convert` / `loraforge quantize`) live
+//! in `loraforge-export`; the block formats and the per-tensor type recipe in
+//! `loraforge-quantize`.
 //!
 //! # Byte layout (little-endian; ggml `docs/gguf.md`, `src/gguf.cpp`)
 //!
@@ -14,11 +19,10 @@
 //!
 //! Principal types: [`GgufWriter`] (+ [`TensorSource`], the seam through which tensor data is
 //! streamed), [`GgufFile`] (memory-mapped, validated reader), [`Metadata`] / [`MetadataValue`],
-//! [`inspect()`] (the summary `loraforge inspect` prints), and [`quantize_file()`] (GGUF → GGUF
-//! quantization, byte-identical to llama.cpp's `llama_model_quantize`).
+//! and [`inspect()`] (the summary `loraforge inspect` prints).
 //!
 //! ```
-//! use loraforge_gguf_writer::{GgufFile, GgufWriter, MetadataValue, SourceError, TensorInfo};
+//! use loraforge_gguf::{GgufFile, GgufWriter, MetadataValue, SourceError, TensorInfo};
 //! use loraforge_quantize::GgmlType;
 //!
 //! let mut w = GgufWriter::new();
@@ -40,17 +44,12 @@
 
 mod inspect;
 mod metadata;
-mod quantize_file;
 mod reader;
 mod tensor;
 mod writer;
 
 pub use inspect::{inspect, InspectOptions, InspectReport, MetadataSummary, TensorSummary};
 pub use metadata::{Metadata, MetadataArray, MetadataValue, MetadataValueType};
-pub use quantize_file::{
-    quantize_file, FallbackReport, QuantizeFileError, QuantizeFileOptions, QuantizeFileReport,
-    TensorReport, GGML_QNT_VERSION,
-};
 pub use reader::{
     FormatError, GgufFile, GgufHeader, ReadError, TensorEntry, MAX_ARRAY_DEPTH, MAX_ARRAY_LEN,
     MAX_STRING_LEN,

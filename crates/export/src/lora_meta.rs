@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use loraforge_gguf_writer::Metadata;
+use loraforge_gguf::Metadata;
 use regex::Regex;
 use serde_json::Value as Json;
 

@@ -238,6 +238,33 @@ pub enum ReadError {
     },
 }
 
+impl ReadError {
+    /// True when the file is at fault (not GGUF, truncated, malformed); false when the machine
+    /// could not read it.
+    pub fn is_user_error(&self) -> bool {
+        match self {
+            ReadError::Io { source, .. } => matches!(
+                source.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+            ),
+            ReadError::Format { .. } => true,
+        }
+    }
+
+    /// What to do next, when there is something more to say than the message.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            ReadError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                Some("check the path".into())
+            }
+            ReadError::Format { .. } => Some(
+                "the file may be truncated (an interrupted download?) or not a GGUF file".into(),
+            ),
+            ReadError::Io { .. } => None,
+        }
+    }
+}
+
 /// One tensor of a parsed file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TensorEntry {
@@ -297,7 +324,7 @@ impl Storage {
 /// A validated GGUF file, memory-mapped (or held in memory).
 ///
 /// ```no_run
-/// use loraforge_gguf_writer::GgufFile;
+/// use loraforge_gguf::GgufFile;
 /// let file = GgufFile::open("model.gguf".as_ref())?;
 /// for (key, value) in file.metadata().iter() {
 ///     println!("{key} = {value:?}");
@@ -305,7 +332,7 @@ impl Storage {
 /// for (i, t) in file.tensors().iter().enumerate() {
 ///     println!("{} {} {:?} {} bytes", t.info.name, t.info.ty, t.info.dims, file.tensor_data(i).len());
 /// }
-/// # Ok::<(), loraforge_gguf_writer::ReadError>(())
+/// # Ok::<(), loraforge_gguf::ReadError>(())
 /// ```
 pub struct GgufFile {
     storage: Storage,

@@ -3,7 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use loraforge_convert::{convert_lora, LoraConvertError, LoraConvertOptions, LoraOutType};
+use loraforge_export::{
+    convert_lora, ExportTarget, FileType, LoraConvertError, LoraConvertOptions,
+};
 use loraforge_progress::NoProgress;
 
 fn fixtures() -> PathBuf {
@@ -24,12 +26,12 @@ fn inputs(case: &str) -> (PathBuf, PathBuf) {
     }
 }
 
-fn run(case: &str, outtype: LoraOutType) -> Result<(String, u64), LoraConvertError> {
+fn run(case: &str, outtype: ExportTarget) -> Result<(String, u64), LoraConvertError> {
     let (base, adapter) = inputs(case);
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out.gguf");
     let options = LoraConvertOptions {
-        outtype,
+        target: outtype,
         sha256: true,
     };
     let r = convert_lora(&adapter, &base, &out, &options, &NoProgress)?;
@@ -50,7 +52,7 @@ fn every_adapter_the_script_converts_is_byte_identical() {
             continue; // refused on purpose, see below
         }
         for (t, want) in types.as_object().unwrap() {
-            let outtype = LoraOutType::parse(t).unwrap();
+            let outtype = ExportTarget::for_outtype(t).unwrap();
             let got = run(case, outtype);
             match want.get("sha256") {
                 Some(sha) => {
@@ -77,13 +79,13 @@ fn every_adapter_the_script_converts_is_byte_identical() {
 fn auto_is_f16_for_f32_adapters_and_bf16_for_bf16_ones() {
     let refs = reference();
     assert_eq!(
-        run("a_llama_qv", LoraOutType::Auto).unwrap().0,
+        run("a_llama_qv", ExportTarget::Auto).unwrap().0,
         refs["cases"]["a_llama_qv"]["f16"]["sha256"]
             .as_str()
             .unwrap()
     );
     assert_eq!(
-        run("j_bf16_adapter", LoraOutType::Auto).unwrap().0,
+        run("j_bf16_adapter", ExportTarget::Auto).unwrap().0,
         refs["cases"]["j_bf16_adapter"]["bf16"]["sha256"]
             .as_str()
             .unwrap()
@@ -92,15 +94,19 @@ fn auto_is_f16_for_f32_adapters_and_bf16_for_bf16_ones() {
 
 #[test]
 fn dora_and_modules_to_save_are_refused_with_the_reason() {
-    let e = run("e_llama_dora", LoraOutType::F32).unwrap_err();
+    let e = run("e_llama_dora", ExportTarget::Convert(FileType::F32)).unwrap_err();
     assert!(e.to_string().contains("DoRA"), "{e}");
-    let e = run("d_llama_modules_to_save", LoraOutType::F32).unwrap_err();
+    let e = run(
+        "d_llama_modules_to_save",
+        ExportTarget::Convert(FileType::F32),
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("modules_to_save"), "{e}");
 }
 
 #[test]
 fn gpt2_conv1d_is_refused_because_the_scripts_file_is_wrong() {
-    let e = run("f_gpt2_conv1d", LoraOutType::F32).unwrap_err();
+    let e = run("f_gpt2_conv1d", ExportTarget::Convert(FileType::F32)).unwrap_err();
     assert!(
         matches!(&e, LoraConvertError::Refused { reason, .. } if reason.contains("Conv1D")),
         "{e}"

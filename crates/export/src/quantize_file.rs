@@ -24,10 +24,10 @@ use loraforge_quantize::{
 };
 use serde::Serialize;
 
-use crate::metadata::MetadataValue;
-use crate::reader::{GgufFile, ReadError};
-use crate::tensor::TensorInfo;
-use crate::writer::{GgufWriter, SourceError, TensorSource, WriteError, WriteOptions};
+use loraforge_gguf::{
+    GgufFile, GgufWriter, MetadataValue, ReadError, SourceError, TensorInfo, TensorSource,
+    WriteError, WriteOptions,
+};
 
 /// `GGML_QNT_VERSION`, written as `general.quantization_version`.
 pub const GGML_QNT_VERSION: u32 = 2;
@@ -211,18 +211,56 @@ pub enum QuantizeFileError {
     Write(WriteError),
 }
 
+impl QuantizeFileError {
+    /// True when the input or the request is at fault (not a GGUF file, a tensor that cannot
+    /// be requantized, refused fallbacks …) rather than the machine or a bug.
+    pub fn is_user_error(&self) -> bool {
+        match self {
+            QuantizeFileError::Read(e) => e.is_user_error(),
+            QuantizeFileError::Write(e) => e.is_user_error(),
+            QuantizeFileError::Kernel { source, .. } => source.is_user_error(),
+            QuantizeFileError::Threads { .. } => false,
+            QuantizeFileError::SameFile { .. }
+            | QuantizeFileError::MissingMetadata { .. }
+            | QuantizeFileError::AlreadyQuantized { .. }
+            | QuantizeFileError::UnsupportedInputType { .. }
+            | QuantizeFileError::Plan(_)
+            | QuantizeFileError::Fallbacks { .. }
+            | QuantizeFileError::NonFinite { .. } => true,
+        }
+    }
+
+    /// What to do next, when there is something more to say than the message.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            QuantizeFileError::Read(e) => e.hint(),
+            QuantizeFileError::Write(e) => e.hint(),
+            QuantizeFileError::MissingMetadata { .. } => Some(
+                "quantize a GGUF written by `loraforge convert` or llama.cpp's converter".into(),
+            ),
+            QuantizeFileError::Fallbacks { .. } => {
+                Some("drop --no-fallback to accept llama.cpp's fallback types".into())
+            }
+            QuantizeFileError::NonFinite { .. } => {
+                Some("the model has NaN or Inf weights; check the training run".into())
+            }
+            QuantizeFileError::Plan(e) | QuantizeFileError::Kernel { source: e, .. } => e.hint(),
+            _ => None,
+        }
+    }
+}
+
 /// Quantizes the GGUF file `input` to `ftype`, writing `output` (through a temp file renamed
 /// into place). The output is byte-identical to `llama_model_quantize` with default parameters.
 ///
 /// ```no_run
-/// use loraforge_gguf_writer::{quantize_file, QuantizeFileOptions};
+/// use loraforge_export::{quantize_file, FileType, QuantizeFileOptions};
 /// use loraforge_progress::NoProgress;
-/// use loraforge_quantize::FileType;
 ///
 /// let report = quantize_file(
 ///     "model-f16.gguf".as_ref(),
 ///     "model-q4_K_M.gguf".as_ref(),
-///     FileType::parse("q4_k_m")?,
+///     "q4_k_m".parse::<FileType>()?,
 ///     &QuantizeFileOptions::default(),
 ///     &NoProgress,
 /// )?;
@@ -356,7 +394,7 @@ pub fn quantize_file(
         .collect();
     Ok(QuantizeFileReport {
         output: written.path,
-        ftype: ftype.name().to_owned(),
+        ftype: ftype.llama_name(),
         input_bytes: file.len(),
         output_bytes: written.bytes,
         sha256: written.sha256.unwrap_or_default(),

@@ -1,102 +1,13 @@
-//! `loraforge-convert`: Hugging Face model folder → GGUF, producing the same file as llama.cpp's
-//! `convert_hf_to_gguf.py` (llama.cpp 0c1e57098, gguf-py of the same tree), in Rust, streaming.
-//!
-//! [`convert`] reads `config.json`, the `model*.safetensors` shards (with or without
-//! `model.safetensors.index.json`; headers validated by `loraforge-hf-model`), the tokenizer
-//! (`tokenizer.model` SentencePiece or `tokenizer.json` byte-level BPE, plus
-//! `tokenizer_config.json`, `added_tokens.json`, `chat_template.jinja` / `chat_template.json`,
-//! special token ids from `config.json`) and `generation_config.json`, and writes a GGUF v3 file
-//! through a temp file renamed into place. Tensors are read in bounded chunks by a producer
-//! thread and converted on rayon workers while the calling thread writes and a third thread
-//! hashes (sha256), so memory stays bounded by a few 8 MiB chunks and the largest tensor that
-//! must be rearranged (Q/K permutation, GPT-2 transposes).
-//!
-//! Principal items: [`convert`], [`ConvertOptions`] (+ [`OutType`], [`GeneralMetadata`]),
-//! [`ConvertReport`], [`ConvertError`].
-//!
-//! Architectures: `LlamaForCausalLM` / `MistralForCausalLM` (GGUF `llama`, Q/K rows permuted,
-//! Llama 3 `rope_freqs`), `Qwen2ForCausalLM` (`qwen2`), `GPT2LMHeadModel` (`gpt2`; `n_ctx`
-//! taken from `n_positions` since transformers no longer writes `n_ctx` — the stock script fails
-//! there), `GemmaForCausalLM` (`gemma`: norms written as `w + 1`, computed in the weights' own
-//! precision like torch; `lm_head` dropped; CodeGemma's `eot` id 107), `Gemma2ForCausalLM`
-//! (`gemma2`: post-attention / post-FFN norms, logit softcapping, sliding window) and
-//! `Phi3ForCausalLM` (`phi3`: fused `attn_qkv` / `ffn_up`, Phi-3's own SentencePiece reading,
-//! or byte-level BPE for a `GPT2Tokenizer`; 128k models' LongRoPE `rope_factors_long` /
-//! `rope_factors_short` and `rope.scaling.attn_factor`). Anything else (Gemma 3, Phi-2, MoE
-//! models …) fails with [`ConvertError::UnsupportedArchitecture`] /
-//! [`ConvertError::UnsupportedFeature`] listing [`SUPPORTED_ARCHITECTURES`].
-//!
-//! Out types: `f32`, `f16`, `bf16`, `q8_0` (gguf-py's Q8_0, rows not a multiple of 32 fall back
-//! to f16 as in the reference), `auto` (as the reference), `source` (the model's own dtype) and
-//! `q4_K_M` / `q4_K_S` (a lossless `source` GGUF quantized by `loraforge-gguf-writer`'s
-//! `quantize_file`, byte-identical to `llama-quantize` on that file).
-//!
-//! # Exactness
-//! Tensor names, order, shapes, types and data are byte-identical to the reference converter's,
-//! and so is the metadata, key for key, in the same order and with the same value types; on all
-//! fixture cases the whole file is identical (same sha256). Documented differences, all in
-//! `general.*`:
-//! * `general.name`: [`GeneralMetadata::name`] when given, else the folder name title-cased the
-//!   way Python's `str.title()` does (what gguf-py ends up with for plain folder names). gguf-py
-//!   also splits names like `Llama-3.2-1B-Instruct` into `general.basename` / `size_label` /
-//!   `finetune` / `version` and reads a README model card (license, tags, languages, base
-//!   models, datasets); we write those keys only from [`GeneralMetadata`], except
-//!   `general.size_label`, computed from the parameter count exactly as gguf-py does when the
-//!   caller gives none.
-//! * `general.sampling.*`: only `top_k`, `top_p`, `min_p`, `temp` (from `temperature`) and
-//!   `penalty_repeat` (from `repetition_penalty`) are read from `generation_config.json`; the
-//!   other sampling keys gguf-py knows are not Hugging Face fields.
-//!
-//! Other known gaps: SentencePiece-style `tokenizer.json` without `tokenizer.model`
-//! (`LlamaHfVocab`) is refused; added tokens of a BPE vocabulary are taken verbatim (the
-//! reference round-trips non-normalized added tokens through the tokenizer, an identity for
-//! every tokenizer we have seen); the Llama 3 `rope_freqs` factors are computed in f32 with the
-//! reference's formula but were not compared with torch's bits; NaN weights convert to ggml's
-//! NaN encodings, which may differ from numpy's in payload bits.
-//!
-//! The BPE pre-tokenizer (`tokenizer.ggml.pre`) is identified like the reference (sha256 of the
-//! token ids of llama.cpp's check string, looked up in its table of published tokenizers); where
-//! the reference gives up ("BPE pre-tokenizer was not recognized"), we pick the name whose regex
-//! equals the tokenizer's own `Split` regex (`llama-bpe`, `qwen2`) or `gpt-2` for a plain
-//! `ByteLevel` pre-tokenizer, and say so in [`ConvertReport::warnings`]; otherwise conversion fails
-//! with [`ConvertError::UnknownPreTokenizer`] unless [`ConvertOptions::pre_tokenizer`] names it.
-//!
-//! ```
-//! use loraforge_convert::{convert, ConvertOptions, OutType};
-//! use loraforge_progress::NoProgress;
-//! use std::path::Path;
-//!
-//! // A tiny Llama with a SentencePiece tokenizer from the repository's fixtures.
-//! let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/peft/a_llama_qv/base");
-//! let out = std::env::temp_dir().join(format!("lf-convert-doc-{}.gguf", std::process::id()));
-//! let options = ConvertOptions { outtype: OutType::F16, ..ConvertOptions::default() };
-//! let report = convert(&model, &out, &options, &NoProgress)?;
-//! assert_eq!((report.architecture.as_str(), report.tensors), ("llama", 20));
-//! assert_eq!(report.pre_tokenizer.as_deref(), Some("default"));
-//! for w in &report.warnings {
-//!     eprintln!("warning: {w}");
-//! }
-//! # std::fs::remove_file(&out).unwrap();
-//! # Ok::<(), loraforge_convert::ConvertError>(())
-//! ```
-#![deny(missing_docs)]
-
-mod arch;
-mod data;
-mod error;
-mod lora;
-mod lora_meta;
-mod sentencepiece;
-mod source;
-mod vocab;
+//! Hugging Face model folder → GGUF, like `convert_hf_to_gguf.py` (see the crate docs), and the
+//! one entry point for every [`ExportTarget`]: a k-quant target converts losslessly first, then
+//! quantizes with [`quantize_file`].
 
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use loraforge_gguf_writer::{
-    quantize_file, GgufWriter, Metadata, QuantizeFileOptions, SourceError, TensorInfo,
-    WriteOptions, MAX_TENSOR_NAME_LEN,
+use loraforge_gguf::{
+    GgufWriter, Metadata, SourceError, TensorInfo, WriteOptions, MAX_TENSOR_NAME_LEN,
 };
 use loraforge_hf_model::Dtype;
 use loraforge_progress::Reporter;
@@ -104,68 +15,12 @@ use loraforge_quantize::{FileType, GgmlType};
 use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
 
-pub use arch::SUPPORTED_ARCHITECTURES;
-pub use error::ConvertError;
-pub use lora::{
-    convert_lora, LoraConvertError, LoraConvertOptions, LoraConvertReport, LoraOutType,
-};
-pub use vocab::PreTokenizerSource;
-
-use arch::{Arch, Hparams, Transform};
-use source::Weights;
-
-/// `--outtype` of the converter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum OutType {
-    /// Every tensor in f32.
-    F32,
-    /// Matrices in f16 (norms and 1-D tensors stay f32).
-    #[default]
-    F16,
-    /// Matrices in bf16.
-    BF16,
-    /// Matrices in Q8_0 (rows not a multiple of 32 fall back to f16, as in the reference).
-    Q8_0,
-    /// bf16 if the first matrix of the model is bf16, else f16 (the reference's `auto`).
-    Auto,
-    /// The model's own dtype (of its first matrix: bf16, f16 or f32); not a reference outtype,
-    /// used for the lossless intermediate of the k-quant outputs.
-    Source,
-    /// `Q4_K_M` as `llama-quantize` makes it, from an intermediate GGUF whose matrices keep the
-    /// model's own dtype (bf16/f16/f32, so the intermediate step loses nothing).
-    Q4KM,
-    /// `Q4_K_S`, like [`OutType::Q4KM`].
-    Q4KS,
-}
-
-impl OutType {
-    /// Parses `f32`, `f16`, `bf16`, `q8_0`, `auto`, `q4_k_m`, `q4_k_s` (case-insensitive).
-    pub fn parse(s: &str) -> Option<OutType> {
-        match s.to_ascii_lowercase().as_str() {
-            "f32" => Some(OutType::F32),
-            "f16" => Some(OutType::F16),
-            "bf16" => Some(OutType::BF16),
-            "q8_0" => Some(OutType::Q8_0),
-            "auto" => Some(OutType::Auto),
-            "source" => Some(OutType::Source),
-            "q4_k_m" => Some(OutType::Q4KM),
-            "q4_k_s" => Some(OutType::Q4KS),
-            _ => None,
-        }
-    }
-
-    /// `general.file_type` (`llama_ftype`) and the matrix type, for a resolved out type.
-    fn resolved(self) -> (u32, GgmlType) {
-        match self {
-            OutType::F32 => (0, GgmlType::F32),
-            OutType::F16 | OutType::Auto | OutType::Source | OutType::Q4KM | OutType::Q4KS => {
-                (1, GgmlType::F16)
-            }
-            OutType::BF16 => (32, GgmlType::BF16),
-            OutType::Q8_0 => (7, GgmlType::Q8_0),
-        }
-    }
-}
+use crate::arch::{self, Arch, Hparams, Transform};
+use crate::error::ConvertError;
+use crate::quantize_file::{quantize_file, QuantizeFileOptions};
+use crate::source::Weights;
+use crate::vocab::{self, PreTokenizerSource};
+use crate::ExportTarget;
 
 /// One base model of the lineage (`general.base_model.N.*`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -214,8 +69,8 @@ pub struct GeneralMetadata {
 /// Options of [`convert`].
 #[derive(Debug, Clone, Default)]
 pub struct ConvertOptions {
-    /// Output tensor type.
-    pub outtype: OutType,
+    /// What to write (default: matrices in f16, like `convert_hf_to_gguf.py`).
+    pub target: ExportTarget,
     /// `general.*` metadata.
     pub general: GeneralMetadata,
     /// Worker threads for element conversion (default: rayon's global pool).
@@ -247,7 +102,7 @@ pub struct ConvertReport {
     /// GGUF `general.architecture`.
     pub architecture: String,
     /// `general.file_type` written.
-    pub file_type: u32,
+    pub file_type: FileType,
     /// Total parameter count (sum of tensor elements).
     pub parameters: u64,
 }
@@ -261,20 +116,18 @@ struct Planned {
     dims: Vec<u64>,
 }
 
-/// Converts the Hugging Face model folder `model_dir` to the GGUF file `out`.
+/// Exports the Hugging Face model folder `model_dir` to the GGUF file `out`, as
+/// [`ConvertOptions::target`] says: converted directly, or (a k-quant target) converted
+/// losslessly to a temporary file and quantized by [`quantize_file`].
 ///
-/// Nothing is written to `out` unless the whole conversion succeeds (temp file + rename).
+/// Nothing is written to `out` unless the whole export succeeds (temp file + rename).
 pub fn convert(
     model_dir: &Path,
     out: &Path,
     options: &ConvertOptions,
     reporter: &dyn Reporter,
 ) -> Result<ConvertReport, ConvertError> {
-    if let Some(ftype) = match options.outtype {
-        OutType::Q4KM => Some(FileType::MostlyQ4KM),
-        OutType::Q4KS => Some(FileType::MostlyQ4KS),
-        _ => None,
-    } {
+    if let ExportTarget::Quantize(ftype) = options.target {
         return convert_then_quantize(model_dir, out, options, ftype, reporter);
     }
     match options.threads {
@@ -282,17 +135,15 @@ pub fn convert(
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(n.max(1))
                 .build()
-                .map_err(|e| ConvertError::Write {
-                    path: out.to_path_buf(),
-                    message: format!("cannot start {n} worker threads: {e}"),
-                })?;
+                .map_err(|source| ConvertError::Threads { threads: n, source })?;
             convert_inner(model_dir, out, options, Some(&pool), reporter)
         }
         None => convert_inner(model_dir, out, options, None, reporter),
     }
 }
 
-/// K-quant outputs: a lossless intermediate GGUF next to `out`, then `quantize_file`.
+/// K-quant outputs: a lossless intermediate GGUF beside `out` (a temp file, removed in every
+/// case), then `quantize_file`.
 fn convert_then_quantize(
     model_dir: &Path,
     out: &Path,
@@ -305,40 +156,43 @@ fn convert_then_quantize(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "model.gguf".into());
-    let intermediate = out.with_file_name(format!(".{file_name}.unquantized.tmp"));
+    let dir = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let intermediate = tempfile::Builder::new()
+        .prefix(&format!(".{file_name}.unquantized."))
+        .suffix(".tmp")
+        .tempfile_in(&dir)
+        .map_err(io_err(&dir))?
+        .into_temp_path();
     let mut first = options.clone();
-    first.outtype = OutType::Source;
+    first.target = ExportTarget::Source;
     first.sha256 = false;
-    let result = convert(model_dir, &intermediate, &first, reporter).and_then(|mut report| {
-        let q = quantize_file(
-            &intermediate,
-            out,
-            ftype,
-            &QuantizeFileOptions {
-                threads: options.threads.unwrap_or(0),
-                ..QuantizeFileOptions::default()
-            },
-            reporter,
-        )
-        .map_err(|e| ConvertError::Write {
-            path: out.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        if q.n_fallback > 0 {
-            report.warnings.push(format!(
-                "{} tensors used a fallback type (rows not a multiple of 256)",
-                q.n_fallback
-            ));
-        }
-        report.path = out.to_path_buf();
-        report.bytes = q.output_bytes;
-        report.sha256 = options.sha256.then_some(q.sha256);
-        report.file_type = ftype.llama_ftype();
-        report.tensors = q.tensors.len();
-        Ok(report)
-    });
-    let _ = std::fs::remove_file(&intermediate);
-    result
+    let mut report = convert(model_dir, &intermediate, &first, reporter)?;
+    let q = quantize_file(
+        &intermediate,
+        out,
+        ftype,
+        &QuantizeFileOptions {
+            threads: options.threads.unwrap_or(0),
+            ..QuantizeFileOptions::default()
+        },
+        reporter,
+    )
+    .map_err(|source| ConvertError::Quantize(Box::new(source)))?;
+    if q.n_fallback > 0 {
+        report.warnings.push(format!(
+            "{} tensors used a fallback type (rows not a multiple of 256)",
+            q.n_fallback
+        ));
+    }
+    report.path = out.to_path_buf();
+    report.bytes = q.output_bytes;
+    report.sha256 = options.sha256.then_some(q.sha256);
+    report.file_type = ftype;
+    report.tensors = q.tensors.len();
+    Ok(report)
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ConvertError + '_ {
@@ -424,10 +278,11 @@ fn general_metadata(
     let gen_path = dir.join("generation_config.json");
     if gen_path.is_file() {
         let text = std::fs::read_to_string(&gen_path).map_err(io_err(&gen_path))?;
-        let gen: Json = serde_json::from_str(&text).map_err(|e| ConvertError::InvalidJson {
-            path: gen_path.clone(),
-            message: e.to_string(),
-        })?;
+        let gen: Json =
+            serde_json::from_str(&text).map_err(|source| ConvertError::InvalidJson {
+                path: gen_path.clone(),
+                source,
+            })?;
         let f = |k: &str| gen.get(k).and_then(|v| v.as_f64()).map(|v| v as f32);
         if let Some(v) = gen.get("top_k").and_then(|v| v.as_i64()) {
             md.set("general.sampling.top_k", v as i32);
@@ -506,16 +361,16 @@ fn convert_inner(
     }
     check_output_path(model_dir, out)?;
     let text = std::fs::read_to_string(&config_path).map_err(io_err(&config_path))?;
-    let config: Json = serde_json::from_str(&text).map_err(|e| ConvertError::InvalidJson {
+    let config: Json = serde_json::from_str(&text).map_err(|source| ConvertError::InvalidJson {
         path: config_path.clone(),
-        message: e.to_string(),
+        source,
     })?;
     let config = config
         .as_object()
         .cloned()
-        .ok_or_else(|| ConvertError::InvalidJson {
+        .ok_or_else(|| ConvertError::JsonShape {
             path: config_path.clone(),
-            message: "the top level is not an object".into(),
+            problem: "the top level is not an object".into(),
         })?;
     let hf_arch = config
         .get("text_config")
@@ -573,13 +428,17 @@ fn convert_inner(
         .iter()
         .find(|t| t.shape.len() >= 2)
         .map(|t| t.dtype);
-    let outtype = match (options.outtype, first_matrix) {
-        (OutType::Auto | OutType::Source, Some(Dtype::BF16)) => OutType::BF16,
-        (OutType::Source, Some(Dtype::F32)) => OutType::F32,
-        (OutType::Auto | OutType::Source, _) => OutType::F16,
-        (o, _) => o,
+    let file_type = match (options.target, first_matrix) {
+        (ExportTarget::Auto | ExportTarget::Source, Some(Dtype::BF16)) => FileType::BF16,
+        (ExportTarget::Source, Some(Dtype::F32)) => FileType::F32,
+        (ExportTarget::Auto | ExportTarget::Source, _) => FileType::F16,
+        (ExportTarget::Convert(file_type), _) => file_type,
+        (ExportTarget::Quantize(_), _) => {
+            return Err(ConvertError::UnsupportedOutType(options.target.to_string()))
+        }
     };
-    let (file_type, matrix_ty) = outtype.resolved();
+    let matrix_ty = ExportTarget::converter_matrix_type(file_type)
+        .ok_or_else(|| ConvertError::UnsupportedOutType(file_type.to_string()))?;
 
     // Plan the tensors.
     let mut plan: Vec<Planned> = Vec::new();
@@ -672,7 +531,12 @@ fn convert_inner(
     }
     md.set("general.type", "model");
     general_metadata(&mut md, model_dir, &options.general, parameters)?;
-    md.extend(arch::hparam_metadata(arch, &hp, file_type, &mut warnings)?);
+    md.extend(arch::hparam_metadata(
+        arch,
+        &hp,
+        file_type.llama_ftype(),
+        &mut warnings,
+    )?);
     md.set("general.quantization_version", 2u32);
     let vocab = vocab::build(
         model_dir,
@@ -685,9 +549,9 @@ fn convert_inner(
 
     // Writer.
     let mut writer = GgufWriter::with_metadata(md);
-    let write_err = |e: loraforge_gguf_writer::WriteError| ConvertError::Write {
+    let write_err = |source: loraforge_gguf::WriteError| ConvertError::Write {
         path: out.to_path_buf(),
-        message: e.to_string(),
+        source,
     };
     for (name, r) in &extra {
         writer
@@ -709,7 +573,7 @@ fn convert_inner(
     let written = std::thread::scope(|scope| {
         // A producer thread reads and converts tensors ahead (bounded queue of chunks) while
         // this thread writes and hashes: I/O, conversion and sha256 overlap.
-        let (chunk_tx, chunk_rx) = std::sync::mpsc::sync_channel::<Result<Vec<u8>, String>>(3);
+        let (chunk_tx, chunk_rx) = std::sync::mpsc::sync_channel::<Result<Vec<u8>, SourceError>>(3);
         let (buf_tx, buf_rx) = std::sync::mpsc::channel::<Vec<u8>>();
         let plan = &plan;
         let weights = &weights;
@@ -744,7 +608,7 @@ fn convert_inner(
                 None => work(),
             };
             if let Err(e) = result {
-                let _ = err_tx.send(Err(e.to_string()));
+                let _ = err_tx.send(Err(e));
             }
         });
         // A hasher thread computes the file's sha256 from the same bytes (header, tensor data,
@@ -753,7 +617,7 @@ fn convert_inner(
         let (hash_tx, hash_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(3);
         let layout = &layout;
         let want_sha256 = options.sha256;
-        let hasher = scope.spawn(move || -> Result<Option<String>, String> {
+        let hasher = scope.spawn(move || -> Result<Option<String>, u64> {
             let mut h = want_sha256.then(Sha256::new);
             if let Some(h) = h.as_mut() {
                 h.update(&layout.header);
@@ -786,10 +650,7 @@ fn convert_inner(
                 let _ = buf_tx.send(chunk);
             }
             if total != layout.file_size || ti != sizes.len() {
-                return Err(format!(
-                    "hashed {total} bytes of a {}-byte file",
-                    layout.file_size
-                ));
+                return Err(total);
             }
             Ok(h.map(|h| hex::encode(h.finalize())))
         });
@@ -820,18 +681,18 @@ fn convert_inner(
         match (r, digest) {
             (Ok(w), Ok(Ok(d))) => Ok((w, d)),
             (Err(e), _) => Err(write_err(e)),
-            (Ok(_), Ok(Err(m))) => {
+            (Ok(_), Ok(Err(counted))) => {
                 let _ = std::fs::remove_file(out);
-                Err(ConvertError::Write {
+                Err(ConvertError::ByteCount {
                     path: out.to_path_buf(),
-                    message: m,
+                    counted,
+                    expected: layout.file_size,
                 })
             }
             (Ok(_), Err(_)) => {
                 let _ = std::fs::remove_file(out);
-                Err(ConvertError::Write {
+                Err(ConvertError::HasherPanicked {
                     path: out.to_path_buf(),
-                    message: "the sha256 thread panicked".into(),
                 })
             }
         }

@@ -5,8 +5,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use loraforge_convert::{convert, ConvertOptions, GeneralMetadata, OutType};
-use loraforge_gguf_writer::{GgufFile, MetadataValue};
+use loraforge_export::{convert, ConvertOptions, ExportTarget, FileType, GeneralMetadata};
+use loraforge_gguf::{GgufFile, MetadataValue};
 use loraforge_progress::{NoProgress, Reporter};
 
 mod common;
@@ -66,11 +66,11 @@ fn one_thread_and_default_threads_write_the_same_file() {
     let b = tmp.path().join("b.gguf");
     let one = ConvertOptions {
         threads: Some(1),
-        outtype: OutType::Q8_0,
+        target: ExportTarget::Convert(FileType::Q8_0),
         ..ConvertOptions::default()
     };
     let many = ConvertOptions {
-        outtype: OutType::Q8_0,
+        target: ExportTarget::Convert(FileType::Q8_0),
         ..ConvertOptions::default()
     };
     let ra = convert(&dir, &a, &one, &NoProgress).unwrap();
@@ -101,7 +101,7 @@ fn general_metadata_from_the_caller() {
             name: Some("My Model".into()),
             finetune: Some("support-bot".into()),
             license: Some("apache-2.0".into()),
-            base_models: vec![loraforge_convert::BaseModel {
+            base_models: vec![loraforge_export::BaseModel {
                 name: Some("TinyLlama".into()),
                 ..Default::default()
             }],
@@ -173,15 +173,15 @@ fn llama3_rope_scaling_writes_rope_freqs() {
 #[test]
 fn outtype_names_parse() {
     for (s, t) in [
-        ("f32", OutType::F32),
-        ("F16", OutType::F16),
-        ("bf16", OutType::BF16),
-        ("q8_0", OutType::Q8_0),
-        ("auto", OutType::Auto),
-        ("q4_K_M", OutType::Q4KM),
-        ("Q4_K_S", OutType::Q4KS),
+        ("f32", ExportTarget::Convert(FileType::F32)),
+        ("F16", ExportTarget::Convert(FileType::F16)),
+        ("bf16", ExportTarget::Convert(FileType::BF16)),
+        ("q8_0", ExportTarget::Convert(FileType::Q8_0)),
+        ("auto", ExportTarget::Auto),
+        ("q4_K_M", ExportTarget::Quantize(FileType::Q4KM)),
+        ("Q4_K_S", ExportTarget::Quantize(FileType::Q4KS)),
     ] {
-        assert_eq!(OutType::parse(s), Some(t));
+        assert_eq!(ExportTarget::for_outtype(s), Some(t));
     }
-    assert_eq!(OutType::parse("q3_k"), None);
+    assert_eq!(ExportTarget::for_outtype("q3_k"), None);
 }
