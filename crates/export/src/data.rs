@@ -421,6 +421,39 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    /// The workspace has two f32 → f16 conversions: ggml's branch-free one (quantize, used for
+    /// GGUF) and torch's (hf-model, used for safetensors). Both round to nearest even and turn
+    /// every NaN into `sign | 0x7E00`, so they are bit-identical; this checks it over a spread of
+    /// bit patterns, every NaN class and the edges. (Their bf16 counterparts differ on NaN on
+    /// purpose: gguf-py keeps the payload, torch writes the canonical `0x7FC0`.)
+    #[test]
+    fn ggml_and_torch_f32_to_f16_agree_bit_for_bit() {
+        let edges = [
+            0u32,
+            0x8000_0000,
+            0x7F80_0000,
+            0xFF80_0000,
+            0x7F80_0001,
+            0xFFC0_0000,
+            0x7FFF_FFFF,
+            0x477F_E000,
+            0x477F_F000,
+            0x477F_EFFF,
+            0x3300_0000,
+            0x3300_0001,
+            0x387F_E000,
+        ];
+        let spread = (0..=u32::MAX).step_by(65_521);
+        for bits in edges.into_iter().chain(spread) {
+            let f = f32::from_bits(bits);
+            assert_eq!(
+                fp32_to_fp16(f),
+                loraforge_hf_model::f32_to_f16(f),
+                "{bits:#010x}"
+            );
+        }
+    }
+
     #[test]
     fn permute_interleaves_the_two_halves_of_each_head() {
         // 2 heads x 4 rows, 1 column, 1-byte elements: rows 0..8.

@@ -260,18 +260,12 @@ impl ConvertError {
     /// What to do next, when there is something more to say than the message.
     pub fn hint(&self) -> Option<String> {
         match self {
-            ConvertError::UnsupportedArchitecture { .. } | ConvertError::UnsupportedFeature(_) => {
-                Some(format!(
-                    "loraforge converts these architectures: {}",
-                    crate::SUPPORTED_ARCHITECTURES.join(", ")
-                ))
-            }
             ConvertError::NoWeights { .. } => Some(
                 "save the model with safe_serialization=True (the default of recent transformers)"
                     .into(),
             ),
-            ConvertError::UnknownPreTokenizer { .. } => {
-                Some("pass --pre-tokenizer NAME (llama-bpe, qwen2, gpt-2 …)".into())
+            ConvertError::InvalidSafetensors { .. } | ConvertError::MissingShard { .. } => {
+                Some("the weights look incomplete: copy or download the model again".into())
             }
             ConvertError::Write { source, .. } => source.hint(),
             ConvertError::Quantize(e) => e.hint(),

@@ -78,6 +78,7 @@ serde_as_string!(
     TrainName,
     UuidPrefix,
     QuantType,
+    FileType,
     TrainedName,
     SavedName,
     DeployedName,
