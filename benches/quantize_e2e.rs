@@ -253,7 +253,7 @@ fn main() {
             std::fs::remove_file(&out).unwrap();
             println!(
                 "{:<8} {:>7} {:>9.2} {:>10.1} {:>9.2} {:>8.2} {:>14.1} {:>12.0} {:>8.3}",
-                ty.name(),
+                ty.llama_name(),
                 n,
                 secs,
                 size as f64 / 1e6 / secs,

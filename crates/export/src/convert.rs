@@ -16,6 +16,7 @@ use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
 
 use crate::arch::{self, Arch, Hparams, Transform};
+use crate::data;
 use crate::error::ConvertError;
 use crate::quantize_file::{quantize_file, QuantizeFileOptions};
 use crate::source::Weights;

@@ -607,8 +607,9 @@ fn temp_file_beside(dest: &Path) -> Result<tempfile::NamedTempFile, WriteError> 
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "out.gguf".to_owned());
+    let prefix = format!(".{stem}.");
     let mut builder = tempfile::Builder::new();
-    builder.prefix(&format!(".{stem}.")).suffix(".tmp");
+    builder.prefix(&prefix).suffix(".tmp");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

@@ -111,6 +111,7 @@ impl FromStr for FileType {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
