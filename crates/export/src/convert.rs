@@ -221,7 +221,7 @@ fn check_output_path(dir: &Path, out: &Path) -> Result<(), ConvertError> {
 }
 
 /// Python's `str.title()`: upper-case a cased character that follows an uncased one.
-fn python_title(s: &str) -> String {
+pub(crate) fn python_title(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut prev_cased = false;
     for c in s.chars() {

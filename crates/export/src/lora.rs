@@ -214,16 +214,16 @@ pub fn convert_lora(
         source,
     })?;
     let base_cfg: Json =
-        serde_json::from_str(&base_text).map_err(|e| ConvertError::InvalidJson {
+        serde_json::from_str(&base_text).map_err(|source| ConvertError::InvalidJson {
             path: base_cfg_path.clone(),
-            message: e.to_string(),
+            source,
         })?;
     let base_obj = base_cfg
         .as_object()
         .cloned()
-        .ok_or_else(|| ConvertError::InvalidJson {
+        .ok_or_else(|| ConvertError::JsonShape {
             path: base_cfg_path.clone(),
-            message: "the top level is not an object".into(),
+            problem: "the top level is not an object".into(),
         })?;
     let hf_arch = base_cfg
         .get("text_config")

@@ -85,7 +85,7 @@ fn id_to_title(s: &str) -> String {
         .map(|w| {
             let lower = w.chars().any(char::is_lowercase) && !w.chars().any(char::is_uppercase);
             if lower && !version.as_ref().is_some_and(|r| r.is_match(w)) {
-                crate::python_title(w)
+                crate::convert::python_title(w)
             } else {
                 w.to_string()
             }
@@ -395,10 +395,11 @@ pub(crate) fn model_card_metadata(
             path: cfg_path.clone(),
             source,
         })?;
-        let cfg: Json = serde_json::from_str(&text).map_err(|e| ConvertError::InvalidJson {
-            path: cfg_path.clone(),
-            message: e.to_string(),
-        })?;
+        let cfg: Json =
+            serde_json::from_str(&text).map_err(|source| ConvertError::InvalidJson {
+                path: cfg_path.clone(),
+                source,
+            })?;
         if let Some(n) = cfg.get("_name_or_path").and_then(Json::as_str) {
             if n.matches('/').count() <= 1 {
                 apply(model_id_components(n, total_params), &mut m);
