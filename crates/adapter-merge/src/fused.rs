@@ -13,7 +13,7 @@
 
 use loraforge_hf_model::Dtype;
 
-use crate::kernel::{Layout, LoraUpdate};
+use crate::update::{Layout, LoraUpdate};
 
 /// Whether the fused kernel can run this update on this CPU.
 pub(crate) fn applicable(u: &LoraUpdate<'_>, w_dtype: Dtype, out_dtype: Dtype) -> bool {
@@ -87,7 +87,7 @@ mod avx2 {
 
     use loraforge_hf_model::{bf16_to_f32, f16_to_f32, f32_to_bf16, f32_to_f16};
 
-    use crate::kernel::LoraUpdate;
+    use crate::update::LoraUpdate;
 
     /// Element encoding of `W` and the output.
     #[derive(Clone, Copy)]
@@ -312,6 +312,7 @@ mod tests {
     use super::*;
     use crate::kernel::tests::values;
     use crate::kernel::{merge_rows_generic, Backend};
+    use crate::update::{RowBlock, Scratch};
     use loraforge_hf_model::encode_f32;
     use proptest::prelude::*;
 
@@ -343,18 +344,18 @@ mod tests {
         let mut fused = vec![0u8; n * row_bytes];
         let handled = merge_rows(&u, row0, n, w_block, dtype, &mut fused);
         let mut generic = vec![0u8; n * row_bytes];
-        let (mut sd, mut sw) = (Vec::new(), Vec::new());
         merge_rows_generic(
             Backend::SequentialFma,
             &u,
-            row0,
-            n,
-            w_block,
-            dtype,
-            &mut generic,
-            dtype,
-            &mut sd,
-            &mut sw,
+            RowBlock {
+                row0,
+                n_rows: n,
+                w: w_block,
+                w_dtype: dtype,
+                out: &mut generic,
+                out_dtype: dtype,
+            },
+            &mut Scratch::default(),
         );
         (handled, fused, generic)
     }

@@ -9,6 +9,8 @@
 use cblas_sys::{cblas_sgemm, CblasNoTrans, CblasRowMajor, CblasTrans};
 use loraforge_hf_model::{decode_f32, encode_f32, Dtype};
 
+use crate::update::{Layout, LoraUpdate, RowBlock, Scratch};
+
 extern "C" {
     fn openblas_set_num_threads(num_threads: std::os::raw::c_int);
 }
@@ -18,58 +20,6 @@ extern "C" {
 pub(crate) fn blas_single_threaded() {
     // SAFETY: a plain setter in libopenblas with no preconditions.
     unsafe { openblas_set_num_threads(1) };
-}
-
-/// How the low-rank product maps onto the stored weight.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Layout {
-    /// `W [out, in]`, `A [r, in]`, `B [out, r]`: `Δ = B·A`.
-    Normal,
-    /// `W [in, out]` (`fan_in_fan_out`) or an embedding `W [vocab, dim]` with `A [r, rows]`,
-    /// `B [cols, r]`: `Δ = (B·A)ᵀ`.
-    Transposed,
-}
-
-/// One LoRA update of a weight of shape `[rows, cols]`.
-pub(crate) struct LoraUpdate<'a> {
-    pub layout: Layout,
-    pub rank: usize,
-    pub rows: usize,
-    pub cols: usize,
-    /// `A` as f32, row-major `[rank, …]`.
-    pub a: &'a [f32],
-    /// `B` as f32, row-major `[…, rank]`.
-    pub b: &'a [f32],
-    /// `scaling` as torch uses it (the f64 Python scalar rounded to f32 for an f32 tensor op).
-    pub scaling: f32,
-    /// Embedding LoRA: PEFT casts `Δ` to the weight dtype before adding (two roundings).
-    pub round_delta_to: Option<Dtype>,
-    /// DoRA magnitude per output row.
-    pub magnitude: Option<&'a [f32]>,
-}
-
-impl<'a> LoraUpdate<'a> {
-    /// `Δ = B·A` alone: scaling 1, no embedding rounding, no DoRA (the backend probe, tests).
-    pub(crate) fn plain(
-        layout: Layout,
-        rank: usize,
-        rows: usize,
-        cols: usize,
-        a: &'a [f32],
-        b: &'a [f32],
-    ) -> Self {
-        LoraUpdate {
-            layout,
-            rank,
-            rows,
-            cols,
-            a,
-            b,
-            scaling: 1.0,
-            round_delta_to: None,
-            magnitude: None,
-        }
-    }
 }
 
 /// How `B·A` is computed.
@@ -304,58 +254,28 @@ fn non_finite(dtype: Dtype, bytes: &[u8]) -> Option<usize> {
     }
 }
 
-/// Merges rows `row0 .. row0 + n_rows`: `w` holds those rows of the base weight in `w_dtype`,
-/// `out` receives them in `out_dtype`. Returns the index (within the block) of the first
-/// non-finite output element, if any. Runs the fused kernel when it applies and hands every
-/// other block (and any block the fused kernel gives back) to [`merge_rows_generic`].
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn merge_rows(
+/// Merges a block of rows the generic way: Δ into `scratch.delta`, then decode, add and encode
+/// in separate passes. Returns the index (within the block) of the first non-finite output
+/// element, if any. Every update shape goes through here; it is also the oracle the fused kernel
+/// is tested against.
+pub(crate) fn merge_rows_generic(
     backend: Backend,
     u: &LoraUpdate<'_>,
-    row0: usize,
-    n_rows: usize,
-    w: &[u8],
-    w_dtype: Dtype,
-    out: &mut [u8],
-    out_dtype: Dtype,
-    scratch_delta: &mut Vec<f32>,
-    scratch_w: &mut Vec<f32>,
+    block: RowBlock<'_>,
+    scratch: &mut Scratch,
 ) -> Option<usize> {
-    if crate::fused::applicable(u, w_dtype, out_dtype)
-        && crate::fused::merge_rows(u, row0, n_rows, w, out_dtype, out)
-    {
-        return None;
-    }
-    merge_rows_generic(
-        backend,
-        u,
+    let RowBlock {
         row0,
         n_rows,
         w,
         w_dtype,
         out,
         out_dtype,
-        scratch_delta,
-        scratch_w,
-    )
-}
-
-/// [`merge_rows`] without the fused fast path: Δ into `scratch_delta`, then decode, add and
-/// encode in separate passes. Every update shape goes through here; it is also the oracle the
-/// fused kernel is tested against.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn merge_rows_generic(
-    backend: Backend,
-    u: &LoraUpdate<'_>,
-    row0: usize,
-    n_rows: usize,
-    w: &[u8],
-    w_dtype: Dtype,
-    out: &mut [u8],
-    out_dtype: Dtype,
-    scratch_delta: &mut Vec<f32>,
-    scratch_w: &mut Vec<f32>,
-) -> Option<usize> {
+    } = block;
+    let Scratch {
+        delta: scratch_delta,
+        w: scratch_w,
+    } = scratch;
     let len = n_rows * u.cols;
     scratch_delta.resize(len, 0.0);
     scratch_w.resize(len, 0.0);

@@ -54,6 +54,8 @@ mod fused;
 mod kernel;
 mod merge;
 mod plan;
+mod rows;
+mod update;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -400,6 +402,31 @@ pub enum MergeError {
         /// Why.
         reason: String,
     },
+}
+
+impl MergeError {
+    /// True when the base, the adapter or the options are at fault (the user can fix it),
+    /// false when something failed underneath (I/O, threads).
+    pub fn is_user_error(&self) -> bool {
+        match self {
+            MergeError::Model(e) => e.is_user_error(),
+            MergeError::Io { .. } | MergeError::Threads { .. } => false,
+            _ => true,
+        }
+    }
+
+    /// What to do next, when there is something specific to say.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            MergeError::Model(e) => e.hint(),
+            MergeError::UnmatchedAdapterTensors { .. }
+            | MergeError::LoraShape { .. }
+            | MergeError::ReplacementShape { .. } => Some(
+                "check that the base model is the one the adapter was trained on (its adapter_config.json names it in base_model_name_or_path)".into(),
+            ),
+            _ => None,
+        }
+    }
 }
 
 #[cfg(test)]

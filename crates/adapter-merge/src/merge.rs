@@ -17,8 +17,10 @@ use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 use crate::config::AdapterConfig;
-use crate::kernel::{choose_backend, merge_rows, round_trip, Backend, LoraUpdate};
+use crate::kernel::{choose_backend, round_trip, Backend};
 use crate::plan::{build_plan, Job, Source};
+use crate::rows::merge_rows;
+use crate::update::{LoraUpdate, RowBlock, Scratch};
 use crate::{MergeError, MergeOptions, MergeReport, ADAPTER_WEIGHTS_FILE};
 
 /// Elements per piece handed to the writer: at most 4 MiB as f32, small enough that the writer
@@ -562,27 +564,20 @@ impl<'a> Ctx<'a> {
                 let bad = out
                     .par_chunks_mut(rows_per_block * cols * out_size)
                     .enumerate()
-                    .map_init(
-                        || (Vec::new(), Vec::new()),
-                        |(sd, sw), (bi, chunk)| {
-                            let r = bi * rows_per_block;
-                            let nr = chunk.len() / (cols * out_size);
-                            let wb = &w[r * cols * in_size..(r + nr) * cols * in_size];
-                            merge_rows(
-                                self.backend,
-                                &update,
-                                row0 + r,
-                                nr,
-                                wb,
-                                source.dtype,
-                                chunk,
-                                out_dtype,
-                                sd,
-                                sw,
-                            )
+                    .map_init(Scratch::default, |scratch, (bi, chunk)| {
+                        let r = bi * rows_per_block;
+                        let nr = chunk.len() / (cols * out_size);
+                        let block = RowBlock {
+                            row0: row0 + r,
+                            n_rows: nr,
+                            w: &w[r * cols * in_size..(r + nr) * cols * in_size],
+                            w_dtype: source.dtype,
+                            out: chunk,
+                            out_dtype,
+                        };
+                        merge_rows(self.backend, &update, block, scratch)
                             .map(|i| (row0 + r) * cols + i)
-                        },
-                    )
+                    })
                     .flatten()
                     .min();
                 if let (Some(index), false) = (bad, self.allow_non_finite) {

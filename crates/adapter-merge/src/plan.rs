@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use loraforge_hf_model::{HfModel, SafetensorsFile, TensorView};
 
 use crate::config::AdapterConfig;
-use crate::kernel::Layout;
+use crate::update::Layout;
 use crate::MergeError;
 
 /// Prefix PEFT puts on every adapter key.

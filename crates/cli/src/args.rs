@@ -13,8 +13,9 @@ Examples:
   loraforge demo
 
 Environment:
-  LORAFORGE_HOME   store root (default: the platform data folder, ~/.local/share/loraforge)
-  OLLAMA_HOST      Ollama server (default http://127.0.0.1:11434)";
+  LORAFORGE_HOME          store root (default: the platform data folder, ~/.local/share/loraforge)
+  OLLAMA_HOST             Ollama server (default http://127.0.0.1:11434)
+  LORAFORGE_LOCK_TIMEOUT  seconds to wait for the store lock (default 30)";
 
 /// loraforge: from a trained LoRA adapter to a model running in Ollama.
 #[derive(Debug, Parser)]
@@ -144,6 +145,10 @@ pub enum TrainedCommand {
         /// Output dtype.
         #[arg(long, default_value = "auto", value_parser = ["auto", "bf16", "f16", "f32"])]
         dtype: String,
+        /// Test aid (hidden): the job's worker pauses this long at every progress step, so tests
+        /// can stop it mid-job deterministically.
+        #[arg(long, hide = true, value_name = "MS")]
+        test_progress_delay_ms: Option<u64>,
     },
 }
 
@@ -231,6 +236,9 @@ pub enum JobsCommand {
     Run {
         /// Job id.
         id: String,
+        /// Test aid: pause this long at every progress step (see `trained save`).
+        #[arg(long, value_name = "MS")]
+        test_progress_delay_ms: Option<u64>,
     },
 }
 

@@ -2,6 +2,8 @@
 
 mod args;
 mod commands;
+mod diagnostics;
+mod env;
 mod output;
 mod progress;
 
@@ -13,6 +15,6 @@ fn main() -> ExitCode {
     let cli = args::Cli::parse();
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => output::report_error(&error),
+        Err(error) => diagnostics::report(&error),
     }
 }

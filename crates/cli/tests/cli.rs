@@ -332,8 +332,8 @@ fn a_worker_killed_mid_job_leaves_no_visible_entry() {
     let trained = env.add_trained();
     let output = env
         .cmd()
-        .env(loraforge_registry::JOB_DELAY_ENV, "300")
         .args(["--json", "trained", "save", &trained, "--background"])
+        .args(["--test-progress-delay-ms", "300"])
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
@@ -382,8 +382,8 @@ fn cancel_stops_a_running_job() {
     let trained = env.add_trained();
     let output = env
         .cmd()
-        .env(loraforge_registry::JOB_DELAY_ENV, "300")
         .args(["--json", "trained", "save", &trained, "--background"])
+        .args(["--test-progress-delay-ms", "300"])
         .output()
         .unwrap();
     let id = serde_json::from_slice::<Value>(&output.stdout).unwrap()["id"]
@@ -976,4 +976,74 @@ fn demo_runs_the_whole_lifecycle_and_deploys_when_ollama_answers() {
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
+}
+
+#[test]
+fn unusable_input_to_merge_exits_2_and_failures_say_so_once() {
+    let env = env();
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("merged");
+    // An adapter folder that does not exist.
+    let output = env.fails(&[
+        "merge",
+        "--base",
+        env.demo.base_dir.to_str().unwrap(),
+        "--adapter",
+        work.path().join("nope").to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).starts_with("error: "),
+        "{}",
+        stderr(&output)
+    );
+    // An output folder that exists.
+    std::fs::create_dir_all(&out).unwrap();
+    let output = env.fails(&[
+        "merge",
+        "--base",
+        env.demo.base_dir.to_str().unwrap(),
+        "--adapter",
+        env.demo.trainer_dir.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("exists"), "{}", stderr(&output));
+}
+
+#[test]
+fn a_refusal_from_a_running_ollama_is_not_blamed_on_a_stopped_server() {
+    let env = env();
+    env.add_base();
+    let trained = env.add_trained();
+    let saved = env.save(&trained);
+    let fake = ollama_fake::FakeOllama::spawn().unwrap();
+    fake.inject(ollama_fake::Fault::Status {
+        method: "POST",
+        path: "/api/create",
+        status: 400,
+        message: "invalid template".into(),
+        times: 10,
+    });
+    let output = env.fails(&[
+        "saved",
+        "deploy",
+        &saved,
+        "--quant",
+        "q8_0",
+        "--host",
+        &fake.url(),
+    ]);
+    let text = stderr(&output);
+    assert!(text.contains("invalid template"), "{text}");
+    assert!(!text.contains("is Ollama running"), "{text}");
+    assert!(text.contains("hint: "), "{text}");
+    assert!(env
+        .json(&["deployed", "list"])
+        .as_array()
+        .unwrap()
+        .is_empty());
 }

@@ -33,6 +33,7 @@
 mod dtype;
 mod header;
 mod model;
+mod tokens;
 mod writer;
 
 use std::path::PathBuf;
@@ -42,6 +43,7 @@ pub use header::{read_safetensors_header, SafetensorsHeader, TensorInfo, MAX_HEA
 pub use model::{
     HfModel, SafetensorsFile, ShardIndex, TensorView, CONFIG_FILE, INDEX_FILE, SINGLE_FILE,
 };
+pub use tokens::stop_tokens;
 pub use writer::{
     plan_shards, PlannedShard, SafetensorsShardWriter, TensorSpec, WrittenFile,
     DEFAULT_MAX_SHARD_SIZE,
@@ -281,4 +283,33 @@ pub enum HfModelError {
         /// The first tensor not written.
         tensor: String,
     },
+}
+
+impl HfModelError {
+    /// True when the model folder or its files are at fault (missing, malformed, unsupported),
+    /// false when I/O failed underneath or the writer was misused.
+    pub fn is_user_error(&self) -> bool {
+        !matches!(
+            self,
+            HfModelError::Io { .. }
+                | HfModelError::BufferSize { .. }
+                | HfModelError::TensorTooLarge { .. }
+                | HfModelError::WriteOrder { .. }
+                | HfModelError::WriteSize { .. }
+                | HfModelError::WriteIncomplete { .. }
+        )
+    }
+
+    /// What to do next, when there is something specific to say.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            HfModelError::NoWeights { .. } => Some(
+                "convert PyTorch .bin weights to safetensors first (`model.save_pretrained(dir, safe_serialization=True)`)".into(),
+            ),
+            HfModelError::UnsupportedDtype { .. } => {
+                Some("load and save the model in bf16, f16 or f32 first".into())
+            }
+            _ => None,
+        }
+    }
 }

@@ -89,6 +89,43 @@ pub enum CardError {
         #[source]
         source: NameError,
     },
+    /// `--checkpoint N` names a checkpoint the trainer folder does not have.
+    #[error("{dir}: {}", match available.as_slice() {
+        [] => format!("--checkpoint {step} given but the folder has no checkpoint-N subfolders"),
+        steps => format!("no checkpoint-{step}; available checkpoints: {}", steps.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")),
+    })]
+    NoSuchCheckpoint {
+        /// The trainer output folder.
+        dir: PathBuf,
+        /// The step asked for.
+        step: u64,
+        /// The steps of the `checkpoint-N` folders present, ascending.
+        available: Vec<u64>,
+    },
+    /// A folder is neither a PEFT adapter folder nor a trainer output folder.
+    #[error("{dir}: neither a PEFT adapter folder (no adapter_config.json) nor a trainer output folder (no checkpoint-N/ subfolders)")]
+    NotAnAdapterFolder {
+        /// The folder.
+        dir: PathBuf,
+    },
+    /// The chosen adapter folder has no `adapter_config.json`.
+    #[error("{dir}: no adapter_config.json: not a PEFT adapter folder")]
+    NoAdapterConfig {
+        /// The adapter folder.
+        dir: PathBuf,
+    },
+    /// The chosen adapter folder has no `adapter_model.safetensors`.
+    #[error("{dir}: {}", if *pickle_only {
+        "only adapter_model.bin (a pickle) is present; convert it to safetensors first, e.g. `PeftModel.from_pretrained(base, dir).save_pretrained(dir, safe_serialization=True)`"
+    } else {
+        "no adapter_model.safetensors"
+    })]
+    NoAdapterWeights {
+        /// The adapter folder.
+        dir: PathBuf,
+        /// Whether `adapter_model.bin` is there instead.
+        pickle_only: bool,
+    },
     /// A lineage step does not follow the previous one.
     #[error("lineage step {stage} {name:?} cannot follow {previous}: {reason}")]
     LineageOrder {
@@ -101,4 +138,40 @@ pub enum CardError {
         /// What is inconsistent.
         reason: &'static str,
     },
+}
+
+impl CardError {
+    /// True when the input files are at fault (missing, malformed, not what was asked for),
+    /// false when something failed underneath (I/O) or the caller broke a lineage rule.
+    pub fn is_user_error(&self) -> bool {
+        match self {
+            CardError::MissingFile { .. }
+            | CardError::Json { .. }
+            | CardError::NotAnObject { .. }
+            | CardError::BadField { .. }
+            | CardError::Weights { .. }
+            | CardError::UnsupportedSchema { .. }
+            | CardError::NoSuchCheckpoint { .. }
+            | CardError::NotAnAdapterFolder { .. }
+            | CardError::NoAdapterConfig { .. }
+            | CardError::NoAdapterWeights { .. } => true,
+            CardError::Io { .. }
+            | CardError::CardJson { .. }
+            | CardError::StepName { .. }
+            | CardError::LineageOrder { .. } => false,
+        }
+    }
+
+    /// What to do next, when there is something specific to say.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            CardError::NoSuchCheckpoint { available, .. } if !available.is_empty() => Some(
+                "pass one of the available steps to --checkpoint, or leave it out for the final adapter".into(),
+            ),
+            CardError::UnsupportedSchema { .. } => {
+                Some("the card was written by another loraforge version; use that version, or register the model again".into())
+            }
+            _ => None,
+        }
+    }
 }

@@ -41,6 +41,7 @@ mod json;
 mod lineage;
 mod render;
 mod sources;
+mod trainer;
 
 use std::path::Path;
 
@@ -55,6 +56,7 @@ pub use sources::{
     find_checkpoints, AdapterInfo, BaseModelInfo, Checkpoint, CheckpointEval, EvaluationSummary,
     StepValue, TargetModules, TrainingArgs, TrainingDate,
 };
+pub use trainer::TrainerFolder;
 
 /// The schema identifier written into every card; bumped when the JSON shape changes.
 pub const SCHEMA: &str = "loraforge.model-card/1";

@@ -30,7 +30,7 @@ const FILE_CHUNK: usize = 1 << 20;
 /// Connection settings of a [`Client`].
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
-    /// The server (default: `OLLAMA_HOST`, else `http://127.0.0.1:11434`).
+    /// The server (default: `http://127.0.0.1:11434`; the caller resolves `OLLAMA_HOST`).
     pub host: OllamaHost,
     /// Time allowed to establish a TCP (and TLS) connection.
     pub connect_timeout: Duration,
@@ -48,7 +48,7 @@ pub struct ClientOptions {
 
 impl Default for ClientOptions {
     fn default() -> Self {
-        Self::with_host(OllamaHost::from_env())
+        Self::with_host(OllamaHost::default())
     }
 }
 
@@ -124,11 +124,6 @@ impl Client {
             base,
             options,
         })
-    }
-
-    /// A client for `OLLAMA_HOST` with default settings.
-    pub fn from_env() -> Result<Self, ClientError> {
-        Self::new(ClientOptions::default())
     }
 
     /// A client for `host` (any `OLLAMA_HOST` form) with default settings.

@@ -128,4 +128,50 @@ impl ClientError {
     pub fn is_unreachable(&self) -> bool {
         matches!(self, ClientError::Unreachable { .. })
     }
+
+    /// True when what the caller asked for is at fault (a host that is no URL, a model name or
+    /// quantization Ollama refuses, a file that changed, a bad digest); false when the server or
+    /// the connection failed.
+    pub fn is_user_error(&self) -> bool {
+        matches!(
+            self,
+            ClientError::InvalidHost { .. }
+                | ClientError::InvalidName(_)
+                | ClientError::UnsupportedQuantize { .. }
+                | ClientError::DigestMismatch { .. }
+                | ClientError::InvalidDigest { .. }
+        )
+    }
+
+    /// What to do next, fitted to the cause: "is Ollama running?" only when no connection could
+    /// be made, never for an answer from a running server.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            ClientError::Unreachable { .. } => Some(
+                "is Ollama running? start it with `ollama serve`, or point OLLAMA_HOST / --host at your server".into(),
+            ),
+            ClientError::InvalidHost { .. } => Some(
+                "OLLAMA_HOST / --host takes `host`, `host:port` or `http(s)://host:port/path`".into(),
+            ),
+            ClientError::Timeout { .. } => Some(
+                "the server is reachable but slow to answer; check its load and logs (`ollama serve` output), then retry".into(),
+            ),
+            ClientError::Transport { .. } => {
+                Some("the connection dropped mid-transfer; retry, and check the server's logs".into())
+            }
+            ClientError::Http { status: 404, .. } => {
+                Some("the server does not have that model or blob (`ollama list` shows its models)".into())
+            }
+            ClientError::Http { status, .. } if (400..500).contains(status) => Some(
+                "the server refused the request; its message above says why (an older Ollama may not support it: `ollama --version`)".into(),
+            ),
+            ClientError::Http { .. } | ClientError::Stream { .. } => {
+                Some("the server failed; its logs (`ollama serve` output) say more".into())
+            }
+            ClientError::DigestMismatch { .. } => {
+                Some("the file changed while it was being deployed; retry".into())
+            }
+            _ => None,
+        }
+    }
 }

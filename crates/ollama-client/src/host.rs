@@ -10,7 +10,8 @@
 //! * an unparsable or out-of-range port falls back to the default port;
 //! * the bare value `ollama.com` means `https://ollama.com:443`.
 //!
-//! Parsing never fails, exactly like Ollama; whether the result can be connected to is checked by
+//! This crate reads no environment variable: the caller passes `OLLAMA_HOST`'s value to
+//! [`OllamaHost::parse`]. Parsing never fails, exactly like Ollama; whether the result can be connected to is checked by
 //! [`OllamaHost::url`].
 
 use std::fmt;
@@ -18,17 +19,11 @@ use std::net::IpAddr;
 
 use crate::error::ClientError;
 
-/// Environment variable naming the Ollama server (`host`, `host:port` or `scheme://host:port/path`).
-pub const OLLAMA_HOST_ENV: &str = "OLLAMA_HOST";
-
 /// Host used when `OLLAMA_HOST` is unset or names no host.
 pub const DEFAULT_HOST: &str = "127.0.0.1";
 
 /// Port used when `OLLAMA_HOST` has no scheme and no port.
 pub const DEFAULT_PORT: u16 = 11434;
-
-/// Opt-in variable for the test suite: when set, tests also run against this real Ollama server.
-pub const TEST_OLLAMA_HOST_ENV: &str = "LORAFORGE_TEST_OLLAMA_HOST";
 
 /// A parsed Ollama server address: scheme, host, port and an optional path prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,11 +95,6 @@ impl OllamaHost {
             port,
             path,
         }
-    }
-
-    /// Reads `OLLAMA_HOST` from the environment (unset means the default host).
-    pub fn from_env() -> Self {
-        Self::parse(&std::env::var(OLLAMA_HOST_ENV).unwrap_or_default())
     }
 
     /// The scheme (`http` unless the value named another one).

@@ -55,7 +55,7 @@ pub use deploy::{
     deploy, deploy_gguf, DeployOutcome, DeployRequest, DEPLOY_FILE_NAME, SERVER_QUANTIZE_TYPES,
 };
 pub use error::ClientError;
-pub use host::{OllamaHost, DEFAULT_HOST, DEFAULT_PORT, OLLAMA_HOST_ENV, TEST_OLLAMA_HOST_ENV};
+pub use host::{OllamaHost, DEFAULT_HOST, DEFAULT_PORT};
 pub use modelfile::{Modelfile, ModelfileError, ParamValue};
 pub use name::{
     validate_model_name, ModelName, NameError, NamePart, DEFAULT_NAMESPACE, DEFAULT_NAME_HOST,

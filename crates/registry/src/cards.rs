@@ -16,7 +16,7 @@ pub(crate) fn base_card(record: &BaseRecord, source: &Path) -> Result<ModelCard>
     let dtype = card.base.dtype.clone();
     let mut step = LineageStep::new(
         Stage::Base,
-        &record.technical_name,
+        record.technical_name.to_string(),
         record.uuid,
         if record.copied {
             "registered the base model (copied into the store)"
@@ -37,18 +37,18 @@ pub(crate) fn base_card(record: &BaseRecord, source: &Path) -> Result<ModelCard>
 /// lineage, the adapter config, training arguments and evaluation summary.
 pub(crate) fn trained_card(
     record: &TrainedRecord,
-    base: &BaseRecord,
+    base_model_dir: &Path,
     base_card_dir: &Path,
     staged: &Path,
 ) -> Result<ModelCard> {
     let adapter_dir = staged.join("adapter");
     let training_dir = staged.join("training");
     let mut card = ModelCard::gather(&CardSources {
-        base_dir: &base.model_dir,
+        base_dir: base_model_dir,
         adapter_dir: Some(&adapter_dir),
         trainer_dir: Some(&training_dir),
     })?;
-    card.train_name = Some(record.train_name.clone());
+    card.train_name = Some(record.train_name.to_string());
     card.lineage = ModelCard::read_from_dir(base_card_dir)?.lineage;
     let files = checksum_dir(&adapter_dir, &loraforge_progress::NoProgress)?
         .into_iter()
@@ -62,7 +62,7 @@ pub(crate) fn trained_card(
         None => "registered the final LoRA adapter".to_string(),
     };
     card.push_step(
-        LineageStep::new(Stage::Trained, &record.name, record.uuid, which)
+        LineageStep::new(Stage::Trained, record.name.to_string(), record.uuid, which)
             .with_date(record.added)
             .with_source(record.source.display().to_string())
             .with_files(files),
@@ -85,7 +85,7 @@ pub(crate) fn saved_card(record: &SavedRecord, trained_dir: &Path) -> Result<Mod
     Ok(card.derive(
         LineageStep::new(
             Stage::Saved,
-            &record.name,
+            record.name.to_string(),
             record.uuid,
             format!("merged the adapter into the base model in {}", record.dtype),
         )
@@ -99,7 +99,6 @@ pub(crate) fn saved_card(record: &SavedRecord, trained_dir: &Path) -> Result<Mod
 pub(crate) fn deployed_card(
     record: &DeployedRecord,
     saved_dir: &Path,
-    quant: loraforge_naming::QuantType,
     gguf_bytes: u64,
 ) -> Result<ModelCard> {
     let card = ModelCard::read_from_dir(saved_dir)?;
@@ -109,10 +108,10 @@ pub(crate) fn deployed_card(
         "exported to GGUF and deployed to Ollama"
     };
     Ok(card.derive(
-        LineageStep::new(Stage::Deployed, &record.name, record.uuid, how)
+        LineageStep::new(Stage::Deployed, record.name.to_string(), record.uuid, how)
             .with_date(record.created)
             .with_source(record.host.clone())
-            .with_quantization(quant)
+            .with_quantization(record.quant)
             .with_files(vec![FileChecksum {
                 path: "model.gguf".into(),
                 size: gguf_bytes,

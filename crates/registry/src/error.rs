@@ -27,10 +27,10 @@ pub enum RegistryError {
         source: serde_json::Error,
     },
     /// Another loraforge process holds the store lock for longer than we wait.
-    #[error("the store at {home} is locked by another loraforge process (waited {waited_secs} s); wait for it to finish, or check `loraforge jobs list`")]
+    #[error("the store at {location} is locked by another loraforge process (waited {waited_secs} s); wait for it to finish, or check `loraforge jobs list`")]
     Locked {
-        /// The store root.
-        home: PathBuf,
+        /// The store's location.
+        location: String,
         /// How long we waited.
         waited_secs: u64,
     },
@@ -50,16 +50,78 @@ pub enum RegistryError {
         /// The name.
         name: String,
     },
+    /// A name handed to the storage is not a single path component (a hand-edited store, or a
+    /// name that would escape its folder).
+    #[error("{name}: not a valid store entry name")]
+    BadStoreName {
+        /// The name.
+        name: String,
+    },
     /// A name given by the user is not acceptable.
     #[error(transparent)]
     InvalidName(#[from] loraforge_naming::NameError),
-    /// The path given for a base model or an adapter is not usable.
+    /// An input the user gave is not usable, for a reason without an underlying error.
     #[error("{path}: {problem}")]
     BadInput {
-        /// The path the user gave.
+        /// The path (or value) the user gave.
         path: PathBuf,
         /// What is wrong and what to do.
         problem: String,
+    },
+    /// A file or folder the user named cannot be opened or read.
+    #[error("{path}: cannot open {what}")]
+    Unreadable {
+        /// What it should have been (`"the base model folder"` …).
+        what: &'static str,
+        /// The path the user gave.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The folder given as a base model is not a usable Hugging Face model folder.
+    #[error("{path}: not a usable Hugging Face model folder")]
+    BadBaseModel {
+        /// The folder.
+        path: PathBuf,
+        /// What is wrong with it.
+        #[source]
+        source: Box<loraforge_hf_model::HfModelError>,
+    },
+    /// A deployment template does not parse as an Ollama Modelfile.
+    #[error("{path}: the deployment template does not parse")]
+    BadTemplate {
+        /// The template file.
+        path: PathBuf,
+        /// The parse error, with its line.
+        #[source]
+        source: loraforge_ollama_client::ModelfileError,
+    },
+    /// The adapter's `adapter_config.json` is not usable.
+    #[error("{path}: not a usable PEFT adapter")]
+    BadAdapter {
+        /// The adapter folder.
+        path: PathBuf,
+        /// What is wrong with it.
+        #[source]
+        source: Box<loraforge_adapter_merge::MergeError>,
+    },
+    /// The folder of a base model referenced in place was moved or deleted.
+    #[error("{path}: the folder of base model '{name}' is gone; register it again (`loraforge base rm {name} --force` then `base add`)")]
+    BaseFolderGone {
+        /// The base technical name.
+        name: String,
+        /// The folder the base was registered from.
+        path: PathBuf,
+    },
+    /// The generated deployed name is one Ollama would refuse.
+    #[error("{name}: Ollama would reject this model name")]
+    OllamaName {
+        /// The name.
+        name: String,
+        /// Ollama's rule it breaks.
+        #[source]
+        source: loraforge_ollama_client::NameError,
     },
     /// Removing a base model that trained models still use.
     #[error(
@@ -129,21 +191,54 @@ pub enum RegistryError {
 }
 
 impl RegistryError {
-    /// True when the user can fix the problem by changing what they asked for.
+    /// True when the user can fix the problem by changing what they asked for (a bad name, a
+    /// missing entry, an unusable input folder…), false when something failed underneath.
     pub fn is_user_error(&self) -> bool {
-        matches!(
-            self,
+        match self {
             RegistryError::NotFound { .. }
-                | RegistryError::AlreadyExists { .. }
-                | RegistryError::InvalidName(_)
-                | RegistryError::BadInput { .. }
-                | RegistryError::BaseInUse { .. }
-                | RegistryError::BaseMissing { .. }
-                | RegistryError::AdapterRemoved { .. }
-                | RegistryError::JobNotFound { .. }
-                | RegistryError::Locked { .. }
-                | RegistryError::ChecksumMismatch { .. }
-        )
+            | RegistryError::AlreadyExists { .. }
+            | RegistryError::InvalidName(_)
+            | RegistryError::BadStoreName { .. }
+            | RegistryError::BadInput { .. }
+            | RegistryError::Unreadable { .. }
+            | RegistryError::BadBaseModel { .. }
+            | RegistryError::BadTemplate { .. }
+            | RegistryError::BadAdapter { .. }
+            | RegistryError::BaseFolderGone { .. }
+            | RegistryError::OllamaName { .. }
+            | RegistryError::BaseInUse { .. }
+            | RegistryError::BaseMissing { .. }
+            | RegistryError::AdapterRemoved { .. }
+            | RegistryError::JobNotFound { .. }
+            | RegistryError::Locked { .. }
+            | RegistryError::ChecksumMismatch { .. } => true,
+            RegistryError::Card(e) => e.is_user_error(),
+            RegistryError::Merge(e) => e.is_user_error(),
+            RegistryError::Ollama(e) => e.is_user_error(),
+            RegistryError::Convert(e) => e.is_user_error(),
+            RegistryError::Quantize(e) => e.is_user_error(),
+            RegistryError::Io { .. }
+            | RegistryError::CorruptRecord { .. }
+            | RegistryError::JobFailed { .. } => false,
+        }
+    }
+
+    /// What to do next, when there is something specific to say.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            RegistryError::Locked { .. } => Some(
+                "another loraforge command is changing the store; retry when it is done (LORAFORGE_LOCK_TIMEOUT sets the wait)".into(),
+            ),
+            RegistryError::CorruptRecord { .. } => Some(
+                "the store was changed by hand or by another tool; restore the file, or remove the entry's folder".into(),
+            ),
+            RegistryError::Card(e) => e.hint(),
+            RegistryError::Merge(e) => e.hint(),
+            RegistryError::Ollama(e) => e.hint(),
+            RegistryError::Convert(e) => e.hint(),
+            RegistryError::Quantize(e) => e.hint(),
+            _ => None,
+        }
     }
 
     pub(crate) fn io(
@@ -157,6 +252,21 @@ impl RegistryError {
             source,
         }
     }
+}
+
+/// An error and its causes on one line, for the error text persisted in a job record.
+pub(crate) fn chain_text(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        let inner_text = inner.to_string();
+        if !text.contains(&inner_text) {
+            text.push_str(": ");
+            text.push_str(&inner_text);
+        }
+        cause = inner.source();
+    }
+    text
 }
 
 /// The crates underneath have rich errors; boxing them keeps `Result<_, RegistryError>` small.

@@ -1,19 +1,21 @@
 //! Persisted job records for long work (saves), and the checks that find dead jobs.
 //!
-//! A job is a JSON file `<home>/jobs/<id>.json` rewritten atomically as the job moves
-//! `queued → running → succeeded | failed | cancelled`, plus a log `<id>.log`. The process doing
+//! A job is a record kept by the storage (`<home>/jobs/<id>.json` on disk), rewritten atomically
+//! as the job moves `queued → running → succeeded | failed | cancelled`, plus a local log. The process doing
 //! the work records its pid and start time, so any later registry operation can tell a live job
 //! from one whose process died and clean up its staging folder.
 
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use loraforge_naming::{SavedName, TrainedName};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{RegistryError, Result};
-use crate::storage::write_atomic;
+use crate::storage::Storage;
+use crate::store::Registry;
 
 /// Where a job is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,9 +50,9 @@ pub enum JobKind {
     /// Merge a trained model into a new saved model.
     Save {
         /// The trained model.
-        trained: String,
+        trained: TrainedName,
         /// The saved model name reserved for the result.
-        saved: String,
+        saved: SavedName,
         /// The saving UUID (its first 4 hex are in `saved`).
         saving_uuid: uuid::Uuid,
         /// Requested output dtype (`auto`, `bf16`, `f16`, `f32`).
@@ -99,6 +101,11 @@ pub struct Job {
 }
 
 impl Job {
+    /// The owner name of the job's staging folder.
+    pub fn staging_owner(&self) -> String {
+        format!("job-{}", self.id)
+    }
+
     /// The job's duration so far (or in total once final), in seconds.
     pub fn elapsed_secs(&self) -> Option<f64> {
         let start = self.started?;
@@ -107,69 +114,65 @@ impl Job {
     }
 }
 
-/// The folder of job records.
-#[derive(Debug, Clone)]
-pub struct JobStore {
-    dir: PathBuf,
+/// Job records, kept by the storage.
+#[derive(Clone)]
+pub(crate) struct JobStore {
+    storage: Arc<dyn Storage>,
 }
 
 impl JobStore {
-    /// Job records under `dir`.
-    pub fn new(dir: PathBuf) -> JobStore {
-        JobStore { dir }
+    /// Job records in `storage`.
+    pub(crate) fn new(storage: Arc<dyn Storage>) -> JobStore {
+        JobStore { storage }
     }
 
     fn path(&self, id: &str) -> PathBuf {
-        self.dir.join(format!("{id}.json"))
+        PathBuf::from(self.storage.location())
+            .join("jobs")
+            .join(format!("{id}.json"))
     }
 
-    /// The log file of a job.
-    pub fn log_path(&self, id: &str) -> PathBuf {
-        self.dir.join(format!("{id}.log"))
+    /// The local log file of a job.
+    pub(crate) fn log_path(&self, id: &str) -> Result<PathBuf> {
+        self.storage.job_log(id)
     }
 
     /// Persist a job record.
-    pub fn save(&self, job: &Job) -> Result<()> {
+    pub(crate) fn save(&self, job: &Job) -> Result<()> {
         let bytes =
             serde_json::to_vec_pretty(job).map_err(|source| RegistryError::CorruptRecord {
                 path: self.path(&job.id),
                 source,
             })?;
-        write_atomic(&self.path(&job.id), &bytes)
+        self.storage.write_job(&job.id, &bytes)
     }
 
     /// Load one job.
-    pub fn load(&self, id: &str) -> Result<Job> {
+    pub(crate) fn load(&self, id: &str) -> Result<Job> {
         let valid = !id.is_empty() && id.chars().all(|c| c.is_ascii_hexdigit() || c == '-');
-        let path = self.path(id);
-        if !valid || !path.is_file() {
-            return Err(RegistryError::JobNotFound { id: id.to_string() });
+        let not_found = || RegistryError::JobNotFound { id: id.to_string() };
+        if !valid {
+            return Err(not_found());
         }
-        let bytes = std::fs::read(&path).map_err(RegistryError::io("cannot read", &path))?;
-        serde_json::from_slice(&bytes)
-            .map_err(|source| RegistryError::CorruptRecord { path, source })
+        let bytes = self.storage.read_job(id)?.ok_or_else(not_found)?;
+        serde_json::from_slice(&bytes).map_err(|source| RegistryError::CorruptRecord {
+            path: self.path(id),
+            source,
+        })
     }
 
     /// Every job, oldest first.
-    pub fn list(&self) -> Result<Vec<Job>> {
-        let read =
-            std::fs::read_dir(&self.dir).map_err(RegistryError::io("cannot list", &self.dir))?;
+    pub(crate) fn list(&self) -> Result<Vec<Job>> {
         let mut jobs = Vec::new();
-        for item in read {
-            let item = item.map_err(RegistryError::io("cannot list", &self.dir))?;
-            let name = item.file_name().to_string_lossy().into_owned();
-            if let Some(id) = name.strip_suffix(".json") {
-                if !name.starts_with('.') {
-                    jobs.push(self.load(id)?);
-                }
-            }
+        for id in self.storage.job_ids()? {
+            jobs.push(self.load(&id)?);
         }
         jobs.sort_by(|a, b| a.created.cmp(&b.created).then(a.id.cmp(&b.id)));
         Ok(jobs)
     }
 
     /// Find a job by full id or unique prefix.
-    pub fn find(&self, id_or_prefix: &str) -> Result<Job> {
+    pub(crate) fn find(&self, id_or_prefix: &str) -> Result<Job> {
         if let Ok(job) = self.load(id_or_prefix) {
             return Ok(job);
         }
@@ -188,7 +191,7 @@ impl JobStore {
 }
 
 /// The start time of a live process (field 22 of `/proc/<pid>/stat`), `None` if it is gone.
-pub fn process_start_time(pid: u32) -> Option<u64> {
+pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may contain spaces and parentheses: parse after the last ')'.
     let after = stat.get(stat.rfind(')')? + 1..)?;
@@ -202,7 +205,7 @@ pub fn process_start_time(pid: u32) -> Option<u64> {
 }
 
 /// Whether the process recorded for a job is still the one running.
-pub fn job_process_alive(job: &Job) -> bool {
+pub(crate) fn job_process_alive(job: &Job) -> bool {
     match (job.pid, job.pid_start) {
         (Some(pid), Some(start)) => process_start_time(pid) == Some(start),
         (Some(pid), None) => process_start_time(pid).is_some(),
@@ -211,7 +214,7 @@ pub fn job_process_alive(job: &Job) -> bool {
 }
 
 /// Ask a job's process to stop (SIGTERM).
-pub fn terminate(pid: u32) -> bool {
+fn terminate(pid: u32) -> bool {
     let Ok(pid) = libc::pid_t::try_from(pid) else {
         return false;
     };
@@ -220,36 +223,32 @@ pub fn terminate(pid: u32) -> bool {
     unsafe { libc::kill(pid, libc::SIGTERM) == 0 }
 }
 
-/// Test aid: milliseconds a job worker sleeps at each progress report, so crash tests can kill a
-/// worker mid-job deterministically. Unset in normal use.
-pub const JOB_DELAY_ENV: &str = "LORAFORGE_TEST_JOB_DELAY_MS";
-
 /// A [`loraforge_progress::Reporter`] that writes progress into the job record, at most a few
 /// times per second, and appends status lines to the job log.
-pub struct JobReporter {
+pub(crate) struct JobReporter {
     store: JobStore,
     state: Mutex<(Job, Instant)>,
     log: Option<Mutex<std::fs::File>>,
-    delay: Option<Duration>,
 }
 
 impl JobReporter {
     /// Report into `job` (already persisted in `store`).
-    pub fn new(store: JobStore, job: Job) -> JobReporter {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(store.log_path(&job.id))
+    pub(crate) fn new(store: JobStore, job: Job) -> JobReporter {
+        let log = store
+            .log_path(&job.id)
             .ok()
+            .and_then(|path| {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .ok()
+            })
             .map(Mutex::new);
         JobReporter {
             store,
             state: Mutex::new((job, Instant::now())),
             log,
-            delay: std::env::var(JOB_DELAY_ENV)
-                .ok()
-                .and_then(|v| v.parse::<u64>().ok())
-                .map(Duration::from_millis),
         }
     }
 
@@ -285,12 +284,7 @@ impl loraforge_progress::Reporter for JobReporter {
         });
     }
     fn advance(&self, units: u64) {
-        self.update(self.delay.is_some(), |p| {
-            p.done = p.done.saturating_add(units)
-        });
-        if let Some(delay) = self.delay {
-            std::thread::sleep(delay);
-        }
+        self.update(false, |p| p.done = p.done.saturating_add(units));
     }
     fn message(&self, text: &str) {
         self.log_line(text);
@@ -305,9 +299,85 @@ impl loraforge_progress::Reporter for JobReporter {
     }
 }
 
-/// Path helper for the registry: the jobs folder under a store root.
-pub(crate) fn jobs_dir(home: &Path) -> PathBuf {
-    home.join("jobs")
+impl Registry {
+    /// All jobs, oldest first.
+    pub fn jobs(&self) -> Result<Vec<Job>> {
+        self.jobs_store().list()
+    }
+
+    /// One job, by id or unique id prefix.
+    pub fn job(&self, id: &str) -> Result<Job> {
+        self.jobs_store().find(id)
+    }
+
+    /// The local log file of a job (its worker's output goes there).
+    pub fn job_log(&self, id: &str) -> Result<PathBuf> {
+        let job = self.jobs_store().find(id)?;
+        self.jobs_store().log_path(&job.id)
+    }
+
+    /// Record that starting a job's worker failed.
+    pub fn fail_job(&self, id: &str, message: &str) -> Result<Job> {
+        let _lock = self.lock()?;
+        let mut job = self.jobs_store().find(id)?;
+        if !job.state.is_final() {
+            job.state = JobState::Failed;
+            job.error = Some(message.to_string());
+            job.finished = Some(Utc::now());
+            self.jobs_store().save(&job)?;
+        }
+        Ok(job)
+    }
+
+    /// Stop a job: a queued job never starts; a running one is terminated (SIGTERM, then up to
+    /// 10 s for it to exit) and its partial output removed.
+    pub fn cancel_job(&self, id: &str) -> Result<Job> {
+        let _lock = self.lock()?;
+        let mut job = self.jobs_store().find(id)?;
+        if job.state.is_final() {
+            return Ok(job);
+        }
+        if job.state == JobState::Running && job_process_alive(&job) {
+            if let Some(pid) = job.pid {
+                terminate(pid);
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while job_process_alive(&job) && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        }
+        job.state = JobState::Cancelled;
+        job.finished = Some(Utc::now());
+        self.storage().discard_staged(&job.staging_owner())?;
+        self.jobs_store().save(&job)?;
+        Ok(job)
+    }
+
+    /// Wait until a job reaches a final state (checking for a dead worker meanwhile), or until
+    /// `timeout`; `on_poll` sees the job at every poll.
+    pub fn wait_job(
+        &self,
+        id: &str,
+        timeout: Option<Duration>,
+        on_poll: &mut dyn FnMut(&Job),
+    ) -> Result<Job> {
+        let start = Instant::now();
+        loop {
+            let job = self.jobs_store().find(id)?;
+            on_poll(&job);
+            if job.state.is_final() {
+                return Ok(job);
+            }
+            if job.state == JobState::Running && !job_process_alive(&job) {
+                self.recover()?;
+                continue;
+            }
+            if timeout.is_some_and(|t| start.elapsed() >= t) {
+                return Ok(job);
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -322,8 +392,8 @@ mod tests {
         let job = Job {
             id: "x".into(),
             kind: JobKind::Save {
-                trained: "t".into(),
-                saved: "s".into(),
+                trained: "tiny_t_20250101_abcd".parse().unwrap(),
+                saved: "tiny_t_20250101_abcd_s_0123".parse().unwrap(),
                 saving_uuid: uuid::Uuid::nil(),
                 dtype: "auto".into(),
             },

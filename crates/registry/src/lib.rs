@@ -17,35 +17,56 @@
 //!
 //! Every entry is built in `tmp/` and renamed into place whole, its card written last; a crash
 //! leaves at most a staging folder, which the next registry operation removes once the process
-//! that owned it is gone. Storage goes through the [`Storage`] trait so another backend can be
-//! added without touching lifecycle logic.
+//! that owned it is gone.
+//!
+//! # Modules
+//!
+//! - `store`: the [`Registry`] type, opening it over a [`Storage`], the lock, crash recovery;
+//! - `base`, `trained`, `save`, `export`, `deploy`: one lifecycle stage each;
+//! - `jobs`: job records, progress into them, cancel and wait;
+//! - `storage`: the [`Storage`] trait, the only way lifecycle code reaches persistent state
+//!   (entries, cards, job records, the export cache, the lock); `fs` ([`FsStorage`], the folder
+//!   on disk) and `memory` ([`MemoryStorage`], in memory with a local cache, as an object store
+//!   would be) implement it;
+//! - `records`, `cards`, `error`: `entry.json` records with typed names, model cards, errors.
+//!
+//! The registry reads no environment variables: the caller passes the store location and
+//! [`RegistryOptions`] (the CLI reads `LORAFORGE_HOME` and `LORAFORGE_LOCK_TIMEOUT`).
 //!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use loraforge_registry::{BaseAddOptions, Registry};
+//! use loraforge_registry::{BaseAddOptions, MemoryStorage, Registry, RegistryOptions};
 //! let work = tempfile::tempdir()?;
 //! let demo = loraforge_demo::generate(work.path(), &loraforge_demo::DemoSpec::default())?;
-//! let registry = Registry::open(&work.path().join("store"))?;
+//! let registry = Registry::with_storage(MemoryStorage::new()?, RegistryOptions::default())?;
 //! registry.add_base(&demo.base_dir, "tiny", &BaseAddOptions::default())?;
 //! let trained = registry.add_trained(&demo.trainer_dir, "tiny", "demo run", None)?;
-//! assert!(trained.name.starts_with("tiny_demo-run_"));
+//! assert!(trained.name.to_string().starts_with("tiny_demo-run_"));
 //! # Ok(()) }
 //! ```
 #![deny(missing_docs)]
 
+mod base;
 mod cards;
 mod deploy;
 mod error;
+mod export;
+mod fs;
 mod jobs;
-mod lock;
+mod memory;
 mod records;
-mod registry;
+mod save;
 mod storage;
+mod store;
+mod trained;
 
-pub use deploy::{stop_tokens, DeployOptions, DeployedStatus, ExportedGguf};
+pub use base::{BaseAddOptions, TEMPLATE_FILE};
+pub use deploy::{DeployOptions, DeployedStatus};
 pub use error::{RegistryError, Result};
-pub use jobs::{Job, JobKind, JobProgress, JobState, JOB_DELAY_ENV};
-pub use lock::{DEFAULT_LOCK_TIMEOUT, LOCK_TIMEOUT_ENV};
+pub use export::ExportedGguf;
+pub use fs::FsStorage;
+pub use jobs::{Job, JobKind, JobProgress, JobState};
+pub use memory::MemoryStorage;
 pub use records::{BaseRecord, DeployedRecord, FileRecord, SavedRecord, TrainedRecord};
-pub use registry::{error_chain, BaseAddOptions, Registry, HOME_ENV};
-pub use storage::{EntryKind, FsStorage, Storage};
+pub use storage::{EntryKind, Storage, StoreLock};
+pub use store::{Registry, RegistryOptions, DEFAULT_LOCK_TIMEOUT, ENTRY_FILE};

@@ -5,13 +5,14 @@
 use std::path::PathBuf;
 
 use chrono::{DateTime, NaiveDate, Utc};
+use loraforge_naming::{DeployedName, QuantType, SavedName, TechnicalName, TrainName, TrainedName};
 use serde::{Deserialize, Serialize};
 
 /// A registered base model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BaseRecord {
     /// The technical name (`qw2.5-7-i`).
-    pub technical_name: String,
+    pub technical_name: TechnicalName,
     /// A display name (from `config.json`'s `_name_or_path`, else the folder name).
     pub model_name: String,
     /// The Hugging Face folder used for merges: the store's copy, or the user's folder.
@@ -34,13 +35,13 @@ pub struct BaseRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainedRecord {
     /// Its generated name.
-    pub name: String,
+    pub name: TrainedName,
     /// The training UUID (its first 4 hex are in the name).
     pub uuid: uuid::Uuid,
     /// The base technical name.
-    pub base: String,
+    pub base: TechnicalName,
     /// The train name as normalized.
-    pub train_name: String,
+    pub train_name: TrainName,
     /// The date in the name: the training run's date when recorded, else the registration date.
     pub date: NaiveDate,
     /// Where the date came from (`trainer_state.json`, `registration`…).
@@ -70,15 +71,15 @@ pub struct FileRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SavedRecord {
     /// Its generated name.
-    pub name: String,
+    pub name: SavedName,
     /// The saving UUID.
     pub uuid: uuid::Uuid,
     /// The trained model it was made from.
-    pub trained: String,
+    pub trained: TrainedName,
     /// The trained model's UUID.
     pub trained_uuid: uuid::Uuid,
     /// The base technical name.
-    pub base: String,
+    pub base: TechnicalName,
     /// The output dtype (`bf16`, `f16`, `f32`).
     pub dtype: String,
     /// The weight files written, with checksums.
@@ -95,11 +96,11 @@ pub struct SavedRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeployedRecord {
     /// Its generated name (also the Ollama model name).
-    pub name: String,
+    pub name: DeployedName,
     /// The deploying UUID.
     pub uuid: uuid::Uuid,
     /// The saved model deployed.
-    pub saved: String,
+    pub saved: SavedName,
     /// The Ollama server.
     pub host: String,
     /// The name Ollama knows it by.
@@ -107,7 +108,7 @@ pub struct DeployedRecord {
     /// The GGUF blob digest (`sha256:…`).
     pub digest: String,
     /// The quantization (`no_quantization`, `q8_0`, `q4_K_M`, `q4_K_S`).
-    pub quant: String,
+    pub quant: QuantType,
     /// Whether Ollama quantized it (`--server-quantize`) rather than loraforge.
     pub server_quantize: bool,
     /// The Modelfile text sent (template, system, parameters).

@@ -1,14 +1,19 @@
-//! The narrow interface between lifecycle logic and where entries live.
+//! The narrow interface between lifecycle logic and where the store's state lives.
 //!
-//! Lifecycle code never builds store paths itself: it stages files in a local folder, asks the
-//! storage to publish them as an entry, and reads entries back by kind and name. [`FsStorage`] is
-//! the embedded default (a folder on disk); an object-store backend implements the same trait and
-//! keeps a local cache for [`Storage::local_dir`], which merges and exports need for mmap.
+//! Lifecycle code never builds store paths itself. It stages files in a local folder, asks the
+//! storage to publish them as an entry, and reads entries back by kind and name; job records, the
+//! export cache and the store-wide lock go through the same trait. [`FsStorage`](crate::FsStorage)
+//! is the embedded default (a folder on disk); [`MemoryStorage`](crate::MemoryStorage) keeps
+//! everything in memory with a local cache, the way an object-store backend would, and is what the
+//! registry's own tests run against.
+//!
+//! Merges and exports memory-map their inputs, so every backend hands out *local* folders: for a
+//! disk store the entry itself, for a remote store a cache ([`Storage::local_dir`]).
 
-use std::fs;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use crate::error::{RegistryError, Result};
+use crate::error::Result;
 
 /// The four kinds of entries in the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -25,7 +30,15 @@ pub enum EntryKind {
 }
 
 impl EntryKind {
-    /// The kind as users type it (and its folder name in the store).
+    /// Every kind, in lifecycle order.
+    pub const ALL: [EntryKind; 4] = [
+        EntryKind::Base,
+        EntryKind::Trained,
+        EntryKind::Saved,
+        EntryKind::Deployed,
+    ];
+
+    /// The kind as users type it (and its folder name in a disk store).
     pub fn as_str(self) -> &'static str {
         match self {
             EntryKind::Base => "base",
@@ -36,25 +49,35 @@ impl EntryKind {
     }
 }
 
-/// Where entries are kept.
+/// Where the store's state is kept: entries, job records, the export cache and the lock.
+///
+/// Names given to a storage (entries, files, owners, job ids, cache files) are single path
+/// components; implementations refuse anything else.
 pub trait Storage: Send + Sync {
     /// A human-readable location (a path or URL) for messages.
     fn location(&self) -> String;
+
+    // ----- entries -------------------------------------------------------------------------------
+
     /// Names of the published entries of a kind, sorted.
     fn list(&self, kind: EntryKind) -> Result<Vec<String>>;
     /// Whether an entry is published.
     fn exists(&self, kind: EntryKind, name: &str) -> bool;
     /// One file of an entry.
     fn read(&self, kind: EntryKind, name: &str, file: &str) -> Result<Vec<u8>>;
-    /// A local folder holding the entry's files (the entry itself for a disk store).
+    /// A local folder holding the entry's files: the entry itself for a disk store, a fresh
+    /// cache copy for a remote one. Read-only for callers; change entries through
+    /// [`write`](Self::write) and [`remove_part`](Self::remove_part). For an entry not yet
+    /// published, the folder it will have once published.
     fn local_dir(&self, kind: EntryKind, name: &str) -> Result<PathBuf>;
-    /// A fresh, empty local folder to build an entry in, owned by `owner` (a job id or UUID).
+    /// A fresh, empty local folder to build an entry in, owned by `owner` (see
+    /// [`staged_owners`](Self::staged_owners)).
     fn stage(&self, owner: &str) -> Result<PathBuf>;
     /// Make a staged folder visible as an entry, atomically. Fails if the entry exists.
     fn publish(&self, staged: &Path, kind: EntryKind, name: &str) -> Result<()>;
     /// Replace one file of an entry atomically.
     fn write(&self, kind: EntryKind, name: &str, file: &str, bytes: &[u8]) -> Result<()>;
-    /// Remove an entry entirely.
+    /// Remove an entry entirely; a crash part-way never leaves a half entry that lists.
     fn remove(&self, kind: EntryKind, name: &str) -> Result<()>;
     /// Remove one part (file or folder) of an entry, leaving the rest.
     fn remove_part(&self, kind: EntryKind, name: &str, part: &str) -> Result<()>;
@@ -62,45 +85,56 @@ pub trait Storage: Send + Sync {
     fn discard_staged(&self, owner: &str) -> Result<()>;
     /// Owners of the staging folders that exist now.
     fn staged_owners(&self) -> Result<Vec<String>>;
+
+    // ----- job records ---------------------------------------------------------------------------
+
+    /// Ids of the stored job records, in any order.
+    fn job_ids(&self) -> Result<Vec<String>>;
+    /// A job record, `None` when there is none with this id.
+    fn read_job(&self, id: &str) -> Result<Option<Vec<u8>>>;
+    /// Create or replace a job record atomically.
+    fn write_job(&self, id: &str, bytes: &[u8]) -> Result<()>;
+    /// The local file a job's worker appends its log to (created on first write by the caller).
+    fn job_log(&self, id: &str) -> Result<PathBuf>;
+
+    // ----- export cache --------------------------------------------------------------------------
+
+    /// A file of the export cache as a local path, `None` when the cache lacks it.
+    fn cached(&self, file: &str) -> Result<Option<PathBuf>>;
+    /// Move a finished local file into the export cache as `file` (replacing any older one);
+    /// returns its local path.
+    fn cache(&self, file: &str, from: &Path) -> Result<PathBuf>;
+
+    // ----- lock ----------------------------------------------------------------------------------
+
+    /// Take the store-wide exclusive lock, waiting up to `timeout`; released when the guard
+    /// drops. Not reentrant: a second `lock` while holding one waits for the first.
+    fn lock(&self, timeout: Duration) -> Result<StoreLock>;
 }
 
-/// The default store: one folder per entry under `<home>/<kind>/<name>/`, staging under `<home>/tmp/`.
-#[derive(Debug, Clone)]
-pub struct FsStorage {
-    home: PathBuf,
+/// Holding the store-wide lock; dropping it releases the lock.
+pub struct StoreLock {
+    _held: Box<dyn std::any::Any + Send>,
 }
 
-impl FsStorage {
-    /// A store rooted at `home` (created if missing).
-    pub fn open(home: &Path) -> Result<FsStorage> {
-        for sub in [
-            "base", "trained", "saved", "deployed", "tmp", "jobs", "exports",
-        ] {
-            let dir = home.join(sub);
-            fs::create_dir_all(&dir).map_err(RegistryError::io("cannot create", &dir))?;
+impl StoreLock {
+    /// A guard that releases the lock when `held` is dropped (for [`Storage`] implementations).
+    pub fn new(held: impl std::any::Any + Send) -> StoreLock {
+        StoreLock {
+            _held: Box::new(held),
         }
-        Ok(FsStorage {
-            home: home.to_path_buf(),
-        })
     }
+}
 
-    /// The store root.
-    pub fn home(&self) -> &Path {
-        &self.home
-    }
-
-    fn entry_dir(&self, kind: EntryKind, name: &str) -> PathBuf {
-        self.home.join(kind.as_str()).join(name)
-    }
-
-    fn staging_dir(&self, owner: &str) -> PathBuf {
-        self.home.join("tmp").join(owner)
+impl std::fmt::Debug for StoreLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoreLock")
     }
 }
 
 /// Entry names come from the naming crate, but a hand-edited store could hold anything: never let
 /// a name or part escape its folder.
-fn check_component(text: &str) -> Result<()> {
+pub(crate) fn check_component(text: &str) -> Result<()> {
     let ok = !text.is_empty()
         && text != "."
         && text != ".."
@@ -110,155 +144,8 @@ fn check_component(text: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(RegistryError::BadInput {
-            path: PathBuf::from(text),
-            problem: "not a valid store entry name".into(),
+        Err(crate::RegistryError::BadStoreName {
+            name: text.to_string(),
         })
     }
-}
-
-impl Storage for FsStorage {
-    fn location(&self) -> String {
-        self.home.display().to_string()
-    }
-
-    fn list(&self, kind: EntryKind) -> Result<Vec<String>> {
-        let dir = self.home.join(kind.as_str());
-        let mut names = Vec::new();
-        let read = fs::read_dir(&dir).map_err(RegistryError::io("cannot list", &dir))?;
-        for item in read {
-            let item = item.map_err(RegistryError::io("cannot list", &dir))?;
-            if let Some(name) = item.file_name().to_str() {
-                if !name.starts_with('.') && item.path().join("entry.json").is_file() {
-                    names.push(name.to_string());
-                }
-            }
-        }
-        names.sort();
-        Ok(names)
-    }
-
-    fn exists(&self, kind: EntryKind, name: &str) -> bool {
-        check_component(name).is_ok() && self.entry_dir(kind, name).join("entry.json").is_file()
-    }
-
-    fn read(&self, kind: EntryKind, name: &str, file: &str) -> Result<Vec<u8>> {
-        check_component(name)?;
-        let path = self.entry_dir(kind, name).join(file);
-        fs::read(&path).map_err(RegistryError::io("cannot read", &path))
-    }
-
-    fn local_dir(&self, kind: EntryKind, name: &str) -> Result<PathBuf> {
-        check_component(name)?;
-        Ok(self.entry_dir(kind, name))
-    }
-
-    fn stage(&self, owner: &str) -> Result<PathBuf> {
-        check_component(owner)?;
-        let dir = self.staging_dir(owner);
-        if dir.exists() {
-            fs::remove_dir_all(&dir).map_err(RegistryError::io("cannot clean", &dir))?;
-        }
-        fs::create_dir_all(&dir).map_err(RegistryError::io("cannot create", &dir))?;
-        Ok(dir)
-    }
-
-    fn publish(&self, staged: &Path, kind: EntryKind, name: &str) -> Result<()> {
-        check_component(name)?;
-        let target = self.entry_dir(kind, name);
-        if target.exists() {
-            return Err(RegistryError::AlreadyExists {
-                kind: kind.as_str(),
-                name: name.to_string(),
-            });
-        }
-        fs::rename(staged, &target).map_err(RegistryError::io("cannot publish", &target))
-    }
-
-    fn write(&self, kind: EntryKind, name: &str, file: &str, bytes: &[u8]) -> Result<()> {
-        check_component(name)?;
-        check_component(file)?;
-        write_atomic(&self.entry_dir(kind, name).join(file), bytes)
-    }
-
-    fn remove(&self, kind: EntryKind, name: &str) -> Result<()> {
-        check_component(name)?;
-        let dir = self.entry_dir(kind, name);
-        // Rename first so a crash mid-delete never leaves a half entry that still lists.
-        let grave = self.home.join("tmp").join(format!(
-            "rm-{}-{}",
-            kind.as_str(),
-            uuid::Uuid::new_v4().simple()
-        ));
-        fs::rename(&dir, &grave).map_err(RegistryError::io("cannot remove", &dir))?;
-        fs::remove_dir_all(&grave).map_err(RegistryError::io("cannot remove", &grave))
-    }
-
-    fn remove_part(&self, kind: EntryKind, name: &str, part: &str) -> Result<()> {
-        check_component(name)?;
-        check_component(part)?;
-        let path = self.entry_dir(kind, name).join(part);
-        if path.is_dir() {
-            fs::remove_dir_all(&path).map_err(RegistryError::io("cannot remove", &path))
-        } else if path.exists() {
-            fs::remove_file(&path).map_err(RegistryError::io("cannot remove", &path))
-        } else {
-            Ok(())
-        }
-    }
-
-    fn discard_staged(&self, owner: &str) -> Result<()> {
-        check_component(owner)?;
-        let dir = self.staging_dir(owner);
-        if dir.exists() {
-            fs::remove_dir_all(&dir).map_err(RegistryError::io("cannot remove", &dir))?;
-        }
-        Ok(())
-    }
-
-    fn staged_owners(&self) -> Result<Vec<String>> {
-        let dir = self.home.join("tmp");
-        let read = fs::read_dir(&dir).map_err(RegistryError::io("cannot list", &dir))?;
-        let mut owners = Vec::new();
-        for item in read {
-            let item = item.map_err(RegistryError::io("cannot list", &dir))?;
-            if let Some(name) = item.file_name().to_str() {
-                owners.push(name.to_string());
-            }
-        }
-        Ok(owners)
-    }
-}
-
-/// Write `bytes` to a sibling temp file (removed if anything fails), fsync, then rename over
-/// `path`.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let write = || -> std::io::Result<()> {
-        let mut tmp = tempfile::NamedTempFile::new_in(path.parent().unwrap_or(Path::new(".")))?;
-        tmp.write_all(bytes)?;
-        tmp.as_file().sync_all()?;
-        tmp.persist(path)?;
-        Ok(())
-    };
-    write().map_err(RegistryError::io("cannot write", path))
-}
-
-/// Copy a folder tree (regular files and folders only; symlinks are followed).
-pub(crate) fn copy_tree(from: &Path, to: &Path) -> Result<u64> {
-    let mut bytes = 0;
-    fs::create_dir_all(to).map_err(RegistryError::io("cannot create", to))?;
-    let read = fs::read_dir(from).map_err(RegistryError::io("cannot read", from))?;
-    for item in read {
-        let item = item.map_err(RegistryError::io("cannot read", from))?;
-        let source = item.path();
-        let target = to.join(item.file_name());
-        if source.is_dir() {
-            bytes += copy_tree(&source, &target)?;
-        } else {
-            bytes +=
-                fs::copy(&source, &target).map_err(RegistryError::io("cannot copy", &source))?;
-        }
-    }
-    Ok(bytes)
 }

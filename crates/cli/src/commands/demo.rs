@@ -2,37 +2,49 @@
 
 use anyhow::Context as _;
 use loraforge_progress::Reporter;
-use loraforge_registry::{BaseAddOptions, DeployOptions, EntryKind};
+use loraforge_registry::{
+    BaseAddOptions, BaseRecord, DeployOptions, EntryKind, ExportedGguf, Job, SavedRecord,
+    TrainedRecord,
+};
+use serde::Serialize;
 
 use super::Context;
 use crate::args::DemoArgs;
+use crate::diagnostics::one_line;
 use crate::output::{print_json, println_stdout};
 
 const DEMO_BASE: &str = "demo-llama";
 
+/// What `demo --json` prints.
+#[derive(Serialize)]
+struct DemoSummary {
+    store: String,
+    base: BaseRecord,
+    trained: TrainedRecord,
+    job: Job,
+    saved: SavedRecord,
+    gguf: ExportedGguf,
+    deployed: serde_json::Value,
+}
+
 pub fn demo(context: &Context, args: DemoArgs) -> anyhow::Result<()> {
     let registry = context.registry()?;
+    let home = context.home()?;
     let say = |text: &str| {
         if !context.json {
             println_stdout(text);
         }
     };
-    say(&format!(
-        "loraforge demo — store: {}",
-        registry.home().display()
-    ));
+    say(&format!("loraforge demo — store: {}", registry.location()));
 
     // 1. A small but real fine-tuning result: llama base + trainer output with a LoRA adapter.
-    let files_dir = args
-        .dir
-        .clone()
-        .unwrap_or_else(|| registry.home().join("demo-files"));
+    let files_dir = args.dir.clone().unwrap_or_else(|| home.join("demo-files"));
     if files_dir.exists()
         && args.dir.is_none()
         && !registry
             .bases()?
             .iter()
-            .any(|b| b.technical_name == DEMO_BASE)
+            .any(|b| b.technical_name.as_str() == DEMO_BASE)
     {
         std::fs::remove_dir_all(&files_dir)
             .with_context(|| format!("cannot clean {}", files_dir.display()))?;
@@ -71,7 +83,7 @@ pub fn demo(context: &Context, args: DemoArgs) -> anyhow::Result<()> {
     ));
 
     // 3. Save: merge the adapter into the base, as a job.
-    let job = registry.queue_save(&trained.name, "auto")?;
+    let job = registry.queue_save(&trained.name.to_string(), "auto")?;
     let reporter = context.reporter();
     let job = registry.run_job(&job.id, &reporter)?;
     reporter.finish();
@@ -83,11 +95,9 @@ pub fn demo(context: &Context, args: DemoArgs) -> anyhow::Result<()> {
     ));
 
     // 4. Export to GGUF q4_K_M through loraforge's converter and quantizer.
-    let exported = registry.export_gguf(
-        &saved.name,
-        loraforge_naming::QuantType::Quantized(loraforge_naming::FileType::Q4KM),
-        &reporter,
-    )?;
+    let saved_name = saved.name.to_string();
+    let q4_k_m = loraforge_naming::QuantType::Quantized(loraforge_naming::FileType::Q4KM);
+    let exported = registry.export_gguf(&saved_name, q4_k_m, &reporter)?;
     reporter.finish();
     say(&format!(
         "4. exported GGUF: {} ({:.1} MB, sha256 {}…)",
@@ -99,13 +109,13 @@ pub fn demo(context: &Context, args: DemoArgs) -> anyhow::Result<()> {
     // 5. Deploy when an Ollama server answers.
     let runtime = super::deploy::runtime()?;
     let options = DeployOptions {
-        host: args.host.clone(),
+        host: crate::env::ollama_host(args.host.as_deref()),
         server_quantize: false,
         smoke_test: true,
     };
     let deployed = runtime.block_on(registry.deploy(
-        &saved.name,
-        loraforge_naming::QuantType::Quantized(loraforge_naming::FileType::Q4KM),
+        &saved_name,
+        q4_k_m,
         &options,
         &reporter,
     ));
@@ -120,30 +130,27 @@ pub fn demo(context: &Context, args: DemoArgs) -> anyhow::Result<()> {
             serde_json::to_value(record)?
         }
         Err(error) => {
-            let target = options.ollama_host();
-            say(&format!(
-                "5. not deployed: {}",
-                loraforge_registry::error_chain(error)
-            ));
+            let target = &options.host;
+            say(&format!("5. not deployed: {}", one_line(error)));
             say(&format!(
                 "   next step: start Ollama (`ollama serve`) or set OLLAMA_HOST (tried {target}), then run\n   loraforge saved deploy {} --quant q4_K_M",
                 saved.name
             ));
-            serde_json::json!({ "error": loraforge_registry::error_chain(error) })
+            serde_json::json!({ "error": one_line(error) })
         }
     };
     say("\nmodel card of the saved model:\n");
-    say(&registry.card_readme(EntryKind::Saved, &saved.name)?);
+    say(&registry.card_readme(EntryKind::Saved, &saved_name)?);
     if context.json {
-        print_json(&serde_json::json!({
-            "store": registry.home(),
-            "base": base,
-            "trained": trained,
-            "job": job,
-            "saved": saved,
-            "gguf": exported,
-            "deployed": deployed_json,
-        }))?;
+        print_json(&DemoSummary {
+            store: registry.location(),
+            base,
+            trained,
+            job,
+            saved,
+            gguf: exported,
+            deployed: deployed_json,
+        })?;
     }
     Ok(())
 }

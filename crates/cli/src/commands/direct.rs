@@ -5,7 +5,8 @@ use loraforge_progress::Reporter;
 
 use super::Context;
 use crate::args::{ConvertArgs, InspectArgs, MergeArgs, QuantizeArgs};
-use crate::output::{print_json, println_stdout, user_error};
+use crate::diagnostics::user_error;
+use crate::output::{print_json, println_stdout};
 
 pub fn merge(context: &Context, args: MergeArgs) -> anyhow::Result<()> {
     let options = loraforge_adapter_merge::MergeOptions {

@@ -8,31 +8,21 @@ use loraforge_registry::{Job, JobState, Registry};
 
 use super::Context;
 use crate::args::JobsCommand;
-use crate::output::{print_json, println_stdout, table};
+use crate::output::{println_stdout, table};
 
 pub fn jobs(context: &Context, command: JobsCommand) -> anyhow::Result<()> {
     let registry = context.registry()?;
     match command {
-        JobsCommand::List => {
-            let jobs = registry.jobs()?;
-            if context.json {
-                return print_json(&jobs);
-            }
+        JobsCommand::List => context.emit(&registry.jobs()?, |jobs| {
             let rows: Vec<Vec<String>> = jobs.iter().map(job_row).collect();
-            println_stdout(&table(
-                &["ID", "STATE", "WHAT", "PROGRESS", "CREATED"],
-                &rows,
-            ));
-            Ok(())
-        }
+            table(&["ID", "STATE", "WHAT", "PROGRESS", "CREATED"], &rows)
+        }),
         JobsCommand::Show { id } => {
             let job = registry.job(&id)?;
-            if context.json {
-                return print_json(&job);
-            }
-            println_stdout(&describe(&job));
-            println_stdout(&format!("log: {}", registry.job_log(&job.id)?.display()));
-            Ok(())
+            let log = registry.job_log(&job.id)?;
+            context.emit(&job, |job| {
+                format!("{}\nlog: {}", describe(job), log.display())
+            })
         }
         JobsCommand::Wait { id, timeout } => {
             let job = wait(
@@ -45,41 +35,55 @@ pub fn jobs(context: &Context, command: JobsCommand) -> anyhow::Result<()> {
         }
         JobsCommand::Cancel { id } => {
             let job = registry.cancel_job(&id)?;
-            if context.json {
-                return print_json(&job);
-            }
-            println_stdout(&format!("job {} is {}", job.id, state_name(job.state)));
-            Ok(())
+            context.emit(&job, |job| {
+                format!("job {} is {}", job.id, state_name(job.state))
+            })
         }
-        JobsCommand::Run { id } => {
+        JobsCommand::Run {
+            id,
+            test_progress_delay_ms,
+        } => {
             // The detached worker: progress goes to the job record only.
-            let job = registry.run_job(&id, &loraforge_progress::NoProgress)?;
+            let reporter = SlowReporter(test_progress_delay_ms.map(Duration::from_millis));
+            let job = registry.run_job(&id, &reporter)?;
             println_stdout(&describe(&job));
             Ok(())
         }
     }
 }
 
+/// A reporter that only pauses at every progress step (the hidden `--test-progress-delay-ms`).
+struct SlowReporter(Option<Duration>);
+
+impl Reporter for SlowReporter {
+    fn begin(&self, _phase: &str, _total: Option<u64>) {}
+    fn advance(&self, _units: u64) {
+        if let Some(delay) = self.0 {
+            std::thread::sleep(delay);
+        }
+    }
+}
+
+/// What `trained save` was asked.
+pub struct SaveArgs<'a> {
+    pub trained: &'a str,
+    pub dtype: &'a str,
+    pub background: bool,
+    pub test_progress_delay_ms: Option<u64>,
+}
+
 /// `trained save NAME`: queue a save job, then run it here with a progress bar, or hand it to a
 /// detached worker process (`--background`).
-pub fn save(
-    context: &Context,
-    registry: &Registry,
-    trained: &str,
-    dtype: &str,
-    background: bool,
-) -> anyhow::Result<()> {
-    let job = registry.queue_save(trained, dtype)?;
+pub fn save(context: &Context, registry: &Registry, args: &SaveArgs) -> anyhow::Result<()> {
+    let trained = args.trained;
+    let job = registry.queue_save(trained, args.dtype)?;
     let loraforge_registry::JobKind::Save { saved, .. } = &job.kind;
-    if background {
-        if let Err(error) = spawn_worker(registry, &job) {
+    if args.background {
+        if let Err(error) = spawn_worker(context, registry, &job, args.test_progress_delay_ms) {
             registry.fail_job(&job.id, &format!("could not start the worker: {error:#}"))?;
             return Err(error);
         }
-        if context.json {
-            return print_json(&job);
-        }
-        println_stdout(&job.id);
+        context.emit(&job, |job| job.id.clone())?;
         context.status(&format!(
             "saving {trained} as {saved} in the background; follow it with `loraforge jobs wait {}`",
             job.id
@@ -93,7 +97,12 @@ pub fn save(
     finish(context, &job)
 }
 
-fn spawn_worker(registry: &Registry, job: &Job) -> anyhow::Result<()> {
+fn spawn_worker(
+    context: &Context,
+    registry: &Registry,
+    job: &Job,
+    delay_ms: Option<u64>,
+) -> anyhow::Result<()> {
     use std::os::unix::process::CommandExt;
     let exe = std::env::current_exe().context("cannot find the loraforge executable")?;
     let log_path = registry.job_log(&job.id)?;
@@ -103,11 +112,16 @@ fn spawn_worker(registry: &Registry, job: &Job) -> anyhow::Result<()> {
         .open(&log_path)
         .with_context(|| format!("cannot open the job log {}", log_path.display()))?;
     let log_err = log.try_clone()?;
-    std::process::Command::new(exe)
+    let mut worker = std::process::Command::new(exe);
+    worker
         .arg("--home")
-        .arg(registry.home())
+        .arg(context.home()?)
         .arg("--quiet")
-        .args(["jobs", "run", &job.id])
+        .args(["jobs", "run", &job.id]);
+    if let Some(ms) = delay_ms {
+        worker.arg("--test-progress-delay-ms").arg(ms.to_string());
+    }
+    worker
         .stdin(std::process::Stdio::null())
         .stdout(log)
         .stderr(log_err)
@@ -146,11 +160,7 @@ fn wait(
 }
 
 fn finish(context: &Context, job: &Job) -> anyhow::Result<()> {
-    if context.json {
-        print_json(job)?;
-    } else {
-        println_stdout(&describe(job));
-    }
+    context.emit(job, describe)?;
     match job.state {
         JobState::Failed => Err(anyhow::anyhow!(
             "job {} failed: {}",

@@ -1,18 +1,21 @@
-//! One module per command group; each calls the libraries and prints the result.
+//! One module per command group; each calls the libraries and prints the result. `show` (entry
+//! cards) is shared by the groups; `models` hands `trained save` to `jobs` and `saved deploy` to
+//! `deploy`, which call no other group.
 
 mod demo;
 mod deploy;
 mod direct;
 mod jobs;
 mod models;
+mod show;
 
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use loraforge_registry::Registry;
+use loraforge_registry::{Registry, RegistryOptions};
 
 use crate::args::{Cli, Command};
-use crate::output::user_error;
+use crate::diagnostics::user_error;
 use crate::progress::BarReporter;
 
 /// What every command gets: the global flags and, lazily, the store.
@@ -23,15 +26,23 @@ pub struct Context {
 }
 
 impl Context {
-    /// Open the store (`--home`, else `LORAFORGE_HOME`, else the platform data folder).
-    pub fn registry(&self) -> anyhow::Result<Registry> {
-        let home = match &self.home {
-            Some(home) => home.clone(),
-            None => Registry::default_home().ok_or_else(|| {
+    /// The store root: `--home`, else `LORAFORGE_HOME`, else the platform data folder.
+    pub fn home(&self) -> anyhow::Result<PathBuf> {
+        match &self.home {
+            Some(home) => Ok(home.clone()),
+            None => crate::env::store_home().ok_or_else(|| {
                 user_error("no store location: set LORAFORGE_HOME or pass --home DIR")
-            })?,
+            }),
+        }
+    }
+
+    /// Open the store (see [`Context::home`]).
+    pub fn registry(&self) -> anyhow::Result<Registry> {
+        let home = self.home()?;
+        let options = RegistryOptions {
+            lock_timeout: crate::env::lock_timeout(),
         };
-        Registry::open(&home)
+        Registry::open_with(&home, options)
             .with_context(|| format!("cannot open the store at {}", home.display()))
     }
 
@@ -43,6 +54,15 @@ impl Context {
     /// A status line on stderr (not in quiet or JSON mode).
     pub fn status(&self, text: &str) {
         crate::output::status(self.quiet || self.json, text);
+    }
+
+    /// Print a result: `value` as JSON with `--json`, else the text `describe` makes of it.
+    pub fn emit<T: serde::Serialize + ?Sized>(
+        &self,
+        value: &T,
+        describe: impl FnOnce(&T) -> String,
+    ) -> anyhow::Result<()> {
+        crate::output::emit(self.json, value, describe)
     }
 }
 

@@ -1,10 +1,13 @@
-//! `base`, `trained` and `saved` commands.
+//! `base`, `trained` and `saved` commands; `trained save` and `saved deploy` hand over to the
+//! `jobs` and `deploy` modules (which depend on neither this module nor each other).
 
-use loraforge_registry::{BaseAddOptions, EntryKind, Registry};
+use loraforge_registry::{BaseAddOptions, EntryKind};
+use serde::Serialize;
 
+use super::show::show;
 use super::Context;
-use crate::args::{BaseCommand, SavedCommand, ShowArgs, TrainedCommand};
-use crate::output::{print_json, println_stdout, table};
+use crate::args::{BaseCommand, SavedCommand, TrainedCommand};
+use crate::output::table;
 
 pub fn base(context: &Context, command: BaseCommand) -> anyhow::Result<()> {
     let registry = context.registry()?;
@@ -16,57 +19,49 @@ pub fn base(context: &Context, command: BaseCommand) -> anyhow::Result<()> {
             copy,
         } => {
             let record = registry.add_base(&path, &name, &BaseAddOptions { copy, template })?;
-            if context.json {
-                return print_json(&record);
-            }
-            println_stdout(&format!(
-                "registered base model {} ({}, {})",
-                record.technical_name,
-                record
-                    .architecture
-                    .as_deref()
-                    .unwrap_or("unknown architecture"),
-                if record.copied {
-                    "copied into the store"
-                } else {
-                    "referenced in place"
-                }
-            ));
-            Ok(())
+            context.emit(&record, |record| {
+                format!(
+                    "registered base model {} ({}, {})",
+                    record.technical_name,
+                    record
+                        .architecture
+                        .as_deref()
+                        .unwrap_or("unknown architecture"),
+                    if record.copied {
+                        "copied into the store"
+                    } else {
+                        "referenced in place"
+                    }
+                )
+            })
         }
-        BaseCommand::List => {
-            let records = registry.bases()?;
-            if context.json {
-                return print_json(&records);
-            }
+        BaseCommand::List => context.emit(&registry.bases()?, |records| {
             let rows: Vec<Vec<String>> = records
                 .iter()
                 .map(|r| {
                     vec![
-                        r.technical_name.clone(),
+                        r.technical_name.to_string(),
                         r.architecture.clone().unwrap_or_default(),
-                        if r.has_template {
-                            "yes".into()
-                        } else {
-                            "no".into()
-                        },
+                        if r.has_template { "yes" } else { "no" }.into(),
                         r.model_dir.display().to_string(),
                     ]
                 })
                 .collect();
-            println_stdout(&table(&["NAME", "ARCHITECTURE", "TEMPLATE", "PATH"], &rows));
-            Ok(())
-        }
+            table(&["NAME", "ARCHITECTURE", "TEMPLATE", "PATH"], &rows)
+        }),
         BaseCommand::Show(args) => show(context, &registry, EntryKind::Base, &args),
         BaseCommand::Rm { name, force } => {
             let record = registry.remove_base(&name, force)?;
-            if context.json {
-                return print_json(&record);
-            }
-            println_stdout(&format!("removed base model {name}"));
-            Ok(())
+            context.emit(&record, |_| format!("removed base model {name}"))
         }
     }
+}
+
+/// What `trained rm --json` prints.
+#[derive(Serialize)]
+struct TrainedRemoved<'a> {
+    removed: &'a str,
+    purged: bool,
 }
 
 pub fn trained(context: &Context, command: TrainedCommand) -> anyhow::Result<()> {
@@ -79,46 +74,34 @@ pub fn trained(context: &Context, command: TrainedCommand) -> anyhow::Result<()>
             checkpoint,
         } => {
             let record = registry.add_trained(&path, &base, &train_name, checkpoint)?;
-            if context.json {
-                return print_json(&record);
-            }
-            let which = match record.checkpoint {
-                Some(step) => format!("checkpoint-{step}"),
-                None => "final adapter".to_string(),
-            };
-            println_stdout(&format!(
-                "registered trained model {} ({which})",
-                record.name
-            ));
-            Ok(())
+            context.emit(&record, |record| {
+                let which = match record.checkpoint {
+                    Some(step) => format!("checkpoint-{step}"),
+                    None => "final adapter".to_string(),
+                };
+                format!("registered trained model {} ({which})", record.name)
+            })
         }
-        TrainedCommand::List => {
-            let records = registry.trained_models()?;
-            if context.json {
-                return print_json(&records);
-            }
+        TrainedCommand::List => context.emit(&registry.trained_models()?, |records| {
             let rows: Vec<Vec<String>> = records
                 .iter()
                 .map(|r| {
                     vec![
-                        r.name.clone(),
-                        r.base.clone(),
-                        r.train_name.clone(),
+                        r.name.to_string(),
+                        r.base.to_string(),
+                        r.train_name.to_string(),
                         r.date.to_string(),
                         if r.adapter_present {
-                            "present".into()
+                            "present"
                         } else {
-                            "removed".into()
-                        },
+                            "removed"
+                        }
+                        .into(),
                     ]
                 })
                 .collect();
-            println_stdout(&table(
-                &["NAME", "BASE", "TRAIN NAME", "DATE", "ADAPTER"],
-                &rows,
-            ));
-            Ok(())
-        }
+            table(&["NAME", "BASE", "TRAIN NAME", "DATE", "ADAPTER"], &rows)
+        }),
         TrainedCommand::Show(args) => show(context, &registry, EntryKind::Trained, &args),
         TrainedCommand::Rm { name, purge } => {
             if purge {
@@ -126,86 +109,65 @@ pub fn trained(context: &Context, command: TrainedCommand) -> anyhow::Result<()>
             } else {
                 registry.remove_trained(&name)?;
             }
-            if context.json {
-                return print_json(&serde_json::json!({ "removed": name, "purged": purge }));
-            }
-            println_stdout(&format!(
-                "removed the adapter files of {name}{}",
-                if purge {
-                    " and its record"
-                } else {
-                    "; saved models made from it are unaffected"
-                }
-            ));
-            Ok(())
+            let removed = TrainedRemoved {
+                removed: &name,
+                purged: purge,
+            };
+            context.emit(&removed, |_| {
+                format!(
+                    "removed the adapter files of {name}{}",
+                    if purge {
+                        " and its record"
+                    } else {
+                        "; saved models made from it are unaffected"
+                    }
+                )
+            })
         }
         TrainedCommand::Save {
             name,
             background,
             dtype,
-        } => super::jobs::save(context, &registry, &name, &dtype, background),
+            test_progress_delay_ms,
+        } => super::jobs::save(
+            context,
+            &registry,
+            &super::jobs::SaveArgs {
+                trained: &name,
+                dtype: &dtype,
+                background,
+                test_progress_delay_ms,
+            },
+        ),
     }
 }
 
 pub fn saved(context: &Context, command: SavedCommand) -> anyhow::Result<()> {
     let registry = context.registry()?;
     match command {
-        SavedCommand::List => {
-            let records = registry.saved_models()?;
-            if context.json {
-                return print_json(&records);
-            }
+        SavedCommand::List => context.emit(&registry.saved_models()?, |records| {
             let rows: Vec<Vec<String>> = records
                 .iter()
                 .map(|r| {
                     let bytes: u64 = r.files.iter().map(|f| f.bytes).sum();
                     vec![
-                        r.name.clone(),
-                        r.trained.clone(),
+                        r.name.to_string(),
+                        r.trained.to_string(),
                         r.dtype.clone(),
                         format!("{:.1} MB", bytes as f64 / 1e6),
                         r.created.format("%Y-%m-%d %H:%M").to_string(),
                     ]
                 })
                 .collect();
-            println_stdout(&table(
-                &["NAME", "TRAINED", "DTYPE", "SIZE", "CREATED"],
-                &rows,
-            ));
-            Ok(())
-        }
+            table(&["NAME", "TRAINED", "DTYPE", "SIZE", "CREATED"], &rows)
+        }),
         SavedCommand::Show(args) => show(context, &registry, EntryKind::Saved, &args),
         SavedCommand::Rm { name } => {
             let record = registry.remove_saved(&name)?;
-            if context.json {
-                return print_json(&record);
-            }
-            println_stdout(&format!(
-                "removed saved model {name}; its deployments are unaffected"
-            ));
-            Ok(())
+            context.emit(&record, |_| {
+                format!("removed saved model {name}; its deployments are unaffected")
+            })
         }
         SavedCommand::Deploy(args) => super::deploy::deploy(context, &registry, args),
     }
-}
-
-/// `show NAME`: the card as JSON (`--json`), as Markdown (`--readme`), or the record summary.
-pub fn show(
-    context: &Context,
-    registry: &Registry,
-    kind: EntryKind,
-    args: &ShowArgs,
-) -> anyhow::Result<()> {
-    if args.readme {
-        println_stdout(&registry.card_readme(kind, &args.name)?);
-        return Ok(());
-    }
-    if context.json {
-        let card: serde_json::Value = serde_json::from_str(&registry.card_json(kind, &args.name)?)?;
-        return print_json(&card);
-    }
-    let dir = registry.entry_dir(kind, &args.name)?;
-    println_stdout(&registry.card_readme(kind, &args.name)?);
-    println_stdout(&format!("\nfiles: {}", dir.display()));
-    Ok(())
 }

@@ -6,12 +6,14 @@ use std::time::Duration;
 
 use loraforge_ollama_client::{
     deploy_gguf, Client, ClientOptions, GenerateRequest, Modelfile, OllamaHost,
-    TEST_OLLAMA_HOST_ENV,
 };
 use loraforge_progress::NoProgress;
 use serde_json::json;
 
 use crate::common::{fixture, recorded_digest};
+
+/// Opt-in variable of this test: when set, it runs against this real Ollama server.
+const TEST_OLLAMA_HOST_ENV: &str = "LORAFORGE_TEST_OLLAMA_HOST";
 
 #[tokio::test]
 async fn deploy_and_generate_on_a_real_ollama() {

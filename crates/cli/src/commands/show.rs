@@ -1,0 +1,28 @@
+//! `base|trained|saved|deployed show NAME`: an entry's model card.
+
+use loraforge_registry::{EntryKind, Registry};
+
+use super::Context;
+use crate::args::ShowArgs;
+use crate::output::{print_json, println_stdout};
+
+/// The card as JSON (`--json`), as Markdown (`--readme`), or the README and where the files are.
+pub fn show(
+    context: &Context,
+    registry: &Registry,
+    kind: EntryKind,
+    args: &ShowArgs,
+) -> anyhow::Result<()> {
+    if args.readme {
+        println_stdout(&registry.card_readme(kind, &args.name)?);
+        return Ok(());
+    }
+    if context.json {
+        let card: serde_json::Value = serde_json::from_str(&registry.card_json(kind, &args.name)?)?;
+        return print_json(&card);
+    }
+    let dir = registry.entry_dir(kind, &args.name)?;
+    println_stdout(&registry.card_readme(kind, &args.name)?);
+    println_stdout(&format!("\nfiles: {}", dir.display()));
+    Ok(())
+}

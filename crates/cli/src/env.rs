@@ -1,0 +1,45 @@
+//! Every environment variable loraforge reads, in one place. Libraries read none: what these
+//! say is passed to them as options.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use loraforge_ollama_client::OllamaHost;
+
+/// The store root; `--home` overrides it. Default: the platform data folder
+/// (`~/.local/share/loraforge`).
+pub const LORAFORGE_HOME: &str = "LORAFORGE_HOME";
+
+/// The Ollama server (`host`, `host:port` or `scheme://host:port/path`, as Ollama reads it);
+/// `--host` overrides it. Default: `127.0.0.1:11434`.
+pub const OLLAMA_HOST: &str = "OLLAMA_HOST";
+
+/// Seconds a command waits for the store lock before failing (fractions allowed). Default: 30.
+pub const LORAFORGE_LOCK_TIMEOUT: &str = "LORAFORGE_LOCK_TIMEOUT";
+
+/// The store root: `LORAFORGE_HOME` when set and not empty, else the platform data folder.
+pub fn store_home() -> Option<PathBuf> {
+    match std::env::var_os(LORAFORGE_HOME) {
+        Some(home) if !home.is_empty() => Some(PathBuf::from(home)),
+        _ => dirs::data_dir().map(|d| d.join("loraforge")),
+    }
+}
+
+/// The lock wait: `LORAFORGE_LOCK_TIMEOUT` when it is a non-negative number of seconds, else
+/// the registry's default.
+pub fn lock_timeout() -> Duration {
+    std::env::var(LORAFORGE_LOCK_TIMEOUT)
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64)
+        .unwrap_or(loraforge_registry::DEFAULT_LOCK_TIMEOUT)
+}
+
+/// The Ollama server: `--host` when given, else `OLLAMA_HOST`, else the default.
+pub fn ollama_host(flag: Option<&str>) -> OllamaHost {
+    match flag {
+        Some(text) => OllamaHost::parse(text),
+        None => OllamaHost::parse(&std::env::var(OLLAMA_HOST).unwrap_or_default()),
+    }
+}
