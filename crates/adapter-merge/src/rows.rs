@@ -9,7 +9,7 @@ use crate::update::{LoraUpdate, RowBlock, Scratch};
 pub(crate) fn merge_rows(
     backend: Backend,
     u: &LoraUpdate<'_>,
-    mut block: RowBlock<'_>,
+    block: RowBlock<'_>,
     scratch: &mut Scratch,
 ) -> Option<usize> {
     if crate::fused::applicable(u, block.w_dtype, block.out_dtype)

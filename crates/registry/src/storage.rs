@@ -16,7 +16,9 @@ use std::time::Duration;
 use crate::error::Result;
 
 /// The four kinds of entries in the store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum EntryKind {
     /// A base model (a Hugging Face folder, copied or referenced).
