@@ -278,7 +278,7 @@ fn deleting_a_saved_model_keeps_its_deployments() {
     f.registry.remove_saved(&saved).unwrap();
     assert!(f.registry.saved_models().unwrap().is_empty());
     let still = f.registry.deployed_models().unwrap();
-    assert_eq!(still, [deployed.clone()]);
+    assert_eq!(still.as_slice(), std::slice::from_ref(&deployed));
     // Its card keeps the whole lineage although the saved entry is gone.
     let card = f
         .registry
