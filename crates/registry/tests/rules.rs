@@ -266,7 +266,7 @@ fn deleting_a_saved_model_keeps_its_deployments() {
     let deployed = runtime
         .block_on(f.registry.deploy(
             &saved,
-            loraforge_naming::QuantType::Q8_0,
+            loraforge_naming::QuantType::Quantized(loraforge_naming::FileType::Q8_0),
             &options,
             &NoProgress,
         ))

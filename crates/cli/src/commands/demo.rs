@@ -113,12 +113,7 @@ pub fn demo(context: &Context, args: DemoArgs) -> anyhow::Result<()> {
         server_quantize: false,
         smoke_test: true,
     };
-    let deployed = runtime.block_on(registry.deploy(
-        &saved_name,
-        q4_k_m,
-        &options,
-        &reporter,
-    ));
+    let deployed = runtime.block_on(registry.deploy(&saved_name, q4_k_m, &options, &reporter));
     drop(reporter);
     let deployed_json = match &deployed {
         Ok(record) => {
