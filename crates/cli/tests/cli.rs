@@ -1015,6 +1015,50 @@ fn unusable_input_to_merge_exits_2_and_failures_say_so_once() {
 }
 
 #[test]
+fn unusable_input_to_convert_quantize_and_inspect_exits_2() {
+    let env = env();
+    let work = tempfile::tempdir().unwrap();
+    let not_gguf = work.path().join("not.gguf");
+    std::fs::write(&not_gguf, b"this is not a GGUF file").unwrap();
+    let out = work.path().join("out.gguf");
+    let no_model = work.path().join("empty");
+    std::fs::create_dir_all(&no_model).unwrap();
+    let missing = work.path().join("missing.gguf");
+    let cases: Vec<Vec<&str>> = vec![
+        vec![
+            "convert",
+            no_model.to_str().unwrap(),
+            out.to_str().unwrap(),
+            "--outtype",
+            "f16",
+        ],
+        vec![
+            "quantize",
+            not_gguf.to_str().unwrap(),
+            out.to_str().unwrap(),
+            "Q8_0",
+        ],
+        vec!["inspect", not_gguf.to_str().unwrap()],
+        vec!["inspect", missing.to_str().unwrap()],
+    ];
+    for args in cases {
+        let output = env.fails(&args);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: unusable input exits 2: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).starts_with("error: "),
+            "{}",
+            stderr(&output)
+        );
+    }
+    assert!(!out.exists());
+}
+
+#[test]
 fn a_refusal_from_a_running_ollama_is_not_blamed_on_a_stopped_server() {
     let env = env();
     env.add_base();
