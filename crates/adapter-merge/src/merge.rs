@@ -97,8 +97,9 @@ pub fn merge(options: &MergeOptions, reporter: &dyn Reporter) -> Result<MergeRep
         }
     }
     let base = HfModel::open(&options.base_dir)?;
-    let config = AdapterConfig::load(&options.adapter_dir)?;
+    let mut config = AdapterConfig::load(&options.adapter_dir)?;
     config.check_mergeable()?;
+    config.resolve_default_targets(base.config().get("model_type").and_then(|v| v.as_str()))?;
     let weights_path = options.adapter_dir.join(ADAPTER_WEIGHTS_FILE);
     if !weights_path.is_file() {
         let bin = options.adapter_dir.join("adapter_model.bin");
