@@ -65,6 +65,9 @@ pub use merge::merge;
 /// File name of the adapter weights.
 pub const ADAPTER_WEIGHTS_FILE: &str = "adapter_model.safetensors";
 
+/// The most worker threads a merge starts per CPU core, whatever [`MergeOptions::threads`] asks.
+pub const MAX_THREADS_PER_CPU: usize = 4;
+
 /// Output dtype of the merged model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OutputDtype {
@@ -117,7 +120,8 @@ pub struct MergeOptions {
     pub dtype: OutputDtype,
     /// Largest shard in bytes (see [`parse_size`]; transformers' default is 5 GB).
     pub max_shard_size: u64,
-    /// Worker threads (`None`: all cores).
+    /// Worker threads (`None`: all cores; at most [`MAX_THREADS_PER_CPU`] per core; 0 is
+    /// refused).
     pub threads: Option<usize>,
     /// Replace an existing output folder.
     pub force: bool,
@@ -436,6 +440,12 @@ pub enum MergeError {
     BadDtype {
         /// The text.
         value: String,
+    },
+    /// `threads` is 0.
+    #[error("{requested} worker threads: a merge needs at least one")]
+    BadThreads {
+        /// The request.
+        requested: usize,
     },
     /// A worker thread pool could not be built.
     #[error("could not start worker threads: {reason}")]

@@ -187,13 +187,8 @@ pub fn merge(options: &MergeOptions, reporter: &dyn Reporter) -> Result<MergeRep
     });
     let order: Vec<String> = writer.write_order().iter().map(|s| s.to_string()).collect();
 
-    let threads = options.threads.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    });
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads.max(1))
+        .num_threads(worker_threads(options.threads)?)
         .build()
         .map_err(|e| MergeError::Threads {
             reason: e.to_string(),
@@ -387,6 +382,18 @@ pub fn merge(options: &MergeOptions, reporter: &dyn Reporter) -> Result<MergeRep
         },
         warnings,
     })
+}
+
+/// Pool size: the cores by default; a request is capped at [`crate::MAX_THREADS_PER_CPU`] per
+/// core (more only adds switching, and `--threads 100000` would exhaust the process); 0 is
+/// refused.
+fn worker_threads(requested: Option<usize>) -> Result<usize, MergeError> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    match requested {
+        None => Ok(cpus),
+        Some(0) => Err(MergeError::BadThreads { requested: 0 }),
+        Some(n) => Ok(n.min(cpus.saturating_mul(crate::MAX_THREADS_PER_CPU))),
+    }
 }
 
 /// The last path component of a model reference (`org/name`, a local path).

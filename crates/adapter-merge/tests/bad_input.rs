@@ -399,3 +399,14 @@ proptest! {
         );
     }
 }
+
+#[test]
+fn thread_counts_are_bounded() {
+    let adapter = fixtures().join("a_llama_qv/adapter");
+    let e = run(&base("a_llama_qv"), &adapter, |o| o.threads = Some(0)).unwrap_err();
+    assert!(matches!(e, MergeError::BadThreads { requested: 0 }), "{e}");
+    // capped at a few per core instead of starting a hundred thousand threads
+    let start = std::time::Instant::now();
+    run(&base("a_llama_qv"), &adapter, |o| o.threads = Some(100_000)).unwrap();
+    assert!(start.elapsed() < std::time::Duration::from_secs(30));
+}
