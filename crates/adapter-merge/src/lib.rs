@@ -235,6 +235,9 @@ pub enum MergeError {
     /// Reading the base model (or writing the output) failed.
     #[error(transparent)]
     Model(#[from] HfModelError),
+    /// The output path cannot take a folder, or the temporary folder failed.
+    #[error(transparent)]
+    Staging(#[from] loraforge_staging::StagingError),
     /// I/O error on a file.
     #[error("I/O error on {path}")]
     Io {
