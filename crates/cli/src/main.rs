@@ -4,6 +4,7 @@ mod args;
 mod commands;
 mod output;
 mod progress;
+mod signals;
 
 use std::process::ExitCode;
 
@@ -11,6 +12,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
+    signals::remove_temporaries_on_termination();
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => output::report_error(&error),
