@@ -138,7 +138,7 @@ pub fn merge(options: &MergeOptions, reporter: &dyn Reporter) -> Result<MergeRep
     let tmp = loraforge_staging::Staged::dir_beside(out_dir)?;
 
     let mut writer = SafetensorsShardWriter::new(
-        &tmp.path(),
+        tmp.path(),
         specs,
         options.max_shard_size,
         base.parameter_count(),
@@ -284,7 +284,7 @@ pub fn merge(options: &MergeOptions, reporter: &dyn Reporter) -> Result<MergeRep
     };
     let checksums = options.sha256;
     output_files.push(write_side_file(
-        &tmp.path(),
+        tmp.path(),
         CONFIG_FILE,
         &config_bytes,
         checksums,
@@ -293,7 +293,7 @@ pub fn merge(options: &MergeOptions, reporter: &dyn Reporter) -> Result<MergeRep
     if gen.is_file() {
         let bytes = std::fs::read(&gen).map_err(io_err(&gen))?;
         output_files.push(write_side_file(
-            &tmp.path(),
+            tmp.path(),
             "generation_config.json",
             &bytes,
             checksums,
@@ -312,7 +312,7 @@ pub fn merge(options: &MergeOptions, reporter: &dyn Reporter) -> Result<MergeRep
             let p = src.join(f);
             if p.is_file() {
                 let bytes = std::fs::read(&p).map_err(io_err(&p))?;
-                output_files.push(write_side_file(&tmp.path(), f, &bytes, checksums)?);
+                output_files.push(write_side_file(tmp.path(), f, &bytes, checksums)?);
             }
         }
     }

@@ -18,7 +18,7 @@ fn raw_safetensors(dir: &Path, header: &str, data_len: usize) -> PathBuf {
     let p = dir.join("raw.safetensors");
     let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
     bytes.extend_from_slice(header.as_bytes());
-    bytes.extend(std::iter::repeat_n(0u8, data_len));
+    bytes.resize(bytes.len() + data_len, 0);
     std::fs::write(&p, bytes).unwrap();
     p
 }
