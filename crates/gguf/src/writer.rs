@@ -46,6 +46,14 @@ where
 /// Why a GGUF file could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
+    /// A dimension is zero (the reader, like ggml, refuses such tensors).
+    #[error("tensor `{tensor}` has a zero-sized dimension (dims {dims:?})")]
+    ZeroDim {
+        /// Tensor name.
+        tensor: String,
+        /// Its dims.
+        dims: Vec<u64>,
+    },
     /// A metadata key is empty (ggml aborts on those).
     #[error("metadata key #{index} is empty")]
     EmptyKey {
@@ -436,6 +444,12 @@ fn validate_tensor(info: &TensorInfo) -> Result<(), WriteError> {
         return Err(WriteError::TooManyDims {
             tensor: info.name.clone(),
             n_dims: info.dims.len(),
+        });
+    }
+    if info.dims.contains(&0) {
+        return Err(WriteError::ZeroDim {
+            tensor: info.name.clone(),
+            dims: info.dims.clone(),
         });
     }
     let block = info.ty.block_size();
