@@ -122,3 +122,93 @@ fn a_merge_onto_a_socket_path_is_refused_and_the_socket_stays() {
         .file_type()
         .is_socket());
 }
+
+#[cfg(unix)]
+#[test]
+fn convert_and_quantize_refuse_outputs_that_are_not_regular_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = demo(dir.path());
+    let gguf = dir.path().join("m.bf16.gguf");
+    let output = loraforge()
+        .args(["convert", &demo.base_dir.display().to_string()])
+        .arg(&gguf)
+        .args(["--outtype", "bf16"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output));
+    let socket = dir.path().join("out.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    for args in [
+        vec![
+            "convert".to_string(),
+            demo.base_dir.display().to_string(),
+            socket.display().to_string(),
+            "--outtype".into(),
+            "q4_K_M".into(),
+        ],
+        vec![
+            "quantize".to_string(),
+            gguf.display().to_string(),
+            socket.display().to_string(),
+            "q8_0".into(),
+        ],
+    ] {
+        let output = loraforge().args(&args).output().unwrap();
+        assert!(!output.status.success(), "{args:?}");
+        assert!(text(&output).contains("a socket"), "{}", text(&output));
+        use std::os::unix::fs::FileTypeExt;
+        assert!(std::fs::symlink_metadata(&socket)
+            .unwrap()
+            .file_type()
+            .is_socket());
+        assert!(temporaries(dir.path()).is_empty());
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_convert_stopped_by_sigterm_leaves_nothing_and_stale_temporaries_are_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = demo(dir.path());
+    let work = dir.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    let out = work.join("m.q4_K_M.gguf");
+    let convert = |delay: &str| {
+        let mut cmd = loraforge();
+        cmd.args(["convert", &demo.base_dir.display().to_string()])
+            .arg(&out)
+            .args(["--outtype", "q4_K_M"])
+            .env("LORAFORGE_TEST_PROGRESS_DELAY_MS", delay)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        cmd
+    };
+    let mut child = convert("200").spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while temporaries(&work).is_empty() {
+        assert!(Instant::now() < deadline, "convert never staged anything");
+        assert!(child.try_wait().unwrap().is_none(), "convert ended too early");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    // SAFETY: kill(2) on our own child.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    assert_eq!(child.wait().unwrap().code(), Some(128 + libc::SIGTERM));
+    assert!(temporaries(&work).is_empty(), "{:?}", temporaries(&work));
+    assert!(!out.exists());
+
+    // what a SIGKILL leaves (it cannot be handled) is removed by the next run
+    let mut child = convert("200").spawn().unwrap();
+    while temporaries(&work).is_empty() {
+        assert!(Instant::now() < deadline, "convert never staged anything");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!temporaries(&work).is_empty(), "SIGKILL leaves its temporaries");
+    let status = convert("0").status().unwrap();
+    assert!(status.success());
+    assert!(temporaries(&work).is_empty(), "{:?}", temporaries(&work));
+    assert!(out.is_file());
+}

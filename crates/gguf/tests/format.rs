@@ -714,6 +714,6 @@ fn output_failures_are_io_errors() {
     let missing = dir.path().join("no-such-dir").join("out.gguf");
     assert!(matches!(
         w.write_to_path(&missing, &mut src, &WriteOptions::default()),
-        Err(WriteError::File { .. })
+        Err(WriteError::Staging(_))
     ));
 }
