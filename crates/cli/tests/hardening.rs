@@ -187,7 +187,10 @@ fn a_convert_stopped_by_sigterm_leaves_nothing_and_stale_temporaries_are_removed
     let deadline = Instant::now() + Duration::from_secs(60);
     while temporaries(&work).is_empty() {
         assert!(Instant::now() < deadline, "convert never staged anything");
-        assert!(child.try_wait().unwrap().is_none(), "convert ended too early");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "convert ended too early"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(Duration::from_millis(300));
@@ -206,7 +209,10 @@ fn a_convert_stopped_by_sigterm_leaves_nothing_and_stale_temporaries_are_removed
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(!temporaries(&work).is_empty(), "SIGKILL leaves its temporaries");
+    assert!(
+        !temporaries(&work).is_empty(),
+        "SIGKILL leaves its temporaries"
+    );
     let status = convert("0").status().unwrap();
     assert!(status.success());
     assert!(temporaries(&work).is_empty(), "{:?}", temporaries(&work));

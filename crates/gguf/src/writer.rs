@@ -608,4 +608,3 @@ impl Write for HashingWriter {
         self.inner.flush()
     }
 }
-

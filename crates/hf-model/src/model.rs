@@ -419,13 +419,16 @@ impl ShardIndex {
 
     /// The shard files joined to the model folder `dir`, each checked like [`HfModel::open`]
     /// checks them: a regular file that, through symlinks, stays inside `dir` (or a Hugging Face
-    /// cache snapshot's `blobs/`).
+    /// cache snapshot's `blobs/`). A file that does not exist is returned unchecked, for the
+    /// caller to report as missing with the tensors it should hold.
     pub fn shard_paths(&self, dir: &Path) -> Result<Vec<PathBuf>, HfModelError> {
         self.files
             .iter()
             .map(|f| {
                 let path = dir.join(f);
-                check_weight_file(dir, &path)?;
+                if path.symlink_metadata().is_ok() {
+                    check_weight_file(dir, &path)?;
+                }
                 Ok(path)
             })
             .collect()
