@@ -591,7 +591,8 @@ fn convert_inner(
                                 .send(Ok(chunk))
                                 .map_err(|_| "the writer stopped".into())
                         },
-                    )?;
+                    )
+                    .map_err(|e| format!("tensor {}: {e}", t.name))?;
                 }
                 Ok(())
             };
