@@ -12,6 +12,48 @@ use crate::MergeError;
 /// File name of the adapter config.
 pub const ADAPTER_CONFIG_FILE: &str = "adapter_config.json";
 
+/// PEFT's default LoRA targets per `config.json` `model_type`, used when `target_modules` is
+/// absent (`TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING`, `peft/utils/constants.py` at
+/// huggingface/peft 00073fe). PEFT refuses a model type missing from this table.
+pub const DEFAULT_LORA_TARGETS: &[(&str, &[&str])] = &[
+    ("t5", &["q", "v"]),
+    ("mt5", &["q", "v"]),
+    ("bart", &["q_proj", "v_proj"]),
+    ("gpt2", &["c_attn"]),
+    ("bloom", &["query_key_value"]),
+    ("blip-2", &["q", "v", "q_proj", "v_proj"]),
+    ("opt", &["q_proj", "v_proj"]),
+    ("gptj", &["q_proj", "v_proj"]),
+    ("gpt_neox", &["query_key_value"]),
+    ("gpt_neo", &["q_proj", "v_proj"]),
+    ("bert", &["query", "value"]),
+    ("roberta", &["query", "value"]),
+    ("xlm-roberta", &["query", "value"]),
+    ("electra", &["query", "value"]),
+    ("deberta-v2", &["query_proj", "value_proj"]),
+    ("deberta", &["in_proj"]),
+    ("layoutlm", &["query", "value"]),
+    ("llama", &["q_proj", "v_proj"]),
+    ("llama4", &["q_proj", "v_proj"]),
+    ("chatglm", &["query_key_value"]),
+    ("gpt_bigcode", &["c_attn"]),
+    ("mpt", &["Wqkv"]),
+    ("RefinedWebModel", &["query_key_value"]),
+    ("RefinedWeb", &["query_key_value"]),
+    ("falcon", &["query_key_value"]),
+    ("btlm", &["c_proj", "c_attn"]),
+    ("codegen", &["qkv_proj"]),
+    ("mistral", &["q_proj", "v_proj"]),
+    ("mixtral", &["q_proj", "v_proj"]),
+    ("stablelm", &["q_proj", "v_proj"]),
+    ("phi", &["q_proj", "v_proj", "fc1", "fc2"]),
+    ("gemma", &["q_proj", "v_proj"]),
+    ("gemma2", &["q_proj", "v_proj"]),
+    ("gemma3_text", &["q_proj", "v_proj"]),
+    ("qwen2", &["q_proj", "v_proj"]),
+    ("qwen3", &["q_proj", "v_proj"]),
+];
+
 /// `target_modules` / `exclude_modules`: a list of names (matched as a full name or a
 /// `.`-separated suffix), or one regex that must match the whole module name.
 #[derive(Debug, Clone, PartialEq)]
@@ -270,6 +312,33 @@ impl AdapterConfig {
             });
         }
         Ok(())
+    }
+
+    /// Fills in `target_modules` when the file has none, as PEFT does when it loads such an
+    /// adapter: the default targets of the base's `model_type` ([`DEFAULT_LORA_TARGETS`]); a
+    /// model type without defaults is refused (PEFT: "Please specify `target_modules`").
+    pub fn resolve_default_targets(&mut self, model_type: Option<&str>) -> Result<(), MergeError> {
+        if self.target_modules.is_some() {
+            return Ok(());
+        }
+        let defaults = model_type.and_then(|t| {
+            DEFAULT_LORA_TARGETS
+                .iter()
+                .find(|(name, _)| *name == t)
+                .map(|(_, targets)| targets)
+        });
+        match defaults {
+            Some(targets) => {
+                self.target_modules = Some(ModuleSelector::Names(
+                    targets.iter().map(|t| t.to_string()).collect(),
+                ));
+                Ok(())
+            }
+            None => Err(MergeError::NoDefaultTargets {
+                path: self.path.clone(),
+                model_type: model_type.map(str::to_string),
+            }),
+        }
     }
 
     /// Rank for a module (`rank_pattern`: first key whose regex `(.*\.)?(KEY)$` matches wins).

@@ -60,12 +60,15 @@ mod update;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use config::{AdapterConfig, ModuleSelector, ADAPTER_CONFIG_FILE};
+pub use config::{AdapterConfig, ModuleSelector, ADAPTER_CONFIG_FILE, DEFAULT_LORA_TARGETS};
 pub use loraforge_hf_model::{Dtype, HfModelError};
 pub use merge::merge;
 
 /// File name of the adapter weights.
 pub const ADAPTER_WEIGHTS_FILE: &str = "adapter_model.safetensors";
+
+/// The most worker threads a merge starts per CPU core, whatever [`MergeOptions::threads`] asks.
+pub const MAX_THREADS_PER_CPU: usize = 4;
 
 /// Output dtype of the merged model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -119,7 +122,8 @@ pub struct MergeOptions {
     pub dtype: OutputDtype,
     /// Largest shard in bytes (see [`parse_size`]; transformers' default is 5 GB).
     pub max_shard_size: u64,
-    /// Worker threads (`None`: all cores).
+    /// Worker threads (`None`: all cores; at most [`MAX_THREADS_PER_CPU`] per core; 0 is
+    /// refused).
     pub threads: Option<usize>,
     /// Replace an existing output folder.
     pub force: bool,
@@ -233,6 +237,9 @@ pub enum MergeError {
     /// Reading the base model (or writing the output) failed.
     #[error(transparent)]
     Model(#[from] HfModelError),
+    /// The output path cannot take a folder, or the temporary folder failed.
+    #[error(transparent)]
+    Staging(#[from] loraforge_staging::StagingError),
     /// I/O error on a file.
     #[error("I/O error on {path}")]
     Io {
@@ -291,6 +298,49 @@ pub enum MergeError {
         keys: Vec<String>,
         /// `base_model_name_or_path` of the adapter.
         adapter_base: Option<String>,
+    },
+    /// `target_modules` is absent and PEFT has no default targets for the base's architecture.
+    #[error("{path} has no target_modules and PEFT has no default targets for model_type {}; add target_modules to the adapter config", model_type.as_deref().map(|t| format!("{t:?}")).unwrap_or_else(|| "(none in config.json)".into()))]
+    NoDefaultTargets {
+        /// The adapter config.
+        path: PathBuf,
+        /// `model_type` of the base's `config.json`.
+        model_type: Option<String>,
+    },
+    /// `target_modules` matches no module of the base (PEFT: "Target modules … not found in the
+    /// base model").
+    #[error("target_modules {targets} in {path} match no module of the base at {base}: the adapter would change nothing. Check target_modules, or that this is the base the adapter was trained on")]
+    NoModuleTargeted {
+        /// The adapter config.
+        path: PathBuf,
+        /// The base folder.
+        base: PathBuf,
+        /// The selector, as written.
+        targets: String,
+    },
+    /// The adapter's LoRA tensors all sit on modules its config does not target: PEFT would load
+    /// none of them and the merge would return the base unchanged.
+    #[error("every LoRA module in {adapter} ({}) is outside target_modules in its adapter_config.json: PEFT ignores them all and the merge would change nothing. Fix target_modules in the adapter config", modules.join(", "))]
+    AllModulesIgnored {
+        /// The adapter weights file.
+        adapter: PathBuf,
+        /// The ignored modules.
+        modules: Vec<String>,
+    },
+    /// The adapter changes no tensor of the base (no LoRA pair, no saved module).
+    #[error("{adapter} holds no LoRA tensors or saved modules for the base at {base}: the merge would change nothing")]
+    NothingToMerge {
+        /// The adapter weights file.
+        adapter: PathBuf,
+        /// The base folder.
+        base: PathBuf,
+    },
+    /// `use_dora: true` but a targeted module has no magnitude vector: merging it as plain LoRA
+    /// would give a different model than PEFT's.
+    #[error("adapter_config.json sets use_dora but LoRA module {module} has no lora_magnitude_vector in the adapter weights; the file is incomplete (merging it as plain LoRA would be wrong)")]
+    DoraWithoutMagnitude {
+        /// The module.
+        module: String,
     },
     /// A module has only one of its LoRA matrices.
     #[error("LoRA module {module} has no {missing} tensor in the adapter")]
@@ -395,6 +445,12 @@ pub enum MergeError {
     BadDtype {
         /// The text.
         value: String,
+    },
+    /// `threads` is 0.
+    #[error("{requested} worker threads: a merge needs at least one")]
+    BadThreads {
+        /// The request.
+        requested: usize,
     },
     /// A worker thread pool could not be built.
     #[error("could not start worker threads: {reason}")]

@@ -44,20 +44,6 @@ const TOKENIZER_FILES: &[&str] = &[
     "spiece.model",
 ];
 
-/// Removes the temporary folder unless disarmed.
-struct TempDir {
-    path: PathBuf,
-    keep: bool,
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if !self.keep {
-            let _ = std::fs::remove_dir_all(&self.path);
-        }
-    }
-}
-
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> MergeError + '_ {
     move |source| MergeError::Io {
         path: path.to_path_buf(),
@@ -81,6 +67,7 @@ const WHOLE: Range<usize> = 0..usize::MAX;
 pub fn merge(options: &MergeOptions, reporter: &dyn Reporter) -> Result<MergeReport, MergeError> {
     let start = Instant::now();
     let out_dir = &options.out_dir;
+    loraforge_staging::check_output(out_dir, loraforge_staging::OutputKind::Folder)?;
     if out_dir.exists() && !options.force {
         return Err(MergeError::OutputExists {
             path: out_dir.clone(),
@@ -99,8 +86,9 @@ pub fn merge(options: &MergeOptions, reporter: &dyn Reporter) -> Result<MergeRep
         }
     }
     let base = HfModel::open(&options.base_dir)?;
-    let config = AdapterConfig::load(&options.adapter_dir)?;
+    let mut config = AdapterConfig::load(&options.adapter_dir)?;
     config.check_mergeable()?;
+    config.resolve_default_targets(base.config().get("model_type").and_then(|v| v.as_str()))?;
     let weights_path = options.adapter_dir.join(ADAPTER_WEIGHTS_FILE);
     if !weights_path.is_file() {
         let bin = options.adapter_dir.join("adapter_model.bin");
@@ -147,25 +135,12 @@ pub fn merge(options: &MergeOptions, reporter: &dyn Reporter) -> Result<MergeRep
         _ => PathBuf::from("."),
     };
     std::fs::create_dir_all(&parent).map_err(io_err(&parent))?;
-    let leaf = out_dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "merged".into());
-    let nonce = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let tmp = TempDir {
-        path: parent.join(format!(
-            ".{leaf}.loraforge-tmp-{}-{nonce}",
-            std::process::id()
-        )),
-        keep: false,
-    };
-    std::fs::create_dir(&tmp.path).map_err(io_err(&tmp.path))?;
+    // unique per run, removed on every error (drop) and by the CLI's signal handler; stale
+    // ones of killed runs are removed here
+    let tmp = loraforge_staging::Staged::dir_beside(out_dir)?;
 
     let mut writer = SafetensorsShardWriter::new(
-        &tmp.path,
+        tmp.path(),
         specs,
         options.max_shard_size,
         base.parameter_count(),
@@ -188,13 +163,8 @@ pub fn merge(options: &MergeOptions, reporter: &dyn Reporter) -> Result<MergeRep
     });
     let order: Vec<String> = writer.write_order().iter().map(|s| s.to_string()).collect();
 
-    let threads = options.threads.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    });
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads.max(1))
+        .num_threads(worker_threads(options.threads)?)
         .build()
         .map_err(|e| MergeError::Threads {
             reason: e.to_string(),
@@ -282,7 +252,7 @@ pub fn merge(options: &MergeOptions, reporter: &dyn Reporter) -> Result<MergeRep
             Some((_, sha256)) => Some(sha256.clone()),
             // the index, written by `finish` (small)
             None if options.sha256 => {
-                let path = tmp.path.join(&f.path);
+                let path = tmp.path().join(&f.path);
                 let bytes = std::fs::read(&path).map_err(io_err(&path))?;
                 Some(hex::encode(Sha256::digest(&bytes)))
             }
@@ -316,7 +286,7 @@ pub fn merge(options: &MergeOptions, reporter: &dyn Reporter) -> Result<MergeRep
     };
     let checksums = options.sha256;
     output_files.push(write_side_file(
-        &tmp.path,
+        tmp.path(),
         CONFIG_FILE,
         &config_bytes,
         checksums,
@@ -325,7 +295,7 @@ pub fn merge(options: &MergeOptions, reporter: &dyn Reporter) -> Result<MergeRep
     if gen.is_file() {
         let bytes = std::fs::read(&gen).map_err(io_err(&gen))?;
         output_files.push(write_side_file(
-            &tmp.path,
+            tmp.path(),
             "generation_config.json",
             &bytes,
             checksums,
@@ -344,29 +314,13 @@ pub fn merge(options: &MergeOptions, reporter: &dyn Reporter) -> Result<MergeRep
             let p = src.join(f);
             if p.is_file() {
                 let bytes = std::fs::read(&p).map_err(io_err(&p))?;
-                output_files.push(write_side_file(&tmp.path, f, &bytes, checksums)?);
+                output_files.push(write_side_file(tmp.path(), f, &bytes, checksums)?);
             }
         }
     }
 
-    // into place
-    let mut tmp = tmp;
-    if out_dir.exists() {
-        let old = parent.join(format!(
-            ".{leaf}.loraforge-old-{}-{nonce}",
-            std::process::id()
-        ));
-        std::fs::rename(out_dir, &old).map_err(io_err(out_dir))?;
-        if let Err(e) = std::fs::rename(&tmp.path, out_dir) {
-            let _ = std::fs::rename(&old, out_dir);
-            return Err(io_err(out_dir)(e));
-        }
-        tmp.keep = true;
-        let _ = std::fs::remove_dir_all(&old);
-    } else {
-        std::fs::rename(&tmp.path, out_dir).map_err(io_err(out_dir))?;
-        tmp.keep = true;
-    }
+    // into place (an existing folder is replaced only with `force`, checked above)
+    tmp.persist(out_dir)?;
 
     Ok(MergeReport {
         tensors_total: order.len(),
@@ -388,6 +342,18 @@ pub fn merge(options: &MergeOptions, reporter: &dyn Reporter) -> Result<MergeRep
         },
         warnings,
     })
+}
+
+/// Pool size: the cores by default; a request is capped at [`crate::MAX_THREADS_PER_CPU`] per
+/// core (more only adds switching, and `--threads 100000` would exhaust the process); 0 is
+/// refused.
+fn worker_threads(requested: Option<usize>) -> Result<usize, MergeError> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    match requested {
+        None => Ok(cpus),
+        Some(0) => Err(MergeError::BadThreads { requested: 0 }),
+        Some(n) => Ok(n.min(cpus.saturating_mul(crate::MAX_THREADS_PER_CPU))),
+    }
 }
 
 /// The last path component of a model reference (`org/name`, a local path).

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use loraforge_hf_model::{HfModel, SafetensorsFile, TensorView};
 
-use crate::config::AdapterConfig;
+use crate::config::{AdapterConfig, ModuleSelector};
 use crate::update::Layout;
 use crate::MergeError;
 
@@ -99,6 +99,8 @@ pub(crate) fn build_plan(
     config: &AdapterConfig,
 ) -> Result<Plan, MergeError> {
     let adapter_path = adapter.header().path.clone();
+    let tied = tied_embedding(base);
+    check_something_targeted(base, config, tied.is_some())?;
     let mut modules: BTreeMap<String, ModuleKeys> = BTreeMap::new();
     let mut replacements: Vec<(String, String)> = Vec::new(); // (base tensor, adapter key)
     let mut unmatched: Vec<String> = Vec::new();
@@ -179,7 +181,6 @@ pub(crate) fn build_plan(
         }
     }
 
-    let tied = tied_embedding(base);
     let mut ignored_modules = Vec::new();
     for (module, keys) in &modules {
         let is_embedding = keys.emb_a.is_some() || keys.emb_b.is_some();
@@ -264,6 +265,11 @@ pub(crate) fn build_plan(
             return Err(lora_shape(&a));
         }
         let magnitude_key = match &keys.magnitude {
+            None if config.use_dora => {
+                return Err(MergeError::DoraWithoutMagnitude {
+                    module: module.clone(),
+                })
+            }
             None => None,
             Some(k) => {
                 if transposed {
@@ -331,8 +337,52 @@ pub(crate) fn build_plan(
             adapter_base: config.base_model_name_or_path.clone(),
         });
     }
+    if jobs.values().all(Job::is_copy) {
+        if !ignored_modules.is_empty() {
+            return Err(MergeError::AllModulesIgnored {
+                adapter: adapter_path,
+                modules: ignored_modules,
+            });
+        }
+        return Err(MergeError::NothingToMerge {
+            adapter: adapter_path,
+            base: base.dir().to_path_buf(),
+        });
+    }
     Ok(Plan {
         jobs,
         ignored_modules,
+    })
+}
+
+/// PEFT's `inject_adapter` refuses a config whose targets match no module of the model; the
+/// modules here are the base's weight-bearing ones (plus `lm_head` when tied to the embedding).
+fn check_something_targeted(
+    base: &HfModel,
+    config: &AdapterConfig,
+    tied: bool,
+) -> Result<(), MergeError> {
+    let mut modules: Vec<&str> = base
+        .tensor_names()
+        .into_iter()
+        .filter_map(|n| n.rsplit_once('.').map(|(module, _)| module))
+        .collect();
+    if tied {
+        modules.push("lm_head");
+    }
+    for module in modules {
+        if config.targets(module, "lm_head")? {
+            return Ok(());
+        }
+    }
+    Err(MergeError::NoModuleTargeted {
+        path: config.path.clone(),
+        base: base.dir().to_path_buf(),
+        targets: match &config.target_modules {
+            None => "(none)".into(),
+            Some(ModuleSelector::Names(names)) => format!("{names:?}"),
+            Some(ModuleSelector::Regex(re)) => format!("{re:?}"),
+            Some(ModuleSelector::AllLinear) => "\"all-linear\"".into(),
+        },
     })
 }

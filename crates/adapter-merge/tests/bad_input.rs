@@ -399,3 +399,74 @@ proptest! {
         );
     }
 }
+
+#[test]
+fn thread_counts_are_bounded() {
+    let adapter = fixtures().join("a_llama_qv/adapter");
+    let e = run(&base("a_llama_qv"), &adapter, |o| o.threads = Some(0)).unwrap_err();
+    assert!(matches!(e, MergeError::BadThreads { requested: 0 }), "{e}");
+    // capped at a few per core instead of starting a hundred thousand threads
+    let start = std::time::Instant::now();
+    run(&base("a_llama_qv"), &adapter, |o| o.threads = Some(100_000)).unwrap();
+    assert!(start.elapsed() < std::time::Duration::from_secs(30));
+}
+
+#[cfg(unix)]
+#[test]
+fn an_output_that_is_not_a_folder_is_never_renamed_over() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, make) in [
+        ("sock", 0u8), // a socket
+        ("file", 1u8), // a regular file
+    ] {
+        let out = tmp.path().join(name);
+        let _listener = match make {
+            0 => Some(std::os::unix::net::UnixListener::bind(&out).unwrap()),
+            _ => {
+                std::fs::write(&out, b"not a model folder").unwrap();
+                None
+            }
+        };
+        let mut opts = MergeOptions::new(
+            base("a_llama_qv"),
+            fixtures().join("a_llama_qv/adapter"),
+            &out,
+        );
+        opts.force = true;
+        let e = merge(&opts, &NoProgress).unwrap_err();
+        assert!(
+            matches!(e, MergeError::Staging(ref s) if s.is_user_error()),
+            "{e}"
+        );
+        assert!(!std::fs::symlink_metadata(&out).unwrap().is_dir());
+    }
+    let mut left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["file", "sock"]);
+}
+
+#[test]
+fn the_staging_folder_of_a_killed_merge_is_removed_by_the_next_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("merged");
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    // what a merge killed mid-write leaves
+    let stale = tmp
+        .path()
+        .join(format!(".merged.loraforge-tmp-{dead}-1234"));
+    std::fs::create_dir(&stale).unwrap();
+    std::fs::write(stale.join("model.safetensors"), vec![0u8; 4096]).unwrap();
+    let opts = MergeOptions::new(
+        base("a_llama_qv"),
+        fixtures().join("a_llama_qv/adapter"),
+        &out,
+    );
+    merge(&opts, &NoProgress).unwrap();
+    assert!(!stale.exists());
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1);
+}

@@ -261,7 +261,7 @@ pub struct MergeArgs {
     #[arg(long, default_value = "5GB", value_name = "SIZE")]
     pub max_shard_size: String,
     /// Worker threads (default: all cores).
-    #[arg(long)]
+    #[arg(long, value_parser = thread_count)]
     pub threads: Option<usize>,
     /// Replace an existing output folder.
     #[arg(long)]
@@ -286,7 +286,7 @@ pub struct ConvertArgs {
     #[arg(long, default_value = "auto")]
     pub outtype: String,
     /// Worker threads.
-    #[arg(long)]
+    #[arg(long, value_parser = thread_count)]
     pub threads: Option<usize>,
     /// Also compute the file's SHA-256 (printed, and in --json). Hashing takes about as much
     /// CPU as writing the file.
@@ -305,7 +305,7 @@ pub struct QuantizeArgs {
     #[arg(value_name = "TYPE")]
     pub file_type: String,
     /// Worker threads (default: all cores).
-    #[arg(long)]
+    #[arg(long, value_parser = thread_count)]
     pub threads: Option<usize>,
     /// Accept already-quantized input tensors.
     #[arg(long)]
@@ -331,4 +331,19 @@ pub struct DemoArgs {
     /// Ollama server (overrides OLLAMA_HOST).
     #[arg(long, value_name = "URL")]
     pub host: Option<String>,
+}
+
+/// Worker threads asked for on the command line: at least 1, at most 4 per CPU core (more only
+/// adds switching; `--threads 100000` would exhaust the process before any work is done).
+fn thread_count(text: &str) -> Result<usize, String> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let most = cpus.saturating_mul(4);
+    match text.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1 (leave --threads out to use every core)".into()),
+        Ok(n) if n <= most => Ok(n),
+        Ok(n) => Err(format!(
+            "{n} is more than 4 per CPU core ({cpus} cores here): use at most {most}"
+        )),
+        Err(_) => Err(format!("{text:?} is not a whole number of threads")),
+    }
 }

@@ -6,6 +6,7 @@ mod diagnostics;
 mod env;
 mod output;
 mod progress;
+mod signals;
 
 use std::process::ExitCode;
 
@@ -13,6 +14,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
+    signals::remove_temporaries_on_termination();
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => diagnostics::report(&error),

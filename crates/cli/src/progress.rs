@@ -9,13 +9,22 @@ use loraforge_progress::Reporter;
 pub struct BarReporter {
     bar: Mutex<Option<ProgressBar>>,
     enabled: bool,
+    delay: Option<std::time::Duration>,
 }
+
+/// Test aid: milliseconds to sleep at each progress report, so that tests can signal a
+/// low-level command (`merge`, `convert`, `quantize`) mid-write. Unset in normal use.
+pub const PROGRESS_DELAY_ENV: &str = "LORAFORGE_TEST_PROGRESS_DELAY_MS";
 
 impl BarReporter {
     pub fn new(enabled: bool) -> BarReporter {
         BarReporter {
             bar: Mutex::new(None),
             enabled,
+            delay: std::env::var(PROGRESS_DELAY_ENV)
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok())
+                .map(std::time::Duration::from_millis),
         }
     }
 
@@ -64,6 +73,9 @@ impl Reporter for BarReporter {
     }
 
     fn advance(&self, units: u64) {
+        if let Some(delay) = self.delay {
+            std::thread::sleep(delay);
+        }
         self.with_bar(|bar| bar.inc(units));
     }
 

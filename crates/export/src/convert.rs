@@ -153,20 +153,10 @@ fn convert_then_quantize(
     reporter: &dyn Reporter,
 ) -> Result<ConvertReport, ConvertError> {
     check_output_path(model_dir, out)?;
-    let file_name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "model.gguf".into());
-    let dir = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let intermediate = tempfile::Builder::new()
-        .prefix(&format!(".{file_name}.unquantized."))
-        .suffix(".tmp")
-        .tempfile_in(&dir)
-        .map_err(io_err(&dir))?
-        .into_temp_path();
+    // unique per run (two runs to one output never share it), removed when dropped, on
+    // SIGINT/SIGTERM (through the CLI) and as a stale leftover by the next run
+    let (staged, _) = loraforge_staging::Staged::file_beside(out)?;
+    let intermediate = staged.path().to_path_buf();
     let mut first = options.clone();
     first.target = ExportTarget::Source;
     first.sha256 = false;
@@ -205,6 +195,7 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ConvertError + '_ {
 
 /// Refuses an output path inside the model folder.
 fn check_output_path(dir: &Path, out: &Path) -> Result<(), ConvertError> {
+    loraforge_staging::check_output(out, loraforge_staging::OutputKind::File)?;
     let dir_c = dir.canonicalize().map_err(io_err(dir))?;
     let parent = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -600,7 +591,8 @@ fn convert_inner(
                                 .send(Ok(chunk))
                                 .map_err(|_| "the writer stopped".into())
                         },
-                    )?;
+                    )
+                    .map_err(|e| format!("tensor {}: {e}", t.name))?;
                 }
                 Ok(())
             };

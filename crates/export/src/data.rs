@@ -374,7 +374,25 @@ fn convert_elementwise(dtype: Dtype, src: &[u8], out_ty: GgmlType, dst: &mut [u8
     }
 }
 
+/// Index of the first NaN or infinity in `src` (elements of `dtype`), read from the bits.
+fn first_non_finite(dtype: Dtype, src: &[u8]) -> Option<usize> {
+    match dtype {
+        Dtype::F32 => src
+            .chunks_exact(4)
+            .position(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) & 0x7f80_0000 == 0x7f80_0000),
+        Dtype::F16 => src
+            .chunks_exact(2)
+            .position(|b| u16::from_le_bytes([b[0], b[1]]) & 0x7c00 == 0x7c00),
+        Dtype::BF16 => src
+            .chunks_exact(2)
+            .position(|b| u16::from_le_bytes([b[0], b[1]]) & 0x7f80 == 0x7f80),
+    }
+}
+
 /// Converts `src` (elements of `dtype`, whole rows of `row_len`) to `out_ty` into `dst`.
+///
+/// NaN or infinite weights are refused: `convert_hf_to_gguf.py` copies them silently and the
+/// file then fails `llama-quantize`'s row validation or gives garbage at inference.
 pub(crate) fn convert(
     dtype: Dtype,
     src: &[u8],
@@ -382,6 +400,14 @@ pub(crate) fn convert(
     row_len: usize,
     dst: &mut Vec<u8>,
 ) -> Result<(), DataError> {
+    if let Some(i) = first_non_finite(dtype, src) {
+        return Err(format!(
+            "the weights hold NaN or infinity (element {i} of a chunk of {} values): the model \
+             is broken; loraforge does not export it",
+            src.len() / dtype.size()
+        )
+        .into());
+    }
     let n = src.len() / dtype.size();
     match out_ty {
         GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => {
@@ -426,6 +452,24 @@ mod tests {
     /// every NaN into `sign | 0x7E00`, so they are bit-identical; this checks it over a spread of
     /// bit patterns, every NaN class and the edges. (Their bf16 counterparts differ on NaN on
     /// purpose: gguf-py keeps the payload, torch writes the canonical `0x7FC0`.)
+    #[test]
+    fn non_finite_weights_are_refused_in_every_source_dtype() {
+        let mut dst = Vec::new();
+        for (dtype, bad) in [
+            (Dtype::F32, f32::NAN.to_le_bytes().to_vec()),
+            (Dtype::F32, f32::NEG_INFINITY.to_le_bytes().to_vec()),
+            (Dtype::F16, 0x7c00u16.to_le_bytes().to_vec()),
+            (Dtype::BF16, 0x7fc0u16.to_le_bytes().to_vec()),
+        ] {
+            let mut src = vec![0u8; dtype.size() * 3];
+            src.extend_from_slice(&bad);
+            let e = convert(dtype, &src, GgmlType::F16, 4, &mut dst).unwrap_err();
+            assert!(e.to_string().contains("element 3"), "{e}");
+            let finite = vec![0u8; dtype.size() * 4];
+            convert(dtype, &finite, GgmlType::F16, 4, &mut dst).unwrap();
+        }
+    }
+
     #[test]
     fn ggml_and_torch_f32_to_f16_agree_bit_for_bit() {
         let edges = [

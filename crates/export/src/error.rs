@@ -6,6 +6,9 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConvertError {
+    /// The output path cannot take a file, or a temporary failed.
+    #[error(transparent)]
+    Staging(#[from] loraforge_staging::StagingError),
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {

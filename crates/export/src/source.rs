@@ -47,6 +47,14 @@ impl Weights {
                 dir: dir.to_path_buf(),
                 source,
             })?;
+            // every shard a plain file inside the folder, links followed (one rule for all
+            // commands: hf-model's)
+            index
+                .shard_paths(dir)
+                .map_err(|source| ConvertError::Weights {
+                    dir: dir.to_path_buf(),
+                    source,
+                })?;
             part_names = index.files;
             index_names = Some(index.weight_map);
         } else {

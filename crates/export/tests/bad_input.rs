@@ -383,3 +383,35 @@ fn phi3_added_token_past_the_vocabulary() {
     );
     assert_nothing_written(&out);
 }
+
+#[cfg(unix)]
+#[test]
+fn shards_linked_from_outside_the_model_folder_are_refused() {
+    // issue 11 #3: the converter reads shards through hf-model's one index reader and rule
+    let src = std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/peft/g_llama_sharded/base"
+    ));
+    let d = tempfile::tempdir().unwrap();
+    let model = d.path().join("model");
+    std::fs::create_dir(&model).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, model.join(p.file_name().unwrap())).unwrap();
+    }
+    let shard = model.join("model-00003-of-00003.safetensors");
+    let outside = d.path().join("elsewhere.safetensors");
+    std::fs::rename(&shard, &outside).unwrap();
+    std::os::unix::fs::symlink(&outside, &shard).unwrap();
+    let out = d.path().join("out.gguf");
+    let e = loraforge_export::convert(
+        &model,
+        &out,
+        &loraforge_export::ConvertOptions::default(),
+        &loraforge_progress::NoProgress,
+    )
+    .unwrap_err();
+    let chain = format!("{:?}", e);
+    assert!(chain.contains("ShardOutsideFolder"), "{chain}");
+    assert!(!out.exists());
+}

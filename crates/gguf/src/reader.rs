@@ -161,6 +161,29 @@ pub enum FormatError {
         /// The raw value.
         value: u64,
     },
+    /// A dimension is zero: a tensor without elements, which no model holds (ggml divides by
+    /// the dimensions when it checks sizes).
+    #[error(
+        "tensor `{tensor}` has a zero-sized dimension {dim} (dims {dims:?}); the file is corrupt"
+    )]
+    ZeroDim {
+        /// Tensor name.
+        tensor: String,
+        /// Which dimension.
+        dim: usize,
+        /// All dims.
+        dims: Vec<u64>,
+    },
+    /// Bytes after the end of the data section (past the last tensor and its alignment padding).
+    #[error("{extra} bytes follow the end of the tensor data (at {data_end}, file is {file_len} bytes): a corrupt or concatenated file")]
+    TrailingBytes {
+        /// Where the data section (with its padding) ends.
+        data_end: u64,
+        /// File length.
+        file_len: u64,
+        /// `file_len - data_end`.
+        extra: u64,
+    },
     /// The element count or byte size overflows `i64`.
     #[error("tensor `{tensor}` with dims {dims:?} is too large")]
     TensorTooLarge {
@@ -634,6 +657,13 @@ fn parse(bytes: &[u8]) -> Result<GgufHeader, FormatError> {
             }
             dims.push(value);
         }
+        if let Some(dim) = dims.iter().position(|&d| d == 0) {
+            return Err(FormatError::ZeroDim {
+                tensor: name,
+                dim,
+                dims,
+            });
+        }
         let type_id = c.u32(&what)?;
         let offset = c.u64(&what)?;
         let Some(ty) = GgmlType::from_id(type_id) else {
@@ -701,6 +731,18 @@ fn parse(bytes: &[u8]) -> Result<GgufHeader, FormatError> {
                 tensor: t.info.name.clone(),
                 dims: t.info.dims.clone(),
             })?;
+    }
+    // llama.cpp reads exactly the data section and ignores what follows; refusing it catches
+    // a concatenated or corrupt file (writers end at the padded data section at the latest).
+    let data_end = pad_to(header_end, alignment)
+        .and_then(|d| d.checked_add(expected))
+        .unwrap_or(u64::MAX);
+    if file_len > data_end {
+        return Err(FormatError::TrailingBytes {
+            data_end,
+            file_len,
+            extra: file_len - data_end,
+        });
     }
     Ok(GgufHeader {
         version,

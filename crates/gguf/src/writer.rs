@@ -46,6 +46,17 @@ where
 /// Why a GGUF file could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
+    /// The output path cannot take a file, or its temporary failed.
+    #[error(transparent)]
+    Staging(#[from] loraforge_staging::StagingError),
+    /// A dimension is zero (the reader, like ggml, refuses such tensors).
+    #[error("tensor `{tensor}` has a zero-sized dimension (dims {dims:?})")]
+    ZeroDim {
+        /// Tensor name.
+        tensor: String,
+        /// Its dims.
+        dims: Vec<u64>,
+    },
     /// A metadata key is empty (ggml aborts on those).
     #[error("metadata key #{index} is empty")]
     EmptyKey {
@@ -388,11 +399,11 @@ impl GgufWriter {
         source: &mut dyn TensorSource,
         options: &WriteOptions,
     ) -> Result<WrittenFile, WriteError> {
-        let temp = temp_file_beside(path)?;
-        let file = temp.as_file().try_clone().map_err(|e| WriteError::File {
-            path: temp.path().to_path_buf(),
-            source: e,
-        })?;
+        // a device, FIFO, socket or folder at `path` is refused before any work (a rename would
+        // replace it); the temporary is unique per run, removed on error, on SIGINT/SIGTERM
+        // (through the CLI) and, after a SIGKILL, by the next run writing `path`
+        loraforge_staging::check_output(path, loraforge_staging::OutputKind::File)?;
+        let (temp, file) = loraforge_staging::Staged::file_beside(path)?;
         let hashing = HashingWriter {
             inner: file,
             hasher: options.sha256.then(Sha256::new),
@@ -413,10 +424,7 @@ impl GgufWriter {
             source: e.into_error(),
         })?;
         let sha256 = hashing.hasher.map(|h| hex::encode(h.finalize()));
-        temp.persist(path).map_err(|e| WriteError::File {
-            path: path.to_path_buf(),
-            source: e.error,
-        })?;
+        temp.persist(path)?;
         Ok(WrittenFile {
             path: path.to_path_buf(),
             bytes,
@@ -436,6 +444,12 @@ fn validate_tensor(info: &TensorInfo) -> Result<(), WriteError> {
         return Err(WriteError::TooManyDims {
             tensor: info.name.clone(),
             n_dims: info.dims.len(),
+        });
+    }
+    if info.dims.contains(&0) {
+        return Err(WriteError::ZeroDim {
+            tensor: info.name.clone(),
+            dims: info.dims.clone(),
         });
     }
     let block = info.ty.block_size();
@@ -593,29 +607,4 @@ impl Write for HashingWriter {
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
     }
-}
-
-/// A file created next to `dest` (same folder, so the final rename is atomic), removed on drop
-/// unless persisted. Created with the mode a plain `File::create` would give (0666 less the
-/// umask), not tempfile's private 0600, so the finished file reads like any other output.
-fn temp_file_beside(dest: &Path) -> Result<tempfile::NamedTempFile, WriteError> {
-    let dir = match dest.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let stem = dest
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out.gguf".to_owned());
-    let prefix = format!(".{stem}.");
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(&prefix).suffix(".tmp");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        builder.permissions(std::fs::Permissions::from_mode(0o666));
-    }
-    builder
-        .tempfile_in(&dir)
-        .map_err(|source| WriteError::File { path: dir, source })
 }

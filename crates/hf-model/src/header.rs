@@ -103,6 +103,32 @@ pub fn read_safetensors_header(path: &Path) -> Result<SafetensorsHeader, HfModel
     parse_header(path, &json, data_start, file_len - data_start)
 }
 
+/// The top-level entries of a JSON object in file order, repeated keys kept.
+struct Entries(Vec<(String, serde_json::Value)>);
+
+impl<'de> serde::Deserialize<'de> for Entries {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Entries;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut access: A,
+            ) -> Result<Entries, A::Error> {
+                let mut entries = Vec::with_capacity(access.size_hint().unwrap_or(0).min(4096));
+                while let Some(entry) = access.next_entry::<String, serde_json::Value>()? {
+                    entries.push(entry);
+                }
+                Ok(Entries(entries))
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
+}
+
 /// Validates a header given its JSON bytes and the buffer length.
 pub(crate) fn parse_header(
     path: &Path,
@@ -117,14 +143,22 @@ pub(crate) fn parse_header(
     if json.first() != Some(&b'{') {
         return Err(invalid("the JSON header does not start with '{'".into()));
     }
-    let value: serde_json::Value =
-        serde_json::from_slice(json).map_err(|source| HfModelError::HeaderJson {
-            path: path.to_path_buf(),
-            source,
-        })?;
-    let serde_json::Value::Object(map) = value else {
-        return Err(invalid("the JSON header is not an object".into()));
-    };
+    // (starting with '{', the header is an object or not JSON at all.)
+    // A JSON object read into a map keeps the last of two equal keys; read the entries in
+    // order instead so that a repeated tensor name is refused.
+    let Entries(map) = serde_json::from_slice(json).map_err(|source| HfModelError::HeaderJson {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut seen = std::collections::HashSet::with_capacity(map.len());
+    for (name, _) in &map {
+        if !seen.insert(name.as_str()) {
+            return Err(HfModelError::DuplicateHeaderEntry {
+                path: path.to_path_buf(),
+                tensor: name.clone(),
+            });
+        }
+    }
     let mut metadata = BTreeMap::new();
     let mut tensors = Vec::with_capacity(map.len());
     for (name, entry) in map {

@@ -118,6 +118,30 @@ pub enum HfModelError {
         /// Second file.
         second_file: PathBuf,
     },
+    /// A safetensors header names the same tensor twice (JSON readers keep the last one
+    /// silently; which one is meant is unknowable).
+    #[error("{path}: the header lists tensor {tensor:?} more than once; the file is corrupt or was edited by hand")]
+    DuplicateHeaderEntry {
+        /// The file.
+        path: PathBuf,
+        /// The repeated name.
+        tensor: String,
+    },
+    /// A weight file of a model folder resolves (through a symlink) outside the folder, or is
+    /// not a regular file.
+    #[error(
+        "{path} resolves to {target}, {problem}; refusing to read it as part of the model in {dir}"
+    )]
+    ShardOutsideFolder {
+        /// The model folder.
+        dir: PathBuf,
+        /// The weight file as named in the folder.
+        path: PathBuf,
+        /// Where it resolves to.
+        target: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// The file is too short to hold what its header says.
     #[error("{path} is truncated ({file_len} bytes)")]
     TruncatedFile {

@@ -123,13 +123,17 @@ impl HfModel {
                 files.into_iter().map(|f| dir.join(f)).collect::<Vec<_>>(),
                 Some(map),
             )
-        } else if single_path.is_file() {
+        } else if single_path.symlink_metadata().is_ok() {
+            // anything by that name, checked below: a device or a link out is refused by name
             (vec![single_path], None)
         } else {
             return Err(HfModelError::NoWeights {
                 dir: dir.to_path_buf(),
             });
         };
+        for file in &files {
+            check_weight_file(dir, file)?;
+        }
         let mut shards = Vec::with_capacity(files.len());
         let mut lookup: HashMap<String, (usize, usize)> = HashMap::new();
         for (si, path) in files.iter().enumerate() {
@@ -412,6 +416,67 @@ impl ShardIndex {
         let (files, weight_map) = read_index(path)?;
         Ok(ShardIndex { files, weight_map })
     }
+
+    /// The shard files joined to the model folder `dir`, each checked like [`HfModel::open`]
+    /// checks them: a regular file that, through symlinks, stays inside `dir` (or a Hugging Face
+    /// cache snapshot's `blobs/`). A file that does not exist is returned unchecked, for the
+    /// caller to report as missing with the tensors it should hold.
+    pub fn shard_paths(&self, dir: &Path) -> Result<Vec<PathBuf>, HfModelError> {
+        self.files
+            .iter()
+            .map(|f| {
+                let path = dir.join(f);
+                if path.symlink_metadata().is_ok() {
+                    check_weight_file(dir, &path)?;
+                }
+                Ok(path)
+            })
+            .collect()
+    }
+}
+
+/// A name that stays inside the folder it is joined to: no separator, no `.`/`..`, not empty.
+fn is_plain_file_name(name: &str) -> bool {
+    !(name.is_empty()
+        || name == "."
+        || name == ".."
+        || name.contains(['/', '\\', '\0'])
+        || Path::new(name).is_absolute())
+}
+
+/// Refuses a weight file of `dir` that resolves outside it or is not a regular file. Symlinks
+/// are followed: inside the folder, or — in a Hugging Face cache snapshot
+/// (`<repo>/snapshots/<rev>/`, whose files link to `<repo>/blobs/`) — inside that repository's
+/// cache folder.
+fn check_weight_file(dir: &Path, path: &Path) -> Result<(), HfModelError> {
+    let io = |source| HfModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let folder = dir.canonicalize().map_err(|source| HfModelError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let target = path.canonicalize().map_err(io)?;
+    let refuse = |problem: &str| HfModelError::ShardOutsideFolder {
+        dir: dir.to_path_buf(),
+        path: path.to_path_buf(),
+        target: target.clone(),
+        problem: problem.to_string(),
+    };
+    let cache_repo = folder
+        .parent()
+        .filter(|p| p.file_name().is_some_and(|n| n == "snapshots"))
+        .and_then(Path::parent);
+    let inside = target.parent() == Some(folder.as_path())
+        || cache_repo.is_some_and(|repo| target.starts_with(repo.join("blobs")));
+    if !inside {
+        return Err(refuse("outside the model folder"));
+    }
+    if !std::fs::metadata(&target).map_err(io)?.is_file() {
+        return Err(refuse("which is not a regular file"));
+    }
+    Ok(())
 }
 
 /// Reads `model.safetensors.index.json`: the shard file names (sorted) and the weight map.
@@ -437,7 +502,7 @@ fn read_index(
         let file = v
             .as_str()
             .ok_or_else(|| invalid(format!("weight_map[{k:?}] is not a string")))?;
-        if file.contains('/') || file.contains('\\') || file == ".." {
+        if !is_plain_file_name(file) {
             return Err(invalid(format!(
                 "weight_map[{k:?}] = {file:?} is not a file name"
             )));
