@@ -66,7 +66,7 @@ pub struct LoraConvertReport {
 pub enum LoraConvertError {
     /// Reading the base config or mapping names failed.
     #[error(transparent)]
-    Convert(#[from] ConvertError),
+    Convert(Box<ConvertError>),
     /// Reading the adapter failed.
     #[error("cannot read the adapter {path}")]
     Adapter {
@@ -109,6 +109,13 @@ pub enum LoraConvertError {
         #[source]
         source: loraforge_gguf::WriteError,
     },
+}
+
+impl From<ConvertError> for LoraConvertError {
+    fn from(error: ConvertError) -> Self {
+        // Boxed: ConvertError is large and this Result is returned on every call.
+        LoraConvertError::Convert(Box::new(error))
+    }
 }
 
 impl LoraConvertError {
