@@ -15,6 +15,7 @@ pub use loraforge_gguf as gguf;
 pub use loraforge_hf_model as hf_model;
 pub use loraforge_model_card as model_card;
 pub use loraforge_naming as naming;
+pub use loraforge_nf4 as nf4;
 pub use loraforge_ollama_client as ollama_client;
 pub use loraforge_progress as progress;
 pub use loraforge_quantize as quantize;

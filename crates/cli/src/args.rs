@@ -57,6 +57,8 @@ pub enum Command {
     Merge(MergeArgs),
     /// Convert a Hugging Face model folder to GGUF.
     Convert(ConvertArgs),
+    /// Convert a PEFT LoRA adapter to a LoRA GGUF (llama.cpp `--lora`), like convert_lora_to_gguf.py.
+    ConvertLora(ConvertLoraArgs),
     /// Quantize a GGUF file like llama-quantize.
     Quantize(QuantizeArgs),
     /// Show a GGUF file's metadata and tensors.
@@ -257,6 +259,10 @@ pub struct MergeArgs {
     /// Output dtype.
     #[arg(long, default_value = "auto", value_parser = ["auto", "bf16", "f16", "f32"])]
     pub dtype: String,
+    /// merged_16bit: the merged model in its dtype; merged_4bit: then quantized to bitsandbytes
+    /// NF4 with double quantization, as transformers' save_pretrained writes a 4-bit model.
+    #[arg(long, default_value = "merged_16bit", value_parser = ["merged_16bit", "merged_4bit"])]
+    pub save_method: String,
     /// Largest shard, like save_pretrained (5GB, 500MB, 2GiB…).
     #[arg(long, default_value = "5GB", value_name = "SIZE")]
     pub max_shard_size: String,
@@ -290,6 +296,24 @@ pub struct ConvertArgs {
     pub threads: Option<usize>,
     /// Also compute the file's SHA-256 (printed, and in --json). Hashing takes about as much
     /// CPU as writing the file.
+    #[arg(long)]
+    pub sha256: bool,
+}
+
+/// `loraforge convert-lora …`
+#[derive(Debug, Args)]
+pub struct ConvertLoraArgs {
+    /// PEFT adapter folder (adapter_config.json + adapter_model.safetensors).
+    pub adapter_dir: PathBuf,
+    /// Output GGUF file.
+    pub out: PathBuf,
+    /// The base model folder the adapter was trained on (its config.json is read).
+    #[arg(long)]
+    pub base: PathBuf,
+    /// Output type: f32 (the script's default), f16, bf16, q8_0 or auto (the adapter's 16-bit type).
+    #[arg(long, default_value = "f32", value_parser = ["f32", "f16", "bf16", "q8_0", "auto"])]
+    pub outtype: String,
+    /// Also compute the file's SHA-256 (printed, and in --json).
     #[arg(long)]
     pub sha256: bool,
 }

@@ -64,6 +64,7 @@ fn classify(cause: &(dyn std::error::Error + 'static)) -> Option<(bool, Option<S
         loraforge_export::ConvertError,
         loraforge_export::QuantizeFileError,
         loraforge_export::LoraConvertError,
+        loraforge_nf4::Nf4Error,
         loraforge_gguf::ReadError,
         loraforge_gguf::WriteError,
     );

@@ -1091,3 +1091,157 @@ fn a_refusal_from_a_running_ollama_is_not_blamed_on_a_stopped_server() {
         .unwrap()
         .is_empty());
 }
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
+}
+
+fn file_sha256(path: &Path) -> String {
+    sha256_hex(&std::fs::read(path).unwrap())
+}
+
+/// The names in a folder (to see that no temporary folder was left behind).
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn convert_lora_writes_the_scripts_file_and_refuses_dora() {
+    let e = env();
+    let peft = fixtures().join("peft");
+    let out_dir = tempfile::tempdir().unwrap();
+    for (outtype, reference) in [
+        (None, "ref-a_llama_qv-f32.gguf"),
+        (Some("q8_0"), "ref-a_llama_qv-q8_0.gguf"),
+    ] {
+        let out = out_dir.path().join(reference);
+        let mut args = vec![
+            "convert-lora".to_owned(),
+            peft.join("a_llama_qv/adapter").to_str().unwrap().to_owned(),
+            out.to_str().unwrap().to_owned(),
+            "--base".into(),
+            peft.join("a_llama_qv/base").to_str().unwrap().to_owned(),
+            "--sha256".into(),
+        ];
+        args.extend(
+            outtype
+                .map(|t| ["--outtype".to_owned(), t.to_owned()])
+                .into_iter()
+                .flatten(),
+        );
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let report = e.json(&args);
+        let want = file_sha256(&fixtures().join("lora-gguf").join(reference));
+        assert_eq!(report["sha256"], want.as_str(), "{reference}");
+        assert_eq!(file_sha256(&out), want, "{reference}");
+        assert_eq!(report["architecture"], "llama");
+    }
+
+    let out = out_dir.path().join("dora.gguf");
+    let output = e.fails(&[
+        "convert-lora",
+        peft.join("e_llama_dora/adapter").to_str().unwrap(),
+        out.to_str().unwrap(),
+        "--base",
+        peft.join("e_llama_dora/base").to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("DoRA"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("hint: merge the adapter"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!out.exists());
+
+    let output = e.fails(&[
+        "convert-lora",
+        peft.join("a_llama_qv/adapter").to_str().unwrap(),
+        out.to_str().unwrap(),
+        "--base",
+        peft.join("a_llama_qv/base").to_str().unwrap(),
+        "--outtype",
+        "q4_K_M",
+    ]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+}
+
+#[test]
+fn merge_save_method_merged_4bit_is_transformers_bnb_save_and_leaves_no_temp() {
+    let e = env();
+    let case = fixtures().join("peft/a_llama_qv");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("m4");
+    let merge = |out: &Path, case: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "merge",
+            "--base",
+            case.join("base").to_str().unwrap(),
+            "--adapter",
+            case.join("adapter").to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--save-method",
+            "merged_4bit",
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .collect::<Vec<_>>();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        e.cmd().args(&args).output().unwrap()
+    };
+    let output = merge(&out, &case, &["--json"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["save_method"], "merged_4bit");
+    assert!(report["nf4"]["quantized"].as_u64().unwrap() > 0);
+    let reference = fixtures().join("nf4/a_llama_qv");
+    for f in ["config.json", "generation_config.json", "model.safetensors"] {
+        assert_eq!(
+            file_sha256(&out.join(f)),
+            file_sha256(&reference.join(f)),
+            "{f} differs from transformers + bitsandbytes"
+        );
+    }
+    assert_eq!(listing(dir.path()), ["m4"]);
+
+    // An existing output is refused before any work, unless --force.
+    let output = merge(&out, &case, &[]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("--force"), "{}", stderr(&output));
+    let output = merge(&out, &case, &["--force"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        file_sha256(&out.join("model.safetensors")),
+        file_sha256(&reference.join("model.safetensors"))
+    );
+    assert_eq!(listing(dir.path()), ["m4"]);
+
+    // A failure after the merge (gpt2 has no NF4 layout here) removes the temporary folder too.
+    let gpt2 = dir.path().join("gpt2");
+    let output = merge(&gpt2, &fixtures().join("peft/f_gpt2_conv1d"), &[]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("gpt2"), "{}", stderr(&output));
+    assert_eq!(listing(dir.path()), ["m4"]);
+
+    // The default stays merged_16bit: the folder PEFT's merge_and_unload + save_pretrained writes.
+    let m16 = dir.path().join("m16");
+    e.ok(&[
+        "merge",
+        "--base",
+        case.join("base").to_str().unwrap(),
+        "--adapter",
+        case.join("adapter").to_str().unwrap(),
+        "--out",
+        m16.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        file_sha256(&m16.join("model.safetensors")),
+        file_sha256(&case.join("expected/model.safetensors"))
+    );
+}

@@ -164,6 +164,10 @@ fn front_matter(card: &ModelCard, stage: Option<Stage>, out: &mut String) {
         .filter(|id| is_hub_id(id));
     if let Some(id) = base_model {
         let _ = writeln!(out, "base_model: {}", yaml_scalar(id));
+        if stage == Some(Stage::Trained) {
+            // the Hub's model tree: this repository is an adapter of base_model
+            out.push_str("base_model_relation: adapter\n");
+        }
     }
     let library = match stage {
         Some(Stage::Trained) => "peft",

@@ -677,6 +677,7 @@ fn readme_has_front_matter_and_sections() {
     trained.lineage.truncate(2);
     let readme = trained.to_readme();
     assert!(readme.contains("\nlibrary_name: peft\n"));
+    assert!(readme.contains("\nbase_model_relation: adapter\nlibrary_name: peft\n"));
     assert!(readme.contains("A LoRA adapter for `tiny-llama`, trained as `Support Bot`."));
 }
 

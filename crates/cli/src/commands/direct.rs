@@ -1,10 +1,11 @@
 //! Low-level commands that work on files directly, without the store:
-//! `merge`, `convert`, `quantize`, `inspect`.
+//! `merge`, `convert`, `convert-lora`, `quantize`, `inspect`.
 
+use anyhow::Context as _;
 use loraforge_progress::Reporter;
 
 use super::Context;
-use crate::args::{ConvertArgs, InspectArgs, MergeArgs, QuantizeArgs};
+use crate::args::{ConvertArgs, ConvertLoraArgs, InspectArgs, MergeArgs, QuantizeArgs};
 use crate::diagnostics::user_error;
 use crate::output::{print_json, println_stdout};
 
@@ -18,34 +19,62 @@ pub fn merge(context: &Context, args: MergeArgs) -> anyhow::Result<()> {
         sha256: args.sha256,
         ..loraforge_adapter_merge::MergeOptions::new(&args.base, &args.adapter, &args.out)
     };
+    let four_bit = args.save_method == "merged_4bit";
+    if four_bit && args.sha256 {
+        return Err(user_error(
+            "--sha256 lists the merged_16bit files; merged_4bit writes other files",
+        ));
+    }
     let reporter = context.reporter();
-    let report = loraforge_adapter_merge::merge(&options, &reporter)?;
+    let (report, nf4) = if four_bit {
+        let (report, nf4) = merge_4bit(options, &reporter)?;
+        (report, Some(nf4))
+    } else {
+        (loraforge_adapter_merge::merge(&options, &reporter)?, None)
+    };
     reporter.finish();
+    let dtype = report.dtype.safetensors_name().to_ascii_lowercase();
     if context.json {
         return print_json(&serde_json::json!({
             "out": args.out,
-            "dtype": report.dtype.safetensors_name().to_ascii_lowercase(),
+            "save_method": args.save_method,
+            "dtype": dtype,
             "tensors_total": report.tensors_total,
             "tensors_changed": report.tensors_changed,
             "parameters": report.parameters,
-            "bytes_written": report.bytes_written,
+            "bytes_written": nf4.as_ref().map_or(report.bytes_written, |n| n.bytes),
             "seconds": report.elapsed.as_secs_f64(),
             "backend": report.backend,
-            "files": report.output_files.iter().map(|(path, bytes, sha256)| serde_json::json!({
-                "path": path, "bytes": bytes, "sha256": sha256,
-            })).collect::<Vec<_>>(),
+            "files": if nf4.is_some() { Vec::new() } else {
+                report.output_files.iter().map(|(path, bytes, sha256)| serde_json::json!({
+                    "path": path, "bytes": bytes, "sha256": sha256,
+                })).collect::<Vec<_>>()
+            },
+            "nf4": nf4.as_ref().map(|n| serde_json::json!({
+                "quantized": n.quantized, "kept": n.kept, "bytes": n.bytes,
+            })),
             "ignored_modules": report.ignored_modules,
         }));
     }
-    println_stdout(&format!(
-        "merged {} of {} tensors into {} ({}, {:.1} MB in {:.2} s)",
-        report.tensors_changed,
-        report.tensors_total,
-        args.out.display(),
-        report.dtype.safetensors_name().to_ascii_lowercase(),
-        report.bytes_written as f64 / 1e6,
-        report.elapsed.as_secs_f64()
-    ));
+    match &nf4 {
+        Some(nf4) => println_stdout(&format!(
+            "merged {} of {} tensors and quantized {} weights to NF4 ({} kept in {dtype}) into {} ({:.1} MB)",
+            report.tensors_changed,
+            report.tensors_total,
+            nf4.quantized,
+            nf4.kept,
+            args.out.display(),
+            nf4.bytes as f64 / 1e6,
+        )),
+        None => println_stdout(&format!(
+            "merged {} of {} tensors into {} ({dtype}, {:.1} MB in {:.2} s)",
+            report.tensors_changed,
+            report.tensors_total,
+            args.out.display(),
+            report.bytes_written as f64 / 1e6,
+            report.elapsed.as_secs_f64()
+        )),
+    }
     for (path, _, sha256) in &report.output_files {
         if let Some(sha256) = sha256 {
             println_stdout(&format!("sha256 {sha256}  {}", path.display()));
@@ -55,6 +84,95 @@ pub fn merge(context: &Context, args: MergeArgs) -> anyhow::Result<()> {
         context.status(&format!(
             "note: adapter module {module} is not targeted by its config; ignored as PEFT does"
         ));
+    }
+    Ok(())
+}
+
+/// merged_4bit: merge into a unique temporary folder beside the output, quantize that to NF4
+/// in the same temporary folder, then rename the result into place. The temporary folder goes
+/// on every path (dropped with its `TempDir`).
+fn merge_4bit(
+    mut options: loraforge_adapter_merge::MergeOptions,
+    reporter: &dyn Reporter,
+) -> anyhow::Result<(
+    loraforge_adapter_merge::MergeReport,
+    loraforge_nf4::Nf4Report,
+)> {
+    let out = options.out_dir.clone();
+    if out.exists() && !options.force {
+        return Err(user_error(format!(
+            "{} already exists; pass --force to replace it",
+            out.display()
+        )));
+    }
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let temp = tempfile::Builder::new()
+        .prefix(".loraforge-merge-4bit-")
+        .tempdir_in(&parent)
+        .with_context(|| format!("cannot create a temporary folder in {}", parent.display()))?;
+    let merged = temp.path().join("merged_16bit");
+    let quantized = temp.path().join("merged_4bit");
+    options.out_dir = merged.clone();
+    options.force = false;
+    let report = loraforge_adapter_merge::merge(&options, reporter)?;
+    let nf4 = loraforge_nf4::quantize_folder(
+        &merged,
+        &quantized,
+        &loraforge_nf4::Nf4Options::default(),
+        reporter,
+    )?;
+    if out.exists() {
+        std::fs::remove_dir_all(&out)
+            .with_context(|| format!("cannot replace {}", out.display()))?;
+    }
+    std::fs::rename(&quantized, &out)
+        .with_context(|| format!("cannot move the result into {}", out.display()))?;
+    let nf4 = loraforge_nf4::Nf4Report {
+        out_dir: out,
+        ..nf4
+    };
+    Ok((report, nf4))
+}
+
+pub fn convert_lora(context: &Context, args: ConvertLoraArgs) -> anyhow::Result<()> {
+    let target = loraforge_export::ExportTarget::for_outtype(&args.outtype)
+        .ok_or_else(|| user_error(format!("unknown --outtype '{}'", args.outtype)))?;
+    let reporter = context.reporter();
+    let options = loraforge_export::LoraConvertOptions {
+        target,
+        sha256: args.sha256,
+    };
+    let report = loraforge_export::convert_lora(
+        &args.adapter_dir,
+        &args.base,
+        &args.out,
+        &options,
+        &reporter,
+    )?;
+    reporter.finish();
+    for warning in &report.warnings {
+        context.status(&format!("warning: {warning}"));
+    }
+    if context.json {
+        return print_json(&serde_json::json!({
+            "out": report.path, "architecture": report.architecture,
+            "tensors": report.tensors, "alpha": report.alpha, "bytes": report.bytes,
+            "sha256": report.sha256, "warnings": report.warnings,
+        }));
+    }
+    println_stdout(&format!(
+        "wrote {} (LoRA for {}, {} tensors, alpha {}, {:.1} KB)",
+        report.path.display(),
+        report.architecture,
+        report.tensors,
+        report.alpha,
+        report.bytes as f64 / 1e3
+    ));
+    if let Some(sha256) = &report.sha256 {
+        println_stdout(&format!("sha256 {sha256}"));
     }
     Ok(())
 }

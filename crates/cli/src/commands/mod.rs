@@ -81,6 +81,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Jobs(command) => jobs::jobs(&context, command),
         Command::Merge(args) => direct::merge(&context, args),
         Command::Convert(args) => direct::convert(&context, args),
+        Command::ConvertLora(args) => direct::convert_lora(&context, args),
         Command::Quantize(args) => direct::quantize(&context, args),
         Command::Inspect(args) => direct::inspect(&context, args),
         Command::Demo(args) => demo::demo(&context, args),
