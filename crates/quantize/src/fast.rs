@@ -11,10 +11,14 @@
 //! Index loops keep the lane structure visible (and vectorisable).
 #![allow(clippy::needless_range_loop)]
 
-use crate::blocks::{get_scale_min_k4, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K, QK_K};
+use crate::blocks::{
+    get_scale_min_k4, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ6K, QK,
+    QK_K,
+};
 use crate::reference::{
-    h, hf, nearest_int as ni, pack_2bit, pack_q2_k_scales, pack_q3_k, pack_q3_k_scales, pack_q6,
-    pack_scales_mins, q3_k_scale, Qkx2, GROUP_MAX_EPS, QKX2_Q2K, QKX2_Q4K, QKX2_Q5K,
+    c_f32_to_byte, h, hf, nearest_int as ni, pack_2bit, pack_q2_k_scales, pack_q3_k,
+    pack_q3_k_scales, pack_q6, pack_scales_mins, q3_k_scale, Qkx2, GROUP_MAX_EPS, QKX2_Q2K,
+    QKX2_Q4K, QKX2_Q5K,
 };
 
 /// `make_qkx2_quants(N, p.nmax, …)` on `L` sub-blocks of `N` values at once (`x[i][j]` =
@@ -628,8 +632,58 @@ fn quantize_block_q3_k<const AVX2: bool>(x: &[f32; QK_K], y: &mut BlockQ3K) {
     pack_q3_k(&mut l, y);
 }
 
-fn blocks(x: &[f32]) -> impl Iterator<Item = &[f32; QK_K]> {
-    x.chunks_exact(QK_K).filter_map(|c| c.try_into().ok())
+/// `quantize_row_q4_0_ref` for one block, written so the compiler can vectorise it: the
+/// reference's running "first largest |x|" becomes a maximum and then the first index that
+/// reaches it (the same element, so the same signed `max`).
+#[inline(always)]
+fn quantize_block_q4_0<const AVX2: bool>(x: &[f32; QK], y: &mut BlockQ4_0) {
+    let mut ax = [0f32; QK];
+    for j in 0..QK {
+        ax[j] = x[j].abs();
+    }
+    let amax = ax.iter().fold(0.0f32, |m, &a| if m < a { a } else { m });
+    // No element beats the initial 0: `max` stays +0 (not a -0 from the row).
+    let max = if amax > 0.0 {
+        ax.iter().position(|&a| a == amax).map_or(0.0, |i| x[i])
+    } else {
+        0.0
+    };
+    let d = max / -8.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    y.d = h(d);
+    let mut q = [0u8; QK];
+    for j in 0..QK {
+        q[j] = (c_f32_to_byte(x[j] * id + 8.5) as i8).min(15) as u8;
+    }
+    for j in 0..QK / 2 {
+        y.qs[j] = q[j] | (q[j + QK / 2] << 4);
+    }
+}
+
+/// `quantize_row_q4_1_ref` for one block, vectorisable (min and max are order-free).
+#[inline(always)]
+fn quantize_block_q4_1<const AVX2: bool>(x: &[f32; QK], y: &mut BlockQ4_1) {
+    let mut min = f32::MAX;
+    let mut max = -f32::MAX;
+    for &v in x {
+        min = if v < min { v } else { min };
+        max = if v > max { v } else { max };
+    }
+    let d = (max - min) / 15.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    y.d = h(d);
+    y.m = h(min);
+    let mut q = [0u8; QK];
+    for j in 0..QK {
+        q[j] = (c_f32_to_byte((x[j] - min) * id + 0.5) as i8).min(15) as u8;
+    }
+    for j in 0..QK / 2 {
+        y.qs[j] = q[j] | (q[j + QK / 2] << 4);
+    }
+}
+
+fn blocks<const N: usize>(x: &[f32]) -> impl Iterator<Item = &[f32; N]> {
+    x.chunks_exact(N).filter_map(|c| c.try_into().ok())
 }
 
 /// Defines the row loop for one block kernel twice: portable (SSE2 on x86-64) and compiled
@@ -661,6 +715,18 @@ macro_rules! dispatch {
     };
 }
 
+dispatch!(
+    quantize_q4_0,
+    quantize_q4_0_avx2,
+    BlockQ4_0,
+    quantize_block_q4_0
+);
+dispatch!(
+    quantize_q4_1,
+    quantize_q4_1_avx2,
+    BlockQ4_1,
+    quantize_block_q4_1
+);
 dispatch!(
     quantize_q2_k,
     quantize_q2_k_avx2,
@@ -697,6 +763,16 @@ dispatch!(
 #[cfg(test)]
 fn quantize_portable(ty: crate::GgmlType, src: &[f32], dst: &mut [u8]) {
     match ty {
+        crate::GgmlType::Q4_0 => {
+            for (x, y) in blocks(src).zip(bytemuck::cast_slice_mut::<u8, BlockQ4_0>(dst)) {
+                quantize_block_q4_0::<false>(x, y);
+            }
+        }
+        crate::GgmlType::Q4_1 => {
+            for (x, y) in blocks(src).zip(bytemuck::cast_slice_mut::<u8, BlockQ4_1>(dst)) {
+                quantize_block_q4_1::<false>(x, y);
+            }
+        }
         crate::GgmlType::Q2K => {
             for (x, y) in blocks(src).zip(bytemuck::cast_slice_mut::<u8, BlockQ2K>(dst)) {
                 quantize_block_q2_k::<false>(x, y);
@@ -751,6 +827,8 @@ mod tests {
                 *v = v.abs();
             }
             for ty in [
+                GgmlType::Q4_0,
+                GgmlType::Q4_1,
                 GgmlType::Q2K,
                 GgmlType::Q3K,
                 GgmlType::Q4K,

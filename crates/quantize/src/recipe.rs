@@ -293,11 +293,7 @@ pub fn plan_tensor_types(
 
 /// `layer_info` of `llama_tensor_get_type_impl`: the layer of an ffn tensor. Dense models count
 /// tensors (`counter`); with experts the layer is parsed from the name and must be in range.
-fn layer_info(
-    hp: &ModelHparams,
-    counter: i64,
-    name: &str,
-) -> Result<(i64, i64), QuantizeError> {
+fn layer_info(hp: &ModelHparams, counter: i64, name: &str) -> Result<(i64, i64), QuantizeError> {
     let n_layer = i64::from(hp.n_layer);
     if hp.n_expert <= 1 {
         return Ok((counter, n_layer));

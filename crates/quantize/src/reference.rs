@@ -23,6 +23,20 @@ pub(crate) fn nearest_int(fval: f32) -> i32 {
     (val.to_bits() as i32 & 0x007F_FFFF) - 0x0040_0000
 }
 
+/// C's `(int8_t)f` and `(uint8_t)f` as gcc compiles them for x86-64: `cvttss2si` (truncation
+/// toward zero; NaN and out-of-range values give `INT_MIN`), then the low 8 bits. The legacy
+/// quantizers reach NaN and ±inf when a block's scale is so small that `1/d` overflows
+/// (subnormal inputs), and then store 0; Rust's saturating `as i8` would store 127 or -128.
+#[inline(always)]
+pub(crate) fn c_f32_to_byte(f: f32) -> u8 {
+    let i = if f.is_nan() || f >= 2_147_483_648.0 || f < -2_147_483_648.0 {
+        i32::MIN
+    } else {
+        f as i32
+    };
+    i as u8
+}
+
 #[inline(always)]
 pub(crate) fn h(x: f32) -> [u8; 2] {
     fp32_to_fp16(x).to_le_bytes()
@@ -45,8 +59,8 @@ pub fn quantize_block_q8_0(x: &[f32; QK], y: &mut BlockQ8_0) {
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
     y.d = h(d);
     for (q, &v) in y.qs.iter_mut().zip(x) {
-        // roundf: half away from zero; the float→int8 conversion of the C code.
-        *q = (v * id).round() as i8;
+        // roundf: half away from zero; then the C float→int8 conversion.
+        *q = c_f32_to_byte((v * id).round()) as i8;
     }
 }
 
@@ -97,7 +111,7 @@ pub fn quantize_block_q5_0(x: &[f32; QK], y: &mut BlockQ5_0) {
     let mut xi = [0u8; QK];
     for (o, &v) in xi.iter_mut().zip(x) {
         // (int8_t)(x*id + 16.5f), then MIN(31, ·)
-        let t = (v * id + 16.5) as i8;
+        let t = c_f32_to_byte(v * id + 16.5) as i8;
         *o = t.min(31) as u8;
     }
     y.qh = pack_q5(&xi, &mut y.qs);
@@ -130,7 +144,7 @@ pub fn quantize_block_q5_1(x: &[f32; QK], y: &mut BlockQ5_1) {
     let mut xi = [0u8; QK];
     for (o, &v) in xi.iter_mut().zip(x) {
         // (uint8_t)((x - min)*id + 0.5f)
-        *o = ((v - min) * id + 0.5) as u8;
+        *o = c_f32_to_byte((v - min) * id + 0.5);
     }
     y.qh = pack_q5(&xi, &mut y.qs);
 }
@@ -588,8 +602,8 @@ pub fn quantize_block_q4_0(x: &[f32; QK], y: &mut BlockQ4_0) {
     y.d = h(d);
     for j in 0..QK / 2 {
         // MIN(15, (int8_t)(x*id + 8.5f))
-        let xi0 = ((x[j] * id + 8.5) as i8).min(15) as u8;
-        let xi1 = ((x[j + QK / 2] * id + 8.5) as i8).min(15) as u8;
+        let xi0 = (c_f32_to_byte(x[j] * id + 8.5) as i8).min(15) as u8;
+        let xi1 = (c_f32_to_byte(x[j + QK / 2] * id + 8.5) as i8).min(15) as u8;
         y.qs[j] = xi0 | (xi1 << 4);
     }
 }
@@ -621,8 +635,8 @@ pub fn quantize_block_q4_1(x: &[f32; QK], y: &mut BlockQ4_1) {
     y.m = h(min);
     for j in 0..QK / 2 {
         // MIN(15, (int8_t)((x - min)*id + 0.5f))
-        let xi0 = (((x[j] - min) * id + 0.5) as i8).min(15) as u8;
-        let xi1 = (((x[j + QK / 2] - min) * id + 0.5) as i8).min(15) as u8;
+        let xi0 = (c_f32_to_byte((x[j] - min) * id + 0.5) as i8).min(15) as u8;
+        let xi1 = (c_f32_to_byte((x[j + QK / 2] - min) * id + 0.5) as i8).min(15) as u8;
         y.qs[j] = xi0 | (xi1 << 4);
     }
 }

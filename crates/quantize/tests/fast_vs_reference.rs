@@ -5,7 +5,9 @@
 use loraforge_quantize::{quantize_rows, quantize_rows_reference, GgmlType};
 use proptest::prelude::*;
 
-const K_TYPES: [GgmlType; 5] = [
+const K_TYPES: [GgmlType; 7] = [
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
     GgmlType::Q2K,
     GgmlType::Q3K,
     GgmlType::Q4K,
