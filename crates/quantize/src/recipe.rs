@@ -340,9 +340,7 @@ fn mixture_type(
                 new_type = if c.i_attention_wv < 2 { T::Q5K } else { T::Q4K };
             }
             F::Q3KL => new_type = T::Q5K,
-            F::Q4KM | F::Q5KM
-                if use_more_bits(c.i_attention_wv, c.n_attention_wv) =>
-            {
+            F::Q4KM | F::Q5KM if use_more_bits(c.i_attention_wv, c.n_attention_wv) => {
                 new_type = T::Q6K;
             }
             F::Q4KS if c.i_attention_wv < 4 => new_type = T::Q5K,
@@ -397,10 +395,7 @@ fn mixture_type(
                 new_type = T::Q4K;
             }
         } else if hp.n_expert == 8 {
-            if matches!(
-                ftype,
-                F::Q2K | F::Q3KS | F::Q3KM | F::Q4KS | F::Q4KM
-            ) {
+            if matches!(ftype, F::Q2K | F::Q3KS | F::Q3KM | F::Q4KS | F::Q4KM) {
                 new_type = T::Q5K;
             }
         } else {
