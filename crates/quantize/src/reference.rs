@@ -29,10 +29,11 @@ pub(crate) fn nearest_int(fval: f32) -> i32 {
 /// (subnormal inputs), and then store 0; Rust's saturating `as i8` would store 127 or -128.
 #[inline(always)]
 pub(crate) fn c_f32_to_byte(f: f32) -> u8 {
-    let i = if f.is_nan() || f >= 2_147_483_648.0 || f < -2_147_483_648.0 {
-        i32::MIN
-    } else {
+    // NaN is outside every range too.
+    let i = if (-2_147_483_648.0..2_147_483_648.0).contains(&f) {
         f as i32
+    } else {
+        i32::MIN
     };
     i as u8
 }
