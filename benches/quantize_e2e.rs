@@ -8,11 +8,14 @@
 //!
 //! Run: `cargo bench -p loraforge-benches --bench quantize_e2e`
 //! Environment: `LORAFORGE_BENCH_DIR` (temp dir parent, default the system temp dir),
-//! `LORAFORGE_BENCH_LAYERS` (default 22), `LORAFORGE_BENCH_TYPES` (default `Q8_0,Q4_K_M,Q4_K_S`),
-//! `LORAFORGE_BENCH_THREADS` (default `1,2`), `LORAFORGE_BENCH_LLAMA_CPP=1` to also run
-//! llama.cpp's own quantizer on the same input in the same run (through `llama-cpp-python`, set
-//! up once with `pip install llama-cpp-python==0.3.36`, which builds llama.cpp from source) and
-//! compare its output bytes and time with ours.
+//! `LORAFORGE_BENCH_LAYERS` (default 22), `LORAFORGE_BENCH_TYPES` (default `all`: every
+//! quantized file type, Q8_0 … Q2_K), `LORAFORGE_BENCH_THREADS` (default `1,2`),
+//! `LORAFORGE_BENCH_LLAMA_CPP=1` to also run llama.cpp's own quantizer on the same input in the
+//! same run (through `llama-cpp-python`, set up once with `pip install llama-cpp-python==0.3.36`,
+//! which builds llama.cpp from source; `LORAFORGE_BENCH_PYTHON` names the Python that has it,
+//! default `python3`) and compare its output bytes and time with ours. With llama.cpp, a closing
+//! table lists per type the single-thread seconds of both, the ratio and whether the bytes are
+//! identical.
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use std::io::Write;
@@ -156,7 +159,8 @@ print(json.dumps({"rc": rc, "secs": secs, "cpu": cpu, "sha256": h.hexdigest(),
 "#;
 
 fn llama_cpp_quantize(input: &Path, out: &Path, ty: FileType, threads: usize) -> Option<Reference> {
-    let output = std::process::Command::new("python3")
+    let python = env_or("LORAFORGE_BENCH_PYTHON", "python3");
+    let output = std::process::Command::new(python)
         .arg("-c")
         .arg(LLAMA_CPP_SCRIPT)
         .arg(input)
@@ -183,10 +187,16 @@ fn llama_cpp_quantize(input: &Path, out: &Path, ty: FileType, threads: usize) ->
 fn main() {
     let with_llama_cpp = std::env::var("LORAFORGE_BENCH_LLAMA_CPP").is_ok_and(|v| v == "1");
     let layers: u32 = env_or("LORAFORGE_BENCH_LAYERS", "22").parse().unwrap();
-    let types: Vec<FileType> = env_or("LORAFORGE_BENCH_TYPES", "Q8_0,Q4_K_M,Q4_K_S")
-        .split(',')
-        .map(|t| t.parse::<FileType>().unwrap())
-        .collect();
+    let types: Vec<FileType> = match env_or("LORAFORGE_BENCH_TYPES", "all").as_str() {
+        "all" => FileType::ALL
+            .into_iter()
+            .filter(|t| t.is_quantized())
+            .collect(),
+        list => list
+            .split(',')
+            .map(|t| t.parse::<FileType>().unwrap())
+            .collect(),
+    };
     let threads: Vec<usize> = env_or("LORAFORGE_BENCH_THREADS", "1,2")
         .split(',')
         .map(|t| t.trim().parse().unwrap())
@@ -228,6 +238,8 @@ fn main() {
         "peak RSS MiB",
         "out GB"
     );
+    // (type, llama.cpp s, ours s, identical) of the single-thread runs
+    let mut summary: Vec<(FileType, f64, f64, bool)> = Vec::new();
     for ty in &types {
         let mut shas = Vec::new();
         let mut single = None;
@@ -266,7 +278,11 @@ fn main() {
             if with_llama_cpp {
                 let ref_out = dir.path().join(format!("ref-{ty}-{n}.gguf"));
                 match llama_cpp_quantize(&input, &ref_out, *ty, n) {
-                    Some(r) => println!(
+                    Some(r) => {
+                        if n == 1 {
+                            summary.push((*ty, r.secs, secs, r.sha256 == report.sha256));
+                        }
+                        println!(
                         "{:<8} {:>7} {:>9.2} {:>10.1} {:>9.2} {:>8.2} {:>14.1} {:>12.0}   llama.cpp; ours is {:.2}× faster (wall), {:.2}× (cpu); bytes {}",
                         "  llama",
                         n,
@@ -279,7 +295,8 @@ fn main() {
                         r.secs / secs,
                         r.cpu / cpu,
                         if r.sha256 == report.sha256 { "IDENTICAL" } else { "DIFFER" }
-                    ),
+                    )
+                    }
                     None => println!("  llama.cpp run failed (is llama-cpp-python installed?)"),
                 }
             }
@@ -299,5 +316,21 @@ fn main() {
             shas.windows(2).all(|w| w[0] == w[1]),
             "{ty}: output depends on the thread count"
         );
+    }
+    if !summary.is_empty() {
+        println!(
+            "\nsingle thread, same input, same run:\n{:<8} {:>12} {:>9} {:>7} {:>10}",
+            "type", "llama.cpp s", "ours s", "ratio", "identical"
+        );
+        for (ty, theirs, ours, same) in &summary {
+            println!(
+                "{:<8} {:>12.2} {:>9.2} {:>6.2}× {:>10}",
+                ty.llama_name(),
+                theirs,
+                ours,
+                theirs / ours,
+                if *same { "yes" } else { "NO" }
+            );
+        }
     }
 }

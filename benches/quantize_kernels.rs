@@ -39,6 +39,10 @@ fn bench_kernels(c: &mut Criterion) {
         GgmlType::Q8_0,
         GgmlType::Q5_0,
         GgmlType::Q5_1,
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q2K,
+        GgmlType::Q3K,
         GgmlType::Q4K,
         GgmlType::Q5K,
         GgmlType::Q6K,
@@ -50,7 +54,10 @@ fn bench_kernels(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("fast", ty.name()), &ty, |b, &ty| {
             b.iter(|| quantize_rows(ty, black_box(&x), N_PER_ROW, &mut dst))
         });
-        if matches!(ty, GgmlType::Q4K | GgmlType::Q5K | GgmlType::Q6K) {
+        if matches!(
+            ty,
+            GgmlType::Q2K | GgmlType::Q3K | GgmlType::Q4K | GgmlType::Q5K | GgmlType::Q6K
+        ) {
             group.bench_with_input(BenchmarkId::new("reference", ty.name()), &ty, |b, &ty| {
                 b.iter(|| quantize_rows_reference(ty, black_box(&x), N_PER_ROW, &mut dst))
             });

@@ -71,6 +71,51 @@ fn output_is_byte_identical_to_llama_cpp_for_every_fixture() {
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), cases.len());
 }
 
+/// Every file type on every input of `quant-files/` (untied 256-wide; tied with hidden and ffn
+/// 320; hidden 96 with ffn 72 and 4 query heads per kv head), against the sha256 of what
+/// `llama_model_quantize` wrote (`make_quant_files.py`; only the hashes are kept).
+#[test]
+fn every_file_type_is_byte_identical_to_llama_cpp() {
+    let dir = tempfile::tempdir().unwrap();
+    let sums = std::fs::read_to_string(fixture("SHA256SUMS")).unwrap();
+    let mut checked = Vec::new();
+    let mut failures = Vec::new();
+    for line in sums.lines() {
+        let (sha, file) = line.split_once("  ").unwrap();
+        let Some(stem) = file.strip_suffix(".gguf") else {
+            continue;
+        };
+        let Some((input, ty)) = stem.rsplit_once('.') else {
+            continue;
+        };
+        let out = dir.path().join(file);
+        let report = quantize_file(
+            &fixture(&format!("{input}.gguf")),
+            &out,
+            ty.parse::<FileType>().unwrap(),
+            &opts(1 + checked.len() % 2),
+            &NoProgress,
+        )
+        .unwrap();
+        if report.sha256 != sha {
+            failures.push(file.to_owned());
+        }
+        std::fs::remove_file(&out).unwrap();
+        checked.push((input.to_owned(), ty.to_owned()));
+    }
+    for input in ["micro-f16", "micro-r320-tied-f16", "micro-h96-gqa4-f16"] {
+        for ft in FileType::ALL.iter().filter(|f| f.is_quantized()) {
+            assert!(
+                checked
+                    .iter()
+                    .any(|(i, t)| i == input && t.eq_ignore_ascii_case(ft.as_str())),
+                "{input}: no llama.cpp hash for {ft}"
+            );
+        }
+    }
+    assert!(failures.is_empty(), "differ from llama.cpp: {failures:?}");
+}
+
 #[test]
 fn fallbacks_are_reported_and_refused_on_request() {
     let dir = tempfile::tempdir().unwrap();
@@ -354,17 +399,48 @@ fn one_tensor_model(ty: GgmlType, dims: Vec<u64>) -> Vec<u8> {
 }
 
 #[test]
-fn rows_without_a_fallback_and_unconvertible_inputs_are_refused() {
+fn rows_not_a_multiple_of_32_fall_back_to_f16_and_unconvertible_inputs_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.gguf");
     let out = dir.path().join("out.gguf");
-    // Q8_0 has no fallback type: llama.cpp refuses rows that are not a multiple of 32.
+    // Rows of 48 fit no 32-element block: llama.cpp's `tensor_type_fallback` writes F16
+    // (issue 11: this used to be refused).
     std::fs::write(&input, one_tensor_model(GgmlType::F32, vec![48, 4])).unwrap();
-    let err = quantize_file(&input, &out, FileType::Q8_0, &opts(1), &NoProgress).unwrap_err();
-    assert!(matches!(err, QuantizeFileError::Plan(_)), "{err:?}");
+    for ft in [
+        FileType::Q8_0,
+        FileType::Q4_0,
+        FileType::Q4KM,
+        FileType::Q2K,
+    ] {
+        let report = quantize_file(&input, &out, ft, &opts(1), &NoProgress).unwrap();
+        let t = &report.tensors[0];
+        assert_eq!(t.to, GgmlType::F16, "{ft}");
+        let f = t.fallback.as_ref().unwrap();
+        assert_eq!(f.used, GgmlType::F16, "{ft}");
+        assert!(f.reason.contains("must use F16"), "{}", f.reason);
+        let file = GgufFile::open(&out).unwrap();
+        assert_eq!(file.tensors()[0].info.ty, GgmlType::F16);
+    }
+    // --no-fallback refuses instead.
+    std::fs::remove_file(&out).unwrap();
+    let err = quantize_file(
+        &input,
+        &out,
+        FileType::Q8_0,
+        &QuantizeFileOptions {
+            no_fallback: true,
+            ..opts(1)
+        },
+        &NoProgress,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, QuantizeFileError::Fallbacks { count: 1, .. }),
+        "{err:?}"
+    );
     assert!(!out.exists());
-    // A Q4_0 input can be read but not dequantized here, even with --allow-requantize.
-    std::fs::write(&input, one_tensor_model(GgmlType::Q4_0, vec![64, 4])).unwrap();
+    // A Q8_K input can be read but not dequantized here, even with --allow-requantize.
+    std::fs::write(&input, one_tensor_model(GgmlType::Q8K, vec![256, 4])).unwrap();
     let err = quantize_file(
         &input,
         &out,
@@ -380,7 +456,7 @@ fn rows_without_a_fallback_and_unconvertible_inputs_are_refused() {
         matches!(
             err,
             QuantizeFileError::UnsupportedInputType {
-                ty: GgmlType::Q4_0,
+                ty: GgmlType::Q8K,
                 ..
             }
         ),

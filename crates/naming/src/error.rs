@@ -133,6 +133,12 @@ pub enum NameError {
         /// Comma-separated list of the valid names, as `llama-quantize` spells them.
         valid: String,
     },
+    /// A file type `llama-quantize` offers only with an importance matrix (`IQ*`, `Q2_K_S`).
+    #[error("{given} needs an importance matrix (imatrix), which loraforge does not compute; quantize with llama.cpp's llama-quantize --imatrix, or choose a k-quant such as Q4_K_M, Q3_K_M or Q2_K")]
+    NeedsImatrix {
+        /// The type asked for, in llama-quantize's spelling.
+        given: String,
+    },
     /// The text does not have the shape of a trained, saved or deployed name.
     #[error("{name:?} is not a loraforge model name: {reason}")]
     NotAModelName {

@@ -64,11 +64,40 @@ file_types! {
     BF16 = 32, "bf16";
     /// 8-bit blocks (`LLAMA_FTYPE_MOSTLY_Q8_0`).
     Q8_0 = 7, "q8_0";
+    /// 6-bit k-quant (`LLAMA_FTYPE_MOSTLY_Q6_K`).
+    Q6K = 18, "q6_K";
+    /// 5-bit k-quant mixture, medium (`LLAMA_FTYPE_MOSTLY_Q5_K_M`).
+    Q5KM = 17, "q5_K_M";
+    /// 5-bit k-quant mixture, small (`LLAMA_FTYPE_MOSTLY_Q5_K_S`).
+    Q5KS = 16, "q5_K_S";
+    /// 5-bit legacy blocks with a minimum (`LLAMA_FTYPE_MOSTLY_Q5_1`).
+    Q5_1 = 9, "q5_1";
+    /// 5-bit legacy blocks (`LLAMA_FTYPE_MOSTLY_Q5_0`).
+    Q5_0 = 8, "q5_0";
     /// 4-bit k-quant mixture, medium (`LLAMA_FTYPE_MOSTLY_Q4_K_M`).
     Q4KM = 15, "q4_K_M";
     /// 4-bit k-quant mixture, small (`LLAMA_FTYPE_MOSTLY_Q4_K_S`).
     Q4KS = 14, "q4_K_S";
+    /// 4-bit legacy blocks with a minimum (`LLAMA_FTYPE_MOSTLY_Q4_1`).
+    Q4_1 = 3, "q4_1";
+    /// 4-bit legacy blocks (`LLAMA_FTYPE_MOSTLY_Q4_0`).
+    Q4_0 = 2, "q4_0";
+    /// 3-bit k-quant mixture, large (`LLAMA_FTYPE_MOSTLY_Q3_K_L`).
+    Q3KL = 13, "q3_K_L";
+    /// 3-bit k-quant mixture, medium (`LLAMA_FTYPE_MOSTLY_Q3_K_M`).
+    Q3KM = 12, "q3_K_M";
+    /// 3-bit k-quant mixture, small (`LLAMA_FTYPE_MOSTLY_Q3_K_S`).
+    Q3KS = 11, "q3_K_S";
+    /// 2-bit k-quant mixture (`LLAMA_FTYPE_MOSTLY_Q2_K`).
+    Q2K = 10, "q2_K";
 }
+
+/// File types `llama-quantize` offers only with an importance matrix (it refuses or warns
+/// without one), which loraforge does not compute.
+const NEEDS_IMATRIX: [&str; 13] = [
+    "IQ1_S", "IQ1_M", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M", "IQ3_XXS", "IQ3_XS", "IQ3_S", "IQ3_M",
+    "IQ4_NL", "IQ4_XS", "Q2_K_S",
+];
 
 impl FileType {
     /// The name `llama-quantize` prints and accepts: `F16`, `Q8_0`, `Q4_K_M` …
@@ -99,6 +128,11 @@ impl FromStr for FileType {
     /// Parses a type name case-insensitively (`q4_K_M`, `Q4_K_M`, `q4_k_m`, `f16` …).
     fn from_str(s: &str) -> Result<FileType, NameError> {
         let t = s.trim();
+        if let Some(name) = NEEDS_IMATRIX.iter().find(|n| n.eq_ignore_ascii_case(t)) {
+            return Err(NameError::NeedsImatrix {
+                given: (*name).to_owned(),
+            });
+        }
         FileType::ALL
             .into_iter()
             .find(|f| f.as_str().eq_ignore_ascii_case(t))
@@ -125,6 +159,17 @@ mod tests {
             ("F16", FileType::F16, 1),
             ("bf16", FileType::BF16, 32),
             ("f32", FileType::F32, 0),
+            ("q2_k", FileType::Q2K, 10),
+            ("Q3_K_S", FileType::Q3KS, 11),
+            ("q3_k_m", FileType::Q3KM, 12),
+            ("Q3_K_L", FileType::Q3KL, 13),
+            ("q4_0", FileType::Q4_0, 2),
+            ("Q4_1", FileType::Q4_1, 3),
+            ("q5_0", FileType::Q5_0, 8),
+            ("q5_1", FileType::Q5_1, 9),
+            ("q5_k_s", FileType::Q5KS, 16),
+            ("Q5_K_M", FileType::Q5KM, 17),
+            ("q6_k", FileType::Q6K, 18),
         ] {
             assert_eq!(s.parse::<FileType>().unwrap(), ft);
             assert_eq!(ft.llama_ftype(), id);
@@ -132,8 +177,18 @@ mod tests {
         let err = "q4_K".parse::<FileType>().unwrap_err();
         assert_eq!(
             err.to_string(),
-            "unknown quantization type \"q4_K\"; valid types: F32, F16, BF16, Q8_0, Q4_K_M, Q4_K_S"
+            "unknown quantization type \"q4_K\"; valid types: F32, F16, BF16, Q8_0, Q6_K, Q5_K_M, \
+             Q5_K_S, Q5_1, Q5_0, Q4_K_M, Q4_K_S, Q4_1, Q4_0, Q3_K_L, Q3_K_M, Q3_K_S, Q2_K"
         );
+        // Importance-matrix types are named as such, with what to do instead.
+        for s in ["iq2_xxs", "IQ4_NL", "iq3_m", "Q2_K_S"] {
+            let err = s.parse::<FileType>().unwrap_err();
+            assert!(
+                matches!(&err, NameError::NeedsImatrix { given } if given.eq_ignore_ascii_case(s)),
+                "{err:?}"
+            );
+            assert!(err.to_string().contains("importance matrix"), "{err}");
+        }
     }
 
     #[test]

@@ -617,7 +617,26 @@ mod tests {
     #[test]
     fn quant_spellings() {
         let spelled: Vec<_> = QuantType::ALL.iter().map(|q| q.as_str()).collect();
-        assert_eq!(spelled, ["no_quantization", "q8_0", "q4_K_M", "q4_K_S"]);
+        assert_eq!(
+            spelled,
+            [
+                "no_quantization",
+                "q8_0",
+                "q6_K",
+                "q5_K_M",
+                "q5_K_S",
+                "q5_1",
+                "q5_0",
+                "q4_K_M",
+                "q4_K_S",
+                "q4_1",
+                "q4_0",
+                "q3_K_L",
+                "q3_K_M",
+                "q3_K_S",
+                "q2_K"
+            ]
+        );
         assert_eq!(
             "NO_QUANTIZATION".parse::<QuantType>().unwrap(),
             QuantType::NoQuantization
@@ -630,8 +649,12 @@ mod tests {
             "Q8_0".parse::<QuantType>().unwrap(),
             QuantType::Quantized(FileType::Q8_0)
         );
+        assert_eq!(
+            "q5_K_M".parse::<QuantType>().unwrap(),
+            QuantType::Quantized(FileType::Q5KM)
+        );
         assert!(matches!(
-            "q5_K_M".parse::<QuantType>(),
+            "q5_K".parse::<QuantType>(),
             Err(NameError::UnknownQuant { .. })
         ));
         assert_eq!(

@@ -11,32 +11,36 @@
 //! Index loops keep the lane structure visible (and vectorisable).
 #![allow(clippy::needless_range_loop)]
 
-use crate::blocks::{get_scale_min_k4, BlockQ4K, BlockQ5K, BlockQ6K, QK_K};
-use crate::reference::{h, hf, nearest_int as ni, pack_q6, pack_scales_mins, GROUP_MAX_EPS};
+use crate::blocks::{
+    get_scale_min_k4, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ6K, QK,
+    QK_K,
+};
+use crate::reference::{
+    c_f32_to_byte, h, hf, nearest_int as ni, pack_2bit, pack_q2_k_scales, pack_q3_k,
+    pack_q3_k_scales, pack_q6, pack_scales_mins, q3_k_scale, Qkx2, GROUP_MAX_EPS, QKX2_Q2K,
+    QKX2_Q4K, QKX2_Q5K,
+};
 
-type Lanes8 = [f32; 8];
-
-/// `make_qkx2_quants(32, nmax, …, rmin, 0.1, nstep, false)` on 8 sub-blocks at once.
-/// Returns (scales, the_mins); `l[i][j]` receives the quants.
+/// `make_qkx2_quants(N, p.nmax, …)` on `L` sub-blocks of `N` values at once (`x[i][j]` =
+/// element `i` of sub-block `j`). Returns (scales, the_mins); `l[i][j]` receives the quants.
 #[inline(always)]
-fn qkx2_x8(
-    nmax: i32,
-    x: &[Lanes8; 32],
-    w: &[Lanes8; 32],
-    l: &mut [[i32; 8]; 32],
-    rmin: f32,
-    nstep: i32,
-) -> (Lanes8, Lanes8) {
-    const RDELTA: f32 = 0.1;
+fn qkx2_lanes<const N: usize, const L: usize>(
+    p: &Qkx2,
+    x: &[[f32; L]; N],
+    w: &[[f32; L]; N],
+    l: &mut [[i32; L]; N],
+) -> ([f32; L], [f32; L]) {
+    let nmax = p.nmax;
+    let err = |diff: f32| if p.use_mad { diff.abs() } else { diff * diff };
     let mut min = x[0];
     let mut max = x[0];
     let mut sum_w = w[0];
-    let mut sum_x = [0f32; 8];
-    for j in 0..8 {
+    let mut sum_x = [0f32; L];
+    for j in 0..L {
         sum_x[j] = sum_w[j] * x[0][j];
     }
-    for i in 1..32 {
-        for j in 0..8 {
+    for i in 1..N {
+        for j in 0..L {
             let v = x[i][j];
             min[j] = if v < min[j] { v } else { min[j] };
             max[j] = if v > max[j] { v } else { max[j] };
@@ -44,8 +48,8 @@ fn qkx2_x8(
             sum_x[j] += w[i][j] * v;
         }
     }
-    let mut flat = [false; 8];
-    for j in 0..8 {
+    let mut flat = [false; L];
+    for j in 0..L {
         if min[j] > 0.0 {
             min[j] = 0.0;
         }
@@ -53,31 +57,31 @@ fn qkx2_x8(
     }
     let min0 = min;
     let nmaxf = nmax as f32;
-    let mut scale = [0f32; 8];
-    let mut iscale = [0f32; 8];
-    for j in 0..8 {
+    let mut scale = [0f32; L];
+    let mut iscale = [0f32; L];
+    for j in 0..L {
         iscale[j] = nmaxf / (max[j] - min[j]);
         scale[j] = 1.0 / iscale[j];
     }
-    let mut best = [0f32; 8];
-    for i in 0..32 {
-        for j in 0..8 {
+    let mut best = [0f32; L];
+    for i in 0..N {
+        for j in 0..L {
             let q = ni(iscale[j] * (x[i][j] - min[j])).clamp(0, nmax);
             l[i][j] = q;
             let diff = scale[j] * q as f32 + min[j] - x[i][j];
-            best[j] += w[i][j] * (diff * diff);
+            best[j] += w[i][j] * err(diff);
         }
     }
-    let mut laux = [[0f32; 8]; 32];
-    for is in 0..=nstep {
-        for j in 0..8 {
-            iscale[j] = (rmin + RDELTA * is as f32 + nmaxf) / (max[j] - min[j]);
+    let mut laux = [[0f32; L]; N];
+    for is in 0..=p.nstep {
+        for j in 0..L {
+            iscale[j] = (p.rmin + p.rdelta * is as f32 + nmaxf) / (max[j] - min[j]);
         }
-        let mut sum_l = [0f32; 8];
-        let mut sum_l2 = [0f32; 8];
-        let mut sum_xl = [0f32; 8];
-        for i in 0..32 {
-            for j in 0..8 {
+        let mut sum_l = [0f32; L];
+        let mut sum_l2 = [0f32; L];
+        let mut sum_xl = [0f32; L];
+        for i in 0..N {
+            for j in 0..L {
                 let q = ni(iscale[j] * (x[i][j] - min[j])).clamp(0, nmax) as f32;
                 laux[i][j] = q;
                 let ww = w[i][j];
@@ -86,10 +90,10 @@ fn qkx2_x8(
                 sum_xl[j] += ww * q * x[i][j];
             }
         }
-        let mut this_scale = [0f32; 8];
-        let mut this_min = [0f32; 8];
-        let mut ok = [false; 8];
-        for j in 0..8 {
+        let mut this_scale = [0f32; L];
+        let mut this_min = [0f32; L];
+        let mut ok = [false; L];
+        for j in 0..L {
             let d = sum_w[j] * sum_l2[j] - sum_l[j] * sum_l[j];
             ok[j] = d > 0.0;
             let mut ts = (sum_w[j] * sum_xl[j] - sum_x[j] * sum_l[j]) / d;
@@ -101,16 +105,16 @@ fn qkx2_x8(
             this_scale[j] = ts;
             this_min[j] = tm;
         }
-        let mut cur = [0f32; 8];
-        for i in 0..32 {
-            for j in 0..8 {
+        let mut cur = [0f32; L];
+        for i in 0..N {
+            for j in 0..L {
                 let diff = this_scale[j] * laux[i][j] + this_min[j] - x[i][j];
-                cur[j] += w[i][j] * (diff * diff);
+                cur[j] += w[i][j] * err(diff);
             }
         }
         let mut any = false;
-        let mut take = [false; 8];
-        for j in 0..8 {
+        let mut take = [false; L];
+        for j in 0..L {
             take[j] = ok[j] && cur[j] < best[j];
             if take[j] {
                 best[j] = cur[j];
@@ -120,8 +124,8 @@ fn qkx2_x8(
             }
         }
         if any {
-            for i in 0..32 {
-                for j in 0..8 {
+            for i in 0..N {
+                for j in 0..L {
                     if take[j] {
                         l[i][j] = laux[i][j] as i32;
                     }
@@ -129,8 +133,8 @@ fn qkx2_x8(
             }
         }
     }
-    let mut the_min = [0f32; 8];
-    for j in 0..8 {
+    let mut the_min = [0f32; L];
+    for j in 0..L {
         if flat[j] {
             scale[j] = 0.0;
             min[j] = min0[j];
@@ -147,10 +151,9 @@ fn qkx2_x8(
 #[inline(always)]
 fn quantize_kx<const AVX2: bool>(
     x: &[f32; QK_K],
-    nmax: i32,
-    rmin: f32,
-    nstep: i32,
+    p: &Qkx2,
 ) -> ([u8; 2], [u8; 2], [u8; 12], [[i32; 8]; 32]) {
+    let nmax = p.nmax;
     let mut xt = [[0f32; 8]; 32];
     for j in 0..8 {
         for i in 0..32 {
@@ -178,12 +181,12 @@ fn quantize_kx<const AVX2: bool>(
     let (scales, mins) = if AVX2 {
         // SAFETY: `AVX2 = true` is only instantiated by the AVX2 entry points below, which
         // run only after `is_x86_feature_detected!("avx2")`.
-        unsafe { crate::fast_avx2::qkx2_x8(nmax, &xt, &w, &mut l, rmin, nstep) }
+        unsafe { crate::fast_avx2::qkx2_x8(nmax, &xt, &w, &mut l, p.rmin, p.nstep) }
     } else {
-        qkx2_x8(nmax, &xt, &w, &mut l, rmin, nstep)
+        qkx2_lanes(p, &xt, &w, &mut l)
     };
     #[cfg(not(target_arch = "x86_64"))]
-    let (scales, mins) = qkx2_x8(nmax, &xt, &w, &mut l, rmin, nstep);
+    let (scales, mins) = qkx2_lanes(p, &xt, &w, &mut l);
     let mut max_scale = 0.0f32;
     let mut max_min = 0.0f32;
     for j in 0..8 {
@@ -217,7 +220,7 @@ fn quantize_kx<const AVX2: bool>(
 
 #[inline(always)]
 fn quantize_block_q4_k<const AVX2: bool>(x: &[f32; QK_K], y: &mut BlockQ4K) {
-    let (d, dmin, scales, l) = quantize_kx::<AVX2>(x, 15, -1.0, 20);
+    let (d, dmin, scales, l) = quantize_kx::<AVX2>(x, &QKX2_Q4K);
     y.d = d;
     y.dmin = dmin;
     y.scales = scales;
@@ -230,7 +233,7 @@ fn quantize_block_q4_k<const AVX2: bool>(x: &[f32; QK_K], y: &mut BlockQ4K) {
 
 #[inline(always)]
 fn quantize_block_q5_k<const AVX2: bool>(x: &[f32; QK_K], y: &mut BlockQ5K) {
-    let (d, dmin, scales, l) = quantize_kx::<AVX2>(x, 31, -0.5, 15);
+    let (d, dmin, scales, l) = quantize_kx::<AVX2>(x, &QKX2_Q5K);
     y.d = d;
     y.dmin = dmin;
     y.scales = scales;
@@ -418,8 +421,269 @@ fn quantize_block_q6_k<const AVX2: bool>(x: &[f32; QK_K], y: &mut BlockQ6K) {
     pack_q6(&l, y);
 }
 
-fn blocks(x: &[f32]) -> impl Iterator<Item = &[f32; QK_K]> {
-    x.chunks_exact(QK_K).filter_map(|c| c.try_into().ok())
+/// Q2_K: the 16 sub-blocks of 16 as lanes of `make_qkx2_quants(16, 3, …, use_mad = true)`.
+#[inline(always)]
+fn quantize_block_q2_k<const AVX2: bool>(x: &[f32; QK_K], y: &mut BlockQ2K) {
+    let mut xt = [[0f32; 16]; 16];
+    let mut w = [[0f32; 16]; 16];
+    for j in 0..16 {
+        for i in 0..16 {
+            xt[i][j] = x[16 * j + i];
+            w[i][j] = xt[i][j].abs();
+        }
+    }
+    let mut lt = [[0i32; 16]; 16];
+    let (scales, mins) = qkx2_lanes(&QKX2_Q2K, &xt, &w, &mut lt);
+    let mut max_scale = 0.0f32;
+    let mut max_min = 0.0f32;
+    for j in 0..16 {
+        if scales[j] > max_scale {
+            max_scale = scales[j];
+        }
+        if mins[j] > max_min {
+            max_min = mins[j];
+        }
+    }
+    (y.scales, y.d, y.dmin) = pack_q2_k_scales(&scales, &mins, max_scale, max_min);
+    let (d, dmin) = (hf(y.d), hf(y.dmin));
+    let mut dl = [0f32; 16];
+    let mut dml = [0f32; 16];
+    for j in 0..16 {
+        dl[j] = d * f32::from(y.scales[j] & 0xF);
+        dml[j] = dmin * f32::from(y.scales[j] >> 4);
+    }
+    for i in 0..16 {
+        for j in 0..16 {
+            let q = ni((xt[i][j] + dml[j]) / dl[j]).clamp(0, 3);
+            if dl[j] != 0.0 {
+                lt[i][j] = q;
+            }
+        }
+    }
+    let mut l = [0u8; QK_K];
+    for j in 0..16 {
+        for i in 0..16 {
+            l[16 * j + i] = lt[i][j] as u8;
+        }
+    }
+    pack_2bit(&l, &mut y.qs);
+}
+
+/// `make_q3_quants(16, 4, …, do_rmse = true)` on the 16 sub-blocks of a Q3_K block at once.
+/// Returns the scales; `l[i][j]` receives `q + 4` for element `i` of sub-block `j`.
+#[inline(always)]
+fn q3_x16(x: &[Lanes16; 16], l: &mut [[i32; 16]; 16]) -> Lanes16 {
+    const NMAX: i32 = 4;
+    let mut max = [0f32; 16];
+    let mut amax = [0f32; 16];
+    for row in x {
+        for j in 0..16 {
+            let ax = row[j].abs();
+            if ax > amax[j] {
+                amax[j] = ax;
+                max[j] = row[j];
+            }
+        }
+    }
+    let mut w = [[0f32; 16]; 16];
+    for i in 0..16 {
+        for j in 0..16 {
+            w[i][j] = x[i][j] * x[i][j];
+        }
+    }
+    let mut iscale = [0f32; 16];
+    for j in 0..16 {
+        iscale[j] = -(NMAX as f32) / max[j];
+    }
+    let mut sumlx = [0f32; 16];
+    let mut suml2 = [0f32; 16];
+    for i in 0..16 {
+        for j in 0..16 {
+            let q = ni(iscale[j] * x[i][j]).clamp(-NMAX, NMAX - 1);
+            l[i][j] = q;
+            let qf = q as f32;
+            sumlx[j] += w[i][j] * x[i][j] * qf;
+            suml2[j] += w[i][j] * qf * qf;
+        }
+    }
+    // Lanes whose search stopped (a round without a change) stay as they are.
+    let mut active = [true; 16];
+    for _itry in 0..5 {
+        let mut changed = [false; 16];
+        for i in 0..16 {
+            for j in 0..16 {
+                let (v, ww) = (x[i][j], w[i][j]);
+                let li = l[i][j] as f32;
+                let slx = sumlx[j] - ww * v * li;
+                let sl2 = suml2[j] - ww * li * li;
+                let new_l = ni(v * sl2 / slx).clamp(-NMAX, NMAX - 1);
+                let nl = new_l as f32;
+                let slx2 = slx + ww * v * nl;
+                let sl22 = sl2 + ww * nl * nl;
+                let take = active[j]
+                    && slx > 0.0
+                    && new_l != l[i][j]
+                    && sl22 > 0.0
+                    && slx2 * slx2 * suml2[j] > sumlx[j] * sumlx[j] * sl22;
+                if take {
+                    l[i][j] = new_l;
+                    sumlx[j] = slx2;
+                    suml2[j] = sl22;
+                    changed[j] = true;
+                }
+            }
+        }
+        let mut any = false;
+        for j in 0..16 {
+            active[j] &= changed[j];
+            any |= active[j];
+        }
+        if !any {
+            break;
+        }
+    }
+    let mut scale = [0f32; 16];
+    for j in 0..16 {
+        scale[j] = if suml2[j] > 0.0 {
+            sumlx[j] / suml2[j]
+        } else {
+            0.0
+        };
+    }
+    for i in 0..16 {
+        for j in 0..16 {
+            l[i][j] += NMAX;
+        }
+    }
+    for j in 0..16 {
+        if amax[j] < GROUP_MAX_EPS {
+            scale[j] = 0.0;
+            for row in l.iter_mut() {
+                row[j] = 0;
+            }
+        }
+    }
+    scale
+}
+
+#[inline(always)]
+fn quantize_block_q3_k<const AVX2: bool>(x: &[f32; QK_K], y: &mut BlockQ3K) {
+    let mut xt = [[0f32; 16]; 16];
+    for j in 0..16 {
+        for i in 0..16 {
+            xt[i][j] = x[16 * j + i];
+        }
+    }
+    let mut lt = [[0i32; 16]; 16];
+    #[cfg(target_arch = "x86_64")]
+    let scales = if AVX2 {
+        // SAFETY: `AVX2 = true` is only instantiated by the AVX2 entry points, which run only
+        // after `is_x86_feature_detected!("avx2")`.
+        let (a, b) = unsafe {
+            (
+                crate::fast_avx2::q3_x8(&xt, 0, &mut lt),
+                crate::fast_avx2::q3_x8(&xt, 1, &mut lt),
+            )
+        };
+        let mut s = [0f32; 16];
+        s[..8].copy_from_slice(&a);
+        s[8..].copy_from_slice(&b);
+        s
+    } else {
+        q3_x16(&xt, &mut lt)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let scales = q3_x16(&xt, &mut lt);
+    let mut max_scale = 0.0f32;
+    let mut amax = 0.0f32;
+    for &s in &scales {
+        if s.abs() > amax {
+            amax = s.abs();
+            max_scale = s;
+        }
+    }
+    if max_scale != 0.0 {
+        let iscale = -32.0 / max_scale;
+        y.scales = pack_q3_k_scales(&scales, iscale);
+        y.d = h(1.0 / iscale);
+    } else {
+        y.scales = [0; 12];
+        y.d = h(0.0);
+    }
+    let dd = hf(y.d);
+    let mut dl = [0f32; 16];
+    for j in 0..16 {
+        dl[j] = dd * f32::from(q3_k_scale(&y.scales, j) - 32);
+    }
+    for i in 0..16 {
+        for j in 0..16 {
+            let q = ni(xt[i][j] / dl[j]).clamp(-4, 3) + 4;
+            if dl[j] != 0.0 {
+                lt[i][j] = q;
+            }
+        }
+    }
+    let mut l = [0u8; QK_K];
+    for j in 0..16 {
+        for i in 0..16 {
+            l[16 * j + i] = lt[i][j] as u8;
+        }
+    }
+    pack_q3_k(&mut l, y);
+}
+
+/// `quantize_row_q4_0_ref` for one block, written so the compiler can vectorise it: the
+/// reference's running "first largest |x|" becomes a maximum and then the first index that
+/// reaches it (the same element, so the same signed `max`).
+#[inline(always)]
+fn quantize_block_q4_0<const AVX2: bool>(x: &[f32; QK], y: &mut BlockQ4_0) {
+    let mut ax = [0f32; QK];
+    for j in 0..QK {
+        ax[j] = x[j].abs();
+    }
+    let amax = ax.iter().fold(0.0f32, |m, &a| if m < a { a } else { m });
+    // No element beats the initial 0: `max` stays +0 (not a -0 from the row).
+    let max = if amax > 0.0 {
+        ax.iter().position(|&a| a == amax).map_or(0.0, |i| x[i])
+    } else {
+        0.0
+    };
+    let d = max / -8.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    y.d = h(d);
+    let mut q = [0u8; QK];
+    for j in 0..QK {
+        q[j] = (c_f32_to_byte(x[j] * id + 8.5) as i8).min(15) as u8;
+    }
+    for j in 0..QK / 2 {
+        y.qs[j] = q[j] | (q[j + QK / 2] << 4);
+    }
+}
+
+/// `quantize_row_q4_1_ref` for one block, vectorisable (min and max are order-free).
+#[inline(always)]
+fn quantize_block_q4_1<const AVX2: bool>(x: &[f32; QK], y: &mut BlockQ4_1) {
+    let mut min = f32::MAX;
+    let mut max = -f32::MAX;
+    for &v in x {
+        min = if v < min { v } else { min };
+        max = if v > max { v } else { max };
+    }
+    let d = (max - min) / 15.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    y.d = h(d);
+    y.m = h(min);
+    let mut q = [0u8; QK];
+    for j in 0..QK {
+        q[j] = (c_f32_to_byte((x[j] - min) * id + 0.5) as i8).min(15) as u8;
+    }
+    for j in 0..QK / 2 {
+        y.qs[j] = q[j] | (q[j + QK / 2] << 4);
+    }
+}
+
+fn blocks<const N: usize>(x: &[f32]) -> impl Iterator<Item = &[f32; N]> {
+    x.chunks_exact(N).filter_map(|c| c.try_into().ok())
 }
 
 /// Defines the row loop for one block kernel twice: portable (SSE2 on x86-64) and compiled
@@ -452,6 +716,30 @@ macro_rules! dispatch {
 }
 
 dispatch!(
+    quantize_q4_0,
+    quantize_q4_0_avx2,
+    BlockQ4_0,
+    quantize_block_q4_0
+);
+dispatch!(
+    quantize_q4_1,
+    quantize_q4_1_avx2,
+    BlockQ4_1,
+    quantize_block_q4_1
+);
+dispatch!(
+    quantize_q2_k,
+    quantize_q2_k_avx2,
+    BlockQ2K,
+    quantize_block_q2_k
+);
+dispatch!(
+    quantize_q3_k,
+    quantize_q3_k_avx2,
+    BlockQ3K,
+    quantize_block_q3_k
+);
+dispatch!(
     quantize_q4_k,
     quantize_q4_k_avx2,
     BlockQ4K,
@@ -475,6 +763,26 @@ dispatch!(
 #[cfg(test)]
 fn quantize_portable(ty: crate::GgmlType, src: &[f32], dst: &mut [u8]) {
     match ty {
+        crate::GgmlType::Q4_0 => {
+            for (x, y) in blocks(src).zip(bytemuck::cast_slice_mut::<u8, BlockQ4_0>(dst)) {
+                quantize_block_q4_0::<false>(x, y);
+            }
+        }
+        crate::GgmlType::Q4_1 => {
+            for (x, y) in blocks(src).zip(bytemuck::cast_slice_mut::<u8, BlockQ4_1>(dst)) {
+                quantize_block_q4_1::<false>(x, y);
+            }
+        }
+        crate::GgmlType::Q2K => {
+            for (x, y) in blocks(src).zip(bytemuck::cast_slice_mut::<u8, BlockQ2K>(dst)) {
+                quantize_block_q2_k::<false>(x, y);
+            }
+        }
+        crate::GgmlType::Q3K => {
+            for (x, y) in blocks(src).zip(bytemuck::cast_slice_mut::<u8, BlockQ3K>(dst)) {
+                quantize_block_q3_k::<false>(x, y);
+            }
+        }
         crate::GgmlType::Q4K => {
             for (x, y) in blocks(src).zip(bytemuck::cast_slice_mut::<u8, BlockQ4K>(dst)) {
                 quantize_block_q4_k::<false>(x, y);
@@ -518,7 +826,15 @@ mod tests {
             for v in x[1024..1280].iter_mut() {
                 *v = v.abs();
             }
-            for ty in [GgmlType::Q4K, GgmlType::Q5K, GgmlType::Q6K] {
+            for ty in [
+                GgmlType::Q4_0,
+                GgmlType::Q4_1,
+                GgmlType::Q2K,
+                GgmlType::Q3K,
+                GgmlType::Q4K,
+                GgmlType::Q5K,
+                GgmlType::Q6K,
+            ] {
                 let n = ty.row_size(x.len() as u64).expect("whole blocks") as usize;
                 let (mut a, mut b) = (vec![0u8; n], vec![0u8; n]);
                 quantize_portable(ty, &x, &mut a);

@@ -246,3 +246,115 @@ pub(crate) unsafe fn qx_x8(x: &[[f32; 16]; 16], h: usize, l: &mut [[i32; 16]; 16
         s
     }
 }
+
+/// `make_q3_quants(16, 4, x, L, do_rmse = true)` for the 8 Q3_K sub-blocks `8h..8h+8`
+/// (`x[i][j]` = element `i` of sub-block `j`): the initial rounding, then up to 5 rounds of
+/// the per-element coordinate descent, each lane stopping after its first round without a
+/// change, as the C loop does. Writes `q + 4` into `l[i][8h..8h+8]` and returns the 8 scales.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn q3_x8(x: &[[f32; 16]; 16], h: usize, l: &mut [[i32; 16]; 16]) -> [f32; 8] {
+    const NMAX: i32 = 4;
+    let lanes = 8 * (h & 1);
+    // SAFETY (whole body): AVX2 per the contract; loads/stores cover `lanes..lanes + 8` of
+    // 16-element rows, in bounds because `lanes` is 0 or 8.
+    unsafe {
+        let ldx = |i: usize| _mm256_loadu_ps(x[i][lanes..lanes + 8].as_ptr());
+        let zero = _mm256_setzero_ps();
+        let sign = _mm256_set1_ps(-0.0);
+        let magic = _mm256_set1_ps(12_582_912.0);
+        let mant = _mm256_set1_epi32(0x007F_FFFF);
+        let bias = _mm256_set1_epi32(0x0040_0000);
+        let lo = _mm256_set1_epi32(-NMAX);
+        let hi = _mm256_set1_epi32(NMAX - 1);
+        // nearest_int, then MAX(-nmax, MIN(nmax - 1, l))
+        let quant = |v: __m256| {
+            let t = _mm256_castps_si256(_mm256_add_ps(v, magic));
+            let q = _mm256_sub_epi32(_mm256_and_si256(t, mant), bias);
+            _mm256_max_epi32(lo, _mm256_min_epi32(hi, q))
+        };
+        let mut max = zero;
+        let mut amax = zero;
+        for i in 0..16 {
+            let v = ldx(i);
+            let ax = _mm256_andnot_ps(sign, v);
+            let take = _mm256_cmp_ps::<_CMP_GT_OQ>(ax, amax);
+            amax = _mm256_blendv_ps(amax, ax, take);
+            max = _mm256_blendv_ps(max, v, take);
+        }
+        let iscale = _mm256_div_ps(_mm256_set1_ps(-(NMAX as f32)), max);
+        let mut sumlx = zero;
+        let mut suml2 = zero;
+        let mut lq = [_mm256_setzero_si256(); 16];
+        for i in 0..16 {
+            let v = ldx(i);
+            let q = quant(_mm256_mul_ps(iscale, v));
+            lq[i] = q;
+            let qf = _mm256_cvtepi32_ps(q);
+            let w = _mm256_mul_ps(v, v);
+            sumlx = _mm256_add_ps(sumlx, _mm256_mul_ps(_mm256_mul_ps(w, v), qf));
+            suml2 = _mm256_add_ps(suml2, _mm256_mul_ps(_mm256_mul_ps(w, qf), qf));
+        }
+        let mut active = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+        for _itry in 0..5 {
+            let mut changed = zero;
+            for i in 0..16 {
+                let v = ldx(i);
+                let w = _mm256_mul_ps(v, v);
+                let wv = _mm256_mul_ps(w, v);
+                let li = _mm256_cvtepi32_ps(lq[i]);
+                let slx = _mm256_sub_ps(sumlx, _mm256_mul_ps(wv, li));
+                let sl2 = _mm256_sub_ps(suml2, _mm256_mul_ps(_mm256_mul_ps(w, li), li));
+                let new_l = quant(_mm256_div_ps(_mm256_mul_ps(v, sl2), slx));
+                let nl = _mm256_cvtepi32_ps(new_l);
+                let slx2 = _mm256_add_ps(slx, _mm256_mul_ps(wv, nl));
+                let sl22 = _mm256_add_ps(sl2, _mm256_mul_ps(_mm256_mul_ps(w, nl), nl));
+                let differs = _mm256_xor_ps(
+                    _mm256_castsi256_ps(_mm256_cmpeq_epi32(new_l, lq[i])),
+                    _mm256_castsi256_ps(_mm256_set1_epi32(-1)),
+                );
+                let better = _mm256_cmp_ps::<_CMP_GT_OQ>(
+                    _mm256_mul_ps(_mm256_mul_ps(slx2, slx2), suml2),
+                    _mm256_mul_ps(_mm256_mul_ps(sumlx, sumlx), sl22),
+                );
+                let take = _mm256_and_ps(
+                    _mm256_and_ps(active, _mm256_cmp_ps::<_CMP_GT_OQ>(slx, zero)),
+                    _mm256_and_ps(
+                        differs,
+                        _mm256_and_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(sl22, zero), better),
+                    ),
+                );
+                // Changes are rare: branching around the selects keeps the next element's
+                // work off this one's dependency chain (as the branchy C code is).
+                if _mm256_movemask_ps(take) != 0 {
+                    lq[i] = _mm256_blendv_epi8(lq[i], new_l, _mm256_castps_si256(take));
+                    sumlx = _mm256_blendv_ps(sumlx, slx2, take);
+                    suml2 = _mm256_blendv_ps(suml2, sl22, take);
+                    changed = _mm256_or_ps(changed, take);
+                }
+            }
+            active = _mm256_and_ps(active, changed);
+            if _mm256_movemask_ps(active) == 0 {
+                break;
+            }
+        }
+        // scale = suml2 > 0 ? sumlx/suml2 : 0
+        let pos = _mm256_cmp_ps::<_CMP_GT_OQ>(suml2, zero);
+        let mut scale = _mm256_blendv_ps(zero, _mm256_div_ps(sumlx, suml2), pos);
+        // amax < GROUP_MAX_EPS: L = 0, scale = 0
+        let tiny =
+            _mm256_cmp_ps::<_CMP_LT_OQ>(amax, _mm256_set1_ps(crate::reference::GROUP_MAX_EPS));
+        scale = _mm256_blendv_ps(scale, zero, tiny);
+        let tinyi = _mm256_castps_si256(tiny);
+        let off = _mm256_set1_epi32(NMAX);
+        for i in 0..16 {
+            let q = _mm256_blendv_epi8(_mm256_add_epi32(lq[i], off), _mm256_setzero_si256(), tinyi);
+            _mm256_storeu_si256(l[i][lanes..lanes + 8].as_mut_ptr().cast::<__m256i>(), q);
+        }
+        let mut s = [0f32; 8];
+        _mm256_storeu_ps(s.as_mut_ptr(), scale);
+        s
+    }
+}

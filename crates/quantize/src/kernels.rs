@@ -1,17 +1,24 @@
 //! Row-level entry points: geometry checks and dispatch to the block kernels.
 
-use crate::blocks::{BlockFormat, BlockQ4K, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8_0};
+use crate::blocks::{
+    BlockFormat, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0,
+    BlockQ5_1, BlockQ6K, BlockQ8_0,
+};
 use crate::fp::{bf16_to_fp32, fp16_to_fp32, fp32_to_bf16, fp32_to_fp16};
 use crate::{GgmlType, QuantizeError};
 
 /// Types [`quantize_rows`] and [`dequantize_rows`] support.
-pub const SUPPORTED_TYPES: [GgmlType; 9] = [
+pub const SUPPORTED_TYPES: [GgmlType; 13] = [
     GgmlType::F32,
     GgmlType::F16,
     GgmlType::BF16,
     GgmlType::Q8_0,
     GgmlType::Q5_0,
     GgmlType::Q5_1,
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q2K,
+    GgmlType::Q3K,
     GgmlType::Q4K,
     GgmlType::Q5K,
     GgmlType::Q6K,
@@ -101,7 +108,8 @@ fn validate_blocks<B: BlockFormat>(ty: GgmlType, bytes: &[u8]) -> Result<(), Qua
 /// exactly `rows × row_size(ty, n_per_row)` bytes.
 ///
 /// The bytes are identical to ggml's `ggml_quantize_chunk` without an importance matrix
-/// (`quantize_row_*_ref`). Supported: F32, F16, BF16, Q8_0, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K.
+/// (`quantize_row_*_ref`). Supported: [`SUPPORTED_TYPES`] (F32, F16, BF16, Q8_0, Q5_0, Q5_1,
+/// Q4_0, Q4_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K).
 /// Like ggml, the input is not validated: check it with [`find_non_finite`] first.
 pub fn quantize_rows(
     ty: GgmlType,
@@ -129,6 +137,10 @@ pub fn quantize_rows(
         GgmlType::Q8_0 => quantize_blocks::<BlockQ8_0>(src, dst),
         GgmlType::Q5_0 => quantize_blocks::<BlockQ5_0>(src, dst),
         GgmlType::Q5_1 => quantize_blocks::<BlockQ5_1>(src, dst),
+        GgmlType::Q4_0 => crate::fast::quantize_q4_0(src, bytemuck::cast_slice_mut(dst)),
+        GgmlType::Q4_1 => crate::fast::quantize_q4_1(src, bytemuck::cast_slice_mut(dst)),
+        GgmlType::Q2K => crate::fast::quantize_q2_k(src, bytemuck::cast_slice_mut(dst)),
+        GgmlType::Q3K => crate::fast::quantize_q3_k(src, bytemuck::cast_slice_mut(dst)),
         GgmlType::Q4K => crate::fast::quantize_q4_k(src, bytemuck::cast_slice_mut(dst)),
         GgmlType::Q5K => crate::fast::quantize_q5_k(src, bytemuck::cast_slice_mut(dst)),
         GgmlType::Q6K => crate::fast::quantize_q6_k(src, bytemuck::cast_slice_mut(dst)),
@@ -147,6 +159,10 @@ pub fn quantize_rows_reference(
 ) -> Result<(), QuantizeError> {
     check(ty, src.len(), dst.len(), n_per_row, true)?;
     match ty {
+        GgmlType::Q4_0 => quantize_blocks::<BlockQ4_0>(src, dst),
+        GgmlType::Q4_1 => quantize_blocks::<BlockQ4_1>(src, dst),
+        GgmlType::Q2K => quantize_blocks::<BlockQ2K>(src, dst),
+        GgmlType::Q3K => quantize_blocks::<BlockQ3K>(src, dst),
         GgmlType::Q4K => quantize_blocks::<BlockQ4K>(src, dst),
         GgmlType::Q5K => quantize_blocks::<BlockQ5K>(src, dst),
         GgmlType::Q6K => quantize_blocks::<BlockQ6K>(src, dst),
@@ -191,6 +207,10 @@ pub fn dequantize_rows(
         GgmlType::Q8_0 => dequantize_blocks::<BlockQ8_0>(src, dst),
         GgmlType::Q5_0 => dequantize_blocks::<BlockQ5_0>(src, dst),
         GgmlType::Q5_1 => dequantize_blocks::<BlockQ5_1>(src, dst),
+        GgmlType::Q4_0 => dequantize_blocks::<BlockQ4_0>(src, dst),
+        GgmlType::Q4_1 => dequantize_blocks::<BlockQ4_1>(src, dst),
+        GgmlType::Q2K => dequantize_blocks::<BlockQ2K>(src, dst),
+        GgmlType::Q3K => dequantize_blocks::<BlockQ3K>(src, dst),
         GgmlType::Q4K => dequantize_blocks::<BlockQ4K>(src, dst),
         GgmlType::Q5K => dequantize_blocks::<BlockQ5K>(src, dst),
         GgmlType::Q6K => dequantize_blocks::<BlockQ6K>(src, dst),
@@ -279,6 +299,10 @@ pub fn validate_row_data(ty: GgmlType, data: &[u8]) -> Result<(), QuantizeError>
         GgmlType::Q8_0 => validate_blocks::<BlockQ8_0>(ty, data)?,
         GgmlType::Q5_0 => validate_blocks::<BlockQ5_0>(ty, data)?,
         GgmlType::Q5_1 => validate_blocks::<BlockQ5_1>(ty, data)?,
+        GgmlType::Q4_0 => validate_blocks::<BlockQ4_0>(ty, data)?,
+        GgmlType::Q4_1 => validate_blocks::<BlockQ4_1>(ty, data)?,
+        GgmlType::Q2K => validate_blocks::<BlockQ2K>(ty, data)?,
+        GgmlType::Q3K => validate_blocks::<BlockQ3K>(ty, data)?,
         GgmlType::Q4K => validate_blocks::<BlockQ4K>(ty, data)?,
         GgmlType::Q5K => validate_blocks::<BlockQ5K>(ty, data)?,
         GgmlType::Q6K => validate_blocks::<BlockQ6K>(ty, data)?,
@@ -299,6 +323,10 @@ mod tests {
             (GgmlType::Q8_0, &[0][..]),
             (GgmlType::Q5_0, &[0]),
             (GgmlType::Q5_1, &[0, 2]),
+            (GgmlType::Q4_0, &[0]),
+            (GgmlType::Q4_1, &[0, 2]),
+            (GgmlType::Q2K, &[80, 82]),
+            (GgmlType::Q3K, &[108]),
             (GgmlType::Q4K, &[0, 2]),
             (GgmlType::Q5K, &[0, 2]),
             (GgmlType::Q6K, &[208]),

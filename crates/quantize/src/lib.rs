@@ -1,5 +1,5 @@
 //! ggml block quantization, bit-exact with ggml's reference quantizers, and the llama.cpp
-//! "ftype" mixture policy (which tensor gets which block type for Q8_0 / Q4_K_M / Q4_K_S).
+//! "ftype" mixture policy (which tensor gets which block type for Q8_0, Q6_K, Q5_K_M … Q2_K).
 //!
 //! This crate does no I/O: it turns rows of `f32` into ggml blocks and back
 //! ([`quantize_rows`], [`dequantize_rows`]), and decides per-tensor types
@@ -10,8 +10,8 @@
 //! bytes equal `ggml_quantize_chunk` without an importance matrix, checked against golden
 //! files produced by ggml itself.
 //!
-//! * [`quantize_rows`] / [`dequantize_rows`]: F32, F16, BF16, Q8_0, Q5_0, Q5_1, Q4_K, Q5_K,
-//!   Q6_K. The k-quants run a lane-parallel kernel (sub-blocks as SIMD lanes, AVX2 when the CPU
+//! * [`quantize_rows`] / [`dequantize_rows`]: F32, F16, BF16, Q8_0, Q5_0, Q5_1, Q4_0, Q4_1,
+//!   Q2_K, Q3_K, Q4_K, Q5_K, Q6_K. The k-quants run a lane-parallel kernel (sub-blocks as SIMD lanes, AVX2 when the CPU
 //!   has it) that performs the reference's float operations in the reference's order;
 //!   [`quantize_rows_reference`] is the plain scalar port, kept as the oracle.
 //! * [`find_non_finite`] and [`validate_row_data`]: the checks llama.cpp applies to input
@@ -46,7 +46,10 @@ mod kernels;
 pub mod recipe;
 mod reference;
 
-pub use blocks::{BlockQ4K, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8_0, QK_K};
+pub use blocks::{
+    BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K,
+    BlockQ8_0, QK_K,
+};
 pub use error::QuantizeError;
 pub use fp::{bf16_to_fp32, fp16_to_fp32, fp32_to_bf16, fp32_to_fp16};
 pub use ggml_type::GgmlType;

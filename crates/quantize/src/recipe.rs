@@ -10,22 +10,31 @@ use crate::{GgmlType, QuantizeError};
 
 pub use loraforge_naming::FileType;
 
-/// The type most tensors of a `ftype` file get (`default_type` in `llama_model_quantize_impl`).
+/// The type most tensors of a `ftype` file get (`llama_ftype_get_default_type`).
 pub fn default_type(ftype: FileType) -> GgmlType {
     match ftype {
         FileType::F32 => GgmlType::F32,
         FileType::F16 => GgmlType::F16,
         FileType::BF16 => GgmlType::BF16,
         FileType::Q8_0 => GgmlType::Q8_0,
+        FileType::Q6K => GgmlType::Q6K,
+        FileType::Q5KM | FileType::Q5KS => GgmlType::Q5K,
+        FileType::Q5_1 => GgmlType::Q5_1,
+        FileType::Q5_0 => GgmlType::Q5_0,
         FileType::Q4KM | FileType::Q4KS => GgmlType::Q4K,
+        FileType::Q4_1 => GgmlType::Q4_1,
+        FileType::Q4_0 => GgmlType::Q4_0,
+        FileType::Q3KL | FileType::Q3KM | FileType::Q3KS => GgmlType::Q3K,
+        FileType::Q2K => GgmlType::Q2K,
     }
 }
 
 /// The model facts the type rules read (GGUF `<arch>.*` metadata).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelHparams {
-    /// `general.architecture` (`llama`, `falcon`, `qwen2` …). Only `llama` (the 80-layer
-    /// "70B" rule) and `falcon` (its own output / ffn_down rules) change decisions.
+    /// `general.architecture` (`llama`, `falcon`, `qwen2` …). It changes decisions through
+    /// the "70B" model type (see [`ModelHparams::is_70b`]) and for `falcon` (its own output /
+    /// ffn_down / attn_output rules).
     pub arch: String,
     /// `<arch>.block_count`.
     pub n_layer: u32,
@@ -49,9 +58,21 @@ impl ModelHparams {
         }
     }
 
-    /// `LLM_TYPE_70B` as far as the quantizer cares: llama, 80 layers, grouped-query attention.
-    fn is_llama_70b(&self) -> bool {
-        self.arch == "llama" && self.n_layer == 80 && self.n_head != self.n_head_kv
+    /// True when llama.cpp's `load_arch_hparams` gives the model the type `LLM_TYPE_70B` (the
+    /// only model type the quantizer looks at): llama with 80 layers, grouped-query attention
+    /// and not 8 experts; qwen2, deci and olmo with 80 layers; jais2 with 68.
+    pub fn is_70b(&self) -> bool {
+        match self.arch.as_str() {
+            "llama" => self.n_expert != 8 && self.n_layer == 80 && self.n_head != self.n_head_kv,
+            "qwen2" | "deci" | "olmo" => self.n_layer == 80,
+            "jais2" => self.n_layer == 68,
+            _ => false,
+        }
+    }
+
+    /// `hparams.n_gqa()`: query heads per key/value head (0 without key/value heads).
+    pub fn n_gqa(&self) -> u32 {
+        self.n_head.checked_div(self.n_head_kv).unwrap_or(0)
     }
 
     fn is_falcon(&self) -> bool {
@@ -215,6 +236,8 @@ struct Counters {
     n_attention_wv: i64,
     i_attention_wv: i64,
     i_ffn_down: i64,
+    i_ffn_gate: i64,
+    i_ffn_up: i64,
     has_output: bool,
 }
 
@@ -222,8 +245,9 @@ struct Counters {
 /// them — the output file's tensor order, see [`llama_tensor_order`] — because the attn_v and
 /// ffn_down rules count tensors).
 ///
-/// Errors only when llama.cpp itself refuses: a tensor whose row length fits no fallback
-/// (e.g. Q8_0 with `ne[0] % 32 != 0`).
+/// Errors only when llama.cpp itself refuses: in a mixture-of-experts model, an ffn tensor
+/// without a valid `blk.N.` layer ([`QuantizeError::BadLayer`]). Row lengths that fit no block
+/// size fall back as llama.cpp does (down to F16), never fail.
 pub fn plan_tensor_types(
     ftype: FileType,
     hparams: &ModelHparams,
@@ -236,6 +260,8 @@ pub fn plan_tensor_types(
             .count() as i64,
         i_attention_wv: 0,
         i_ffn_down: 0,
+        i_ffn_gate: 0,
+        i_ffn_up: 0,
         has_output: tensors.iter().any(|t| category(&t.0) == Category::Output),
     };
     let default_type = default_type(ftype);
@@ -265,7 +291,139 @@ pub fn plan_tensor_types(
         .collect()
 }
 
-/// `llama_tensor_get_type` for the quantized file types.
+/// `layer_info` of `llama_tensor_get_type_impl`: the layer of an ffn tensor. Dense models count
+/// tensors (`counter`); with experts the layer is parsed from the name and must be in range.
+fn layer_info(hp: &ModelHparams, counter: i64, name: &str) -> Result<(i64, i64), QuantizeError> {
+    let n_layer = i64::from(hp.n_layer);
+    if hp.n_expert <= 1 {
+        return Ok((counter, n_layer));
+    }
+    parse_layer(name)
+        .filter(|l| (0..n_layer).contains(l))
+        .map(|l| (l, n_layer))
+        .ok_or_else(|| QuantizeError::BadLayer {
+            tensor: name.to_string(),
+            n_layer: hp.n_layer,
+        })
+}
+
+/// `llama_tensor_get_type_impl` (the mixture rules) for the quantized file types, without an
+/// importance matrix.
+fn mixture_type(
+    c: &mut Counters,
+    ftype: FileType,
+    hp: &ModelHparams,
+    name: &str,
+    nx: u64,
+) -> Result<GgmlType, QuantizeError> {
+    use FileType as F;
+    use GgmlType as T;
+    let mut new_type = default_type(ftype);
+    let falcon = hp.is_falcon();
+    let cat = category(name);
+
+    if cat == Category::Output || (!c.has_output && cat == Category::TokenEmbd) {
+        // Output (and the tied embedding that doubles as output).
+        if falcon || nx % new_type.block_size() as u64 != 0 {
+            new_type = T::Q8_0;
+        } else if new_type != T::Q8_0 {
+            new_type = T::Q6K;
+        }
+    } else if cat == Category::TokenEmbd {
+        // Untied embedding: only the IQ / ternary file types have a rule.
+    } else if is_attn_v_like(cat) {
+        match ftype {
+            F::Q2K => {
+                new_type = if hp.n_gqa() >= 4 { T::Q4K } else { T::Q3K };
+            }
+            F::Q3KM => {
+                new_type = if c.i_attention_wv < 2 { T::Q5K } else { T::Q4K };
+            }
+            F::Q3KL => new_type = T::Q5K,
+            F::Q4KM | F::Q5KM if use_more_bits(c.i_attention_wv, c.n_attention_wv) => {
+                new_type = T::Q6K;
+            }
+            F::Q4KS if c.i_attention_wv < 4 => new_type = T::Q5K,
+            _ => {}
+        }
+        if hp.is_70b() && matches!(new_type, T::Q3K | T::Q4K) {
+            new_type = T::Q5K;
+        }
+        if hp.n_expert == 8 {
+            new_type = T::Q8_0;
+        }
+        c.i_attention_wv += 1;
+    } else if cat == Category::AttentionK {
+        if hp.n_expert == 8 {
+            new_type = T::Q8_0;
+        }
+    } else if cat == Category::FfnDown {
+        let (i_layer, n_layer) = layer_info(hp, c.i_ffn_down, name)?;
+        match ftype {
+            F::Q2K => new_type = T::Q3K,
+            F::Q3KM => {
+                new_type = if i_layer < n_layer / 16 {
+                    T::Q5K
+                } else if !falcon || use_more_bits(i_layer, n_layer) {
+                    T::Q4K
+                } else {
+                    T::Q3K
+                };
+            }
+            F::Q3KL => new_type = if falcon { T::Q4K } else { T::Q5K },
+            F::Q4KM => {
+                if falcon {
+                    new_type = if i_layer < n_layer / 16 {
+                        T::Q6K
+                    } else if use_more_bits(i_layer, n_layer) {
+                        T::Q5K
+                    } else {
+                        T::Q4K
+                    };
+                } else if use_more_bits(i_layer, n_layer) {
+                    new_type = T::Q6K;
+                }
+            }
+            F::Q5KM if use_more_bits(i_layer, n_layer) => new_type = T::Q6K,
+            F::Q4KS if !falcon && i_layer < n_layer / 8 => new_type = T::Q5K,
+            _ => {}
+        }
+        c.i_ffn_down += 1;
+    } else if cat == Category::AttentionOutput {
+        if falcon {
+            if ftype == F::Q3KL {
+                new_type = T::Q4K;
+            }
+        } else if hp.n_expert == 8 {
+            if matches!(ftype, F::Q2K | F::Q3KS | F::Q3KM | F::Q4KS | F::Q4KM) {
+                new_type = T::Q5K;
+            }
+        } else {
+            match ftype {
+                F::Q2K => new_type = T::Q3K,
+                F::Q3KM => new_type = T::Q4K,
+                F::Q3KL => new_type = T::Q5K,
+                _ => {}
+            }
+        }
+    } else if matches!(cat, Category::FfnGate | Category::FfnUp) {
+        // No rule for these file types, but llama.cpp still resolves the layer (and fails on
+        // an expert tensor without a valid `blk.N.`).
+        let counter = if cat == Category::FfnGate {
+            &mut c.i_ffn_gate
+        } else {
+            &mut c.i_ffn_up
+        };
+        layer_info(hp, *counter, name)?;
+        *counter += 1;
+    }
+    // (ATTENTION_QKV's own branch is unreachable in this revision: attn_qkv takes the attn_v
+    // rule above. attn_q: no rule for these file types.)
+    Ok(new_type)
+}
+
+/// `llama_tensor_get_type` for the quantized file types: the mixture rules, then the shape
+/// fallback.
 fn tensor_get_type(
     c: &mut Counters,
     ftype: FileType,
@@ -273,86 +431,31 @@ fn tensor_get_type(
     name: &str,
     ne: &[u64],
 ) -> Result<(GgmlType, Option<Fallback>), QuantizeError> {
-    let mut new_type = default_type(ftype);
     let nx = ne.first().copied().unwrap_or(0);
-    let q4km = ftype == FileType::Q4KM;
-    let q4ks = ftype == FileType::Q4KS;
-    let n_layer = i64::from(hp.n_layer);
+    let new_type = mixture_type(c, ftype, hp, name, nx)?;
+    tensor_type_fallback(name, ne, new_type)
+}
 
-    let cat = category(name);
-
-    if cat == Category::Output || (!c.has_output && cat == Category::TokenEmbd) {
-        // Output (and the tied embedding that doubles as output).
-        if hp.is_falcon() || nx % new_type.block_size() as u64 != 0 {
-            new_type = GgmlType::Q8_0;
-        } else if new_type != GgmlType::Q8_0 {
-            new_type = GgmlType::Q6K;
-        }
-    } else if cat == Category::TokenEmbd {
-        // Untied embedding: no rule for Q8_0 / Q4_K_M / Q4_K_S (keeps the default type).
-    } else if is_attn_v_like(cat) {
-        if q4km && use_more_bits(c.i_attention_wv, c.n_attention_wv) {
-            new_type = GgmlType::Q6K;
-        } else if q4ks && c.i_attention_wv < 4 {
-            new_type = GgmlType::Q5K;
-        }
-        if hp.is_llama_70b() && matches!(new_type, GgmlType::Q3K | GgmlType::Q4K) {
-            new_type = GgmlType::Q5K;
-        }
-        if hp.n_expert == 8 {
-            new_type = GgmlType::Q8_0;
-        }
-        c.i_attention_wv += 1;
-    } else if cat == Category::AttentionK {
-        if hp.n_expert == 8 {
-            new_type = GgmlType::Q8_0;
-        }
-    } else if cat == Category::FfnDown {
-        let i_layer = if hp.n_expert > 1 {
-            parse_layer(name)
-                .filter(|l| (0..n_layer).contains(l))
-                .ok_or_else(|| QuantizeError::BadLayer {
-                    tensor: name.to_string(),
-                    n_layer: hp.n_layer,
-                })?
-        } else {
-            c.i_ffn_down
-        };
-        if q4km {
-            if hp.is_falcon() {
-                new_type = if i_layer < n_layer / 16 {
-                    GgmlType::Q6K
-                } else if use_more_bits(i_layer, n_layer) {
-                    GgmlType::Q5K
-                } else {
-                    GgmlType::Q4K
-                };
-            } else if use_more_bits(i_layer, n_layer) {
-                new_type = GgmlType::Q6K;
-            }
-        } else if q4ks && !hp.is_falcon() && i_layer < n_layer / 8 {
-            new_type = GgmlType::Q5K;
-        }
-        c.i_ffn_down += 1;
-    } else if cat == Category::AttentionOutput
-        && !hp.is_falcon()
-        && hp.n_expert == 8
-        && (q4km || q4ks)
-    {
-        new_type = GgmlType::Q5K;
-    }
-    // (ATTENTION_QKV's own branch is unreachable in this revision: attn_qkv takes the attn_v
-    // rule above. attn_q, ffn_gate, ffn_up: no rule for these file types.)
-
-    // Shape fallback (`tensor_type_fallback`).
+/// `tensor_type_fallback`: when the row length `ne[0]` is not a multiple of the chosen type's
+/// block size, llama.cpp picks a type with 32-element blocks (Q2_K/Q3_K → Q4_0, Q4_K → Q5_0,
+/// Q5_K → Q5_1, Q6_K → Q8_0; a 32-block type keeps itself), and F16 when even that does not
+/// divide the row.
+fn tensor_type_fallback(
+    name: &str,
+    ne: &[u64],
+    new_type: GgmlType,
+) -> Result<(GgmlType, Option<Fallback>), QuantizeError> {
+    let nx = ne.first().copied().unwrap_or(0);
     let block = new_type.block_size() as u64;
     if nx % block == 0 {
         return Ok((new_type, None));
     }
     let used = match new_type {
+        GgmlType::Q2K | GgmlType::Q3K => GgmlType::Q4_0,
         GgmlType::Q4K => GgmlType::Q5_0,
         GgmlType::Q5K => GgmlType::Q5_1,
         GgmlType::Q6K => GgmlType::Q8_0,
+        other if block <= 32 => other,
         other => {
             return Err(QuantizeError::NoFallback {
                 tensor: name.to_string(),

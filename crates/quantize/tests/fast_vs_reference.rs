@@ -5,7 +5,15 @@
 use loraforge_quantize::{quantize_rows, quantize_rows_reference, GgmlType};
 use proptest::prelude::*;
 
-const K_TYPES: [GgmlType; 3] = [GgmlType::Q4K, GgmlType::Q5K, GgmlType::Q6K];
+const K_TYPES: [GgmlType; 7] = [
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q2K,
+    GgmlType::Q3K,
+    GgmlType::Q4K,
+    GgmlType::Q5K,
+    GgmlType::Q6K,
+];
 
 fn same_bytes(x: &[f32]) -> Result<(), TestCaseError> {
     for ty in K_TYPES {

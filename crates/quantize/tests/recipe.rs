@@ -342,19 +342,21 @@ fn rows_not_divisible_by_256_fall_back_and_say_why() {
     assert_eq!(s[2].ty, Q5_1); // Q5_K → Q5_1
     assert_eq!(s[3].ty, Q5_1);
 
-    // Q8_0 has no fallback: llama.cpp refuses.
-    let err = plan_tensor_types(FileType::Q8_0, &hp, &model).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            QuantizeError::NoFallback {
-                ne0: 330,
-                ty: Q8_0,
-                ..
-            }
-        ),
-        "{err}"
+    // A 32-block type keeps itself where it fits and becomes F16 where it does not (llama.cpp's
+    // `tensor_type_fallback` default branch): Q8_0 on rows of 330 → F16.
+    let q8 = plan_tensor_types(FileType::Q8_0, &hp, &model).unwrap();
+    let got: Vec<_> = q8.iter().map(|d| d.ty).collect();
+    assert_eq!(got, [Q8_0, Q8_0, Q8_0, Q8_0, F16, Q8_0]);
+    let f = q8[4].fallback.as_ref().unwrap();
+    assert_eq!((f.wanted, f.used), (Q8_0, F16));
+    assert_eq!(
+        f.reason,
+        "ncols 330 (x 864) not divisible by 32 (required for type q8_0) (must use F16 due to unusual shape) -> falling back to f16"
     );
+    // Q2_K / Q3_K fall back to Q4_0.
+    let q3 = plan_tensor_types(FileType::Q3KS, &hp, &model).unwrap();
+    let got: Vec<_> = q3.iter().map(|d| d.ty).collect();
+    assert_eq!(got, [Q8_0, Q4_0, Q4_0, Q4_0, F16, Q4_0]);
 }
 
 #[test]
@@ -395,4 +397,66 @@ fn moe_ffn_down_needs_a_layer_in_its_name() {
         plan_tensor_types(FileType::Q4KM, &hp, &bad),
         Err(QuantizeError::BadLayer { n_layer: 2, .. })
     ));
+}
+
+/// llama.cpp's own `llama_tensor_get_type` (through `llama_quant_compute_types`, see
+/// `tests/fixtures/quant-files/make_recipe_oracle.py`) on mock models: llama at many depths and
+/// head ratios, 80 layers with and without GQA, tied embeddings, rows that are not multiples of
+/// 256 or 32, phi3 and falcon fused attention, 8 and 4 experts — for every file type.
+#[test]
+fn every_file_type_matches_llama_cpp_on_mock_models() {
+    let text = fixture("recipes.txt");
+    let mut models = 0;
+    let mut checked = 0;
+    let mut hp = ModelHparams::llama(1, 1, 1);
+    let mut model: Vec<(String, Vec<u64>, GgmlType)> = Vec::new();
+    let mut name = String::new();
+    let mut failures = Vec::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let (kind, rest) = line.split_once(' ').unwrap();
+        match kind {
+            "model" => {
+                let mut f = rest.split(' ');
+                name = f.next().unwrap().to_string();
+                let kv: BTreeMap<&str, &str> = f.map(|p| p.split_once('=').unwrap()).collect();
+                let n = |k: &str| kv[k].parse::<u32>().unwrap();
+                hp = ModelHparams {
+                    arch: kv["arch"].to_string(),
+                    n_layer: n("n_layer"),
+                    n_head: n("n_head"),
+                    n_head_kv: n("n_head_kv"),
+                    n_expert: n("n_expert"),
+                };
+                model.clear();
+                models += 1;
+            }
+            "tensor" => {
+                let (t, dims) = rest.split_once(' ').unwrap();
+                let dims = dims.split('x').map(|d| d.parse().unwrap()).collect();
+                model.push((t.to_string(), dims, GgmlType::F16));
+            }
+            "types" => {
+                let mut f = rest.split(' ');
+                let ft: FileType = f.next().unwrap().parse().unwrap();
+                let want: Vec<GgmlType> = f.map(ty_from_name).collect();
+                assert_eq!(want.len(), model.len(), "{name} {ft}");
+                let plan = plan_tensor_types(ft, &hp, &model).unwrap();
+                for ((d, w), (t, ..)) in plan.iter().zip(&want).zip(&model) {
+                    if d.ty != *w {
+                        failures.push(format!("{name} {ft} {t}: ours {} llama.cpp {w}", d.ty));
+                    }
+                    checked += 1;
+                }
+            }
+            other => panic!("unexpected line kind {other}"),
+        }
+    }
+    assert!(models >= 60, "{models} models");
+    assert!(checked > 100_000, "{checked} decisions");
+    assert!(
+        failures.is_empty(),
+        "{} mismatches, first: {:#?}",
+        failures.len(),
+        &failures[..failures.len().min(20)]
+    );
 }
