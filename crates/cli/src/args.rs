@@ -152,6 +152,21 @@ pub enum TrainedCommand {
         #[arg(long, hide = true, value_name = "MS")]
         test_progress_delay_ms: Option<u64>,
     },
+    /// Export the adapter alone (save method `lora`) as the folder PEFT writes, with the base's
+    /// tokenizer files and a README card.
+    Export {
+        /// Trained model name.
+        name: String,
+        /// Output folder (must not exist, or be empty).
+        #[arg(long)]
+        out: PathBuf,
+        /// Also write the LoRA GGUF (adapter.gguf) for llama.cpp's --lora.
+        #[arg(long)]
+        gguf: bool,
+        /// Type of the LoRA GGUF.
+        #[arg(long, default_value = "f32", value_parser = ["f32", "f16", "bf16", "q8_0", "auto"])]
+        outtype: String,
+    },
 }
 
 /// `loraforge saved …`
@@ -168,6 +183,17 @@ pub enum SavedCommand {
     },
     /// Export to GGUF and deploy to Ollama.
     Deploy(DeployArgs),
+    /// Export as a standalone folder: merged_16bit (as saved) or merged_4bit (bitsandbytes NF4).
+    Export {
+        /// Saved model name.
+        name: String,
+        /// The save method of the folder.
+        #[arg(long, value_parser = ["merged_16bit", "merged_4bit"])]
+        format: String,
+        /// Output folder (must not exist, or be empty).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 /// `loraforge saved deploy …`

@@ -1245,3 +1245,65 @@ fn merge_save_method_merged_4bit_is_transformers_bnb_save_and_leaves_no_temp() {
         file_sha256(&case.join("expected/model.safetensors"))
     );
 }
+
+#[test]
+fn trained_export_writes_the_peft_folder_and_saved_export_merged_4bit() {
+    let e = env();
+    e.add_base();
+    let trained = e.add_trained();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("lora");
+    let report = e.json(&[
+        "trained",
+        "export",
+        &trained,
+        "--out",
+        out.to_str().unwrap(),
+        "--gguf",
+    ]);
+    assert_eq!(report["save_method"], "lora");
+    let stored = e.home.join("trained").join(&trained).join("adapter");
+    for f in ["adapter_config.json", "adapter_model.safetensors"] {
+        assert_eq!(
+            file_sha256(&out.join(f)),
+            file_sha256(&stored.join(f)),
+            "{f}"
+        );
+    }
+    assert!(out.join("tokenizer.json").is_file() || out.join("tokenizer_config.json").is_file());
+    assert!(out.join("adapter.gguf").is_file());
+    let readme = std::fs::read_to_string(out.join("README.md")).unwrap();
+    assert!(readme.contains("library_name: peft"), "{readme}");
+    assert!(readme.contains("## Export"), "{readme}");
+    assert!(readme.contains("adapter.gguf"), "{readme}");
+    // An existing non-empty --out is refused.
+    let output = e.fails(&[
+        "trained",
+        "export",
+        &trained,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert_eq!(listing(dir.path()), ["lora"]);
+
+    let saved = e.save(&trained);
+    let m4 = dir.path().join("m4");
+    let report = e.json(&[
+        "saved",
+        "export",
+        &saved,
+        "--format",
+        "merged_4bit",
+        "--out",
+        m4.to_str().unwrap(),
+    ]);
+    assert_eq!(report["save_method"], "merged_4bit");
+    let config: Value =
+        serde_json::from_str(&std::fs::read_to_string(m4.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["quantization_config"]["bnb_4bit_quant_type"], "nf4");
+    assert!(std::fs::read_to_string(m4.join("README.md"))
+        .unwrap()
+        .contains("merged_4bit"));
+    assert_eq!(listing(dir.path()), ["lora", "m4"]);
+}

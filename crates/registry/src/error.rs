@@ -176,6 +176,18 @@ pub enum RegistryError {
     /// The Ollama server refused or could not be reached.
     #[error(transparent)]
     Ollama(Box<loraforge_ollama_client::ClientError>),
+    /// An export's output folder exists and is not empty.
+    #[error("{path} already exists and is not empty; choose another --out or remove it")]
+    OutputExists {
+        /// The folder.
+        path: PathBuf,
+    },
+    /// Writing the LoRA GGUF failed or the adapter has none.
+    #[error(transparent)]
+    LoraConvert(Box<loraforge_export::LoraConvertError>),
+    /// Quantizing to NF4 (merged_4bit) failed.
+    #[error(transparent)]
+    Nf4(Box<loraforge_nf4::Nf4Error>),
     /// The saved model's files differ from the checksums recorded when it was saved.
     #[error("saved model '{name}': {file} changed since it was saved (sha256 {actual}, recorded {recorded}); save it again")]
     ChecksumMismatch {
@@ -211,7 +223,10 @@ impl RegistryError {
             | RegistryError::AdapterRemoved { .. }
             | RegistryError::JobNotFound { .. }
             | RegistryError::Locked { .. }
-            | RegistryError::ChecksumMismatch { .. } => true,
+            | RegistryError::ChecksumMismatch { .. }
+            | RegistryError::OutputExists { .. } => true,
+            RegistryError::LoraConvert(e) => e.is_user_error(),
+            RegistryError::Nf4(e) => e.is_user_error(),
             RegistryError::Card(e) => e.is_user_error(),
             RegistryError::Merge(e) => e.is_user_error(),
             RegistryError::Ollama(e) => e.is_user_error(),
@@ -237,6 +252,8 @@ impl RegistryError {
             RegistryError::Ollama(e) => e.hint(),
             RegistryError::Convert(e) => e.hint(),
             RegistryError::Quantize(e) => e.hint(),
+            RegistryError::LoraConvert(e) => e.hint(),
+            RegistryError::Nf4(e) => e.hint(),
             _ => None,
         }
     }
@@ -286,6 +303,8 @@ boxed_from!(
     Convert(loraforge_export::ConvertError),
     Quantize(loraforge_export::QuantizeFileError),
     Ollama(loraforge_ollama_client::ClientError),
+    LoraConvert(loraforge_export::LoraConvertError),
+    Nf4(loraforge_nf4::Nf4Error),
 );
 
 /// Result alias for registry operations.

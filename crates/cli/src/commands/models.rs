@@ -1,12 +1,14 @@
 //! `base`, `trained` and `saved` commands; `trained save` and `saved deploy` hand over to the
 //! `jobs` and `deploy` modules (which depend on neither this module nor each other).
 
+use loraforge_progress::Reporter;
 use loraforge_registry::{BaseAddOptions, EntryKind};
 use serde::Serialize;
 
 use super::show::show;
 use super::Context;
 use crate::args::{BaseCommand, SavedCommand, TrainedCommand};
+use crate::diagnostics::user_error;
 use crate::output::table;
 
 pub fn base(context: &Context, command: BaseCommand) -> anyhow::Result<()> {
@@ -139,6 +141,35 @@ pub fn trained(context: &Context, command: TrainedCommand) -> anyhow::Result<()>
                 test_progress_delay_ms,
             },
         ),
+        TrainedCommand::Export {
+            name,
+            out,
+            gguf,
+            outtype,
+        } => {
+            let gguf = match gguf {
+                true => Some(
+                    loraforge_export::ExportTarget::for_outtype(&outtype)
+                        .ok_or_else(|| user_error(format!("unknown --outtype '{outtype}'")))?,
+                ),
+                false => None,
+            };
+            let reporter = context.reporter();
+            let export = registry.export_trained(
+                &name,
+                &out,
+                &loraforge_registry::TrainedExportOptions { gguf },
+                &reporter,
+            )?;
+            reporter.finish();
+            context.emit(&export, |e| {
+                format!(
+                    "exported {name} (lora) to {}: {}",
+                    e.out_dir.display(),
+                    e.files.join(", ")
+                )
+            })
+        }
     }
 }
 
@@ -169,5 +200,22 @@ pub fn saved(context: &Context, command: SavedCommand) -> anyhow::Result<()> {
             })
         }
         SavedCommand::Deploy(args) => super::deploy::deploy(context, &registry, args),
+        SavedCommand::Export { name, format, out } => {
+            let format = match format.as_str() {
+                "merged_4bit" => loraforge_registry::SavedExportFormat::Merged4bit,
+                _ => loraforge_registry::SavedExportFormat::Merged16bit,
+            };
+            let reporter = context.reporter();
+            let export = registry.export_saved(&name, format, &out, &reporter)?;
+            reporter.finish();
+            context.emit(&export, |e| {
+                format!(
+                    "exported {name} ({}) to {}: {}",
+                    e.save_method,
+                    e.out_dir.display(),
+                    e.files.join(", ")
+                )
+            })
+        }
     }
 }
