@@ -210,9 +210,14 @@ pub struct DeployArgs {
     /// Upload F16 and let Ollama quantize (instead of loraforge's quantizer).
     #[arg(long)]
     pub server_quantize: bool,
-    /// Generate one token after creating the model, to check it loads.
+    /// Generate one token after creating the model, to check it loads (a model that fails is
+    /// deleted from the server again).
     #[arg(long)]
     pub smoke_test: bool,
+    /// Fail an upload when the server accepts no bytes for this many seconds (never a limit on
+    /// the upload's total time).
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub stall_timeout: Option<u64>,
 }
 
 /// `loraforge deployed …`

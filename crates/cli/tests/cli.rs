@@ -738,6 +738,48 @@ fn deploy_to_ollama_list_check_and_remove() {
 }
 
 #[test]
+fn a_failed_smoke_test_deletes_the_model_and_records_nothing() {
+    let fake = ollama_fake::FakeOllama::spawn().unwrap();
+    let env = env();
+    env.add_base();
+    let trained = env.add_trained();
+    let saved = env.save(&trained);
+    fake.inject(ollama_fake::Fault::Status {
+        method: "POST",
+        path: "/api/generate",
+        status: 500,
+        message: "llama runner process has terminated: error loading model".into(),
+        times: 1,
+    });
+    let output = env.fails(&[
+        "saved",
+        "deploy",
+        &saved,
+        "--quant",
+        "q8_0",
+        "--host",
+        &fake.url(),
+        "--smoke-test",
+    ]);
+    let err = stderr(&output);
+    assert!(err.contains("smoke test"), "{err}");
+    assert!(err.contains("deleted from the server again"), "{err}");
+    assert!(err.contains("error loading model"), "{err}");
+    assert_eq!(
+        fake.count("POST", "/api/create"),
+        1,
+        "the model was created"
+    );
+    assert_eq!(fake.count("DELETE", "/api/delete"), 1);
+    assert!(fake.model_names().is_empty(), "and deleted again");
+    assert!(env
+        .json(&["deployed", "list"])
+        .as_array()
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
 fn deploy_refuses_changed_files_and_unreachable_servers_record_nothing() {
     let env = env();
     env.add_base();

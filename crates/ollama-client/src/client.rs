@@ -21,6 +21,7 @@ use crate::types::{
     GenerateResponse, ListResponse, ProcessResponse, ProgressResponse, ShowRequest, ShowResponse,
     VersionResponse,
 };
+use crate::version::ServerVersion;
 
 /// Longest NDJSON line accepted from a progress stream.
 const MAX_STREAM_LINE: usize = 16 << 20;
@@ -28,6 +29,13 @@ const MAX_STREAM_LINE: usize = 16 << 20;
 const FILE_CHUNK: usize = 1 << 20;
 
 /// Connection settings of a [`Client`].
+///
+/// There is deliberately no read timeout on long calls: a blob upload fails when it *stalls*
+/// (no bytes accepted for [`stall_timeout`](Self::stall_timeout)), not after a wall-clock
+/// limit, so a 15 GB file over a slow link still goes through; and a create stream may stay
+/// silent for minutes while the server validates or quantizes (it forwards no progress from
+/// llama-quantize's stderr), so it has no timeout at all. TCP keep-alive notices a server that
+/// vanished without closing the connection.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
     /// The server (default: `http://127.0.0.1:11434`; the caller resolves `OLLAMA_HOST`).
@@ -36,14 +44,19 @@ pub struct ClientOptions {
     pub connect_timeout: Duration,
     /// Whole-request limit for small JSON calls (version, tags, show, ps, copy, delete, HEAD).
     pub request_timeout: Duration,
-    /// Longest silence allowed while reading any response (create streams, uploads, generate).
-    pub read_timeout: Duration,
-    /// Whole-request limit for long calls (blob upload, create, generate, chat); `None` = none.
-    pub transfer_timeout: Option<Duration>,
-    /// How many times an idempotent call is retried after a transport error, a 5xx or a 429.
+    /// An upload attempt fails when the server accepts no bytes for this long, or does not
+    /// answer for this long after the last byte.
+    pub stall_timeout: Duration,
+    /// Whole-request limit for generate and chat (loading a large model can take minutes);
+    /// `None` = none.
+    pub generate_timeout: Option<Duration>,
+    /// How many times a call is retried after an error that may heal (a dropped connection, a
+    /// stall, a 5xx other than a full disk, a 429).
     pub retries: u32,
-    /// Delay before the first retry; doubled for each further one.
+    /// Delay before the first retry; doubled for each further one, up to `max_backoff`.
     pub retry_backoff: Duration,
+    /// Longest delay between two retries.
+    pub max_backoff: Duration,
 }
 
 impl Default for ClientOptions {
@@ -59,10 +72,11 @@ impl ClientOptions {
             host,
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(60),
-            read_timeout: Duration::from_secs(600),
-            transfer_timeout: None,
+            stall_timeout: Duration::from_secs(120),
+            generate_timeout: Some(Duration::from_secs(600)),
             retries: 3,
-            retry_backoff: Duration::from_millis(250),
+            retry_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(30),
         }
     }
 }
@@ -81,18 +95,19 @@ pub struct BlobUpload {
 /// Result of a successful create.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CreateOutcome {
-    /// Every distinct status line the server sent, in order, ending with `success`.
+    /// Every distinct status line the server sent, in order (ending with `success` unless the
+    /// connection broke first).
     pub statuses: Vec<String>,
+    /// True when the connection broke before `success` and `show` then confirmed the model.
+    pub confirmed_after_drop: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum RetryPolicy {
-    /// GET/HEAD/DELETE and blob uploads: transport errors, 5xx and 429 are retried.
+    /// GET/HEAD/DELETE, show, copy: every error that may heal is retried.
     Idempotent,
     /// Create, generate, chat: only a failure to connect (nothing reached the server).
     ConnectOnly,
-    /// One attempt; the caller retries (blob uploads check the store between attempts).
-    Never,
 }
 
 /// An async client for one Ollama server.
@@ -107,9 +122,11 @@ impl Client {
     /// Builds a client; fails when the host is not a usable http(s) URL.
     pub fn new(options: ClientOptions) -> Result<Self, ClientError> {
         let base = options.host.url()?;
+        // No client-wide read timeout: reqwest's starts with the request and would fire while a
+        // large body is still being sent (reqwest issue #2784). See `ClientOptions`.
         let mut builder = reqwest::Client::builder()
             .connect_timeout(options.connect_timeout)
-            .read_timeout(options.read_timeout)
+            .tcp_keepalive(Duration::from_secs(30))
             .user_agent(concat!("loraforge/", env!("CARGO_PKG_VERSION")));
         if is_loopback(&base) {
             // Go's ProxyFromEnvironment never proxies loopback hosts; neither do we.
@@ -154,6 +171,32 @@ impl Client {
             .json_call(Method::GET, "api/version", None::<&()>, "version")
             .await?;
         Ok(v.version)
+    }
+
+    /// `GET /api/version`, parsed. `Ok(None)` when the server reports a version that is not
+    /// `x.y.z` or is a development build (`0.0.0`): then no feature can be checked.
+    pub async fn server_version(&self) -> Result<(String, Option<ServerVersion>), ClientError> {
+        let text = self.version().await?;
+        let parsed = ServerVersion::parse(&text).filter(|v| !v.is_development());
+        Ok((text, parsed))
+    }
+
+    /// Fails with [`ClientError::ServerTooOld`] when `version` is known and older than `needed`.
+    pub fn require_version(
+        &self,
+        (text, version): &(String, Option<ServerVersion>),
+        needed: ServerVersion,
+        feature: &'static str,
+    ) -> Result<(), ClientError> {
+        match version {
+            Some(v) if *v < needed => Err(ClientError::ServerTooOld {
+                host: self.host_label(),
+                version: text.clone(),
+                feature,
+                needed: needed.to_string(),
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// `GET /api/tags`: the installed models.
@@ -234,9 +277,12 @@ impl Client {
     /// Uploads `path` as blob `digest` (`POST /api/blobs/<digest>`), streaming the file from disk.
     ///
     /// Reports bytes sent under the phase `"upload"`. A `400 digest mismatch` answer becomes
-    /// [`ClientError::DigestMismatch`] naming the file. Transport errors, timeouts, 5xx and 429
-    /// are retried with backoff (the file is re-read from the start), after a `HEAD` that ends
-    /// the upload when the server turns out to hold the blob already.
+    /// [`ClientError::DigestMismatch`] naming the file. An attempt fails when it *stalls* (no
+    /// bytes accepted for `stall_timeout`), never because it takes long. Errors that may heal
+    /// (dropped connection, stall, 5xx other than a full disk, 429) are retried with an
+    /// exponential backoff; before each retry a `HEAD` skips the upload when the server holds the
+    /// blob after all. Ollama's blob endpoint takes whole files only (no ranges), so "resuming"
+    /// means sending the file again from its first byte.
     pub async fn upload_blob(
         &self,
         path: &Path,
@@ -250,49 +296,24 @@ impl Client {
             source,
         };
         let len = tokio::fs::metadata(path).await.map_err(io)?.len();
-        let sent = Arc::new(AtomicU64::new(0));
-        // Progress travels through a channel so events of a failed attempt are never counted
-        // in the next one: `Begin` marks each attempt, in order with the byte counts.
-        let (events, mut progress) = tokio::sync::mpsc::unbounded_channel::<UploadEvent>();
         let op = format!("upload {} as {digest}", path.display());
         let mut attempt: u32 = 0;
-        let resp = loop {
-            let send = self.execute(&op, RetryPolicy::Never, || {
-                let sent = Arc::clone(&sent);
-                let events = events.clone();
-                let url = url.clone();
-                async move {
-                    let file = tokio::fs::File::open(path).await.map_err(io)?;
-                    sent.store(0, Ordering::Relaxed);
-                    let _ = events.send(UploadEvent::Begin);
-                    let stream = tokio_util::io::ReaderStream::with_capacity(file, FILE_CHUNK).map(
-                        move |chunk| {
-                            if let Ok(c) = &chunk {
-                                sent.fetch_add(c.len() as u64, Ordering::Relaxed);
-                                let _ = events.send(UploadEvent::Bytes(c.len() as u64));
-                            }
-                            chunk
-                        },
-                    );
-                    let mut req = self
-                        .http
-                        .post(url)
-                        .header(reqwest::header::CONTENT_LENGTH, len)
-                        .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-                        .body(reqwest::Body::wrap_stream(stream));
-                    if let Some(t) = self.options.transfer_timeout {
-                        req = req.timeout(t);
-                    }
-                    Ok(req)
+        loop {
+            let error = match self.upload_attempt(path, &url, len, &op, reporter).await {
+                Ok((resp, sent)) => {
+                    reporter.finish();
+                    return Ok(BlobUpload {
+                        uploaded: resp.status() == StatusCode::CREATED,
+                        bytes_sent: sent,
+                        digest,
+                    });
                 }
-            });
-            let error = match forward_progress(send, &mut progress, len, reporter).await {
-                Ok(resp) => break resp,
                 Err(ClientError::Http {
                     status: 400,
                     message,
                     ..
                 }) if message.starts_with("digest mismatch") => {
+                    reporter.finish();
                     return Err(ClientError::DigestMismatch {
                         path: path.to_owned(),
                         expected: digest,
@@ -301,35 +322,98 @@ impl Client {
                 }
                 Err(e) => e,
             };
-            let retryable = match &error {
-                ClientError::Transport { .. }
-                | ClientError::Timeout { .. }
-                | ClientError::Unreachable { .. } => true,
-                ClientError::Http { status, .. } => *status >= 500 || *status == 429,
-                _ => false,
-            };
-            if !retryable || attempt >= self.options.retries {
+            if !error.is_transient() || attempt >= self.options.retries {
+                reporter.finish();
                 return Err(error);
             }
             self.backoff(attempt).await;
             attempt += 1;
-            // The server may hold the blob after all: it answers 200 early, without reading the
-            // body, when it already has it, and may have stored it before the connection broke.
+            // Skip when the server holds the blob after all (it may have stored it just before
+            // the connection broke, or another client uploaded it meanwhile).
             if let Ok(true) = self.blob_exists(&digest).await {
                 reporter.finish();
                 return Ok(BlobUpload {
                     digest,
                     uploaded: false,
-                    bytes_sent: sent.load(Ordering::Relaxed),
+                    bytes_sent: 0,
                 });
             }
+        }
+    }
+
+    /// One upload attempt with the stall watchdog; returns the response and the bytes sent.
+    async fn upload_attempt(
+        &self,
+        path: &Path,
+        url: &Url,
+        len: u64,
+        op: &str,
+        reporter: &dyn Reporter,
+    ) -> Result<(Response, u64), ClientError> {
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|source| ClientError::Io {
+                path: path.to_owned(),
+                source,
+            })?;
+        let started = tokio::time::Instant::now();
+        let progress = Arc::new(Progress::default());
+        let (events, mut received) = tokio::sync::mpsc::unbounded_channel::<u64>();
+        let counter = Arc::clone(&progress);
+        let stream =
+            tokio_util::io::ReaderStream::with_capacity(file, FILE_CHUNK).map(move |chunk| {
+                if let Ok(c) = &chunk {
+                    let n = c.len() as u64;
+                    counter.sent.fetch_add(n, Ordering::Relaxed);
+                    counter.touch(started);
+                    let _ = events.send(n);
+                }
+                chunk
+            });
+        let request = self
+            .http
+            .post(url.clone())
+            .header(reqwest::header::CONTENT_LENGTH, len)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(reqwest::Body::wrap_stream(stream));
+        reporter.begin("upload", Some(len));
+        let send = async {
+            match request.send().await {
+                Ok(resp) => check_status(resp, op).await,
+                Err(e) => Err(self.transport_error(op, e)),
+            }
         };
-        reporter.finish();
-        Ok(BlobUpload {
-            uploaded: resp.status() == StatusCode::CREATED,
-            bytes_sent: sent.load(Ordering::Relaxed),
-            digest,
-        })
+        let stall = self.options.stall_timeout;
+        let watchdog = async {
+            loop {
+                let idle = started.elapsed().saturating_sub(progress.last());
+                if idle >= stall {
+                    break;
+                }
+                tokio::time::sleep(stall - idle).await;
+            }
+        };
+        tokio::pin!(send, watchdog);
+        let result = loop {
+            tokio::select! {
+                biased;
+                Some(n) = received.recv() => reporter.advance(n),
+                result = &mut send => break result,
+                () = &mut watchdog => {
+                    break Err(ClientError::Stalled {
+                        host: self.host_label(),
+                        operation: op.to_owned(),
+                        idle_secs: stall.as_secs(),
+                        sent: progress.sent.load(Ordering::Relaxed),
+                        total: len,
+                    })
+                }
+            }
+        };
+        while let Ok(n) = received.try_recv() {
+            reporter.advance(n);
+        }
+        result.map(|resp| (resp, progress.sent.load(Ordering::Relaxed)))
     }
 
     /// Makes sure the server has `path` as a blob: uses `known_digest` when given (it is not
@@ -359,8 +443,14 @@ impl Client {
     /// status is a `message`, `completed`/`total` become `begin`/`advance`).
     ///
     /// An HTTP error before streaming is [`ClientError::Http`] with Ollama's message; an
-    /// `{"error": …}` line after streaming started is [`ClientError::Stream`]; a stream that ends
-    /// without `success` is [`ClientError::Protocol`]. Create is only retried when the connection
+    /// `{"error": …}` line after streaming started is [`ClientError::Stream`]. The stream has no
+    /// timeout: the server may send nothing for minutes while it validates or quantizes. When
+    /// the connection breaks (or the stream ends without `success`), `show` is asked whether the
+    /// model exists: if it does, the create is reported as done (`confirmed_after_drop`);
+    /// otherwise the error is [`ClientError::CreateInterrupted`] (or
+    /// [`ClientError::Protocol`] for a stream that ended cleanly without `success`). `show`
+    /// cannot tell a new model from an older one with the same name, so callers that re-create
+    /// an existing name should compare digests. Create is only retried when the connection
     /// could not be made at all.
     pub async fn create(
         &self,
@@ -371,21 +461,33 @@ impl Client {
         body.stream = Some(true);
         let url = self.url("api/create")?;
         let op = format!("create {}", request.model);
-        let resp = self
+        let sent = self
             .execute(&op, RetryPolicy::ConnectOnly, || {
-                let mut req = self.http.post(url.clone()).json(&body);
-                if let Some(t) = self.options.transfer_timeout {
-                    req = req.timeout(t);
-                }
+                let req = self.http.post(url.clone()).json(&body);
                 async move { Ok(req) }
             })
-            .await?;
+            .await;
+        let resp = match sent {
+            Ok(resp) => resp,
+            // The request may have reached the server before the connection broke.
+            Err(e @ ClientError::Transport { .. }) => {
+                return self.after_drop(&request.model, Vec::new(), e).await;
+            }
+            Err(e) => return Err(e),
+        };
         reporter.begin("create", None);
         let mut state = StreamState::default();
         let mut stream = resp.bytes_stream();
         let mut buf: Vec<u8> = Vec::new();
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| self.transport_error(&op, e))?;
+            let chunk = match chunk {
+                Ok(chunk) => chunk,
+                Err(e) => {
+                    reporter.finish();
+                    let error = self.transport_error(&op, e);
+                    return self.after_drop(&request.model, state.statuses, error).await;
+                }
+            };
             buf.extend_from_slice(&chunk);
             while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = buf.drain(..=nl).collect();
@@ -401,7 +503,7 @@ impl Client {
         state.line(&buf, &op, reporter)?;
         reporter.finish();
         if !state.success {
-            return Err(ClientError::Protocol {
+            let error = ClientError::Protocol {
                 operation: op,
                 message: match state.statuses.last() {
                     Some(last) => {
@@ -409,11 +511,45 @@ impl Client {
                     }
                     None => "the progress stream ended without any status".to_owned(),
                 },
-            });
+            };
+            return match self.show(&request.model).await {
+                Ok(_) => Ok(CreateOutcome {
+                    statuses: state.statuses,
+                    confirmed_after_drop: true,
+                }),
+                Err(_) => Err(error),
+            };
         }
         Ok(CreateOutcome {
             statuses: state.statuses,
+            confirmed_after_drop: false,
         })
+    }
+
+    /// After a create lost its connection: the model counts as created when `show` finds it.
+    /// Ollama writes the manifest before it sends `success`, and a create whose client is gone
+    /// stops at its next progress line, so one look (retried while the server is unreachable)
+    /// tells.
+    async fn after_drop(
+        &self,
+        model: &str,
+        statuses: Vec<String>,
+        error: ClientError,
+    ) -> Result<CreateOutcome, ClientError> {
+        match self.show(model).await {
+            Ok(_) => Ok(CreateOutcome {
+                statuses,
+                confirmed_after_drop: true,
+            }),
+            Err(_) => Err(ClientError::CreateInterrupted {
+                model: model.to_owned(),
+                last_status: statuses
+                    .last()
+                    .cloned()
+                    .unwrap_or_else(|| "none".to_owned()),
+                source: Box::new(error),
+            }),
+        }
     }
 
     /// `POST /api/generate` with `stream: false`.
@@ -519,7 +655,7 @@ impl Client {
         let resp = self
             .execute(op, RetryPolicy::ConnectOnly, || {
                 let mut req = self.http.post(url.clone()).json(body);
-                if let Some(t) = self.options.transfer_timeout {
+                if let Some(t) = self.options.generate_timeout {
                     req = req.timeout(t);
                 }
                 async move { Ok(req) }
@@ -557,73 +693,57 @@ impl Client {
     {
         let mut attempt: u32 = 0;
         loop {
-            let retries_left = policy != RetryPolicy::Never && attempt < self.options.retries;
-            match make().await?.send().await {
-                Ok(resp) => {
-                    let status = resp.status();
-                    let retryable_status =
-                        status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
-                    if !(policy == RetryPolicy::Idempotent && retryable_status && retries_left) {
-                        return check_status(resp, op).await;
-                    }
-                }
+            let retries_left = attempt < self.options.retries;
+            let error = match make().await?.send().await {
+                Ok(resp) => match check_status(resp, op).await {
+                    Ok(resp) => return Ok(resp),
+                    Err(e) if policy == RetryPolicy::Idempotent => e,
+                    Err(e) => return Err(e),
+                },
                 Err(e) => {
                     let retryable = match policy {
                         RetryPolicy::Idempotent => true,
                         RetryPolicy::ConnectOnly => e.is_connect(),
-                        RetryPolicy::Never => false,
                     };
                     if !(retryable && retries_left) {
                         return Err(self.transport_error(op, e));
                     }
+                    self.transport_error(op, e)
                 }
+            };
+            if !(error.is_transient() && retries_left) {
+                return Err(error);
             }
             self.backoff(attempt).await;
             attempt += 1;
         }
     }
 
-    /// Waits before retry number `attempt + 1`: the backoff doubled `attempt` times.
+    /// Waits before retry number `attempt + 1`: the backoff doubled `attempt` times, capped at
+    /// `max_backoff`.
     async fn backoff(&self, attempt: u32) {
         let factor = 1u32.checked_shl(attempt.min(16)).unwrap_or(u32::MAX);
-        tokio::time::sleep(self.options.retry_backoff.saturating_mul(factor)).await;
+        let delay = self.options.retry_backoff.saturating_mul(factor);
+        tokio::time::sleep(delay.min(self.options.max_backoff)).await;
     }
 }
 
-/// Progress of one blob upload attempt.
-enum UploadEvent {
-    /// An attempt starts (from byte 0).
-    Begin,
-    /// Bytes handed to the connection.
-    Bytes(u64),
+/// Bytes handed to the connection during one upload attempt, and when the last ones were.
+#[derive(Default)]
+struct Progress {
+    sent: AtomicU64,
+    /// Nanoseconds after the attempt started when the connection last accepted bytes.
+    last_nanos: AtomicU64,
 }
 
-/// Drives `send` while forwarding upload events to `reporter` (phase `"upload"`).
-async fn forward_progress<F>(
-    send: F,
-    events: &mut tokio::sync::mpsc::UnboundedReceiver<UploadEvent>,
-    len: u64,
-    reporter: &dyn Reporter,
-) -> Result<Response, ClientError>
-where
-    F: Future<Output = Result<Response, ClientError>>,
-{
-    let forward = |event: UploadEvent| match event {
-        UploadEvent::Begin => reporter.begin("upload", Some(len)),
-        UploadEvent::Bytes(n) => reporter.advance(n),
-    };
-    tokio::pin!(send);
-    loop {
-        tokio::select! {
-            biased;
-            Some(event) = events.recv() => forward(event),
-            result = &mut send => {
-                while let Ok(event) = events.try_recv() {
-                    forward(event);
-                }
-                return result;
-            }
-        }
+impl Progress {
+    fn touch(&self, started: tokio::time::Instant) {
+        let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.last_nanos.store(nanos, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> Duration {
+        Duration::from_nanos(self.last_nanos.load(Ordering::Relaxed))
     }
 }
 

@@ -8,8 +8,9 @@ use loraforge_progress::Reporter;
 use crate::client::{normalize_digest, Client};
 use crate::error::ClientError;
 use crate::modelfile::Modelfile;
-use crate::name::validate_model_name;
-use crate::types::{CreateRequest, ShowResponse};
+use crate::name::{validate_model_name, ModelName};
+use crate::types::{CreateRequest, ListModel, ShowResponse};
+use crate::version::{COPY_REWRITE_SINCE, MIN_BF16_QUANTIZE, MIN_JSON_CREATE};
 
 /// The file name the GGUF is registered under in `files` (Ollama detects GGUF by the suffix).
 pub const DEPLOY_FILE_NAME: &str = "model.gguf";
@@ -35,6 +36,9 @@ pub struct DeployRequest<'a> {
     pub extra_stop: &'a [String],
     /// Ask Ollama to quantize the uploaded model (`q8_0`, `q4_K_M`, `q4_K_S` …); `None` keeps it.
     pub quantize: Option<&'a str>,
+    /// The GGUF's file type (`F16`, `BF16`, `F32`, `Q8_0` …) when the caller knows it: with
+    /// `quantize`, Ollama refuses anything but F16/BF16/F32, and BF16 needs Ollama ≥ 0.22.0.
+    pub source_type: Option<&'a str>,
 }
 
 /// What a successful deploy did.
@@ -42,8 +46,20 @@ pub struct DeployRequest<'a> {
 pub struct DeployOutcome {
     /// The model name as created.
     pub model: String,
-    /// `sha256:<hex>` of the uploaded GGUF.
-    pub digest: String,
+    /// Upload digest: `sha256:<hex>` of the GGUF file that was sent (the blob's name).
+    pub upload_digest: String,
+    /// Model digest: the manifest digest `/api/tags` lists for the model (what `ollama list`
+    /// shows as its ID); `None` when the server did not list it.
+    pub model_digest: Option<String>,
+    /// Model layer digest: `sha256:<hex>` of the weights layer the server stored, read from
+    /// `show`'s Modelfile. From Ollama 0.30 it differs from the upload digest, because the server
+    /// rewrites every GGUF with `llama-quantize COPY` (and when it quantizes).
+    pub model_layer_digest: Option<String>,
+    /// The version the server reported.
+    pub server_version: String,
+    /// Things the user should know (an old server's template fallback, a create confirmed
+    /// after a dropped connection …).
+    pub notes: Vec<String>,
     /// False when the server already had the blob.
     pub uploaded: bool,
     /// Bytes sent.
@@ -75,16 +91,22 @@ pub async fn deploy_gguf(
             modelfile,
             extra_stop,
             quantize: None,
+            source_type: None,
         },
         reporter,
     )
     .await
 }
 
-/// Validates the name (and digest, quantize type and file) before any network call, puts the
-/// GGUF blob (HEAD first, upload only when missing), creates the model with
+/// Validates the name (and digest, quantize type and file) before any network call, checks the
+/// server's version (JSON create needs ≥ 0.5.5; quantizing a BF16 source ≥ 0.22.0), puts the
+/// GGUF blob (HEAD first, upload only when missing, streamed from disk), creates the model with
 /// `files: {"model.gguf": digest}` plus the template's fields (stop sequences from `extra_stop`
-/// appended when missing), then confirms with `show`.
+/// appended when missing), reads the model digest from `/api/tags` and confirms with `show`.
+///
+/// When the create's connection breaks and `show` then finds the model, the deploy counts as
+/// done only when `/api/tags` lists another digest for the name than before the create
+/// ([`ClientError::CreateUnconfirmed`] otherwise).
 pub async fn deploy(
     client: &Client,
     request: &DeployRequest<'_>,
@@ -103,6 +125,15 @@ pub async fn deploy(
         }
         None => None,
     };
+    let source_type = request.source_type.map(str::to_ascii_uppercase);
+    if let (Some(_), Some(source)) = (&quantize, &source_type) {
+        if !matches!(source.as_str(), "F16" | "BF16" | "F32") {
+            return Err(ClientError::QuantizeSourceType {
+                path: request.gguf_path.to_owned(),
+                source_type: source.clone(),
+            });
+        }
+    }
     let meta = tokio::fs::metadata(request.gguf_path)
         .await
         .map_err(|source| ClientError::Io {
@@ -116,6 +147,37 @@ pub async fn deploy(
         });
     }
 
+    let version = client.server_version().await?;
+    client.require_version(
+        &version,
+        MIN_JSON_CREATE,
+        "creating a model from an uploaded GGUF",
+    )?;
+    if quantize.is_some() && source_type.as_deref() == Some("BF16") {
+        client.require_version(&version, MIN_BF16_QUANTIZE, "quantizing a BF16 model")?;
+    }
+    let mut notes = Vec::new();
+    match version.1 {
+        None => notes.push(format!(
+            "the server reports version {:?}, a development build or an unknown format: its features were not checked",
+            version.0
+        )),
+        Some(v) if v < COPY_REWRITE_SINCE && request.modelfile.template.is_none() => {
+            notes.push(format!(
+                "Ollama {v} uses the plain template {{{{ .Prompt }}}} for a model without a TEMPLATE \
+                 (Ollama 0.30 and newer render the GGUF's own chat template): chat replies may be poor"
+            ))
+        }
+        Some(v) if request.modelfile.template.is_none() => notes.push(format!(
+            "no TEMPLATE was sent: Ollama {v} renders the GGUF's tokenizer.chat_template (Jinja) \
+             for chat; a GGUF without one gets no chat formatting"
+        )),
+        Some(_) => {}
+    }
+
+    // What the name held before: after a dropped connection `show` alone cannot tell a new
+    // model from an earlier one of the same name, the listed manifest digest can.
+    let previous_digest = listed_digest(client, request.model_name).await;
     let blob = client
         .push_blob(request.gguf_path, known.as_deref(), reporter)
         .await?;
@@ -130,6 +192,19 @@ pub async fn deploy(
     template.add_stops(request.extra_stop);
     template.apply_to(&mut create);
     let outcome = client.create(&create, reporter).await?;
+    let model_digest = listed_digest(client, request.model_name).await;
+    if outcome.confirmed_after_drop {
+        if let Some(digest) = previous_digest.filter(|d| Some(d) == model_digest.as_ref()) {
+            return Err(ClientError::CreateUnconfirmed {
+                model: request.model_name.to_owned(),
+                digest,
+            });
+        }
+        notes.push(format!(
+            "the connection broke before the server confirmed the create; the server shows {} so it was created",
+            request.model_name
+        ));
+    }
 
     let show = match client.show(request.model_name).await {
         Ok(show) => show,
@@ -142,11 +217,62 @@ pub async fn deploy(
     };
     Ok(DeployOutcome {
         model: request.model_name.to_owned(),
-        digest: blob.digest,
+        upload_digest: blob.digest,
+        model_digest,
+        model_layer_digest: model_layer_digest(&show.modelfile),
+        server_version: version.0,
+        notes,
         uploaded: blob.uploaded,
         bytes_sent: blob.bytes_sent,
         request: create,
         statuses: outcome.statuses,
         show,
     })
+}
+
+/// The manifest digest `/api/tags` lists for `name`, if the server lists it.
+async fn listed_digest(client: &Client, name: &str) -> Option<String> {
+    let list = client.list().await.ok()?;
+    find_listed(&list.models, name).map(|m| m.digest.clone())
+}
+
+/// The `/api/tags` entry of `name` (names compare case-insensitively with defaults filled in,
+/// as Ollama looks them up).
+fn find_listed<'a>(models: &'a [ListModel], name: &str) -> Option<&'a ListModel> {
+    let want = ModelName::parse(name).ok()?;
+    models.iter().find(|m| {
+        ModelName::parse(&m.name).is_ok_and(|have| {
+            have.host.eq_ignore_ascii_case(&want.host)
+                && have.namespace.eq_ignore_ascii_case(&want.namespace)
+                && have.model.eq_ignore_ascii_case(&want.model)
+                && have.tag.eq_ignore_ascii_case(&want.tag)
+        })
+    })
+}
+
+/// `sha256:<hex>` of the weights layer from the `FROM <models>/blobs/sha256-<hex>` line that
+/// `show` puts in the Modelfile it generates.
+fn model_layer_digest(modelfile: &str) -> Option<String> {
+    modelfile.lines().find_map(|line| {
+        let from = line.strip_prefix("FROM ")?.trim();
+        let file = from.rsplit(['/', '\\']).next()?;
+        let hex = file
+            .strip_prefix("sha256-")
+            .or_else(|| file.strip_prefix("sha256:"))?;
+        (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| format!("sha256:{}", hex.to_ascii_lowercase()))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layer_digest_from_show_modelfile() {
+        let hex = "ab".repeat(32);
+        let text = format!("# Modelfile generated by \"ollama show\"\nFROM /root/.ollama/models/blobs/sha256-{hex}\nTEMPLATE x\n");
+        assert_eq!(model_layer_digest(&text), Some(format!("sha256:{hex}")));
+        assert_eq!(model_layer_digest("FROM llama3:latest\n"), None);
+    }
 }

@@ -110,6 +110,62 @@ pub enum ClientError {
         /// The requested type.
         quantize: String,
     },
+    /// An upload made no progress: the server accepted no bytes (or, after the last byte, sent
+    /// no answer) for the stall window.
+    #[error("{operation} on the Ollama server at {host} stalled: no progress for {idle_secs} s after {sent} of {total} bytes")]
+    Stalled {
+        /// Base URL.
+        host: String,
+        /// What was being done.
+        operation: String,
+        /// The stall window, in seconds.
+        idle_secs: u64,
+        /// Bytes handed to the connection before it stalled.
+        sent: u64,
+        /// Bytes to send in all.
+        total: u64,
+    },
+    /// The connection broke (or the stream ended) during create, and the server does not have
+    /// the model afterwards.
+    #[error("the connection to the Ollama server broke while it was creating {model} (last status: {last_status}); the server does not have the model, so nothing was created")]
+    CreateInterrupted {
+        /// The model name.
+        model: String,
+        /// The last status line received (`none` when none came).
+        last_status: String,
+        /// What broke.
+        #[source]
+        source: Box<ClientError>,
+    },
+    /// The server is older than a feature the request needs.
+    #[error("the Ollama server at {host} is version {version}; {feature} needs Ollama {needed} or newer: upgrade Ollama (https://ollama.com/download)")]
+    ServerTooOld {
+        /// Base URL.
+        host: String,
+        /// The version it reports.
+        version: String,
+        /// What needs the newer version.
+        feature: &'static str,
+        /// The first version that has it.
+        needed: String,
+    },
+    /// Ollama's `quantize` only takes F16, BF16 and F32 sources.
+    #[error("Ollama quantizes only F16, BF16 and F32 models; {path} is {source_type}: upload an F16/BF16/F32 GGUF or quantize it locally")]
+    QuantizeSourceType {
+        /// The GGUF file.
+        path: PathBuf,
+        /// Its file type.
+        source_type: String,
+    },
+    /// The connection broke during create and the server still lists, under the model's name,
+    /// the model it had before (same manifest digest): the new one was not written.
+    #[error("the connection to the Ollama server broke while it was creating {model}, and the server still has the earlier model of that name (digest {digest}): the new model was not created")]
+    CreateUnconfirmed {
+        /// The model name.
+        model: String,
+        /// The manifest digest listed before and after the create.
+        digest: String,
+    },
     /// Create reported success but the model is not there.
     #[error("Ollama reported success creating {model} but does not show it")]
     NotCreated {
@@ -119,6 +175,27 @@ pub enum ClientError {
 }
 
 impl ClientError {
+    /// True when trying again later may succeed: connection failures, timeouts, stalls, 408,
+    /// 429 and server errors, except server errors that say the server's disk is full, read-only
+    /// or not writable (those stay until someone fixes the server).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ClientError::Unreachable { .. }
+            | ClientError::Timeout { .. }
+            | ClientError::Transport { .. }
+            | ClientError::Stalled { .. } => true,
+            ClientError::Http {
+                status, message, ..
+            } => match *status {
+                408 | 429 => true,
+                501 | 505 => false,
+                500..=599 => !is_permanent_server_failure(message),
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+
     /// True for an HTTP 404 (model or blob not found).
     pub fn is_not_found(&self) -> bool {
         matches!(self, ClientError::Http { status: 404, .. })
@@ -130,8 +207,9 @@ impl ClientError {
     }
 
     /// True when what the caller asked for is at fault (a host that is no URL, a model name or
-    /// quantization Ollama refuses, a file that changed, a bad digest); false when the server or
-    /// the connection failed.
+    /// quantization Ollama refuses, a file that changed, a bad digest, a server too old for the
+    /// request, a GGUF type Ollama cannot quantize from); false when the server or the
+    /// connection failed.
     pub fn is_user_error(&self) -> bool {
         matches!(
             self,
@@ -140,6 +218,8 @@ impl ClientError {
                 | ClientError::UnsupportedQuantize { .. }
                 | ClientError::DigestMismatch { .. }
                 | ClientError::InvalidDigest { .. }
+                | ClientError::ServerTooOld { .. }
+                | ClientError::QuantizeSourceType { .. }
         )
     }
 
@@ -153,12 +233,30 @@ impl ClientError {
             ClientError::InvalidHost { .. } => Some(
                 "OLLAMA_HOST / --host takes `host`, `host:port` or `http(s)://host:port/path`".into(),
             ),
+            ClientError::ServerTooOld { needed, .. } => Some(format!(
+                "upgrade the Ollama server to {needed} or newer (https://ollama.com/download)"
+            )),
+            ClientError::Stalled { .. } => Some(
+                "the server or the network is too slow or stuck; run the command again (a blob \
+                 the server already holds is not sent again), or raise --stall-timeout"
+                    .into(),
+            ),
             ClientError::Timeout { .. } => Some(
                 "the server is reachable but slow to answer; check its load and logs (`ollama serve` output), then retry".into(),
+            ),
+            ClientError::CreateInterrupted { .. } | ClientError::CreateUnconfirmed { .. } => Some(
+                "run the deploy again: the uploaded blob stays on the server and is not sent twice"
+                    .into(),
             ),
             ClientError::Transport { .. } => {
                 Some("the connection dropped mid-transfer; retry, and check the server's logs".into())
             }
+            ClientError::Http {
+                status, message, ..
+            } if *status >= 500 && is_permanent_server_failure(message) => Some(
+                "free space on the Ollama server (or fix its model directory), then try again"
+                    .into(),
+            ),
             ClientError::Http { status: 404, .. } => {
                 Some("the server does not have that model or blob (`ollama list` shows its models)".into())
             }
@@ -174,4 +272,18 @@ impl ClientError {
             _ => None,
         }
     }
+}
+
+/// Server-side failures retrying cannot heal: a full, read-only or unwritable model store.
+fn is_permanent_server_failure(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    [
+        "no space left on device",
+        "disk quota exceeded",
+        "read-only file system",
+        "permission denied",
+        "file too large",
+    ]
+    .iter()
+    .any(|needle| m.contains(needle))
 }

@@ -46,6 +46,7 @@ mod host;
 mod modelfile;
 mod name;
 mod types;
+mod version;
 
 pub use client::{
     is_valid_digest, normalize_digest, sha256_file, BlobUpload, Client, ClientOptions,
@@ -56,7 +57,7 @@ pub use deploy::{
 };
 pub use error::ClientError;
 pub use host::{OllamaHost, DEFAULT_HOST, DEFAULT_PORT};
-pub use modelfile::{Modelfile, ModelfileError, ParamValue};
+pub use modelfile::{parse_commands, Command, Modelfile, ModelfileError, ParamValue};
 pub use name::{
     validate_model_name, ModelName, NameError, NamePart, DEFAULT_NAMESPACE, DEFAULT_NAME_HOST,
     DEFAULT_TAG,
@@ -66,3 +67,4 @@ pub use types::{
     GenerateResponse, ListModel, ListResponse, Message, Metrics, ModelDetails, ProcessResponse,
     ProgressResponse, RunningModel, ShowRequest, ShowResponse, VersionResponse,
 };
+pub use version::{ServerVersion, COPY_REWRITE_SINCE, MIN_BF16_QUANTIZE, MIN_JSON_CREATE};

@@ -1,12 +1,31 @@
-//! Ollama Modelfile parsing (the deployment template of a base model).
+//! Ollama Modelfile parsing: the same language as Ollama's own parser (`parser/parser.go`,
+//! `ParseFile` + `CreateRequest`, read at v0.33), written independently.
 //!
-//! Syntax (Ollama `docs/modelfile.mdx`, `parser/parser.go`): one `INSTRUCTION arguments` per
-//! line, instructions case-insensitive and in any order, `#` starts a comment line. Values are the
-//! rest of the line (trimmed), a `"quoted string"`, or a `"""triple-quoted string"""` that may
-//! span lines. `PARAMETER name value` is typed as Ollama's `api.FormatParams` types it (integers,
-//! floats, booleans; `stop` repeats and collects into a list); unknown parameters are errors and
-//! Ollama's deprecated ones are skipped with a warning. `MESSAGE role text` takes the roles
-//! `system`, `user` and `assistant`. Every error names its line.
+//! The language, as that parser reads it (one character at a time, a small state machine):
+//! * An instruction is a run of ASCII letters (case-insensitive) followed by a space or tab;
+//!   `#` starts a comment line. Anything else where an instruction should start is an error.
+//! * A value runs to the end of the line. At a line break the value read so far, trimmed, is
+//!   complete when it does not start with `"` or when it is quoted to its end: `"""…"""` (at
+//!   least six characters) or `"…"` (at least two); the quotes are removed. Otherwise the line
+//!   break belongs to the value and reading goes on, so a quoted value closes where a *trimmed
+//!   line ends with the quote*, not at the first closing quote: `SYSTEM "He said "hi" ok"` is
+//!   `He said "hi" ok`, and `SYSTEM """Say "Hello!""""` is `Say "Hello!"`. An empty value is
+//!   `""`. Non-printable characters (Go's `strconv.IsPrint`) are dropped, except spaces, tabs
+//!   and line breaks inside a quoted value.
+//! * `PARAMETER name value`: the name is letters, digits and `_`; the value is typed as
+//!   `api.FormatParams` types it (Go's `ParseInt`, `ParseFloat(…, 32)` and `ParseBool`);
+//!   `stop` collects every occurrence, other parameters keep the last. Deprecated parameters
+//!   are skipped with a warning. (As in Ollama, `PARAMETER template x` sets the template: the
+//!   parameter name is the instruction.)
+//! * `MESSAGE role text` with role `system`, `user` or `assistant`.
+//! * `REQUIRES` is a semantic version with an optional leading `v` (Go's `x/mod/semver`,
+//!   shorthands `1` and `1.2` included); only the last `ADAPTER` counts.
+//! * A UTF-8 byte order mark is skipped and UTF-16 files (with a BOM) are decoded
+//!   ([`Modelfile::parse_bytes`]).
+//!
+//! One difference on purpose: `FROM` is optional, because deployment templates omit it (the
+//! GGUF is the model). [`Modelfile`]'s `Display` writes text that parses back to the same
+//! Modelfile for everything the parser can produce.
 
 use std::fmt;
 
@@ -41,13 +60,13 @@ pub enum ModelfileError {
         /// The opening quote.
         quote: &'static str,
     },
-    /// Text follows a closing quote on the same line.
-    #[error("Modelfile line {line}: unexpected text {found:?} after the closing quote")]
-    TrailingText {
+    /// `REQUIRES` is not a semantic version.
+    #[error("Modelfile line {line}: REQUIRES must be a valid semantic version (e.g. 0.14.0), got {value:?}")]
+    InvalidRequires {
         /// Line number.
         line: usize,
-        /// The extra text.
-        found: String,
+        /// The value as written.
+        value: String,
     },
     /// `PARAMETER` names a parameter Ollama does not know.
     #[error("Modelfile line {line}: unknown parameter {name:?}")]
@@ -92,8 +111,8 @@ pub enum ModelfileError {
 pub enum ParamValue {
     /// Integer parameters (`num_ctx`, `seed`, `top_k` …).
     Int(i64),
-    /// Floating-point parameters (`temperature`, `top_p` …).
-    Float(f64),
+    /// Floating-point parameters (`temperature`, `top_p` …): Go `float32`s in Ollama.
+    Float(f32),
     /// Boolean parameters (`use_mmap`).
     Bool(bool),
     /// List parameters (`stop`), one entry per `PARAMETER stop` line.
@@ -105,9 +124,12 @@ impl ParamValue {
     pub fn to_json(&self) -> Value {
         match self {
             ParamValue::Int(i) => Value::from(*i),
-            ParamValue::Float(f) => {
-                serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number)
-            }
+            // Go encodes a float32 with the shortest decimal that reads back as that float32.
+            ParamValue::Float(f) => format!("{f}")
+                .parse::<f64>()
+                .ok()
+                .and_then(serde_json::Number::from_f64)
+                .map_or(Value::Null, Value::Number),
             ParamValue::Bool(b) => Value::Bool(*b),
             ParamValue::List(l) => Value::Array(l.iter().cloned().map(Value::String).collect()),
         }
@@ -174,7 +196,8 @@ pub struct Modelfile {
     pub messages: Vec<Message>,
     /// `LICENSE` texts in order.
     pub licenses: Vec<String>,
-    /// `ADAPTER` paths (resolved by the caller).
+    /// `ADAPTER` path (resolved by the caller): at most one, the last `ADAPTER` line, as in
+    /// Ollama.
     pub adapters: Vec<String>,
     /// `REQUIRES`: minimum Ollama version.
     pub requires: Option<String>,
@@ -191,7 +214,92 @@ pub struct Modelfile {
 impl Modelfile {
     /// Parses Modelfile text. `FROM` is not required: deployment templates usually omit it.
     pub fn parse(text: &str) -> Result<Self, ModelfileError> {
-        Parser::new(text).run()
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        Self::from_commands(&parse_commands(text)?)
+    }
+
+    /// Parses a Modelfile's bytes: UTF-8 (a byte order mark is skipped, invalid sequences
+    /// become U+FFFD) or UTF-16 with a byte order mark, like Ollama's `unicode.BOMOverride`.
+    pub fn parse_bytes(bytes: &[u8]) -> Result<Self, ModelfileError> {
+        Self::parse(&decode_text(bytes))
+    }
+
+    /// Types the instructions read by [`parse_commands`] as Ollama's `CreateRequest` does.
+    pub fn from_commands(commands: &[Command]) -> Result<Self, ModelfileError> {
+        let mut out = Modelfile::default();
+        for c in commands {
+            let line = c.line;
+            let value = c.args.clone();
+            match c.name.as_str() {
+                "model" => out.from = Some(value),
+                "template" => out.template = Some(value),
+                "system" => out.system = Some(value),
+                "license" => out.licenses.push(value),
+                "adapter" => out.adapters = vec![value],
+                "renderer" => out.renderer = Some(value),
+                "parser" => out.parser = Some(value),
+                "draft" => out.draft = Some(value),
+                "requires" => {
+                    let v = if value.starts_with('v') {
+                        value.clone()
+                    } else {
+                        format!("v{value}")
+                    };
+                    if !is_go_semver(&v) {
+                        return Err(ModelfileError::InvalidRequires { line, value });
+                    }
+                    out.requires = Some(v.trim_start_matches('v').to_owned());
+                }
+                "message" => {
+                    let (role, content) = value.split_once(": ").unwrap_or((&value, ""));
+                    out.messages.push(Message {
+                        role: role.to_owned(),
+                        content: content.to_owned(),
+                    });
+                }
+                name => out.parameter_line(line, name, &value)?,
+            }
+        }
+        Ok(out)
+    }
+
+    fn parameter_line(&mut self, line: usize, name: &str, raw: &str) -> Result<(), ModelfileError> {
+        if DEPRECATED_PARAMETERS.contains(&name) {
+            self.warnings.push(format!(
+                "line {line}: parameter {name} is deprecated and ignored"
+            ));
+            return Ok(());
+        }
+        let Some(&(_, kind)) = PARAMETERS.iter().find(|(n, _)| *n == name) else {
+            return Err(ModelfileError::UnknownParameter {
+                line,
+                name: name.to_owned(),
+            });
+        };
+        let bad = |expected| ModelfileError::InvalidParameterValue {
+            line,
+            name: name.to_owned(),
+            value: raw.to_owned(),
+            expected,
+        };
+        let value = match kind {
+            ParamKind::Int => ParamValue::Int(raw.parse::<i64>().map_err(|_| bad("an integer"))?),
+            ParamKind::Float => ParamValue::Float(
+                parse_go_float32(raw)
+                    .filter(|f| f.is_finite())
+                    .ok_or_else(|| bad("a finite 32-bit number"))?,
+            ),
+            ParamKind::Bool => {
+                ParamValue::Bool(parse_go_bool(raw).ok_or_else(|| bad("a boolean"))?)
+            }
+            ParamKind::List => ParamValue::List(vec![raw.to_owned()]),
+        };
+        match (self.parameters.iter_mut().find(|(n, _)| n == name), value) {
+            (Some((_, ParamValue::List(list))), ParamValue::List(new)) => list.extend(new),
+            (Some((_, slot)), v) => *slot = v,
+            (None, v) => self.parameters.push((name.to_owned(), v)),
+        }
+        Ok(())
     }
 
     /// The value of a parameter, if set.
@@ -252,7 +360,7 @@ impl Modelfile {
                     Value::Bool(b) => ParamValue::Bool(*b),
                     Value::Number(n) => match n.as_i64() {
                         Some(i) => ParamValue::Int(i),
-                        None => ParamValue::Float(n.as_f64()?),
+                        None => ParamValue::Float(n.as_f64()? as f32),
                     },
                     Value::String(s) => ParamValue::List(vec![s.clone()]),
                     Value::Array(items) => ParamValue::List(
@@ -328,20 +436,18 @@ impl Modelfile {
 }
 
 impl fmt::Display for Modelfile {
-    /// Renders the Modelfile back to text (values that need it are triple-quoted).
+    /// Renders the Modelfile back to text that [`Modelfile::parse`] reads as the same
+    /// Modelfile. Each value is written bare when it reads back unchanged, else in `"""…"""`,
+    /// else in `"…"`. (A few strings cannot be written in Ollama's language at all: a line
+    /// ending in `"""` followed by more lines, or non-printable characters; those are written
+    /// triple-quoted and read back changed. The parser never produces them.)
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fn q(s: &str) -> String {
-            if s.contains('\n') || s.contains('"') || s.starts_with(' ') || s.ends_with(' ') {
-                format!("\"\"\"{s}\"\"\"")
-            } else {
-                s.to_owned()
-            }
-        }
+        let q = quote_value;
         if let Some(v) = &self.from {
-            writeln!(f, "FROM {v}")?;
+            writeln!(f, "FROM {}", q(v))?;
         }
         for a in &self.adapters {
-            writeln!(f, "ADAPTER {a}")?;
+            writeln!(f, "ADAPTER {}", q(a))?;
         }
         if let Some(v) = &self.template {
             writeln!(f, "TEMPLATE {}", q(v))?;
@@ -368,301 +474,438 @@ impl fmt::Display for Modelfile {
             writeln!(f, "LICENSE {}", q(l))?;
         }
         if let Some(v) = &self.requires {
-            writeln!(f, "REQUIRES {v}")?;
+            writeln!(f, "REQUIRES {}", q(v))?;
         }
         if let Some(v) = &self.renderer {
-            writeln!(f, "RENDERER {v}")?;
+            writeln!(f, "RENDERER {}", q(v))?;
         }
         if let Some(v) = &self.parser {
-            writeln!(f, "PARSER {v}")?;
+            writeln!(f, "PARSER {}", q(v))?;
         }
         if let Some(v) = &self.draft {
-            writeln!(f, "DRAFT {v}")?;
+            writeln!(f, "DRAFT {}", q(v))?;
         }
         Ok(())
     }
 }
 
-struct Parser<'a> {
-    text: &'a str,
-    pos: usize,
-    line: usize,
-    out: Modelfile,
+/// The first of: bare, `"""…"""`, `"…"` that reads back as `value`.
+fn quote_value(value: &str) -> String {
+    let candidates = [
+        value.to_owned(),
+        format!("\"\"\"{value}\"\"\""),
+        format!("\"{value}\""),
+    ];
+    let reads_back = |text: &str| {
+        parse_commands(&format!("SYSTEM {text}\n"))
+            .ok()
+            .is_some_and(|c| c.len() == 1 && c.first().is_some_and(|c| c.args == value))
+    };
+    let fallback = candidates[1].clone();
+    candidates
+        .into_iter()
+        .find(|c| reads_back(c))
+        .unwrap_or(fallback)
 }
 
-impl<'a> Parser<'a> {
-    fn new(text: &'a str) -> Self {
-        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-        Self {
-            text,
-            pos: 0,
-            line: 1,
-            out: Modelfile::default(),
-        }
-    }
+/// One instruction as Ollama's parser reads it: the lower-cased instruction (`model` for
+/// `FROM`, the parameter's name for `PARAMETER`, `message` with `role: text` as the value) and
+/// its value, unquoted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Command {
+    /// Instruction name.
+    pub name: String,
+    /// The value.
+    pub args: String,
+    /// 1-based line the instruction starts on.
+    pub line: usize,
+}
 
-    fn rest(&self) -> &'a str {
-        self.text.get(self.pos..).unwrap_or("")
-    }
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Between instructions.
+    Between,
+    /// Reading an instruction name.
+    Instruction,
+    /// Reading a value.
+    Value,
+    /// Reading a parameter name.
+    ParamName,
+    /// Reading a message role.
+    Role,
+    /// Inside a comment.
+    Comment,
+}
 
-    fn peek(&self) -> Option<char> {
-        self.rest().chars().next()
-    }
-
-    fn bump(&mut self) -> Option<char> {
-        let c = self.peek()?;
-        self.pos += c.len_utf8();
-        if c == '\n' {
-            self.line += 1;
-        }
-        Some(c)
-    }
-
-    fn skip_blanks(&mut self) {
-        while matches!(self.peek(), Some(' ' | '\t')) {
-            self.bump();
-        }
-    }
-
-    fn take_while(&mut self, f: impl Fn(char) -> bool) -> &'a str {
-        let start = self.pos;
-        while self.peek().is_some_and(&f) {
-            self.bump();
-        }
-        self.text.get(start..self.pos).unwrap_or("")
-    }
-
-    /// The rest of the current line (without the newline, which is consumed).
-    fn take_line(&mut self) -> &'a str {
-        let s = self.take_while(|c| c != '\n' && c != '\r');
-        self.eat_newline();
-        s
-    }
-
-    /// Consumes one line ending: `\n`, `\r\n` or a lone `\r`.
-    fn eat_newline(&mut self) {
-        match self.peek() {
-            Some('\r') => {
-                self.pos += 1;
-                if self.peek() == Some('\n') {
-                    self.pos += 1;
-                }
-                self.line += 1;
+/// Reads Modelfile text into instructions, as Ollama's `ParseFile` does (without its
+/// "no FROM line" rule).
+pub fn parse_commands(text: &str) -> Result<Vec<Command>, ModelfileError> {
+    let mut commands = Vec::new();
+    let mut state = State::Between;
+    let mut buf = String::new();
+    let mut name = String::new();
+    let mut role: Option<String> = None;
+    let mut line = 1usize;
+    let mut start_line = 1usize;
+    for c in text.chars() {
+        let (mut next, keep) = match state {
+            State::Between if c == '#' => (State::Comment, None),
+            State::Between if is_blank(c) || is_line_break(c) => (State::Between, None),
+            State::Between => {
+                start_line = line;
+                (State::Instruction, Some(c))
             }
-            Some('\n') => {
-                self.bump();
+            State::Instruction if c.is_ascii_alphabetic() => (State::Instruction, Some(c)),
+            State::Instruction if is_blank(c) => (State::Value, None),
+            State::Instruction => {
+                return Err(if is_line_break(c) && is_instruction(&buf) {
+                    ModelfileError::MissingArgument {
+                        line: start_line,
+                        instruction: buf.to_ascii_uppercase(),
+                    }
+                } else {
+                    ModelfileError::UnknownInstruction {
+                        line: start_line,
+                        found: format!("{buf}{c}").trim().to_owned(),
+                    }
+                })
             }
-            _ => {}
-        }
-    }
-
-    fn run(mut self) -> Result<Modelfile, ModelfileError> {
-        loop {
-            // Blank space and comments between instructions.
-            match self.peek() {
-                None => break,
-                Some(' ' | '\t' | '\n') => {
-                    self.bump();
-                    continue;
-                }
-                Some('\r') => {
-                    self.eat_newline();
-                    continue;
-                }
-                Some('#') => {
-                    self.take_line();
-                    continue;
-                }
-                Some(_) => {}
+            State::Value if is_blank(c) || is_line_break(c) => (State::Between, Some(c)),
+            State::Value => (State::Value, Some(c)),
+            State::ParamName if c.is_ascii_alphanumeric() || c == '_' => {
+                (State::ParamName, Some(c))
             }
-            let line = self.line;
-            let word = self.take_while(|c| c.is_ascii_alphabetic());
-            match self.peek() {
-                Some(' ' | '\t') => {}
-                None | Some('\n' | '\r') if is_instruction(word) => {
-                    return Err(ModelfileError::MissingArgument {
-                        line,
-                        instruction: word.to_ascii_uppercase(),
-                    })
-                }
-                _ => {
-                    let found = format!("{word}{}", self.take_line().trim_end());
-                    return Err(ModelfileError::UnknownInstruction {
-                        line,
-                        found: found.split_whitespace().next().unwrap_or("").to_owned(),
-                    });
-                }
+            State::ParamName if is_blank(c) => (State::Value, None),
+            State::ParamName => {
+                return Err(if is_line_break(c) {
+                    ModelfileError::MissingArgument {
+                        line: start_line,
+                        instruction: format!("PARAMETER {buf}").trim_end().to_owned(),
+                    }
+                } else {
+                    ModelfileError::InvalidParameterName {
+                        line: start_line,
+                        name: format!("{buf}{c}"),
+                    }
+                })
             }
-            if !is_instruction(word) {
-                return Err(ModelfileError::UnknownInstruction {
-                    line,
-                    found: word.to_owned(),
-                });
+            State::Role if c.is_ascii_alphabetic() => (State::Role, Some(c)),
+            State::Role if is_blank(c) => (State::Value, None),
+            State::Role => {
+                return Err(if is_line_break(c) && is_message_role(&buf) {
+                    ModelfileError::MissingArgument {
+                        line: start_line,
+                        instruction: format!("MESSAGE {buf}"),
+                    }
+                } else {
+                    ModelfileError::InvalidMessageRole {
+                        line: start_line,
+                        role: format!("{buf}{c}").trim().to_owned(),
+                    }
+                })
             }
-            let instruction = word.to_ascii_lowercase();
-            self.skip_blanks();
-            match instruction.as_str() {
-                "parameter" => self.parameter(line)?,
-                "message" => self.message(line)?,
-                _ => {
-                    let value = self.value(line, &instruction)?;
-                    self.store(&instruction, value);
-                }
-            }
-        }
-        Ok(self.out)
-    }
-
-    fn store(&mut self, instruction: &str, value: String) {
-        let o = &mut self.out;
-        match instruction {
-            "from" => o.from = Some(value),
-            "template" => o.template = Some(value),
-            "system" => o.system = Some(value),
-            "license" => o.licenses.push(value),
-            "adapter" => o.adapters.push(value),
-            "requires" => o.requires = Some(value),
-            "renderer" => o.renderer = Some(value),
-            "parser" => o.parser = Some(value),
-            _ => o.draft = Some(value),
-        }
-    }
-
-    /// Reads a value: `"""…"""`, `"…"` or the rest of the line (trimmed).
-    fn value(&mut self, line: usize, instruction: &str) -> Result<String, ModelfileError> {
-        let (quote, close) = if self.rest().starts_with("\"\"\"") {
-            ("\"\"\"", "\"\"\"")
-        } else if self.rest().starts_with('"') {
-            ("\"", "\"")
-        } else {
-            let v = self.take_line().trim().to_owned();
-            if v.is_empty() {
-                return Err(ModelfileError::MissingArgument {
-                    line,
-                    instruction: instruction.to_ascii_uppercase(),
-                });
-            }
-            return Ok(v);
+            State::Comment if is_line_break(c) => (State::Between, None),
+            State::Comment => (State::Comment, None),
         };
-        let start_line = self.line;
-        self.pos += quote.len();
-        let Some(end) = self.rest().find(close) else {
-            return Err(ModelfileError::UnterminatedString {
+        if is_line_break(c) {
+            line += 1;
+        }
+        if next != state {
+            match state {
+                State::Instruction => {
+                    if !is_instruction(&buf) {
+                        return Err(ModelfileError::UnknownInstruction {
+                            line: start_line,
+                            found: buf.clone(),
+                        });
+                    }
+                    name = match buf.to_ascii_lowercase().as_str() {
+                        "from" => "model".to_owned(),
+                        "parameter" => {
+                            next = State::ParamName;
+                            String::new()
+                        }
+                        "message" => {
+                            next = State::Role;
+                            "message".to_owned()
+                        }
+                        other => other.to_owned(),
+                    };
+                }
+                State::ParamName => name = buf.clone(),
+                State::Role => {
+                    if !is_message_role(&buf) {
+                        return Err(ModelfileError::InvalidMessageRole {
+                            line: start_line,
+                            role: buf.clone(),
+                        });
+                    }
+                    role = Some(buf.clone());
+                }
+                State::Value => match unquote(buf.trim()) {
+                    // A blank never ends a value; a line break ends it once it is complete.
+                    Some(value) if !is_blank(c) => {
+                        let args = match role.take() {
+                            Some(r) => format!("{r}: {value}"),
+                            None => value.to_owned(),
+                        };
+                        commands.push(Command {
+                            name: name.clone(),
+                            args,
+                            line: start_line,
+                        });
+                    }
+                    _ => {
+                        buf.push(c);
+                        continue;
+                    }
+                },
+                State::Between | State::Comment => {}
+            }
+            buf.clear();
+            state = next;
+        }
+        if let Some(k) = keep.filter(|k| is_go_printable(*k)) {
+            buf.push(k);
+        }
+    }
+    match state {
+        State::Between | State::Comment => {}
+        State::Value => {
+            let Some(value) = unquote(buf.trim()) else {
+                return Err(ModelfileError::UnterminatedString {
+                    line: start_line,
+                    quote: if buf.trim_start().starts_with("\"\"\"") {
+                        "\"\"\""
+                    } else {
+                        "\""
+                    },
+                });
+            };
+            let args = match role.take() {
+                Some(r) => format!("{r}: {value}"),
+                None => value.to_owned(),
+            };
+            commands.push(Command {
+                name,
+                args,
                 line: start_line,
-                quote,
-            });
-        };
-        let value = self.rest().get(..end).unwrap_or("").to_owned();
-        for c in value.chars() {
-            if c == '\n' {
-                self.line += 1;
-            }
-        }
-        self.pos += end + close.len();
-        let closing_line = self.line;
-        let trailing = self.take_line().trim();
-        if !trailing.is_empty() {
-            return Err(ModelfileError::TrailingText {
-                line: closing_line,
-                found: trailing.to_owned(),
             });
         }
-        Ok(value)
+        State::Instruction if is_instruction(&buf) => {
+            return Err(ModelfileError::MissingArgument {
+                line: start_line,
+                instruction: buf.to_ascii_uppercase(),
+            })
+        }
+        State::Instruction => {
+            return Err(ModelfileError::UnknownInstruction {
+                line: start_line,
+                found: buf,
+            })
+        }
+        State::ParamName => {
+            return Err(ModelfileError::MissingArgument {
+                line: start_line,
+                instruction: format!("PARAMETER {buf}").trim_end().to_owned(),
+            })
+        }
+        State::Role => {
+            return Err(ModelfileError::MissingArgument {
+                line: start_line,
+                instruction: format!("MESSAGE {buf}").trim_end().to_owned(),
+            })
+        }
     }
+    Ok(commands)
+}
 
-    fn parameter(&mut self, line: usize) -> Result<(), ModelfileError> {
-        let name = self.take_while(|c| !c.is_whitespace());
-        if name.is_empty() {
-            return Err(ModelfileError::MissingArgument {
-                line,
-                instruction: "PARAMETER".to_owned(),
-            });
-        }
-        if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(ModelfileError::InvalidParameterName {
-                line,
-                name: name.to_owned(),
-            });
-        }
-        if !matches!(self.peek(), Some(' ' | '\t')) {
-            return Err(ModelfileError::MissingArgument {
-                line,
-                instruction: format!("PARAMETER {name}"),
-            });
-        }
-        self.skip_blanks();
-        let raw = self.value(line, &format!("PARAMETER {name}"))?;
-        if DEPRECATED_PARAMETERS.contains(&name) {
-            self.out.warnings.push(format!(
-                "line {line}: parameter {name} is deprecated and ignored"
-            ));
-            return Ok(());
-        }
-        let Some(&(_, kind)) = PARAMETERS.iter().find(|(n, _)| *n == name) else {
-            return Err(ModelfileError::UnknownParameter {
-                line,
-                name: name.to_owned(),
-            });
-        };
-        let bad = |expected| ModelfileError::InvalidParameterValue {
-            line,
-            name: name.to_owned(),
-            value: raw.clone(),
-            expected,
-        };
-        let value = match kind {
-            ParamKind::Int => ParamValue::Int(raw.parse::<i64>().map_err(|_| bad("an integer"))?),
-            ParamKind::Float => {
-                let f = raw.parse::<f64>().map_err(|_| bad("a number"))?;
-                if !f.is_finite() {
-                    return Err(bad("a finite number"));
-                }
-                ParamValue::Float(f)
-            }
-            ParamKind::Bool => {
-                ParamValue::Bool(parse_go_bool(&raw).ok_or_else(|| bad("a boolean"))?)
-            }
-            ParamKind::List => ParamValue::List(vec![raw.clone()]),
-        };
-        match (
-            self.out.parameters.iter_mut().find(|(n, _)| n == name),
-            value,
-        ) {
-            (Some((_, ParamValue::List(list))), ParamValue::List(new)) => list.extend(new),
-            (Some((_, slot)), v) => *slot = v,
-            (None, v) => self.out.parameters.push((name.to_owned(), v)),
-        }
-        Ok(())
+/// A value read so far, unquoted: `Some` when it is complete (not quoted, or quoted to its end).
+fn unquote(s: &str) -> Option<&str> {
+    if s.starts_with("\"\"\"") {
+        return (s.len() >= 6 && s.ends_with("\"\"\"")).then(|| &s[3..s.len() - 3]);
     }
+    if s.starts_with('"') {
+        return (s.len() >= 2 && s.ends_with('"')).then(|| &s[1..s.len() - 1]);
+    }
+    Some(s)
+}
 
-    fn message(&mut self, line: usize) -> Result<(), ModelfileError> {
-        let role = self.take_while(|c| !c.is_whitespace());
-        if role.is_empty() {
-            return Err(ModelfileError::MissingArgument {
-                line,
-                instruction: "MESSAGE".to_owned(),
-            });
-        }
-        if !matches!(role, "system" | "user" | "assistant") {
-            return Err(ModelfileError::InvalidMessageRole {
-                line,
-                role: role.to_owned(),
-            });
-        }
-        if !matches!(self.peek(), Some(' ' | '\t')) {
-            return Err(ModelfileError::MissingArgument {
-                line,
-                instruction: format!("MESSAGE {role}"),
-            });
-        }
-        self.skip_blanks();
-        let content = self.value(line, &format!("MESSAGE {role}"))?;
-        self.out.messages.push(Message {
-            role: role.to_owned(),
-            content,
+fn is_blank(c: char) -> bool {
+    c == ' ' || c == '\t'
+}
+
+fn is_line_break(c: char) -> bool {
+    c == '\r' || c == '\n'
+}
+
+fn is_message_role(role: &str) -> bool {
+    matches!(role, "system" | "user" | "assistant")
+}
+
+/// Go's `strconv.IsPrint`: letters, marks, numbers, punctuation, symbols and the ASCII space.
+fn is_go_printable(c: char) -> bool {
+    if c == ' ' {
+        return true;
+    }
+    if c.is_control() || c.is_whitespace() {
+        return false;
+    }
+    // Format characters (Cf), private use, surrogates and unassigned code points are not
+    // printable either; these are the ones a text file can plausibly hold.
+    !matches!(c,
+        '\u{00ad}' | '\u{0600}'..='\u{0605}' | '\u{061c}' | '\u{06dd}' | '\u{070f}'
+        | '\u{180e}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}'
+        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206f}' | '\u{feff}'
+        | '\u{fff9}'..='\u{fffb}' | '\u{e000}'..='\u{f8ff}' | '\u{f0000}'..='\u{10ffff}'
+        | '\u{e0001}' | '\u{e0020}'..='\u{e007f}')
+}
+
+/// Decodes a Modelfile's bytes like Go's `unicode.BOMOverride(unicode.UTF8.NewDecoder())`.
+fn decode_text(bytes: &[u8]) -> String {
+    let utf16 = |rest: &[u8], be: bool| {
+        let units = rest.chunks(2).map(|c| match (c.first(), c.get(1)) {
+            (Some(&a), Some(&b)) if be => u16::from_be_bytes([a, b]),
+            (Some(&a), Some(&b)) => u16::from_le_bytes([a, b]),
+            _ => 0xfffd,
         });
-        Ok(())
+        char::decode_utf16(units)
+            .map(|r| r.unwrap_or('\u{fffd}'))
+            .collect()
+    };
+    match bytes {
+        [0xfe, 0xff, rest @ ..] => utf16(rest, true),
+        [0xff, 0xfe, rest @ ..] => utf16(rest, false),
+        [0xef, 0xbb, 0xbf, rest @ ..] => String::from_utf8_lossy(rest).into_owned(),
+        _ => String::from_utf8_lossy(bytes).into_owned(),
     }
+}
+
+/// `golang.org/x/mod/semver.IsValid`: `vMAJOR[.MINOR[.PATCH[-pre][+build]]]`, no leading zeros.
+fn is_go_semver(v: &str) -> bool {
+    fn number(s: &str) -> Option<&str> {
+        let end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let digits = &s[..end];
+        let leading_zero = digits.len() > 1 && digits.starts_with('0');
+        (!digits.is_empty() && !leading_zero).then(|| &s[end..])
+    }
+    fn identifiers(s: &str, numeric_rule: bool) -> bool {
+        s.split('.').all(|id| {
+            !id.is_empty()
+                && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !(numeric_rule
+                    && id.len() > 1
+                    && id.starts_with('0')
+                    && id.bytes().all(|b| b.is_ascii_digit()))
+        })
+    }
+    let Some(rest) = v.strip_prefix('v').and_then(number) else {
+        return false;
+    };
+    if rest.is_empty() {
+        return true;
+    }
+    let Some(rest) = rest.strip_prefix('.').and_then(number) else {
+        return false;
+    };
+    if rest.is_empty() {
+        return true;
+    }
+    let Some(rest) = rest.strip_prefix('.').and_then(number) else {
+        return false;
+    };
+    let (rest, build) = match rest.split_once('+') {
+        Some((a, b)) => (a, Some(b)),
+        None => (rest, None),
+    };
+    let pre_ok = match rest.strip_prefix('-') {
+        Some(pre) => identifiers(pre, true),
+        None => rest.is_empty(),
+    };
+    pre_ok && build.map_or(true, |b| identifiers(b, false))
+}
+
+/// Go's `strconv.ParseFloat(s, 32)`: decimal or hexadecimal (`0x1p-2`, underscores allowed
+/// between digits) forms, rounded to `f32`; `None` when Go returns an error (bad syntax, or a
+/// value out of `f32` range such as `1e40`). Infinities and NaN parse (Ollama then fails to
+/// encode them). Hexadecimal mantissas longer than 13 digits are rounded twice.
+fn parse_go_float32(s: &str) -> Option<f32> {
+    let (negative, body) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let lower = body.to_ascii_lowercase();
+    if matches!(lower.as_str(), "inf" | "infinity") {
+        return Some(if negative {
+            f32::NEG_INFINITY
+        } else {
+            f32::INFINITY
+        });
+    }
+    if lower == "nan" {
+        return (s.len() == 3).then_some(f32::NAN);
+    }
+    let value = if let Some(hex) = lower.strip_prefix("0x") {
+        parse_hex_float(hex)?
+    } else {
+        if !body
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'))
+        {
+            return None;
+        }
+        body.parse::<f32>().ok()?
+    };
+    if value.is_infinite() {
+        return None;
+    }
+    Some(if negative { -value } else { value })
+}
+
+/// The part after `0x` of a Go hexadecimal float: mantissa digits, optional point, `p` exponent.
+fn parse_hex_float(hex: &str) -> Option<f32> {
+    let (mantissa, exponent) = hex.split_once('p')?;
+    // Underscores must sit between digits (or right after the `0x` prefix).
+    let bytes = mantissa.as_bytes();
+    for (i, b) in bytes.iter().enumerate() {
+        if *b == b'_' {
+            let before_ok = i == 0 || bytes.get(i - 1).is_some_and(u8::is_ascii_hexdigit);
+            let after_ok = bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit);
+            if !(before_ok && after_ok) {
+                return None;
+            }
+        }
+    }
+    let mantissa: String = mantissa.chars().filter(|c| *c != '_').collect();
+    let (int, frac) = mantissa.split_once('.').unwrap_or((&mantissa, ""));
+    if (int.is_empty() && frac.is_empty())
+        || !int
+            .bytes()
+            .chain(frac.bytes())
+            .all(|b| b.is_ascii_hexdigit())
+    {
+        return None;
+    }
+    let exp_digits = exponent.trim_start_matches(['+', '-']);
+    if exp_digits.is_empty()
+        || !exp_digits.bytes().all(|b| b.is_ascii_digit())
+        || exponent.len() - exp_digits.len() > 1
+    {
+        return None;
+    }
+    let exp: i32 = exponent.parse().unwrap_or(if exponent.starts_with('-') {
+        i32::MIN / 2
+    } else {
+        i32::MAX / 2
+    });
+    let mut value = 0f64;
+    for d in int.bytes().chain(frac.bytes()) {
+        value = value * 16.0 + f64::from((d as char).to_digit(16)?);
+    }
+    let shift = i64::from(exp) - 4 * frac.len() as i64;
+    let shift = i32::try_from(shift.clamp(-2000, 2000)).ok()?;
+    Some((value * 2f64.powi(shift)) as f32)
 }
 
 fn is_instruction(word: &str) -> bool {

@@ -5,8 +5,8 @@
 //! `/`, then the model is the last `/` segment, the namespace the one before, and the host the
 //! rest with any `scheme://` stripped. Every part must start with `[A-Za-z0-9_]`, continue with
 //! alphanumerics, `_` or `-`, plus `.` except in the namespace and `:` only in the host; the host
-//! is 1–350 bytes, the other parts 1–80. A trailing `@digest` is parsed but not validated, as in
-//! Ollama. `/api/create` rejects any name that fails these rules with `400 invalid model name`.
+//! is 1–350 bytes, the other parts 1–80. There is no `@digest` syntax (`ParseNameBare` at
+//! v0.33 has none): `@` is an invalid character like any other. `/api/create` rejects any name that fails these rules with `400 invalid model name`.
 
 use std::fmt;
 
@@ -185,12 +185,9 @@ struct Bare<'a> {
     tag: Slot<'a>,
 }
 
-/// Ollama's `ParseNameBare` (with the `@digest` suffix cut off first).
+/// Ollama's `ParseNameBare`.
 fn parse_bare(name: &str) -> Bare<'_> {
-    let mut s = match name.rfind('@') {
-        Some(at) => &name[..at],
-        None => name,
-    };
+    let mut s = name;
     let mut bare = Bare {
         host: Slot::Absent,
         namespace: Slot::Absent,

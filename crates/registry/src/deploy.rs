@@ -27,8 +27,23 @@ pub struct DeployOptions {
     pub host: OllamaHost,
     /// Upload F16 and let Ollama quantize, instead of loraforge's quantizer.
     pub server_quantize: bool,
-    /// Generate one token after creating the model.
+    /// Generate one token after creating the model; when that fails, the model is deleted
+    /// from the server again.
     pub smoke_test: bool,
+    /// An upload fails when the server accepts no bytes for this long; `None` = the client's
+    /// default (120 s). Never a limit on the upload's total time.
+    pub stall_timeout: Option<std::time::Duration>,
+}
+
+impl DeployOptions {
+    /// The client settings for these options.
+    pub fn client_options(&self) -> ClientOptions {
+        let mut options = ClientOptions::with_host(self.host.clone());
+        if let Some(stall) = self.stall_timeout {
+            options.stall_timeout = stall;
+        }
+        options
+    }
 }
 
 /// Status of a deployed model on its server, for `deployed list --check`.
@@ -54,7 +69,7 @@ impl Registry {
         reporter: &dyn Reporter,
     ) -> Result<DeployedRecord> {
         let record = self.saved(saved)?;
-        let client = Client::new(ClientOptions::with_host(options.host.clone()))?;
+        let client = Client::new(options.client_options())?;
         let host_text = client.base_url().to_string();
         // Cheap checks first: the template parses, the name is one Ollama accepts, the server answers.
         let template_text = self.base_template(record.base.as_str()).unwrap_or(None);
@@ -78,7 +93,13 @@ impl Registry {
                 source,
             }
         })?;
-        client.version().await?;
+        // Fail before a long export when the server cannot take the JSON create at all.
+        let version = client.server_version().await?;
+        client.require_version(
+            &version,
+            loraforge_ollama_client::MIN_JSON_CREATE,
+            "creating a model from an uploaded GGUF",
+        )?;
 
         let server_quantize = quant.ollama_quantize().filter(|_| options.server_quantize);
         let plan = match server_quantize {
@@ -86,6 +107,7 @@ impl Registry {
             None => ExportPlan::for_quant(quant, &record.dtype),
         };
         let exported = self.export(&record, &plan, reporter)?;
+        crate::finite::check_finite(&exported.path)?;
         let stops = loraforge_hf_model::stop_tokens(&self.saved_model_dir(saved)?);
         let digest = format!("sha256:{}", exported.sha256);
         let started = Instant::now();
@@ -98,6 +120,7 @@ impl Registry {
                 modelfile: &modelfile,
                 extra_stop: &stops,
                 quantize: server_quantize,
+                source_type: Some(&exported.file_type),
             },
             reporter,
         )
@@ -111,7 +134,21 @@ impl Registry {
             request
                 .options
                 .insert("num_predict".into(), serde_json::Value::from(1));
-            client.generate(&request).await?;
+            if let Err(source) = client.generate(&request).await {
+                let cleanup = match client.delete(&name).await {
+                    Ok(()) => "the model was deleted from the server again".to_string(),
+                    Err(e) if e.is_not_found() => "the server no longer has the model".to_string(),
+                    Err(e) => format!(
+                        "the model was LEFT on the server because deleting it failed ({e}); \
+                         remove it with `ollama rm {name}`"
+                    ),
+                };
+                return Err(RegistryError::SmokeTestFailed {
+                    model: name,
+                    cleanup,
+                    source: Box::new(source),
+                });
+            }
         }
         let deployed = DeployedRecord {
             name: deployed_name,
@@ -119,7 +156,11 @@ impl Registry {
             saved: record.name.clone(),
             host: host_text,
             ollama_model: outcome.model.clone(),
-            digest: outcome.digest.clone(),
+            digest: outcome.upload_digest.clone(),
+            model_digest: outcome.model_digest.clone(),
+            model_layer_digest: outcome.model_layer_digest.clone(),
+            server_version: Some(outcome.server_version.clone()),
+            notes: outcome.notes.clone(),
             quant,
             server_quantize: server_quantize.is_some(),
             modelfile: modelfile_text(&outcome.request),

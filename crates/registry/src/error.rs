@@ -188,6 +188,17 @@ pub enum RegistryError {
     /// Quantizing to NF4 (merged_4bit) failed.
     #[error(transparent)]
     Nf4(Box<loraforge_nf4::Nf4Error>),
+    /// The model was created but did not answer the smoke test.
+    #[error("the smoke test of {model} failed; {cleanup}")]
+    SmokeTestFailed {
+        /// The Ollama model name.
+        model: String,
+        /// What happened to the model: deleted again, or left on the server and why.
+        cleanup: String,
+        /// Why generating failed.
+        #[source]
+        source: Box<loraforge_ollama_client::ClientError>,
+    },
     /// The saved model's files differ from the checksums recorded when it was saved.
     #[error("saved model '{name}': {file} changed since it was saved (sha256 {actual}, recorded {recorded}); save it again")]
     ChecksumMismatch {
@@ -234,7 +245,8 @@ impl RegistryError {
             RegistryError::Quantize(e) => e.is_user_error(),
             RegistryError::Io { .. }
             | RegistryError::CorruptRecord { .. }
-            | RegistryError::JobFailed { .. } => false,
+            | RegistryError::JobFailed { .. }
+            | RegistryError::SmokeTestFailed { .. } => false,
         }
     }
 
@@ -250,6 +262,7 @@ impl RegistryError {
             RegistryError::Card(e) => e.hint(),
             RegistryError::Merge(e) => e.hint(),
             RegistryError::Ollama(e) => e.hint(),
+            RegistryError::SmokeTestFailed { source, .. } => source.hint(),
             RegistryError::Convert(e) => e.hint(),
             RegistryError::Quantize(e) => e.hint(),
             RegistryError::LoraConvert(e) => e.hint(),

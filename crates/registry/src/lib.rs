@@ -51,6 +51,7 @@ mod cards;
 mod deploy;
 mod error;
 mod export;
+mod finite;
 mod folder_export;
 mod fs;
 mod jobs;

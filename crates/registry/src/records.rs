@@ -105,8 +105,22 @@ pub struct DeployedRecord {
     pub host: String,
     /// The name Ollama knows it by.
     pub ollama_model: String,
-    /// The GGUF blob digest (`sha256:…`).
+    /// Upload digest: `sha256:…` of the GGUF file sent to the server (its blob name).
     pub digest: String,
+    /// Model digest: the manifest digest the server lists for the model in `/api/tags`
+    /// (`ollama list`'s ID); `None` when it did not list it, or for older records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_digest: Option<String>,
+    /// Model layer digest: `sha256:…` of the weights layer the server stored. From Ollama 0.30
+    /// the server rewrites every GGUF (`llama-quantize COPY`), so it differs from `digest`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_layer_digest: Option<String>,
+    /// The version the server reported when deploying.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_version: Option<String>,
+    /// What the deploy noticed and the user should know.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     /// The quantization (`no_quantization`, `q8_0`, `q4_K_M`, `q4_K_S`).
     pub quant: QuantType,
     /// Whether Ollama quantized it (`--server-quantize`) rather than loraforge.

@@ -17,6 +17,8 @@
 //! Test-only: never a dependency of the product except as a dev-dependency.
 #![deny(missing_docs)]
 
+mod gotemplate;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
 use std::io;
@@ -37,6 +39,7 @@ use axum::routing::{delete, get, head, post};
 use axum::serve::{IncomingStream, Listener};
 use axum::{Json, Router};
 use futures_util::StreamExt;
+use loraforge_quantize::GgmlType;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -105,6 +108,44 @@ pub enum Fault {
         /// How many uploads it applies to.
         times: u32,
     },
+    /// The next `times` blob uploads read `after_bytes` of the body, then stop reading for
+    /// `pause` (a stalled upload when `pause` is longer than the client's stall window, a slow
+    /// one otherwise), then read the rest.
+    UploadPause {
+        /// Bytes read before pausing.
+        after_bytes: u64,
+        /// How long nothing is read.
+        pause: Duration,
+        /// How many uploads it applies to.
+        times: u32,
+    },
+    /// The next `times` blob uploads read the whole body, then fail like a server whose disk is
+    /// full: HTTP 500 `write …: no space left on device`, nothing stored.
+    UploadDiskFull {
+        /// How many uploads it applies to.
+        times: u32,
+    },
+    /// The next create sends `after_lines` progress lines, then sends nothing for `silence`
+    /// (the real server forwards no progress while llama-quantize works), then goes on.
+    CreateSilence {
+        /// Lines before the silence.
+        after_lines: usize,
+        /// How long the stream stays silent.
+        silence: Duration,
+    },
+    /// The next create sends `after_lines` progress lines, then drops the connection. As in
+    /// Ollama, whose create blocks on its next progress line once the client is gone, the
+    /// model exists afterwards only when `writing manifest` was among the lines sent.
+    CreateDrop {
+        /// Lines sent before the connection drops.
+        after_lines: usize,
+    },
+    /// The next create drops the connection just before the first line whose status starts
+    /// with `status` (for example `writing manifest` or `success`).
+    CreateDropBefore {
+        /// Status prefix of the first line not sent.
+        status: String,
+    },
 }
 
 /// A request the server received.
@@ -116,13 +157,25 @@ pub struct RecordedRequest {
     pub path: String,
 }
 
-/// A blob in the fake store (content is not kept, only what the server checks).
+/// A blob in the fake store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredBlob {
     /// Size in bytes.
     pub size: u64,
     /// The first bytes (GGUF magic check).
     pub head: Vec<u8>,
+    /// The content (the fake parses GGUFs to check file types and finite values).
+    pub bytes: Arc<Vec<u8>>,
+}
+
+impl StoredBlob {
+    fn new(bytes: Vec<u8>) -> Self {
+        Self {
+            size: bytes.len() as u64,
+            head: bytes.iter().take(8).copied().collect(),
+            bytes: Arc::new(bytes),
+        }
+    }
 }
 
 /// A created model.
@@ -144,8 +197,13 @@ pub struct StoredModel {
     pub license: Vec<String>,
     /// Requested quantization.
     pub quantize: Option<String>,
-    /// Manifest digest (hex).
+    /// Manifest digest (hex), as `/api/tags` lists it.
     pub digest: String,
+    /// `sha256:<hex>` of the uploaded model file.
+    pub upload_digest: String,
+    /// `sha256:<hex>` of the model layer: the upload digest, or (from 0.30, and when quantizing)
+    /// the digest of the file llama-quantize rewrote it into.
+    pub layer_digest: String,
     /// Size of the model blobs.
     pub size: u64,
     /// The full create request body as received.
@@ -264,13 +322,10 @@ impl FakeOllama {
     /// Stores a blob directly (as if uploaded earlier).
     pub fn put_blob(&self, bytes: &[u8]) -> String {
         let digest = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
-        self.shared.lock().blobs.insert(
-            blob_key(&digest),
-            StoredBlob {
-                size: bytes.len() as u64,
-                head: bytes.iter().take(8).copied().collect(),
-            },
-        );
+        self.shared
+            .lock()
+            .blobs
+            .insert(blob_key(&digest), StoredBlob::new(bytes.to_vec()));
         digest
     }
 
@@ -611,18 +666,20 @@ async fn show(State(shared): State<AppState>, body: Bytes) -> Response {
     let Some(m) = inner.models.get(&key) else {
         return error(404, &format!("model '{name}' not found"));
     };
+    // server/routes.go GetModelInfo: fmt.Sprintf("%-*s %#v", 30, k, v) per value, one line
+    // per list item; the values come back from the params layer as JSON (numbers are float64).
     let mut params = String::new();
     for (k, v) in &m.parameters {
         match v {
             Value::Array(items) => {
                 for i in items {
-                    params.push_str(&format!("{k:<30} {i}\n"));
+                    params.push_str(&format!("{k:<30} {}\n", go_sharp_v(i)));
                 }
             }
-            other => params.push_str(&format!("{k:<30} {other}\n")),
+            other => params.push_str(&format!("{k:<30} {}\n", go_sharp_v(other))),
         }
     }
-    let mut modelfile = format!("FROM /fake/models/blobs/sha256-{}\n", &m.digest);
+    let mut modelfile = format!("FROM /fake/models/blobs/{}\n", blob_key(&m.layer_digest));
     if let Some(t) = &m.template {
         modelfile.push_str(&format!("TEMPLATE \"\"\"{t}\"\"\"\n"));
     }
@@ -642,6 +699,78 @@ async fn show(State(shared): State<AppState>, body: Bytes) -> Response {
         "modified_at": "2026-01-01T00:00:00Z",
     }))
     .into_response()
+}
+
+/// Go's `%#v` of a JSON value decoded into `any`: strings quoted by `strconv.Quote`, numbers
+/// (float64) in `strconv.FormatFloat(v, 'g', -1, 64)` form, booleans as `true`/`false`.
+fn go_sharp_v(v: &Value) -> String {
+    match v {
+        Value::String(s) => go_quote(s),
+        Value::Number(n) => go_float(n.as_f64().unwrap_or(0.0)),
+        Value::Bool(b) => b.to_string(),
+        Value::Null => "<nil>".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+/// `strconv.Quote`.
+fn go_quote(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\u{7}' => out.push_str("\\a"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{b}' => out.push_str("\\v"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            // Not unicode.IsPrint: other controls and spaces other than ' '.
+            c if c.is_control() || (c.is_whitespace() && c != ' ') => {
+                if (c as u32) < 0x10000 {
+                    out.push_str(&format!("\\u{:04x}", c as u32))
+                } else {
+                    out.push_str(&format!("\\U{:08x}", c as u32))
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// `strconv.FormatFloat(v, 'g', -1, 64)`: the shortest digits that round-trip, in exponent
+/// form when the exponent is below -4 or at least 6 (`1e+06`, `1.5e-05`), else plain.
+fn go_float(v: f64) -> String {
+    if v == 0.0 {
+        return if v.is_sign_negative() { "-0" } else { "0" }.to_owned();
+    }
+    if !v.is_finite() {
+        return if v.is_nan() {
+            "NaN"
+        } else if v > 0.0 {
+            "+Inf"
+        } else {
+            "-Inf"
+        }
+        .to_owned();
+    }
+    // Rust's `{:e}` gives the shortest round-trip digits: "1.5e-5", "1e6".
+    let sci = format!("{:e}", v.abs());
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let sign = if v < 0.0 { "-" } else { "" };
+    if !(-4..6).contains(&exp) {
+        let esign = if exp < 0 { '-' } else { '+' };
+        return format!("{sign}{mantissa}e{esign}{:02}", exp.abs());
+    }
+    format!("{sign}{}", v.abs())
 }
 
 async fn copy(State(shared): State<AppState>, body: Bytes) -> Response {
@@ -677,17 +806,17 @@ async fn delete_model(State(shared): State<AppState>, body: Bytes) -> Response {
         return error(404, &format!("model '{name}' not found"));
     };
     inner.running.remove(&key);
-    // Remove layers no other manifest references (Ollama's RemoveLayers).
+    // Remove layers no other manifest references (Ollama's RemoveLayers). The manifest names
+    // the model layer; from 0.30 that is llama-quantize's copy, so the uploaded blob itself
+    // stays in the store until the server restarts (and prunes unreferenced blobs).
     let still_used: BTreeSet<String> = inner
         .models
         .values()
-        .flat_map(|m| m.files.values().map(|d| blob_key(d)))
+        .map(|m| blob_key(&m.layer_digest))
         .collect();
-    for digest in removed.files.values() {
-        let k = blob_key(digest);
-        if !still_used.contains(&k) {
-            inner.blobs.remove(&k);
-        }
+    let layer = blob_key(&removed.layer_digest);
+    if !still_used.contains(&layer) {
+        inner.blobs.remove(&layer);
     }
     StatusCode::OK.into_response()
 }
@@ -718,6 +847,13 @@ async fn head_blob(State(shared): State<AppState>, Path(digest): Path<String>) -
     }
 }
 
+/// What a scripted upload fault does to one upload.
+enum UploadFault {
+    Drop(u64),
+    Pause(u64, Duration),
+    DiskFull,
+}
+
 async fn post_blob(
     State(shared): State<AppState>,
     ConnectInfo(conn): ConnectInfo<ConnTag>,
@@ -727,53 +863,83 @@ async fn post_blob(
     if !valid_digest(&digest) {
         return error(400, "invalid digest format");
     }
-    let drop_after = {
+    let fault = {
         let mut inner = shared.lock();
         if inner.blobs.contains_key(&blob_key(&digest)) {
             return StatusCode::OK.into_response();
         }
         let mut hit = None;
         for fault in inner.faults.iter_mut() {
-            if let Fault::DropUpload { after_bytes, times } = fault {
-                if *times > 0 {
+            match fault {
+                Fault::DropUpload { after_bytes, times } if *times > 0 => {
                     *times -= 1;
-                    hit = Some(*after_bytes);
-                    break;
+                    hit = Some(UploadFault::Drop(*after_bytes));
                 }
+                Fault::UploadPause {
+                    after_bytes,
+                    pause,
+                    times,
+                } if *times > 0 => {
+                    *times -= 1;
+                    hit = Some(UploadFault::Pause(*after_bytes, *pause));
+                }
+                Fault::UploadDiskFull { times } if *times > 0 => {
+                    *times -= 1;
+                    hit = Some(UploadFault::DiskFull);
+                }
+                _ => continue,
             }
+            break;
         }
         hit
     };
     let mut hasher = Sha256::new();
-    let mut size: u64 = 0;
-    let mut head = Vec::new();
+    let mut bytes = Vec::new();
+    let mut paused = false;
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
         let chunk = match chunk {
             Ok(c) => c,
             Err(e) => return error(400, &e.to_string()),
         };
-        size += chunk.len() as u64;
-        if head.len() < 8 {
-            head.extend(chunk.iter().take(8 - head.len()));
-        }
+        bytes.extend_from_slice(&chunk);
         hasher.update(&chunk);
-        if drop_after.is_some_and(|n| size >= n) {
-            conn.kill.store(true, Ordering::SeqCst);
-            return error(500, "connection dropped");
+        let size = bytes.len() as u64;
+        match fault {
+            Some(UploadFault::Drop(n)) if size >= n => {
+                conn.kill.store(true, Ordering::SeqCst);
+                return error(500, "connection dropped");
+            }
+            Some(UploadFault::Pause(n, pause)) if size >= n && !paused => {
+                paused = true;
+                tokio::time::sleep(pause).await;
+            }
+            _ => {}
         }
     }
+    if matches!(fault, Some(UploadFault::DiskFull)) {
+        // manifest.NewLayer: io.Copy into a temp file in the blob directory fails.
+        return error(
+            500,
+            &format!(
+                "write /fake/models/blobs/sha256-{}-partial: no space left on device",
+                digest.get(7..).unwrap_or("")
+            ),
+        );
+    }
     let got = format!("sha256:{}", hex::encode(hasher.finalize()));
+    // Ollama stores the layer under the digest it computed before comparing (NewLayer renames
+    // the temp file into place), so a mismatched upload stays in the store under its real digest.
+    shared
+        .lock()
+        .blobs
+        .insert(blob_key(&got), StoredBlob::new(bytes));
     if got != digest {
         return error(
             400,
             &format!("digest mismatch, expected \"{digest}\", got \"{got}\""),
         );
     }
-    shared
-        .lock()
-        .blobs
-        .insert(blob_key(&digest), StoredBlob { size, head });
     StatusCode::CREATED.into_response()
 }
 
@@ -814,7 +980,11 @@ fn string_map(v: Option<&Value>) -> Result<BTreeMap<String, String>, Reject> {
 
 const QUANT_TYPES: &[&str] = &["F32", "F16", "BF16", "Q8_0", "Q4_K_S", "Q4_K_M", "Q4_K"];
 
-async fn create(State(shared): State<AppState>, body: Bytes) -> Response {
+async fn create(
+    State(shared): State<AppState>,
+    ConnectInfo(conn): ConnectInfo<ConnTag>,
+    body: Bytes,
+) -> Response {
     let req = match parse_body(&body) {
         Ok(v) => v,
         Err(r) => return r.into_response(),
@@ -825,6 +995,13 @@ async fn create(State(shared): State<AppState>, body: Bytes) -> Response {
             400,
             "json: cannot unmarshal into Go value of type api.CreateRequest",
         );
+    }
+    // Before 0.5.5 create took {"name", "modelfile", "path"} (v0.5.4 server/routes.go).
+    if parse_version(&shared.lock().version) < (0, 5, 5)
+        && req.get("modelfile").is_none()
+        && req.get("path").is_none()
+    {
+        return error(400, "path or Modelfile are required");
     }
     let name = str_field(&req, &["model", "name"]).to_owned();
     let Some(key) = model_key(&name) else {
@@ -850,47 +1027,131 @@ async fn create(State(shared): State<AppState>, body: Bytes) -> Response {
     if files.is_empty() && from.is_empty() {
         return error(400, "neither 'from' or 'files' was specified");
     }
-    if !from.is_empty() {
-        let exists = model_key(&from).is_some_and(|k| shared.lock().models.contains_key(&k));
-        if !exists {
-            return error(404, &format!("model '{from}' not found"));
+    // A `from` model that is not on the server is pulled (server/model.go parseFromModel):
+    // "pulling manifest", then, with no registry reachable, an error line.
+    if !from.is_empty() && parse_name(&from).is_none() {
+        return error(400, "invalid model name");
+    }
+    let from_missing = !from.is_empty()
+        && !model_key(&from).is_some_and(|k| shared.lock().models.contains_key(&k));
+    // Type detection (detectModelTypeFromFiles), before any byte is streamed: HTTP 400.
+    if files.keys().any(|k| k.ends_with(".safetensors")) {
+        return error(
+            400,
+            "safetensors conversion is not emulated by the fake server",
+        );
+    }
+    let version = parse_version(&shared.lock().version);
+    let is_gguf_named = files.keys().any(|k| k.ends_with(".gguf"));
+    if !is_gguf_named {
+        let inner = shared.lock();
+        let all_gguf = files.values().all(|d| {
+            inner
+                .blobs
+                .get(&blob_key(d))
+                .is_some_and(|b| b.head.starts_with(b"GGUF"))
+        });
+        if !all_gguf {
+            return error(400, "unknown type");
         }
     }
-    // Type detection and GGUF parsing, before any byte is streamed (HTTP 400 on failure).
+
+    // Everything else happens in the streamed part: errors arrive as HTTP 200 + an error line.
+    let mut lines: Vec<Value> = Vec::new();
+    let mut late_error = None;
+    if from_missing {
+        let [_, namespace, model, tag] = parse_name(&from).unwrap_or_default();
+        lines.push(json!({"status": "pulling manifest"}));
+        late_error = Some(format!(
+            "pull model manifest: Get \"https://registry.ollama.ai/v2/{namespace}/{model}/manifests/{tag}\": dial tcp: lookup registry.ollama.ai: no such host"
+        ));
+    }
     let mut size = 0u64;
-    {
-        let inner = shared.lock();
-        let is_gguf_named = files.keys().any(|k| k.ends_with(".gguf"));
-        if files.keys().any(|k| k.ends_with(".safetensors")) {
-            return error(
-                400,
-                "safetensors conversion is not emulated by the fake server",
-            );
+    let mut upload_digest = String::new();
+    let mut source: Option<(String, Option<String>)> = None;
+    for digest in files.values().filter(|_| from.is_empty()) {
+        lines.push(json!({"status": "parsing GGUF"}));
+        if !valid_digest(digest) {
+            late_error = Some("invalid digest format".to_owned());
+            break;
         }
-        for (k, digest) in &files {
-            if !valid_digest(digest) {
-                return error(400, "invalid digest format");
+        let blob = shared.lock().blobs.get(&blob_key(digest)).cloned();
+        let Some(blob) = blob else {
+            late_error = Some(format!(
+                "open /fake/models/blobs/{}: no such file or directory",
+                blob_key(digest)
+            ));
+            break;
+        };
+        if !blob.head.starts_with(b"GGUF") {
+            late_error = Some("supplied file was not in GGUF format".to_owned());
+            break;
+        }
+        match inspect_gguf(&blob.bytes) {
+            Ok(found) => source = Some(found),
+            Err(e) => {
+                late_error = Some(e);
+                break;
             }
-            let Some(blob) = inner.blobs.get(&blob_key(digest)) else {
-                return error(
-                    400,
-                    &format!(
-                        "open /fake/models/blobs/{}: no such file or directory",
-                        blob_key(digest)
-                    ),
-                );
-            };
-            let magic_ok = blob.head.starts_with(b"GGUF");
-            if !is_gguf_named && !magic_ok {
-                return error(400, "unknown type");
-            }
-            if (k.ends_with(".gguf") || is_gguf_named) && !magic_ok {
-                return error(400, "invalid file magic");
-            }
-            size += blob.size;
+        }
+        size += blob.size;
+        if upload_digest.is_empty() {
+            upload_digest = digest.clone();
         }
     }
     let quantize = str_field(&req, &["quantize", "quantization"]).to_owned();
+    let mut layer_digest = upload_digest.clone();
+    if let (None, Some((file_type, non_finite))) = (&late_error, &source) {
+        let rewrite = |step: &str| {
+            format!(
+                "sha256:{}",
+                hex::encode(Sha256::digest(format!("{step}:{upload_digest}").as_bytes()))
+            )
+        };
+        let progress = |lines: &mut Vec<Value>, status: String| {
+            for completed in [0, size / 2, size] {
+                lines.push(json!({"status": status, "digest": "0000000000000000000", "total": size, "completed": completed}));
+            }
+        };
+        let mut rewrote = false;
+        if !quantize.is_empty() {
+            let q = quantize.to_ascii_uppercase();
+            let q = if q == "Q4_K" { "Q4_K_M".to_owned() } else { q };
+            let bf16_ok = version >= (0, 22, 0);
+            if !QUANT_TYPES.contains(&q.as_str()) {
+                late_error = Some(format!("unsupported quantization type {q} - supported types are F32, F16, Q4_K_S, Q4_K_M, Q8_0"));
+            } else if !(file_type == "F16"
+                || file_type == "F32"
+                || (bf16_ok && file_type == "BF16"))
+            {
+                late_error = Some(if bf16_ok {
+                    "quantization is only supported for F16, BF16 and F32 models".to_owned()
+                } else {
+                    "quantization is only supported for F16 and F32 models".to_owned()
+                });
+            } else if *file_type != q {
+                progress(&mut lines, format!("quantizing {file_type} model to {q}"));
+                if let (Some(t), true) = (non_finite, version >= (0, 30, 0)) {
+                    late_error = Some(format!("llama-quantize: tensor '{t}' has invalid data"));
+                } else {
+                    lines.push(json!({"status": "verifying conversion"}));
+                    layer_digest = rewrite(&format!("llama-quantize {q}"));
+                    rewrote = true;
+                }
+            }
+        }
+        // From 0.30 every imported GGUF is copied through llama-quantize COPY, which loads the
+        // architecture and rejects NaN/Inf rows; the model layer gets the copy's digest.
+        if late_error.is_none() && !rewrote && version >= (0, 30, 0) {
+            progress(&mut lines, "validating GGUF model".to_owned());
+            if let Some(t) = non_finite {
+                late_error = Some(format!("failed to validate GGUF with llama-quantize without compatibility patches: tensor '{t}' has invalid data"));
+            } else {
+                lines.push(json!({"status": "verifying conversion"}));
+                layer_digest = rewrite("llama-quantize COPY");
+            }
+        }
+    }
     let template = req
         .get("template")
         .and_then(Value::as_str)
@@ -914,37 +1175,13 @@ async fn create(State(shared): State<AppState>, body: Bytes) -> Response {
             .collect(),
         _ => Vec::new(),
     };
-
-    // Progress lines, then success; some errors surface only mid-stream, like Ollama's.
-    let mut lines: Vec<Value> = Vec::new();
-    for _ in &files {
-        lines.push(json!({"status": "parsing GGUF"}));
-    }
-    let digest0 = files.values().next().cloned().unwrap_or_default();
-    for completed in [0, size / 2, size] {
-        lines.push(json!({"status": "validating GGUF model", "digest": digest0, "total": size, "completed": completed}));
-    }
-    let mut late_error = None;
-    if !quantize.is_empty() {
-        let q = quantize.to_ascii_uppercase();
-        if !QUANT_TYPES.contains(&q.as_str()) {
-            late_error = Some(format!("unsupported quantization type {q} - supported types are F32, F16, Q4_K_S, Q4_K_M, Q8_0"));
-        } else {
-            let q = if q == "Q4_K" { "Q4_K_M".to_owned() } else { q };
-            for completed in [0, size / 2, size] {
-                lines.push(json!({"status": format!("quantizing F16 model to {q}"), "digest": "0000000000000000000", "total": size, "completed": completed}));
-            }
-            lines.push(json!({"status": "verifying conversion"}));
-        }
-    }
-    if let Some(t) = &template {
-        if t.matches("{{").count() != t.matches("}}").count() {
-            late_error = late_error.or(Some("template: :1: unclosed action".to_owned()));
-        }
+    // setTemplate parses it with text/template; errBadTemplate wraps the parser's message.
+    if let Some(Err(e)) = template.as_deref().map(gotemplate::check) {
+        late_error = late_error.or(Some(format!("template error: {e}")));
     }
     let mut layer_digests = Vec::new();
     for part in [
-        Some(digest0.clone()),
+        Some(layer_digest.clone()),
         template.clone(),
         system.clone(),
         (!parameters.is_empty()).then(|| Value::Object(parameters.clone()).to_string()),
@@ -959,20 +1196,22 @@ async fn create(State(shared): State<AppState>, body: Bytes) -> Response {
         };
         layer_digests.push(d);
     }
-    let existing = shared.lock().models.contains_key(&key);
-    for d in &layer_digests {
-        let verb = if existing {
-            "using existing layer"
-        } else {
-            "creating new layer"
-        };
-        lines.push(json!({"status": format!("{verb} {d}")}));
+    let existing = shared.lock().models.get(&key).map(|m| m.name.clone());
+    if late_error.is_none() {
+        for d in &layer_digests {
+            let verb = if existing.is_some() {
+                "using existing layer"
+            } else {
+                "creating new layer"
+            };
+            lines.push(json!({"status": format!("{verb} {d}")}));
+        }
+        lines.push(json!({"status": "writing manifest"}));
+        lines.push(json!({"status": "success"}));
     }
-    lines.push(json!({"status": "writing manifest"}));
-    lines.push(json!({"status": "success"}));
 
     // Scripted stream faults.
-    let mut delay = None;
+    let mut script = StreamScript::default();
     {
         let mut inner = shared.lock();
         let mut keep = Vec::new();
@@ -985,23 +1224,25 @@ async fn create(State(shared): State<AppState>, body: Bytes) -> Response {
                     lines.truncate(after_lines);
                     late_error = Some(message);
                 }
-                Fault::CreateLineDelay { delay: d } if delay.is_none() => delay = Some(d),
+                Fault::CreateLineDelay { delay: d } if script.delay.is_none() => {
+                    script.delay = Some(d)
+                }
+                Fault::CreateSilence {
+                    after_lines,
+                    silence,
+                } if script.silence.is_none() => script.silence = Some((after_lines, silence)),
+                Fault::CreateDrop { after_lines } if script.drop_after.is_none() => {
+                    script.drop_after = Some(after_lines)
+                }
+                Fault::CreateDropBefore { status } if script.drop_before.is_none() => {
+                    script.drop_before = Some(status)
+                }
                 other => keep.push(other),
             }
         }
         inner.faults = keep;
     }
     if let Some(message) = late_error {
-        let at = lines
-            .iter()
-            .position(|l| {
-                l["status"] == "writing manifest"
-                    || l["status"]
-                        .as_str()
-                        .is_some_and(|s| s.starts_with("using") || s.starts_with("creating"))
-            })
-            .unwrap_or(lines.len());
-        lines.truncate(at.min(lines.len()));
         lines.push(json!({ "error": message }));
     }
 
@@ -1018,7 +1259,8 @@ async fn create(State(shared): State<AppState>, body: Bytes) -> Response {
         .as_bytes(),
     ));
     let model = StoredModel {
-        name: display_name(&name),
+        // Re-creating a name with other casing keeps the existing spelling (getExistingName).
+        name: existing.unwrap_or_else(|| display_name(&name)),
         files,
         template,
         system,
@@ -1027,6 +1269,8 @@ async fn create(State(shared): State<AppState>, body: Bytes) -> Response {
         license,
         quantize: (!quantize.is_empty()).then_some(quantize),
         digest: manifest_digest,
+        upload_digest,
+        layer_digest,
         size,
         request: req.clone(),
     };
@@ -1036,33 +1280,131 @@ async fn create(State(shared): State<AppState>, body: Bytes) -> Response {
             .iter()
             .find_map(|l| l.get("error").and_then(Value::as_str))
         {
-            return error(400, err);
+            return error(500, err);
         }
         shared.lock().models.insert(key, model);
         return Json(json!({"status": "success"})).into_response();
     }
 
-    let state = (lines.into_iter(), Some((shared, key, model)), delay);
-    let stream = futures_util::stream::unfold(state, |(mut it, mut commit, delay)| async move {
-        let line = it.next()?;
-        if let Some(d) = delay {
-            tokio::time::sleep(d).await;
-        }
-        if line["status"] == "success" {
-            if let Some((shared, key, model)) = commit.take() {
-                shared.lock().models.insert(key, model);
+    let state = (
+        lines.into_iter().enumerate(),
+        Some((shared, key, model)),
+        script,
+        conn,
+    );
+    let stream =
+        futures_util::stream::unfold(state, |(mut it, mut commit, script, conn)| async move {
+            let (i, line) = it.next()?;
+            if script.drop_after.is_some() || script.drop_before.is_some() {
+                // Let the lines before the drop reach the client (gin flushes every line;
+                // hyper batches lines that are ready at once, and a killed connection loses
+                // what is still in its buffer).
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
-        }
-        let mut text = line.to_string();
-        text.push('\n');
-        Some((Ok::<_, Infallible>(Bytes::from(text)), (it, commit, delay)))
-    });
+            let drop_here = script.drop_before.as_deref().is_some_and(|s| {
+                line.get("status")
+                    .and_then(Value::as_str)
+                    .is_some_and(|status| status.starts_with(s))
+            });
+            if script.drop_after == Some(i) || drop_here {
+                conn.kill.store(true, Ordering::SeqCst);
+                return None;
+            }
+            if let Some((after, silence)) = script.silence {
+                if after == i {
+                    tokio::time::sleep(silence).await;
+                }
+            }
+            if let Some(d) = script.delay {
+                tokio::time::sleep(d).await;
+            }
+            // The manifest is written once "writing manifest" went out, before "success".
+            if line["status"] == "writing manifest" {
+                if let Some((shared, key, model)) = commit.take() {
+                    shared.lock().models.insert(key, model);
+                }
+            }
+            let mut text = line.to_string();
+            text.push('\n');
+            Some((
+                Ok::<_, Infallible>(Bytes::from(text)),
+                (it, commit, script, conn),
+            ))
+        });
     let mut resp = Body::from_stream(stream).into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/x-ndjson"),
     );
     resp
+}
+
+/// Timing faults of one create stream.
+#[derive(Default, Clone)]
+struct StreamScript {
+    delay: Option<Duration>,
+    silence: Option<(usize, Duration)>,
+    drop_after: Option<usize>,
+    drop_before: Option<String>,
+}
+
+/// `(major, minor, patch)` of a version string; unparsable or `0.0.0` counts as the newest.
+fn parse_version(text: &str) -> (u64, u64, u64) {
+    let core = text
+        .trim_start_matches('v')
+        .split(['-', '+'])
+        .next()
+        .unwrap_or("");
+    let n: Vec<u64> = core.split('.').filter_map(|p| p.parse().ok()).collect();
+    match n.as_slice() {
+        [0, 0, 0] => (u64::MAX, 0, 0),
+        [a, b, c] => (*a, *b, *c),
+        _ => (u64::MAX, 0, 0),
+    }
+}
+
+/// The file type name (`general.file_type`, as Ollama's `FileType().String()`) and the first
+/// F32/F16/BF16 tensor holding a NaN or an infinity.
+fn inspect_gguf(bytes: &[u8]) -> Result<(String, Option<String>), String> {
+    let file = loraforge_gguf::GgufFile::from_bytes(bytes.to_vec())
+        .map_err(|e| format!("failed to decode GGUF: {e}"))?;
+    let file_type = match file
+        .metadata()
+        .get("general.file_type")
+        .and_then(|v| v.as_u64())
+        .unwrap_or(0)
+    {
+        0 => "F32",
+        1 => "F16",
+        7 => "Q8_0",
+        14 => "Q4_K_S",
+        15 => "Q4_K_M",
+        32 => "BF16",
+        _ => "other",
+    }
+    .to_owned();
+    let mut non_finite = None;
+    for (i, t) in file.tensors().iter().enumerate() {
+        let data = file.tensor_data(i);
+        let bad = match t.info.ty {
+            GgmlType::F32 => data
+                .chunks_exact(4)
+                .any(|c| !f32::from_le_bytes([c[0], c[1], c[2], c[3]]).is_finite()),
+            // Exponent bits all ones: NaN or infinity.
+            GgmlType::F16 => data
+                .chunks_exact(2)
+                .any(|c| u16::from_le_bytes([c[0], c[1]]) & 0x7c00 == 0x7c00),
+            GgmlType::BF16 => data
+                .chunks_exact(2)
+                .any(|c| u16::from_le_bytes([c[0], c[1]]) & 0x7f80 == 0x7f80),
+            _ => false,
+        };
+        if bad {
+            non_finite = Some(t.info.name.clone());
+            break;
+        }
+    }
+    Ok((file_type, non_finite))
 }
 
 // ---- generate / chat ------------------------------------------------------------------------
@@ -1163,7 +1505,7 @@ fn valid_part(kind: usize, s: &str) -> bool {
 
 /// `[host, namespace, model, tag]` with defaults, or `None` when Ollama would reject the name.
 fn parse_name(name: &str) -> Option<[String; 4]> {
-    let s = name.rsplit_once('@').map_or(name, |(a, _)| a);
+    let s = name;
     let mut parts: [Option<String>; 4] = [None, None, None, None];
     let mut rest = s.to_owned();
     let colon = rest.rfind(':');
@@ -1227,6 +1569,22 @@ fn display_name(name: &str) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn go_sharp_v_forms() {
+        // strconv.FormatFloat(v, 'g', -1, 64) and strconv.Quote, as Go prints them.
+        assert_eq!(go_float(512.0), "512");
+        assert_eq!(go_float(0.6), "0.6");
+        assert_eq!(go_float(100000.0), "100000");
+        assert_eq!(go_float(1e6), "1e+06");
+        assert_eq!(go_float(1234567.0), "1.234567e+06");
+        assert_eq!(go_float(0.0001), "0.0001");
+        assert_eq!(go_float(0.000015), "1.5e-05");
+        assert_eq!(go_float(-2.5), "-2.5");
+        assert_eq!(go_float(1e21), "1e+21");
+        assert_eq!(go_quote("<|eot_id|>"), "\"<|eot_id|>\"");
+        assert_eq!(go_quote("a\"b\\\n\u{1}é"), "\"a\\\"b\\\\\\n\\x01é\"");
+    }
 
     #[test]
     fn names() {

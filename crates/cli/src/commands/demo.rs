@@ -112,6 +112,7 @@ pub fn demo(context: &Context, args: DemoArgs) -> anyhow::Result<()> {
         host: crate::env::ollama_host(args.host.as_deref()),
         server_quantize: false,
         smoke_test: true,
+        stall_timeout: None,
     };
     let deployed = runtime.block_on(registry.deploy(&saved_name, q4_k_m, &options, &reporter));
     drop(reporter);

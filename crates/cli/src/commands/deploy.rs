@@ -26,15 +26,29 @@ pub fn deploy(context: &Context, registry: &Registry, args: DeployArgs) -> anyho
         host: crate::env::ollama_host(args.host.as_deref()),
         server_quantize: args.server_quantize,
         smoke_test: args.smoke_test,
+        stall_timeout: args.stall_timeout.map(std::time::Duration::from_secs),
     };
     let reporter = context.reporter();
     let record = runtime()?.block_on(registry.deploy(&args.name, quant, &options, &reporter))?;
     drop(reporter);
     context.emit(&record, |record| {
-        format!(
-            "deployed {} to {} (digest {})\nrun it: ollama run {}",
-            record.name, record.host, record.digest, record.ollama_model
-        )
+        let mut text = format!(
+            "deployed {} to {}\n  upload digest (GGUF sent): {}\n",
+            record.name, record.host, record.digest
+        );
+        if let Some(d) = &record.model_digest {
+            text.push_str(&format!("  model digest (ollama list): {d}\n"));
+        }
+        if let Some(d) = &record.model_layer_digest {
+            text.push_str(&format!(
+                "  model layer digest (stored by the server): {d}\n"
+            ));
+        }
+        for note in &record.notes {
+            text.push_str(&format!("note: {note}\n"));
+        }
+        text.push_str(&format!("run it: ollama run {}", record.ollama_model));
+        text
     })
 }
 

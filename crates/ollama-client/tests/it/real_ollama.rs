@@ -2,8 +2,6 @@
 //! `OLLAMA_HOST` form). Deploys the tiny llama-3 GGUF fixture, runs one generate, deletes it.
 //! Without the variable it prints a note and passes.
 
-use std::time::Duration;
-
 use loraforge_ollama_client::{
     deploy_gguf, Client, ClientOptions, GenerateRequest, Modelfile, OllamaHost,
 };
@@ -21,9 +19,7 @@ async fn deploy_and_generate_on_a_real_ollama() {
         eprintln!("note: {TEST_OLLAMA_HOST_ENV} is not set; skipping the real-Ollama deploy test");
         return;
     };
-    let mut options = ClientOptions::with_host(OllamaHost::parse(&host));
-    options.transfer_timeout = Some(Duration::from_secs(600));
-    let client = Client::new(options).unwrap();
+    let client = Client::new(ClientOptions::with_host(OllamaHost::parse(&host))).unwrap();
     let version = client.version().await.unwrap();
     eprintln!("real Ollama {version} at {}", client.base_url());
 
@@ -43,7 +39,11 @@ async fn deploy_and_generate_on_a_real_ollama() {
     )
     .await
     .unwrap();
-    assert_eq!(out.digest, known);
+    assert_eq!(out.upload_digest, known);
+    eprintln!(
+        "upload digest {}, model digest {:?}, model layer digest {:?}, notes {:?}",
+        out.upload_digest, out.model_digest, out.model_layer_digest, out.notes
+    );
     assert!(out.show.template.contains("<|start_header_id|>"));
     assert!(client
         .list()
