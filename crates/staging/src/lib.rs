@@ -231,14 +231,20 @@ fn process_alive(pid: u32) -> bool {
 /// Returns what was removed.
 pub fn remove_stale_beside(target: &Path) -> Vec<PathBuf> {
     let (dir, name) = split(target);
-    let prefix = format!(".{name}{TEMP_MARKER}");
+    // leading dots are trimmed on both sides so that a temporary of a temporary (an
+    // intermediate's own staging file, `..{name}.loraforge-tmp-…tmp.loraforge-tmp-…`) is found too
+    let prefix = format!("{}{TEMP_MARKER}", name.trim_start_matches('.'));
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return Vec::new();
     };
     let mut removed = Vec::new();
     for entry in entries.flatten() {
         let file_name = entry.file_name();
-        let Some(rest) = file_name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
+        let Some(rest) = file_name
+            .to_str()
+            .filter(|n| n.starts_with('.'))
+            .and_then(|n| n.trim_start_matches('.').strip_prefix(&prefix))
+        else {
             continue;
         };
         let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
