@@ -131,7 +131,8 @@ mod tests {
         assert_eq!(ExportTarget::for_outtype("q3_k"), None);
         assert_eq!(
             ExportTarget::outtype_names(),
-            "f32, f16, bf16, q8_0, q4_K_M, q4_K_S, auto"
+            "f32, f16, bf16, q8_0, q6_K, q5_K_M, q5_K_S, q5_1, q5_0, q4_K_M, q4_K_S, q4_1, q4_0, \
+             q3_K_L, q3_K_M, q3_K_S, q2_K, auto"
         );
     }
 }
