@@ -377,9 +377,9 @@ fn convert_elementwise(dtype: Dtype, src: &[u8], out_ty: GgmlType, dst: &mut [u8
 /// Index of the first NaN or infinity in `src` (elements of `dtype`), read from the bits.
 fn first_non_finite(dtype: Dtype, src: &[u8]) -> Option<usize> {
     match dtype {
-        Dtype::F32 => src
-            .chunks_exact(4)
-            .position(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) & 0x7f80_0000 == 0x7f80_0000),
+        Dtype::F32 => src.chunks_exact(4).position(|b| {
+            u32::from_le_bytes([b[0], b[1], b[2], b[3]]) & 0x7f80_0000 == 0x7f80_0000
+        }),
         Dtype::F16 => src
             .chunks_exact(2)
             .position(|b| u16::from_le_bytes([b[0], b[1]]) & 0x7c00 == 0x7c00),
