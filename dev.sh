@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
 # One entry point for a fresh Debian machine with only the Rust toolchain:
 #   ./dev.sh demo   installs system packages, builds, and runs `loraforge demo` end to end
-#   ./dev.sh test   installs system packages, then runs formatting, lints and every test
+#   ./dev.sh test   installs system packages (with chromium + chromium-driver for the browser
+#                   test), then runs formatting, lints and every test
 set -euo pipefail
 cd "$(dirname "$0")"
 
 install_system_packages() {
     # OpenBLAS backs the LoRA merge (blas-src / openblas-src with the `system` feature).
-    if ! dpkg -s libopenblas-dev pkg-config >/dev/null 2>&1; then
+    # Chromium and its WebDriver run the web UI's browser test (crates/web/tests/browser.rs).
+    local packages="libopenblas-dev pkg-config"
+    if [ "${1:-}" = test ]; then packages="$packages chromium chromium-driver"; fi
+    # shellcheck disable=SC2086
+    if ! dpkg -s $packages >/dev/null 2>&1; then
         local sudo=""
         if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
         $sudo apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq libopenblas-dev pkg-config
+        # shellcheck disable=SC2086
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $packages
     fi
 }
 
@@ -33,7 +39,7 @@ case "${1:-}" in
         cargo run --release --locked -p loraforge-cli --bin loraforge -- demo "$@"
         ;;
     test)
-        install_system_packages
+        install_system_packages test
         install_rust_components
         cargo fmt --all -- --check
         cargo clippy --workspace --all-targets --locked -- -D warnings

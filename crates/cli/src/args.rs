@@ -15,7 +15,8 @@ Examples:
 Environment:
   LORAFORGE_HOME          store root (default: the platform data folder, ~/.local/share/loraforge)
   OLLAMA_HOST             Ollama server (default http://127.0.0.1:11434)
-  LORAFORGE_LOCK_TIMEOUT  seconds to wait for the store lock (default 30)";
+  LORAFORGE_LOCK_TIMEOUT  seconds to wait for the store lock (default 30)
+  LORAFORGE_SERVE_TOKEN   access token of `loraforge serve` (default: random per start)";
 
 /// loraforge: from a trained LoRA adapter to a model running in Ollama.
 #[derive(Debug, Parser)]
@@ -65,6 +66,8 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Run the whole lifecycle on a small generated model.
     Demo(DemoArgs),
+    /// Serve the web UI (Trained / Saved / Deployed pages with Save, Deploy, Delete).
+    Serve(ServeArgs),
 }
 
 /// `loraforge base …`
@@ -401,4 +404,15 @@ fn thread_count(text: &str) -> Result<usize, String> {
         )),
         Err(_) => Err(format!("{text:?} is not a whole number of threads")),
     }
+}
+
+/// `loraforge serve …`
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on. Anything but a loopback address needs LORAFORGE_SERVE_TOKEN.
+    #[arg(long, default_value = loraforge_web::DEFAULT_BIND, value_name = "HOST:PORT")]
+    pub bind: std::net::SocketAddr,
+    /// Test hook: pause this long at every progress step of the jobs it starts.
+    #[arg(long, hide = true, value_name = "MS")]
+    pub test_progress_delay_ms: Option<u64>,
 }

@@ -67,6 +67,7 @@ fn classify(cause: &(dyn std::error::Error + 'static)) -> Option<(bool, Option<S
         loraforge_nf4::Nf4Error,
         loraforge_gguf::ReadError,
         loraforge_gguf::WriteError,
+        loraforge_web::WebError,
     );
     // Errors of the naming rules and of Modelfile parsing are always about what the user gave.
     if cause.is::<loraforge_naming::NameError>()

@@ -17,6 +17,9 @@ pub const OLLAMA_HOST: &str = "OLLAMA_HOST";
 /// Seconds a command waits for the store lock before failing (fractions allowed). Default: 30.
 pub const LORAFORGE_LOCK_TIMEOUT: &str = "LORAFORGE_LOCK_TIMEOUT";
 
+/// The access token of `loraforge serve`. Default: a random token per start.
+pub const LORAFORGE_SERVE_TOKEN: &str = "LORAFORGE_SERVE_TOKEN";
+
 /// The store root: `LORAFORGE_HOME` when set and not empty, else the platform data folder.
 pub fn store_home() -> Option<PathBuf> {
     match std::env::var_os(LORAFORGE_HOME) {
@@ -41,5 +44,17 @@ pub fn ollama_host(flag: Option<&str>) -> OllamaHost {
     match flag {
         Some(text) => OllamaHost::parse(text),
         None => OllamaHost::parse(&std::env::var(OLLAMA_HOST).unwrap_or_default()),
+    }
+}
+
+/// The token `loraforge serve` asks for: `LORAFORGE_SERVE_TOKEN` trimmed, `None` when unset
+/// (a random token), an error when set but empty (a forgotten value must not mean "random").
+pub fn serve_token() -> Result<Option<String>, String> {
+    match std::env::var(LORAFORGE_SERVE_TOKEN) {
+        Ok(token) if token.trim().is_empty() => Err(format!(
+            "{LORAFORGE_SERVE_TOKEN} is set but empty; unset it for a random token"
+        )),
+        Ok(token) => Ok(Some(token.trim().to_string())),
+        Err(_) => Ok(None),
     }
 }

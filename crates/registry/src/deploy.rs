@@ -15,6 +15,7 @@ use crate::cards;
 use crate::error::{RegistryError, Result};
 use crate::export::ExportPlan;
 use crate::fs::write_atomic;
+use crate::jobs::{Job, JobKind};
 use crate::records::DeployedRecord;
 use crate::storage::EntryKind;
 use crate::store::{fresh_uuid, owner_tag, to_json, Registry, ENTRY_FILE};
@@ -59,6 +60,64 @@ pub enum DeployedStatus {
 }
 
 impl Registry {
+    /// Record a deploy job for a saved model (run it with [`run_job`](Self::run_job), here or in
+    /// a worker process). The deployed name is drawn when the job runs, as [`deploy`](Self::deploy)
+    /// does.
+    pub fn queue_deploy(
+        &self,
+        saved: &str,
+        quant: QuantType,
+        options: &DeployOptions,
+    ) -> Result<Job> {
+        let _lock = self.lock()?;
+        let record = self.saved(saved)?;
+        let job = Job::queued(JobKind::Deploy {
+            saved: record.name,
+            quant,
+            host: options.host.to_string(),
+            server_quantize: options.server_quantize,
+            smoke_test: options.smoke_test,
+        });
+        self.jobs_store().save(&job)?;
+        Ok(job)
+    }
+
+    /// A deploy job's work: [`deploy`](Self::deploy) on a runtime of its own (the job runs on a
+    /// plain thread or in a worker process).
+    pub(crate) fn perform_deploy(
+        &self,
+        job: &Job,
+        reporter: &dyn Reporter,
+    ) -> Result<DeployedRecord> {
+        let JobKind::Deploy {
+            saved,
+            quant,
+            host,
+            server_quantize,
+            smoke_test,
+        } = &job.kind
+        else {
+            return Err(RegistryError::JobFailed {
+                id: job.id.clone(),
+                message: format!("not a deploy job: {}", job.kind.describe()),
+            });
+        };
+        let options = DeployOptions {
+            host: OllamaHost::parse(host),
+            server_quantize: *server_quantize,
+            smoke_test: *smoke_test,
+        };
+        let location = PathBuf::from(self.location());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(RegistryError::io(
+                "cannot start the async runtime for the deploy job in",
+                &location,
+            ))?;
+        runtime.block_on(self.deploy(&saved.to_string(), *quant, &options, reporter))
+    }
+
     /// Export (or reuse) the GGUF of a saved model and deploy it to Ollama with the base model's
     /// deployment template. The deployed entry is recorded only once Ollama confirms the model.
     pub async fn deploy(

@@ -1,4 +1,4 @@
-//! Persisted job records for long work (saves), and the checks that find dead jobs.
+//! Persisted job records for long work (saves and deployments), and the checks that find dead jobs.
 //!
 //! A job is a record kept by the storage (`<home>/jobs/<id>.json` on disk), rewritten atomically
 //! as the job moves `queued → running → succeeded | failed | cancelled`, plus a local log. The process doing
@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use loraforge_naming::{SavedName, TrainedName};
+use loraforge_naming::{QuantType, SavedName, TrainedName};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{RegistryError, Result};
@@ -58,6 +58,39 @@ pub enum JobKind {
         /// Requested output dtype (`auto`, `bf16`, `f16`, `f32`).
         dtype: String,
     },
+    /// Export a saved model to GGUF and deploy it to Ollama.
+    Deploy {
+        /// The saved model.
+        saved: SavedName,
+        /// The quantization.
+        quant: QuantType,
+        /// The Ollama server, resolved by the caller when the job was queued.
+        host: String,
+        /// Upload F16 and let Ollama quantize.
+        #[serde(default)]
+        server_quantize: bool,
+        /// Generate one token after creating the model.
+        #[serde(default)]
+        smoke_test: bool,
+    },
+}
+
+impl JobKind {
+    /// The entry the job works from (the trained model of a save, the saved model of a deploy).
+    pub fn source(&self) -> String {
+        match self {
+            JobKind::Save { trained, .. } => trained.to_string(),
+            JobKind::Deploy { saved, .. } => saved.to_string(),
+        }
+    }
+
+    /// One line saying what the job does, e.g. `save A -> B` or `deploy A (q4_K_M)`.
+    pub fn describe(&self) -> String {
+        match self {
+            JobKind::Save { trained, saved, .. } => format!("save {trained} -> {saved}"),
+            JobKind::Deploy { saved, quant, .. } => format!("deploy {saved} ({quant})"),
+        }
+    }
 }
 
 /// Progress as last reported by the worker.
@@ -104,6 +137,23 @@ impl Job {
     /// The owner name of the job's staging folder.
     pub fn staging_owner(&self) -> String {
         format!("job-{}", self.id)
+    }
+
+    /// A new queued job with a fresh id.
+    pub fn queued(kind: JobKind) -> Job {
+        Job {
+            id: uuid::Uuid::new_v4().to_string(),
+            kind,
+            state: JobState::Queued,
+            created: Utc::now(),
+            started: None,
+            finished: None,
+            pid: None,
+            pid_start: None,
+            progress: JobProgress::default(),
+            error: None,
+            result: None,
+        }
     }
 
     /// The job's duration so far (or in total once final), in seconds.

@@ -11,7 +11,7 @@ use loraforge_progress::Reporter;
 use crate::cards;
 use crate::error::{RegistryError, Result};
 use crate::fs::write_atomic;
-use crate::jobs::{process_start_time, Job, JobKind, JobProgress, JobReporter, JobState};
+use crate::jobs::{process_start_time, Job, JobKind, JobReporter, JobState};
 use crate::records::{FileRecord, SavedRecord};
 use crate::storage::EntryKind;
 use crate::store::{fresh_uuid, to_json, Registry, ENTRY_FILE};
@@ -36,31 +36,20 @@ impl Registry {
             })?;
         let mut existing: Vec<uuid::Uuid> = self.saved_models()?.iter().map(|s| s.uuid).collect();
         for job in self.jobs()? {
-            let JobKind::Save { saving_uuid, .. } = &job.kind;
-            if !job.state.is_final() {
-                existing.push(*saving_uuid);
+            if let JobKind::Save { saving_uuid, .. } = &job.kind {
+                if !job.state.is_final() {
+                    existing.push(*saving_uuid);
+                }
             }
         }
         let saving_uuid = fresh_uuid(&existing)?;
         let saved = SavedName::new(record.name.clone(), UuidPrefix::of(&saving_uuid));
-        let job = Job {
-            id: uuid::Uuid::new_v4().to_string(),
-            kind: JobKind::Save {
-                trained: record.name,
-                saved,
-                saving_uuid,
-                dtype: dtype.to_string(),
-            },
-            state: JobState::Queued,
-            created: Utc::now(),
-            started: None,
-            finished: None,
-            pid: None,
-            pid_start: None,
-            progress: JobProgress::default(),
-            error: None,
-            result: None,
-        };
+        let job = Job::queued(JobKind::Save {
+            trained: record.name,
+            saved,
+            saving_uuid,
+            dtype: dtype.to_string(),
+        });
         self.jobs_store().save(&job)?;
         Ok(job)
     }
@@ -86,28 +75,36 @@ impl Registry {
         let owner = job.staging_owner();
         let job_reporter = JobReporter::new(jobs.clone(), job.clone());
         let both = Tee(&job_reporter, reporter);
-        let outcome = self.perform_save(&job, &owner, &both);
+        let outcome = match &job.kind {
+            JobKind::Save { saved, .. } => self
+                .perform_save(&job, &owner, &both)
+                .map(|staged| JobOutput::Staged(staged, saved.to_string())),
+            JobKind::Deploy { .. } => self
+                .perform_deploy(&job, &both)
+                .map(|record| JobOutput::Published(record.name.to_string())),
+        };
         let _lock = self.lock()?;
         let current = jobs.load(&job.id)?;
         job.progress = current.progress;
         job.finished = Some(Utc::now());
         match outcome {
             // Still running: nobody cancelled it meanwhile.
-            Ok(staged) if current.state == JobState::Running => {
-                let JobKind::Save { saved, .. } = &job.kind;
-                match self
-                    .storage()
-                    .publish(&staged, EntryKind::Saved, &saved.to_string())
-                {
+            Ok(JobOutput::Staged(staged, saved)) if current.state == JobState::Running => {
+                match self.storage().publish(&staged, EntryKind::Saved, &saved) {
                     Ok(()) => {
                         job.state = JobState::Succeeded;
-                        job.result = Some(saved.to_string());
+                        job.result = Some(saved);
                     }
                     Err(e) => {
                         job.state = JobState::Failed;
                         job.error = Some(crate::error::chain_text(&e));
                     }
                 }
+            }
+            // A deployment is recorded by the deploy itself, once Ollama confirms the model.
+            Ok(JobOutput::Published(name)) if current.state == JobState::Running => {
+                job.state = JobState::Succeeded;
+                job.result = Some(name);
             }
             Ok(_) => job.state = current.state,
             Err(e) => {
@@ -136,7 +133,13 @@ impl Registry {
             saved,
             saving_uuid,
             dtype,
-        } = &job.kind;
+        } = &job.kind
+        else {
+            return Err(RegistryError::JobFailed {
+                id: job.id.clone(),
+                message: format!("not a save job: {}", job.kind.describe()),
+            });
+        };
         let trained_name = trained.to_string();
         let trained_record = self.trained(&trained_name)?;
         let base_record = self.base(trained_record.base.as_str())?;
@@ -222,6 +225,13 @@ impl Registry {
         self.storage().remove(EntryKind::Saved, name)?;
         Ok(record)
     }
+}
+
+/// What a job's work left: a staged folder to publish under the lock (and the entry name), or
+/// an entry already published by the operation itself.
+enum JobOutput {
+    Staged(PathBuf, String),
+    Published(String),
 }
 
 /// Forward progress to two reporters.

@@ -294,14 +294,19 @@ fn job_states_move_one_way() {
     let trained = f.add_trained();
     let job = f.registry.queue_save(&trained, "auto").unwrap();
     assert_eq!(job.state, JobState::Queued);
-    let JobKind::Save { saved, .. } = &job.kind;
+    let JobKind::Save { saved, .. } = &job.kind else {
+        panic!("a save job: {:?}", job.kind)
+    };
     assert!(saved.to_string().starts_with(&format!("{trained}_s_")));
 
     // A second queued save reserves a different name.
     let other = f.registry.queue_save(&trained, "auto").unwrap();
     let JobKind::Save {
         saved: other_saved, ..
-    } = &other.kind;
+    } = &other.kind
+    else {
+        panic!("a save job: {:?}", other.kind)
+    };
     assert_ne!(saved, other_saved);
 
     let cancelled = f.registry.cancel_job(&other.id).unwrap();

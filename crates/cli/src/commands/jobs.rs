@@ -77,9 +77,13 @@ pub struct SaveArgs<'a> {
 pub fn save(context: &Context, registry: &Registry, args: &SaveArgs) -> anyhow::Result<()> {
     let trained = args.trained;
     let job = registry.queue_save(trained, args.dtype)?;
-    let loraforge_registry::JobKind::Save { saved, .. } = &job.kind;
+    let saved = match &job.kind {
+        loraforge_registry::JobKind::Save { saved, .. } => saved.to_string(),
+        other => other.describe(),
+    };
     if args.background {
-        if let Err(error) = spawn_worker(context, registry, &job, args.test_progress_delay_ms) {
+        let home = context.home()?;
+        if let Err(error) = spawn_worker(&home, registry, &job, args.test_progress_delay_ms) {
             registry.fail_job(&job.id, &format!("could not start the worker: {error:#}"))?;
             return Err(error);
         }
@@ -97,8 +101,9 @@ pub fn save(context: &Context, registry: &Registry, args: &SaveArgs) -> anyhow::
     finish(context, &job)
 }
 
-fn spawn_worker(
-    context: &Context,
+/// Start `loraforge jobs run ID` as a detached worker process logging into the job's log.
+pub(super) fn spawn_worker(
+    home: &std::path::Path,
     registry: &Registry,
     job: &Job,
     delay_ms: Option<u64>,
@@ -115,7 +120,7 @@ fn spawn_worker(
     let mut worker = std::process::Command::new(exe);
     worker
         .arg("--home")
-        .arg(context.home()?)
+        .arg(home)
         .arg("--quiet")
         .args(["jobs", "run", &job.id]);
     if let Some(ms) = delay_ms {
@@ -182,8 +187,7 @@ fn state_name(state: JobState) -> &'static str {
 }
 
 fn what(job: &Job) -> String {
-    let loraforge_registry::JobKind::Save { trained, saved, .. } = &job.kind;
-    format!("save {trained} -> {saved}")
+    job.kind.describe()
 }
 
 fn job_row(job: &Job) -> Vec<String> {

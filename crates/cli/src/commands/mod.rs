@@ -7,6 +7,7 @@ mod deploy;
 mod direct;
 mod jobs;
 mod models;
+mod serve;
 mod show;
 
 use std::path::PathBuf;
@@ -85,5 +86,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Quantize(args) => direct::quantize(&context, args),
         Command::Inspect(args) => direct::inspect(&context, args),
         Command::Demo(args) => demo::demo(&context, args),
+        Command::Serve(args) => serve::serve(&context, args),
     }
 }
