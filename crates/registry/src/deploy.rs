@@ -106,6 +106,8 @@ impl Registry {
             host: OllamaHost::parse(host),
             server_quantize: *server_quantize,
             smoke_test: *smoke_test,
+            // jobs do not record a stall window yet: the client's default applies
+            stall_timeout: None,
         };
         let location = PathBuf::from(self.location());
         let runtime = tokio::runtime::Builder::new_current_thread()

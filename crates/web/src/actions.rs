@@ -373,6 +373,7 @@ pub async fn start_deploy(
         host: loraforge_ollama_client::OllamaHost::parse(host.unwrap_or(&state.ollama_host)),
         server_quantize: false,
         smoke_test: false,
+        stall_timeout: None,
     };
     let saved = saved.to_string();
     start_job(state, move |r| r.queue_deploy(&saved, quant, &options)).await

@@ -467,7 +467,7 @@ async fn save_deploy_and_delete_through_the_api() {
     let bad = post_json(
         &app,
         &format!("/api/v1/saved/{saved}/deploy"),
-        json!({"quant": "q2_K"}),
+        json!({"quant": "q9_K"}),
     )
     .await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
