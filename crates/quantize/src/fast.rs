@@ -355,14 +355,36 @@ fn qx_x16(x: &[Lanes16; 16], l: &mut [[i32; 16]; 16]) -> Lanes16 {
     scale
 }
 
+/// The 16 sub-blocks of 16 values as columns, so each lane of a 16-wide search is one sub-block.
 #[inline(always)]
-fn quantize_block_q6_k<const AVX2: bool>(x: &[f32; QK_K], y: &mut BlockQ6K) {
+fn transpose_sub_blocks(x: &[f32; QK_K]) -> [[f32; 16]; 16] {
     let mut xt = [[0f32; 16]; 16];
     for j in 0..16 {
         for i in 0..16 {
             xt[i][j] = x[16 * j + i];
         }
     }
+    xt
+}
+
+/// The first scale of largest magnitude (as ggml's loops pick it: strictly greater wins) and
+/// that magnitude.
+#[inline(always)]
+fn largest_by_magnitude(scales: &[f32; 16]) -> (f32, f32) {
+    let mut max_scale = 0.0f32;
+    let mut max_abs = 0.0f32;
+    for &s in scales {
+        if s.abs() > max_abs {
+            max_abs = s.abs();
+            max_scale = s;
+        }
+    }
+    (max_scale, max_abs)
+}
+
+#[inline(always)]
+fn quantize_block_q6_k<const AVX2: bool>(x: &[f32; QK_K], y: &mut BlockQ6K) {
+    let xt = transpose_sub_blocks(x);
     let mut lt = [[0i32; 16]; 16];
     #[cfg(target_arch = "x86_64")]
     let scales = if AVX2 {
@@ -383,14 +405,7 @@ fn quantize_block_q6_k<const AVX2: bool>(x: &[f32; QK_K], y: &mut BlockQ6K) {
     };
     #[cfg(not(target_arch = "x86_64"))]
     let scales = qx_x16(&xt, &mut lt);
-    let mut max_scale = 0.0f32;
-    let mut max_abs_scale = 0.0f32;
-    for &s in &scales {
-        if s.abs() > max_abs_scale {
-            max_abs_scale = s.abs();
-            max_scale = s;
-        }
-    }
+    let (max_scale, max_abs_scale) = largest_by_magnitude(&scales);
     if max_abs_scale < GROUP_MAX_EPS {
         *y = bytemuck::Zeroable::zeroed();
         y.d = h(0.0);
@@ -568,12 +583,7 @@ fn q3_x16(x: &[Lanes16; 16], l: &mut [[i32; 16]; 16]) -> Lanes16 {
 
 #[inline(always)]
 fn quantize_block_q3_k<const AVX2: bool>(x: &[f32; QK_K], y: &mut BlockQ3K) {
-    let mut xt = [[0f32; 16]; 16];
-    for j in 0..16 {
-        for i in 0..16 {
-            xt[i][j] = x[16 * j + i];
-        }
-    }
+    let xt = transpose_sub_blocks(x);
     let mut lt = [[0i32; 16]; 16];
     #[cfg(target_arch = "x86_64")]
     let scales = if AVX2 {
@@ -594,14 +604,7 @@ fn quantize_block_q3_k<const AVX2: bool>(x: &[f32; QK_K], y: &mut BlockQ3K) {
     };
     #[cfg(not(target_arch = "x86_64"))]
     let scales = q3_x16(&xt, &mut lt);
-    let mut max_scale = 0.0f32;
-    let mut amax = 0.0f32;
-    for &s in &scales {
-        if s.abs() > amax {
-            amax = s.abs();
-            max_scale = s;
-        }
-    }
+    let (max_scale, _) = largest_by_magnitude(&scales);
     if max_scale != 0.0 {
         let iscale = -32.0 / max_scale;
         y.scales = pack_q3_k_scales(&scales, iscale);
