@@ -316,10 +316,9 @@ mod tests {
     use loraforge_hf_model::encode_f32;
     use proptest::prelude::*;
 
-    /// Runs the fused and the generic path on the same block; returns (fused handled it, both
-    /// outputs).
-    #[allow(clippy::too_many_arguments)]
-    fn both(
+    /// One block to merge both ways: a `rows`×`cols` weight of `dtype` with a rank-`rank` update,
+    /// merged from row `row0` on; weights drawn at `w_scale`, A and B at `ab_scale`.
+    struct Case {
         dtype: Dtype,
         rows: usize,
         cols: usize,
@@ -328,7 +327,37 @@ mod tests {
         w_scale: f32,
         ab_scale: f32,
         seed: u32,
-    ) -> (bool, Vec<u8>, Vec<u8>) {
+    }
+
+    impl Case {
+        /// The usual case: the whole tensor, unit weights, A and B at 0.5.
+        fn new(dtype: Dtype, rows: usize, cols: usize, rank: usize, seed: u32) -> Case {
+            Case {
+                dtype,
+                rows,
+                cols,
+                rank,
+                row0: 0,
+                w_scale: 1.0,
+                ab_scale: 0.5,
+                seed,
+            }
+        }
+    }
+
+    /// Runs the fused and the generic path on the same block; returns (fused handled it, both
+    /// outputs).
+    fn both(case: Case) -> (bool, Vec<u8>, Vec<u8>) {
+        let Case {
+            dtype,
+            rows,
+            cols,
+            rank,
+            row0,
+            w_scale,
+            ab_scale,
+            seed,
+        } = case;
         let a = values(rank * cols, seed, ab_scale);
         let b = values(rows * rank, seed.wrapping_add(1), ab_scale);
         let w_vals = values(rows * cols, seed.wrapping_add(2), w_scale);
@@ -374,7 +403,11 @@ mod tests {
                 (7, 5, 3, 2),
                 (8, 48, 64, 1),
             ] {
-                let (handled, fused, generic) = both(dtype, rows, cols, rank, row0, 1.0, 0.3, 7);
+                let (handled, fused, generic) = both(Case {
+                    row0,
+                    ab_scale: 0.3,
+                    ..Case::new(dtype, rows, cols, rank, 7)
+                });
                 assert!(handled, "{dtype:?} {rows}x{cols} r{rank}");
                 assert_eq!(
                     fused, generic,
@@ -391,7 +424,10 @@ mod tests {
         }
         // Products of ~1e40 overflow f32 itself: Δ is ±inf (or NaN) for every dtype.
         for dtype in [Dtype::F16, Dtype::BF16, Dtype::F32] {
-            let (handled, _, generic) = both(dtype, 6, 32, 4, 0, 1.0, 1e20, 3);
+            let (handled, _, generic) = both(Case {
+                ab_scale: 1e20,
+                ..Case::new(dtype, 6, 32, 4, 3)
+            });
             assert!(!handled, "{dtype:?} overflow must be handed back");
             let exp: u32 = match dtype {
                 Dtype::F16 => 0x7C00,
@@ -409,7 +445,11 @@ mod tests {
             );
         }
         // Close to f16's largest value, adding Δ rounds past it: inf after rounding only.
-        let (handled, _, _) = both(Dtype::F16, 6, 32, 4, 0, 2.0 * 65500.0, 300.0, 3);
+        let (handled, _, _) = both(Case {
+            w_scale: 2.0 * 65500.0,
+            ab_scale: 300.0,
+            ..Case::new(Dtype::F16, 6, 32, 4, 3)
+        });
         assert!(!handled, "f16 rounding overflow must be handed back");
     }
 
@@ -425,7 +465,10 @@ mod tests {
             dtype in prop_oneof![Just(Dtype::BF16), Just(Dtype::F16), Just(Dtype::F32)],
         ) {
             prop_assume!(available());
-            let (handled, fused, generic) = both(dtype, rows, cols, rank, 0, w_scale, 0.5, seed);
+            let (handled, fused, generic) = both(Case {
+                w_scale,
+                ..Case::new(dtype, rows, cols, rank, seed)
+            });
             prop_assert!(handled);
             prop_assert_eq!(fused, generic);
         }

@@ -77,7 +77,7 @@ pub enum BaseCommand {
     Add {
         /// The model folder (config.json + safetensors).
         path: PathBuf,
-        /// Technical name: short and unique, [a-z0-9][a-z0-9._-]{0,31} (e.g. qw2.5-7-i).
+        /// Technical name: short and unique, `[a-z0-9][a-z0-9._-]{0,31}` (e.g. `qw2.5-7-i`).
         #[arg(long)]
         name: String,
         /// Deployment template: an Ollama Modelfile fragment (TEMPLATE, SYSTEM, PARAMETER…).

@@ -20,6 +20,18 @@ pub const LORAFORGE_LOCK_TIMEOUT: &str = "LORAFORGE_LOCK_TIMEOUT";
 /// The access token of `loraforge serve`. Default: a random token per start.
 pub const LORAFORGE_SERVE_TOKEN: &str = "LORAFORGE_SERVE_TOKEN";
 
+/// Test aid: milliseconds to sleep at each progress report, so that tests can signal a
+/// low-level command (`merge`, `convert`, `quantize`) mid-write. Unset in normal use.
+pub const LORAFORGE_TEST_PROGRESS_DELAY_MS: &str = "LORAFORGE_TEST_PROGRESS_DELAY_MS";
+
+/// The pause at each progress report that `LORAFORGE_TEST_PROGRESS_DELAY_MS` asks for, if any.
+pub fn test_progress_delay() -> Option<Duration> {
+    std::env::var(LORAFORGE_TEST_PROGRESS_DELAY_MS)
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_millis)
+}
+
 /// The store root: `LORAFORGE_HOME` when set and not empty, else the platform data folder.
 pub fn store_home() -> Option<PathBuf> {
     match std::env::var_os(LORAFORGE_HOME) {

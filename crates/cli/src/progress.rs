@@ -12,19 +12,13 @@ pub struct BarReporter {
     delay: Option<std::time::Duration>,
 }
 
-/// Test aid: milliseconds to sleep at each progress report, so that tests can signal a
-/// low-level command (`merge`, `convert`, `quantize`) mid-write. Unset in normal use.
-pub const PROGRESS_DELAY_ENV: &str = "LORAFORGE_TEST_PROGRESS_DELAY_MS";
-
 impl BarReporter {
-    pub fn new(enabled: bool) -> BarReporter {
+    /// `delay` is a test aid: a pause at every report (see `env::test_progress_delay`).
+    pub fn new(enabled: bool, delay: Option<std::time::Duration>) -> BarReporter {
         BarReporter {
             bar: Mutex::new(None),
             enabled,
-            delay: std::env::var(PROGRESS_DELAY_ENV)
-                .ok()
-                .and_then(|v| v.parse::<u64>().ok())
-                .map(std::time::Duration::from_millis),
+            delay,
         }
     }
 

@@ -25,6 +25,9 @@ pub enum CardError {
         #[source]
         source: std::io::Error,
     },
+    /// Writing a card file in place (its staged temporary, or the rename) failed.
+    #[error(transparent)]
+    Write(#[from] loraforge_staging::StagingError),
     /// A JSON file is not valid JSON.
     #[error("{path} is not valid JSON")]
     Json {
@@ -155,6 +158,7 @@ impl CardError {
             | CardError::NotAnAdapterFolder { .. }
             | CardError::NoAdapterConfig { .. }
             | CardError::NoAdapterWeights { .. } => true,
+            CardError::Write(e) => e.is_user_error(),
             CardError::Io { .. }
             | CardError::CardJson { .. }
             | CardError::StepName { .. }
@@ -171,6 +175,7 @@ impl CardError {
             CardError::UnsupportedSchema { .. } => {
                 Some("the card was written by another loraforge version; use that version, or register the model again".into())
             }
+            CardError::Write(e) => e.hint(),
             _ => None,
         }
     }

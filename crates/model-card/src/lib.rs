@@ -306,19 +306,7 @@ impl ModelCard {
     }
 }
 
-/// Writes `bytes` to a temporary file beside `path` (removed if anything fails), fsyncs it and
-/// renames it over `path`.
+/// Writes `bytes` whole: a staged sibling, fsynced, renamed over `path`.
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CardError> {
-    use std::io::Write;
-    let write = || -> std::io::Result<()> {
-        let mut tmp = tempfile::NamedTempFile::new_in(path.parent().unwrap_or(Path::new(".")))?;
-        tmp.write_all(bytes)?;
-        tmp.as_file().sync_all()?;
-        tmp.persist(path)?;
-        Ok(())
-    };
-    write().map_err(|source| CardError::Io {
-        path: path.to_path_buf(),
-        source,
-    })
+    Ok(loraforge_staging::write_file(path, bytes)?)
 }

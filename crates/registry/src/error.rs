@@ -188,6 +188,9 @@ pub enum RegistryError {
     /// Quantizing to NF4 (merged_4bit) failed.
     #[error(transparent)]
     Nf4(Box<loraforge_nf4::Nf4Error>),
+    /// Writing a record or card in place (its staged temporary, or the rename) failed.
+    #[error(transparent)]
+    Staging(Box<loraforge_staging::StagingError>),
     /// The model was created but did not answer the smoke test.
     #[error("the smoke test of {model} failed; {cleanup}")]
     SmokeTestFailed {
@@ -238,6 +241,7 @@ impl RegistryError {
             | RegistryError::OutputExists { .. } => true,
             RegistryError::LoraConvert(e) => e.is_user_error(),
             RegistryError::Nf4(e) => e.is_user_error(),
+            RegistryError::Staging(e) => e.is_user_error(),
             RegistryError::Card(e) => e.is_user_error(),
             RegistryError::Merge(e) => e.is_user_error(),
             RegistryError::Ollama(e) => e.is_user_error(),
@@ -267,6 +271,7 @@ impl RegistryError {
             RegistryError::Quantize(e) => e.hint(),
             RegistryError::LoraConvert(e) => e.hint(),
             RegistryError::Nf4(e) => e.hint(),
+            RegistryError::Staging(e) => e.hint(),
             _ => None,
         }
     }
@@ -284,8 +289,9 @@ impl RegistryError {
     }
 }
 
-/// An error and its causes on one line, for the error text persisted in a job record.
-pub(crate) fn chain_text(error: &dyn std::error::Error) -> String {
+/// An error and its causes on one line (`error: cause: cause`, each text once): the error text
+/// persisted in a job record, and the one-line form frontends show.
+pub fn chain_text(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut cause = error.source();
     while let Some(inner) = cause {
@@ -318,6 +324,7 @@ boxed_from!(
     Ollama(loraforge_ollama_client::ClientError),
     LoraConvert(loraforge_export::LoraConvertError),
     Nf4(loraforge_nf4::Nf4Error),
+    Staging(loraforge_staging::StagingError),
 );
 
 /// Result alias for registry operations.

@@ -255,18 +255,9 @@ pub(crate) fn remove_path(path: &Path) -> Result<()> {
     }
 }
 
-/// Write `bytes` to a sibling temp file (removed if anything fails), fsync, then rename over
-/// `path`.
+/// Write `bytes` whole: a staged sibling, fsynced, renamed over `path`.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let write = || -> std::io::Result<()> {
-        let mut tmp = tempfile::NamedTempFile::new_in(path.parent().unwrap_or(Path::new(".")))?;
-        tmp.write_all(bytes)?;
-        tmp.as_file().sync_all()?;
-        tmp.persist(path)?;
-        Ok(())
-    };
-    write().map_err(RegistryError::io("cannot write", path))
+    Ok(loraforge_staging::write_file(path, bytes)?)
 }
 
 /// Copy a folder tree (regular files and folders only; symlinks are followed).

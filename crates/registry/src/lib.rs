@@ -64,7 +64,7 @@ mod trained;
 
 pub use base::{BaseAddOptions, TEMPLATE_FILE};
 pub use deploy::{DeployOptions, DeployedStatus};
-pub use error::{RegistryError, Result};
+pub use error::{chain_text, RegistryError, Result};
 pub use export::ExportedGguf;
 pub use folder_export::{FolderExport, SavedExportFormat, TrainedExportOptions};
 pub use fs::FsStorage;

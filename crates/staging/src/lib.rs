@@ -260,6 +260,22 @@ pub fn remove_stale_beside(target: &Path) -> Vec<PathBuf> {
     removed
 }
 
+/// Writes a small file whole: `bytes` go to a staged temporary beside `target`, are synced to
+/// disk and renamed over `target`, so a reader sees the old content or the new, never a part.
+pub fn write_file(target: &Path, bytes: &[u8]) -> Result<(), StagingError> {
+    use std::io::Write;
+    let (staged, mut file) = Staged::file_beside(target)?;
+    let io = |source| StagingError::Io {
+        action: "write",
+        path: staged.path().to_path_buf(),
+        source,
+    };
+    file.write_all(bytes).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    drop(file);
+    staged.persist(target)
+}
+
 /// A temporary file or folder beside an output. Removed on drop unless persisted; registered
 /// for [`remove_registered`] while it exists.
 #[derive(Debug)]

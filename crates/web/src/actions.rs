@@ -156,24 +156,9 @@ pub fn failure(error: &RegistryError) -> Failure {
     };
     Failure {
         status,
-        error: error_chain(error),
+        error: loraforge_registry::chain_text(error),
         hint,
     }
-}
-
-/// An error and its causes on one line (`error: cause: cause`), each once.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(inner) = cause {
-        let line = inner.to_string();
-        if !text.contains(&line) {
-            text.push_str(": ");
-            text.push_str(&line);
-        }
-        cause = inner.source();
-    }
-    text
 }
 
 fn json<T: serde::Serialize>(value: &T) -> Result<Value, Failure> {

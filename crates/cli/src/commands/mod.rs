@@ -49,7 +49,7 @@ impl Context {
 
     /// A progress reporter drawing bars unless quiet or JSON output.
     pub fn reporter(&self) -> BarReporter {
-        BarReporter::new(!self.quiet && !self.json)
+        BarReporter::new(!self.quiet && !self.json, crate::env::test_progress_delay())
     }
 
     /// A status line on stderr (not in quiet or JSON mode).
