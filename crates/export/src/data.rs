@@ -374,6 +374,27 @@ fn convert_elementwise(dtype: Dtype, src: &[u8], out_ty: GgmlType, dst: &mut [u8
     }
 }
 
+/// Whether `src` (elements of `dtype`) holds a NaN or an infinity: a branch-free reduction over
+/// the exponent bits that the compiler vectorizes, run over the CPUs, because it reads every
+/// weight of the model once more.
+fn any_non_finite(dtype: Dtype, src: &[u8]) -> bool {
+    fn scan(dtype: Dtype, chunk: &[u8]) -> bool {
+        match dtype {
+            Dtype::F32 => chunk.chunks_exact(4).fold(false, |seen, b| {
+                seen | (u32::from_le_bytes([b[0], b[1], b[2], b[3]]) & 0x7f80_0000 == 0x7f80_0000)
+            }),
+            Dtype::F16 => chunk.chunks_exact(2).fold(false, |seen, b| {
+                seen | (u16::from_le_bytes([b[0], b[1]]) & 0x7c00 == 0x7c00)
+            }),
+            Dtype::BF16 => chunk.chunks_exact(2).fold(false, |seen, b| {
+                seen | (u16::from_le_bytes([b[0], b[1]]) & 0x7f80 == 0x7f80)
+            }),
+        }
+    }
+    src.par_chunks(PAR_ELEMENTS * dtype.size())
+        .any(|chunk| scan(dtype, chunk))
+}
+
 /// Index of the first NaN or infinity in `src` (elements of `dtype`), read from the bits.
 fn first_non_finite(dtype: Dtype, src: &[u8]) -> Option<usize> {
     match dtype {
@@ -400,7 +421,10 @@ pub(crate) fn convert(
     row_len: usize,
     dst: &mut Vec<u8>,
 ) -> Result<(), DataError> {
-    if let Some(i) = first_non_finite(dtype, src) {
+    if let Some(i) = any_non_finite(dtype, src)
+        .then(|| first_non_finite(dtype, src))
+        .flatten()
+    {
         return Err(format!(
             "the weights hold NaN or infinity (element {i} of a chunk of {} values): the model \
              is broken; loraforge does not export it",
