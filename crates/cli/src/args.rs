@@ -16,7 +16,9 @@ Environment:
   LORAFORGE_HOME          store root (default: the platform data folder, ~/.local/share/loraforge)
   OLLAMA_HOST             Ollama server (default http://127.0.0.1:11434)
   LORAFORGE_LOCK_TIMEOUT  seconds to wait for the store lock (default 30)
-  LORAFORGE_SERVE_TOKEN   access token of `loraforge serve` (default: random per start)";
+  LORAFORGE_SERVE_TOKEN   access token of `loraforge serve` (default: random per start)
+  HF_TOKEN                Hugging Face token for `push` (else --token, else the `hf auth login` token file)
+  HF_ENDPOINT             Hugging Face Hub (default https://huggingface.co)";
 
 /// loraforge: from a trained LoRA adapter to a model running in Ollama.
 #[derive(Debug, Parser)]
@@ -170,6 +172,56 @@ pub enum TrainedCommand {
         #[arg(long, default_value = "f32", value_parser = ["f32", "f16", "bf16", "q8_0", "auto"])]
         outtype: String,
     },
+    /// Push the adapter (with its tokenizer files and model card) to the Hugging Face Hub.
+    Push(TrainedPushArgs),
+}
+
+/// Where a push goes on the Hugging Face Hub (`HF_ENDPOINT` changes the Hub).
+#[derive(Debug, Args)]
+pub struct HubArgs {
+    /// The repository: owner/name (created when missing).
+    pub repo_id: String,
+    /// Create the repository private (an existing one keeps its visibility).
+    #[arg(long)]
+    pub private: bool,
+    /// The branch to commit to.
+    #[arg(long, default_value = "main", value_name = "BRANCH")]
+    pub revision: String,
+    /// Hub token (else HF_TOKEN, else the token file `hf auth login` writes).
+    #[arg(long, value_name = "TOKEN")]
+    pub token: Option<String>,
+}
+
+/// `loraforge trained push …`
+#[derive(Debug, Args)]
+pub struct TrainedPushArgs {
+    /// Trained model name.
+    pub name: String,
+    /// Where to push.
+    #[command(flatten)]
+    pub hub: HubArgs,
+    /// Also push the adapter as a LoRA GGUF (llama.cpp `--lora`).
+    #[arg(long)]
+    pub gguf: bool,
+    /// The LoRA GGUF's tensor type.
+    #[arg(long, default_value = "f16", value_parser = ["f32", "f16", "bf16", "q8_0"], requires = "gguf")]
+    pub gguf_type: String,
+}
+
+/// `loraforge saved push …`
+#[derive(Debug, Args)]
+pub struct SavedPushArgs {
+    /// Saved model name.
+    pub name: String,
+    /// Where to push.
+    #[command(flatten)]
+    pub hub: HubArgs,
+    /// What to push: the merged 16-bit folder, the same in 4-bit NF4 (bitsandbytes), or GGUF files.
+    #[arg(long, default_value = "merged_16bit", value_parser = ["merged_16bit", "merged_4bit", "gguf"])]
+    pub format: String,
+    /// GGUF quantizations, comma-separated (with --format gguf; default q4_K_M).
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = ["no_quantization", "q8_0", "q4_K_M", "q4_K_S"], ignore_case = true)]
+    pub quant: Vec<String>,
 }
 
 /// `loraforge saved …`
@@ -197,6 +249,8 @@ pub enum SavedCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Push to the Hugging Face Hub: merged folder (16-bit or 4-bit) or GGUF files.
+    Push(SavedPushArgs),
 }
 
 /// `loraforge saved deploy …`

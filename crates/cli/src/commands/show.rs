@@ -6,7 +6,8 @@ use super::Context;
 use crate::args::ShowArgs;
 use crate::output::{print_json, println_stdout};
 
-/// The card as JSON (`--json`), as Markdown (`--readme`), or the README and where the files are.
+/// The card as JSON (`--json`), as Markdown (`--readme`), or the README, where the files are and
+/// the entry's Hub pushes.
 pub fn show(
     context: &Context,
     registry: &Registry,
@@ -24,5 +25,8 @@ pub fn show(
     let dir = registry.entry_dir(kind, &args.name)?;
     println_stdout(&registry.card_readme(kind, &args.name)?);
     println_stdout(&format!("\nfiles: {}", dir.display()));
+    if let Some(text) = super::hub::pushes_text(&registry.hub_pushes(kind, &args.name)?) {
+        println_stdout(&text);
+    }
     Ok(())
 }

@@ -1,0 +1,279 @@
+//! `trained push` and `saved push` against the in-process fake Hugging Face Hub (tests/hub-fake):
+//! every format, the pushed README's front matter, re-push sending nothing, the record shown by
+//! `show`, and the token rules (precedence, no token, wrong token, plain http).
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::process::Output;
+
+use assert_cmd::Command;
+use hub_fake::FakeHub;
+use serde_json::Value;
+
+const TOKEN: &str = "hf_cli_secret_token";
+
+struct Env {
+    dir: tempfile::TempDir,
+    home: PathBuf,
+    demo: loraforge_demo::DemoFiles,
+    hub: FakeHub,
+}
+
+fn env() -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = loraforge_demo::generate(
+        &dir.path().join("files"),
+        &loraforge_demo::DemoSpec::default(),
+    )
+    .unwrap();
+    let hub = FakeHub::spawn().unwrap();
+    hub.add_token(TOKEN, "alice", &[], true);
+    hub.set_lfs_threshold(64 * 1024);
+    std::fs::create_dir_all(dir.path().join("hf-home")).unwrap();
+    Env {
+        home: dir.path().join("store"),
+        demo,
+        hub,
+        dir,
+    }
+}
+
+impl Env {
+    /// `loraforge` with the store, the fake Hub as HF_ENDPOINT and no token anywhere.
+    fn cmd(&self) -> Command {
+        let mut cmd = Command::cargo_bin("loraforge").unwrap();
+        cmd.arg("--home")
+            .arg(&self.home)
+            .env_remove("LORAFORGE_HOME")
+            .env_remove("HF_TOKEN")
+            .env_remove("HUGGING_FACE_HUB_TOKEN")
+            .env_remove("HF_TOKEN_PATH")
+            .env("HF_HOME", self.dir.path().join("hf-home"))
+            .env("HF_ENDPOINT", self.hub.url());
+        cmd
+    }
+
+    fn run(&self, args: &[&str], token: bool) -> Output {
+        let mut cmd = self.cmd();
+        if token {
+            cmd.env("HF_TOKEN", TOKEN);
+        }
+        cmd.args(args).output().unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let output = self.run(&all, true);
+        assert!(
+            output.status.success(),
+            "loraforge {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).unwrap()
+    }
+
+    fn setup(&self) -> (String, String) {
+        let base = self.demo.base_dir.to_str().unwrap();
+        self.json(&["base", "add", base, "--name", "tiny"]);
+        let trainer = self.demo.trainer_dir.to_str().unwrap();
+        let trained = self.json(&[
+            "trained",
+            "add",
+            trainer,
+            "--base",
+            "tiny",
+            "--train-name",
+            "hub run",
+        ])["name"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let job = self.json(&["trained", "save", &trained]);
+        (trained, job["result"].as_str().unwrap().to_string())
+    }
+
+    fn readme(&self, repo: &str) -> String {
+        let files = self.hub.files(repo, "main").unwrap();
+        String::from_utf8(files["README.md"].content.to_vec()).unwrap()
+    }
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn trained_and_saved_push_in_every_format() {
+    let env = env();
+    let (trained, saved) = env.setup();
+
+    // Trained: the adapter files, the LoRA GGUF, the README.
+    let record = env.json(&["trained", "push", &trained, "alice/lora", "--gguf"]);
+    assert_eq!(record["repo"], "alice/lora");
+    assert_eq!(record["format"], "adapter");
+    assert_eq!(record["committed"], true);
+    let files = env.hub.files("alice/lora", "main").unwrap();
+    let gguf = format!("{trained}.lora-f16.gguf");
+    for name in [
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        gguf.as_str(),
+        "README.md",
+    ] {
+        assert!(
+            files.contains_key(name),
+            "{name} missing: {:?}",
+            files.keys()
+        );
+    }
+    assert_eq!(&files[gguf.as_str()].content[..4], b"GGUF");
+    let readme = env.readme("alice/lora");
+    assert!(readme.starts_with(
+        "---\nbase_model: loraforge-demo/tiny-llama\nbase_model_relation: adapter\nlibrary_name: peft\n"
+    ));
+    assert!(readme.contains(&format!("    name: {trained}\n")));
+    // The recorded checksums are the stored files'.
+    let pushed: Vec<&Value> = record["files"].as_array().unwrap().iter().collect();
+    for f in pushed {
+        let path = f["path"].as_str().unwrap();
+        let sha = f["sha256"].as_str().unwrap();
+        assert_eq!(files[path].sha256, sha, "{path}");
+    }
+
+    // Again: nothing sent, no commit.
+    let commits = env.hub.commits("alice/lora").len();
+    let stored = env.hub.storage_bytes();
+    let again = env.json(&["trained", "push", &trained, "alice/lora", "--gguf"]);
+    assert_eq!(again["committed"], false);
+    assert_eq!(again["bytes_sent"], 0);
+    assert_eq!(again["commit_id"], record["commit_id"]);
+    assert_eq!(env.hub.commits("alice/lora").len(), commits);
+    assert_eq!(env.hub.storage_bytes(), stored);
+
+    // `show` lists the pushes.
+    let output = env.run(&["trained", "show", &trained], false);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("pushed to the Hub:"), "{text}");
+    assert!(text.contains(&format!(
+        "alice/lora@main {}",
+        record["commit_id"].as_str().unwrap()
+    )));
+
+    // Saved, merged 16-bit.
+    let record = env.json(&["saved", "push", &saved, "alice/merged", "--private"]);
+    assert_eq!(record["format"], "merged_16bit");
+    assert_eq!(env.hub.is_private("alice/merged"), Some(true));
+    let files = env.hub.files("alice/merged", "main").unwrap();
+    assert!(files.contains_key("model.safetensors") && files.contains_key("config.json"));
+    assert!(files["model.safetensors"].lfs);
+    let readme = env.readme("alice/merged");
+    assert!(readme.contains("base_model_relation: finetune\nlibrary_name: transformers\n"));
+
+    // Saved, GGUF: one file per quantization, named by the saved model and the type.
+    let record = env.json(&[
+        "saved",
+        "push",
+        &saved,
+        "alice/gguf",
+        "--format",
+        "gguf",
+        "--quant",
+        "q8_0,q4_K_M",
+    ]);
+    assert_eq!(record["format"], "gguf");
+    let files = env.hub.files("alice/gguf", "main").unwrap();
+    for quant in ["q8_0", "q4_K_M"] {
+        let name = format!("{saved}.{quant}.gguf");
+        assert!(files[&name].lfs, "{name}");
+        assert_eq!(&files[&name].content[..4], b"GGUF");
+    }
+    let readme = env.readme("alice/gguf");
+    assert!(readme.contains("base_model_relation: quantized\nlibrary_name: gguf\n"));
+    assert!(readme.contains("- gguf\n- q8_0\n- q4_K_M\n"));
+
+    // Saved, merged 4-bit (bitsandbytes NF4).
+    env.json(&[
+        "saved",
+        "push",
+        &saved,
+        "alice/nf4",
+        "--format",
+        "merged_4bit",
+    ]);
+    let files = env.hub.files("alice/nf4", "main").unwrap();
+    let config = String::from_utf8(files["config.json"].content.to_vec()).unwrap();
+    assert!(config.contains("\"quantization_config\""), "{config}");
+    assert!(env.readme("alice/nf4").contains("- bitsandbytes\n"));
+
+    assert_eq!(env.hub.storage_auth_violations(), 0);
+    let output = env.run(&["saved", "show", &saved], false);
+    let text = String::from_utf8_lossy(&output.stdout);
+    for repo in ["alice/merged@main", "alice/gguf@main", "alice/nf4@main"] {
+        assert!(text.contains(repo), "{text}");
+    }
+}
+
+#[test]
+fn token_rules() {
+    let env = env();
+    let (trained, _) = env.setup();
+    let push = ["trained", "push", trained.as_str(), "alice/t"];
+
+    // No token anywhere: a user error with the places it was looked for.
+    let output = env.run(&push, false);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("no Hugging Face token"));
+    assert!(stderr(&output).contains("hf-home/token"));
+
+    // A wrong token: 401 with a hint, nothing pushed or recorded, the token never printed.
+    let mut cmd = env.cmd();
+    let output = cmd
+        .env("HF_TOKEN", "hf_wrong_secret")
+        .args(push)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("HTTP 401"));
+    assert!(stderr(&output).contains("hint:"));
+    assert!(!stderr(&output).contains("hf_wrong_secret"));
+    assert!(!env.hub.repo_exists("alice/t"));
+    let output = env.run(&["trained", "show", &trained], false);
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("pushed to the Hub"));
+
+    // --token wins over a wrong HF_TOKEN.
+    let mut cmd = env.cmd();
+    let output = cmd
+        .env("HF_TOKEN", "hf_wrong_secret")
+        .args(push)
+        .args(["--token", TOKEN])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    // The token file (as `hf auth login` writes it) when nothing else is set.
+    std::fs::write(env.dir.path().join("hf-home/token"), format!("{TOKEN}\n")).unwrap();
+    let output = env.run(&["trained", "push", &trained, "alice/t2"], false);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(env.hub.repo_exists("alice/t2"));
+
+    // Plain http to another machine: refused before anything is sent.
+    let mut cmd = env.cmd();
+    let output = cmd
+        .env("HF_ENDPOINT", "http://hub.example.invalid")
+        .env("HF_TOKEN", TOKEN)
+        .args(push)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("refusing to send the Hub token over plain http"));
+    assert!(!stderr(&output).contains(TOKEN));
+
+    // A repository id the Hub would refuse, and someone else's namespace.
+    let output = env.run(&["trained", "push", &trained, "not a repo"], true);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("invalid Hub repository id"));
+    let output = env.run(&["trained", "push", &trained, "bob/x"], true);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("HTTP 403"));
+}
