@@ -172,7 +172,8 @@ pub enum TrainedCommand {
         #[arg(long, default_value = "f32", value_parser = ["f32", "f16", "bf16", "q8_0", "auto"])]
         outtype: String,
     },
-    /// Push the adapter (with its tokenizer files and model card) to the Hugging Face Hub.
+    /// Push the adapter to the Hugging Face Hub: the folder `trained export` writes (PEFT files,
+    /// the base's tokenizer files, the card as README.md).
     Push(TrainedPushArgs),
 }
 
@@ -200,12 +201,12 @@ pub struct TrainedPushArgs {
     /// Where to push.
     #[command(flatten)]
     pub hub: HubArgs,
-    /// Also push the adapter as a LoRA GGUF (llama.cpp `--lora`).
+    /// Also push the LoRA GGUF (adapter.gguf, llama.cpp's --lora), as `trained export --gguf`.
     #[arg(long)]
     pub gguf: bool,
-    /// The LoRA GGUF's tensor type.
-    #[arg(long, default_value = "f16", value_parser = ["f32", "f16", "bf16", "q8_0"], requires = "gguf")]
-    pub gguf_type: String,
+    /// Type of the LoRA GGUF.
+    #[arg(long, default_value = "f32", value_parser = ["f32", "f16", "bf16", "q8_0", "auto"], requires = "gguf")]
+    pub outtype: String,
 }
 
 /// `loraforge saved push …`
@@ -219,8 +220,10 @@ pub struct SavedPushArgs {
     /// What to push: the merged 16-bit folder, the same in 4-bit NF4 (bitsandbytes), or GGUF files.
     #[arg(long, default_value = "merged_16bit", value_parser = ["merged_16bit", "merged_4bit", "gguf"])]
     pub format: String,
-    /// GGUF quantizations, comma-separated (with --format gguf; default q4_K_M).
-    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = ["no_quantization", "q8_0", "q4_K_M", "q4_K_S"], ignore_case = true)]
+    /// GGUF types, comma-separated (with --format gguf; default q4_K_M): no_quantization (the
+    /// saved dtype) or a file type as `loraforge quantize` names them (q8_0, q6_K, q5_K_M,
+    /// q4_K_M, q4_0, q3_K_M, q2_K …). Each file is NAME.TYPE.gguf.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub quant: Vec<String>,
 }
 

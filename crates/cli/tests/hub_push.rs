@@ -108,31 +108,60 @@ fn trained_and_saved_push_in_every_format() {
     let env = env();
     let (trained, saved) = env.setup();
 
-    // Trained: the adapter files, the LoRA GGUF, the README.
+    // Trained: the folder `trained export --gguf` writes (PEFT files, tokenizer, LoRA GGUF),
+    // with the Hub README.
     let record = env.json(&["trained", "push", &trained, "alice/lora", "--gguf"]);
     assert_eq!(record["repo"], "alice/lora");
     assert_eq!(record["format"], "adapter");
     assert_eq!(record["committed"], true);
     let files = env.hub.files("alice/lora", "main").unwrap();
-    let gguf = format!("{trained}.lora-f16.gguf");
+    let export = env.dir.path().join("export");
+    env.json(&[
+        "trained",
+        "export",
+        &trained,
+        "--out",
+        export.to_str().unwrap(),
+        "--gguf",
+    ]);
+    let mut exported: Vec<String> = std::fs::read_dir(&export)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    exported.sort();
+    let pushed: Vec<String> = files
+        .keys()
+        .filter(|k| *k != ".gitattributes")
+        .cloned()
+        .collect();
+    assert_eq!(pushed, exported);
     for name in [
         "adapter_config.json",
         "adapter_model.safetensors",
-        gguf.as_str(),
-        "README.md",
+        "adapter.gguf",
+        "tokenizer.json",
     ] {
         assert!(
             files.contains_key(name),
             "{name} missing: {:?}",
             files.keys()
         );
+        assert_eq!(
+            files[name].content.to_vec(),
+            std::fs::read(export.join(name)).unwrap(),
+            "{name} differs from trained export's"
+        );
     }
-    assert_eq!(&files[gguf.as_str()].content[..4], b"GGUF");
+    assert_eq!(&files["adapter.gguf"].content[..4], b"GGUF");
     let readme = env.readme("alice/lora");
     assert!(readme.starts_with(
         "---\nbase_model: loraforge-demo/tiny-llama\nbase_model_relation: adapter\nlibrary_name: peft\n"
-    ));
+    ), "{readme}");
     assert!(readme.contains(&format!("    name: {trained}\n")));
+    assert!(
+        readme.contains("## Export\n\n") && readme.contains("`adapter.gguf`"),
+        "{readme}"
+    );
     // The recorded checksums are the stored files'.
     let pushed: Vec<&Value> = record["files"].as_array().unwrap().iter().collect();
     for f in pushed {
@@ -169,6 +198,22 @@ fn trained_and_saved_push_in_every_format() {
     assert!(files["model.safetensors"].lfs);
     let readme = env.readme("alice/merged");
     assert!(readme.contains("base_model_relation: finetune\nlibrary_name: transformers\n"));
+    assert!(readme.contains("save method `merged_16bit`"), "{readme}");
+    // The safetensors went up with the checksum recorded when the model was saved.
+    let entry: Value = serde_json::from_slice(
+        &std::fs::read(env.home.join("saved").join(&saved).join("entry.json")).unwrap(),
+    )
+    .unwrap();
+    let recorded = entry["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == "model.safetensors")
+        .unwrap();
+    assert_eq!(
+        files["model.safetensors"].sha256,
+        recorded["sha256"].as_str().unwrap()
+    );
 
     // Saved, GGUF: one file per quantization, named by the saved model and the type.
     let record = env.json(&[
@@ -204,7 +249,31 @@ fn trained_and_saved_push_in_every_format() {
     let files = env.hub.files("alice/nf4", "main").unwrap();
     let config = String::from_utf8(files["config.json"].content.to_vec()).unwrap();
     assert!(config.contains("\"quantization_config\""), "{config}");
-    assert!(env.readme("alice/nf4").contains("- bitsandbytes\n"));
+    let readme = env.readme("alice/nf4");
+    assert!(readme.contains("base_model_relation: finetune\nlibrary_name: transformers\n"));
+    assert!(readme.contains("- 4-bit\n- bitsandbytes\n"), "{readme}");
+    assert!(readme.contains("save method `merged_4bit`"), "{readme}");
+    // The same folder `saved export --format merged_4bit` writes, README aside.
+    let export4 = env.dir.path().join("export4");
+    env.json(&[
+        "saved",
+        "export",
+        &saved,
+        "--format",
+        "merged_4bit",
+        "--out",
+        export4.to_str().unwrap(),
+    ]);
+    for entry in std::fs::read_dir(&export4).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if name != "README.md" {
+            assert_eq!(
+                files[&name].content.to_vec(),
+                std::fs::read(export4.join(&name)).unwrap(),
+                "{name}"
+            );
+        }
+    }
 
     assert_eq!(env.hub.storage_auth_violations(), 0);
     let output = env.run(&["saved", "show", &saved], false);
@@ -276,4 +345,49 @@ fn token_rules() {
     let output = env.run(&["trained", "push", &trained, "bob/x"], true);
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("HTTP 403"));
+}
+
+#[test]
+fn a_missing_branch_and_a_file_changed_since_saved_are_refused() {
+    let env = env();
+    let (_, saved) = env.setup();
+
+    // A branch that does not exist: named, exit 2, nothing committed.
+    let output = env.run(
+        &["saved", "push", &saved, "alice/m", "--revision", "nope"],
+        true,
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("revision \"nope\" not found"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(stderr(&output).contains("hint:"));
+
+    // The stored safetensors edited in place (same size): refused, nothing committed, no
+    // push recorded.
+    let weights = env
+        .home
+        .join("saved")
+        .join(&saved)
+        .join("model/model.safetensors");
+    let mut bytes = std::fs::read(&weights).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x55;
+    std::fs::write(&weights, &bytes).unwrap();
+    let output = env.run(&["saved", "push", &saved, "alice/changed"], true);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("changed since it was recorded"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(env.hub.commits("alice/changed").len() <= 1);
+    assert!(env
+        .hub
+        .files("alice/changed", "main")
+        .map_or(true, |f| !f.contains_key("model.safetensors")));
+    let output = env.run(&["saved", "show", &saved], false);
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("pushed to the Hub"));
 }

@@ -1,26 +1,31 @@
 //! Pushing entries to the Hugging Face Hub: which files go, the README the Hub reads, and the
 //! record of each push kept beside the entry (`hub_pushes.json`).
 //!
-//! - a trained model: the adapter folder as stored (adapter config and weights, the tokenizer
-//!   files saved with it) and, when asked, the adapter as a LoRA GGUF
-//!   (`{name}.lora-{outtype}.gguf`, what llama.cpp's `--lora` loads);
-//! - a saved model: the merged 16-bit folder (`merged_16bit`), the same quantized to
-//!   bitsandbytes NF4 on the way (`merged_4bit`), or GGUF exports from the store's cache, one per
-//!   quantization, named `{name}.{type}.gguf` (`gguf`).
+//! - a trained model: the `lora` folder `trained export` writes (the PEFT files as trained, the
+//!   base's tokenizer files) and, with a GGUF type, the LoRA GGUF `adapter.gguf` that
+//!   `convert_lora` writes (llama.cpp's `--lora`);
+//! - a saved model: the merged 16-bit folder as stored (`merged_16bit`), the same quantized to
+//!   bitsandbytes NF4 by `saved export`'s code (`merged_4bit`), or GGUF exports from the store's
+//!   cache, one per quantization, named `{saved name}.{type}.gguf` (`gguf`).
 //!
-//! Every push carries `README.md` rendered by [`ModelCard::to_hub_readme`]. Checksums the store
-//! recorded are handed to the client, which reuses them and refuses a file that changed since.
+//! Every push carries `README.md` rendered by [`ModelCard::to_hub_readme`] with the `## Export`
+//! section `saved export` / `trained export` write. Files are prepared in a store staging folder
+//! (removed afterwards; a killed run's is removed by the next registry operation). Checksums the
+//! store recorded are handed to the client, which reuses them and refuses a file that changed
+//! since.
 
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use loraforge_hub::{HubClient, PushFile, PushOutcome, PushRequest, RepoId};
 use loraforge_model_card::{BaseModelRelation, HubReadme, ModelCard, Stage, README_FILE};
-use loraforge_naming::QuantType;
+use loraforge_naming::{QuantType, SavedName};
 use loraforge_progress::Reporter;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{RegistryError, Result};
+use crate::folder_export::{merged_16bit_note, with_export_section};
+use crate::fs::write_atomic;
 use crate::records::FileRecord;
 use crate::storage::EntryKind;
 use crate::store::{owner_tag, to_json, Registry};
@@ -87,80 +92,50 @@ pub struct HubPushRecord {
 }
 
 impl Registry {
-    /// Pushes a trained model's adapter (and, with `lora_gguf`, its LoRA GGUF in that out type:
-    /// `f32`, `f16`, `bf16`, `q8_0`) to the Hub, and records the push on the entry.
+    /// Pushes a trained model's `lora` folder (and, with `lora_gguf`, its LoRA GGUF of that
+    /// type) to the Hub, and records the push on the entry.
     pub async fn push_trained(
         &self,
         name: &str,
         client: &HubClient,
         options: &HubPushOptions,
-        lora_gguf: Option<&str>,
+        lora_gguf: Option<loraforge_export::ExportTarget>,
         reporter: &dyn Reporter,
     ) -> Result<HubPushRecord> {
         let record = self.trained(name)?;
-        if !record.adapter_present {
-            return Err(RegistryError::AdapterRemoved {
-                name: name.to_string(),
-            });
-        }
-        let dir = self.entry_dir(EntryKind::Trained, name)?;
-        let adapter_dir = dir.join("adapter");
-        let card = ModelCard::read_from_dir(&dir)?;
+        let name = record.name.to_string();
+        let card = ModelCard::read_from_dir(&self.entry_dir(EntryKind::Trained, &name)?)?;
         let recorded = recorded_files(&card, Stage::Trained, "adapter/");
-        let mut files = folder_files(&adapter_dir, &recorded)?;
-        files.retain(|f| f.path_in_repo != README_FILE);
-
+        let name = name.as_str();
         self.with_staging("push", |staging| async move {
+            let folder = staging.join("lora");
+            std::fs::create_dir(&folder).map_err(RegistryError::io("cannot create", &folder))?;
+            let did = self.fill_trained_folder(name, &folder, lora_gguf, reporter)?;
             let mut readme = HubReadme::new(BaseModelRelation::Adapter);
-            if let Some(outtype_text) = lora_gguf {
-                let target = loraforge_export::ExportTarget::for_outtype(outtype_text)
-                    .filter(|t| matches!(t, loraforge_export::ExportTarget::Convert(_)))
-                    .ok_or_else(|| RegistryError::BadInput {
-                        path: PathBuf::from(outtype_text),
-                        problem: "the LoRA GGUF type must be f32, f16, bf16 or q8_0".into(),
-                    })?;
-                let base = self.base(record.base.as_ref())?;
-                let base_dir = self.base_model_dir(&base)?;
-                let file = format!("{name}.lora-{}.gguf", outtype_text.to_ascii_lowercase());
-                let out = staging.join(&file);
-                let report = loraforge_export::convert_lora(
-                    &adapter_dir,
-                    &base_dir,
-                    &out,
-                    &loraforge_export::LoraConvertOptions {
-                        target,
-                        sha256: true,
-                    },
-                    reporter,
-                )
-                .map_err(|e| RegistryError::BadInput {
-                    path: adapter_dir.clone(),
-                    problem: format!(
-                        "cannot convert the adapter to a LoRA GGUF: {}",
-                        crate::error::chain_text(&e)
-                    ),
-                })?;
-                let mut push = PushFile::new(file, &out);
-                if let Some(sha) = report.sha256 {
-                    push = push.recorded(report.bytes, sha);
-                }
-                files.push(push);
+            if lora_gguf.is_some() {
                 readme.extra_tags.push("gguf".into());
             }
-            let readme_path = staging.join(README_FILE);
-            write_file(&readme_path, card.to_hub_readme(&readme).as_bytes())?;
-            files.push(PushFile::new(README_FILE, &readme_path));
+            write_atomic(
+                &folder.join(README_FILE),
+                with_export_section(&card.to_hub_readme(&readme), &did).as_bytes(),
+            )?;
             let plan = PushPlan {
                 kind: EntryKind::Trained,
                 name,
                 format: "adapter",
-                files,
+                files: folder_files(&folder, &recorded)?,
                 message: format!("Upload trained model {name} with loraforge"),
             };
             self.push_files(plan, client, options, reporter).await
         })
         .await
     }
+}
+
+/// `{saved name}.{type}.gguf`: the name of a pushed GGUF, the file type in it as users expect
+/// (`no_quantization` keeps the saved dtype, so that file is `….bf16.gguf` or `….f16.gguf`).
+pub fn gguf_file_name(saved: &SavedName, file_type: &str) -> String {
+    format!("{saved}.{file_type}.gguf")
 }
 
 /// What one push sends, for which entry.
@@ -224,10 +199,6 @@ fn folder_files(dir: &Path, recorded: &[(String, u64, String)]) -> Result<Vec<Pu
     Ok(out)
 }
 
-fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    std::fs::write(path, bytes).map_err(RegistryError::io("cannot write", path))
-}
-
 impl Registry {
     /// Pushes a saved model in `format` and records the push on the entry.
     pub async fn push_saved(
@@ -239,11 +210,13 @@ impl Registry {
         reporter: &dyn Reporter,
     ) -> Result<HubPushRecord> {
         let record = self.saved(name)?;
-        let dir = self.entry_dir(EntryKind::Saved, name)?;
+        let name = record.name.to_string();
+        let dir = self.entry_dir(EntryKind::Saved, &name)?;
         let model_dir = dir.join("model");
         let card = ModelCard::read_from_dir(&dir)?;
+        let name = name.as_str();
         self.with_staging("push", |staging| async move {
-            let (mut files, readme) = match format {
+            let (mut files, readme, did) = match format {
                 SavedPushFormat::Merged16bit => {
                     let recorded: Vec<(String, u64, String)> = record
                         .files
@@ -253,46 +226,47 @@ impl Registry {
                     (
                         folder_files(&model_dir, &recorded)?,
                         HubReadme::new(BaseModelRelation::Finetune),
+                        merged_16bit_note(&record),
                     )
                 }
                 SavedPushFormat::Merged4bit => {
                     let out = staging.join("merged_4bit");
-                    loraforge_nf4::quantize_folder(
-                        &model_dir,
-                        &out,
-                        &loraforge_nf4::Nf4Options::default(),
-                        reporter,
-                    )
-                    .map_err(|e| RegistryError::BadInput {
-                        path: model_dir.clone(),
-                        problem: format!(
-                            "cannot quantize to 4-bit NF4: {}",
-                            crate::error::chain_text(&e)
-                        ),
-                    })?;
-                    let mut readme = HubReadme::new(BaseModelRelation::Quantized);
-                    readme.library_name = Some("transformers".into());
+                    let did = self.write_merged_4bit(name, &out, reporter)?;
+                    // merged, like merged_16bit (the weights are not the base's); 4-bit says
+                    // the tags and the folder's quantization_config
+                    let mut readme = HubReadme::new(BaseModelRelation::Finetune);
                     readme.extra_tags = vec!["4-bit".into(), "bitsandbytes".into()];
-                    (folder_files(&out, &[])?, readme)
+                    (folder_files(&out, &[])?, readme, did)
                 }
                 SavedPushFormat::Gguf(quants) => {
                     let mut files = Vec::new();
-                    let mut types = Vec::new();
+                    let mut notes = Vec::new();
                     for quant in quants {
                         let exported = self.export_gguf(name, *quant, reporter)?;
-                        let file = format!("{name}.{}.gguf", exported.file_type);
+                        let file = gguf_file_name(&record.name, &exported.file_type);
+                        notes.push(format!("`{file}` ({quant})"));
                         files.push(
                             PushFile::new(file, &exported.path)
                                 .recorded(exported.bytes, exported.sha256.clone()),
                         );
-                        types.push(*quant);
                     }
-                    (files, HubReadme::gguf(&types))
+                    let did = format!(
+                        "Exported by loraforge {} on {} as GGUF: {}, written from saved model \
+                         `{name}` as loraforge's `saved deploy` exports it. Run one with \
+                         `llama-cli -m FILE.gguf`.",
+                        env!("CARGO_PKG_VERSION"),
+                        Utc::now().format("%Y-%m-%d %H:%M UTC"),
+                        notes.join(", "),
+                    );
+                    (files, HubReadme::gguf(quants), did)
                 }
             };
             files.retain(|f| f.path_in_repo != README_FILE);
             let readme_path = staging.join(README_FILE);
-            write_file(&readme_path, card.to_hub_readme(&readme).as_bytes())?;
+            write_atomic(
+                &readme_path,
+                with_export_section(&card.to_hub_readme(&readme), &did).as_bytes(),
+            )?;
             files.push(PushFile::new(README_FILE, &readme_path));
             let plan = PushPlan {
                 kind: EntryKind::Saved,

@@ -34,11 +34,17 @@ pub fn push_trained(
     args: TrainedPushArgs,
 ) -> anyhow::Result<()> {
     let name = args.name;
-    let gguf = args.gguf.then_some(args.gguf_type);
+    let gguf = match args.gguf {
+        true => Some(
+            loraforge_export::ExportTarget::for_outtype(&args.outtype)
+                .ok_or_else(|| user_error(format!("unknown --outtype '{}'", args.outtype)))?,
+        ),
+        false => None,
+    };
     let (client, options) = prepare(context, args.hub)?;
     let reporter = context.reporter();
     let record = runtime()?
-        .block_on(registry.push_trained(&name, &client, &options, gguf.as_deref(), &reporter))
+        .block_on(registry.push_trained(&name, &client, &options, gguf, &reporter))
         .with_context(|| format!("cannot push {name} to {}", options.repo))?;
     drop(reporter);
     report(context, &name, &record)
