@@ -58,6 +58,9 @@ pub struct ClientOptions {
     pub connect_timeout: Duration,
     /// `User-Agent`.
     pub user_agent: String,
+    /// Largest file a push accepts (the Hub's per-file limit, [`crate::MAX_FILE_SIZE`]); a
+    /// larger one is refused before anything is sent.
+    pub max_file_size: u64,
 }
 
 impl Default for ClientOptions {
@@ -68,6 +71,7 @@ impl Default for ClientOptions {
             parallel_parts: 4,
             connect_timeout: Duration::from_secs(20),
             user_agent: format!("loraforge/{}", env!("CARGO_PKG_VERSION")),
+            max_file_size: crate::MAX_FILE_SIZE,
         }
     }
 }

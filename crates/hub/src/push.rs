@@ -170,7 +170,7 @@ impl HubClient {
     ) -> Result<PushOutcome, HubError> {
         let repo = &request.repo;
         let revision = request.revision.as_str();
-        let mut files = prepare(&request.files)?;
+        let mut files = prepare(&request.files, self.options().max_file_size)?;
 
         let created_repo = self.create_repo(repo, request.private).await?;
         if let Some(readme) = files.iter().find(|f| f.path == "README.md") {
@@ -329,9 +329,9 @@ impl HubClient {
     }
 }
 
-/// Checks paths (valid, distinct), sizes (recorded ones must match, none over
-/// [`MAX_FILE_SIZE`]) and reads each file's sample.
-fn prepare(files: &[PushFile]) -> Result<Vec<Prepared>, HubError> {
+/// Checks paths (valid, distinct), sizes (recorded ones must match, none over `max_size`,
+/// normally [`MAX_FILE_SIZE`]) and reads each file's sample.
+fn prepare(files: &[PushFile], max_size: u64) -> Result<Vec<Prepared>, HubError> {
     let mut seen = BTreeSet::new();
     let mut prepared = Vec::with_capacity(files.len());
     for file in files {
@@ -354,11 +354,11 @@ fn prepare(files: &[PushFile]) -> Result<Vec<Prepared>, HubError> {
                 });
             }
         }
-        if size > MAX_FILE_SIZE {
+        if size > max_size {
             return Err(HubError::FileTooLarge {
                 path: file.local.clone(),
                 size,
-                limit: MAX_FILE_SIZE,
+                limit: max_size,
             });
         }
         let mut sample = Vec::with_capacity(SAMPLE_SIZE);
@@ -467,20 +467,26 @@ mod tests {
         let a = dir.path().join("a");
         std::fs::write(&a, b"abc").unwrap();
         let dup = [PushFile::new("x", &a), PushFile::new("x", &a)];
-        assert!(matches!(prepare(&dup), Err(HubError::DuplicatePath { .. })));
+        assert!(matches!(
+            prepare(&dup, MAX_FILE_SIZE),
+            Err(HubError::DuplicatePath { .. })
+        ));
         let bad = [PushFile::new("../x", &a)];
         assert!(matches!(
-            prepare(&bad),
+            prepare(&bad, MAX_FILE_SIZE),
             Err(HubError::InvalidPathInRepo { .. })
         ));
         let changed = [PushFile::new("x", &a).recorded(4, "00")];
         assert!(matches!(
-            prepare(&changed),
+            prepare(&changed, MAX_FILE_SIZE),
             Err(HubError::FileChanged { .. })
         ));
         let missing = [PushFile::new("x", dir.path().join("nope"))];
-        assert!(matches!(prepare(&missing), Err(HubError::Io { .. })));
-        let ok = prepare(&[PushFile::new("x", &a)]).unwrap();
+        assert!(matches!(
+            prepare(&missing, MAX_FILE_SIZE),
+            Err(HubError::Io { .. })
+        ));
+        let ok = prepare(&[PushFile::new("x", &a)], MAX_FILE_SIZE).unwrap();
         assert_eq!((ok[0].size, ok[0].sample.as_slice()), (3, &b"abc"[..]));
     }
 }

@@ -197,6 +197,64 @@ async fn multipart_upload_when_the_batch_answer_has_a_chunk_size() {
 }
 
 #[tokio::test]
+async fn multipart_parts_go_in_parallel_up_to_the_bound() {
+    let s = Setup::new().await;
+    s.fake.set_multipart(4096, 1000);
+    s.fake.set_part_delay(Duration::from_millis(40));
+    let big = binary(12_000, 5);
+    let path = s.file("model.gguf", &big);
+    let client = HubClient::new(
+        Endpoint::parse(&s.fake.url()).unwrap(),
+        Token::new(TOKEN),
+        ClientOptions {
+            parallel_parts: 3,
+            ..ClientOptions::default()
+        },
+    )
+    .unwrap();
+    let req = request("alice/par", vec![PushFile::new("model.gguf", path)]);
+    push(&client, &req).await.unwrap();
+    assert_eq!(s.fake.count("PUT", "/storage/part/"), 12);
+    // Parts overlap (parallel) and never more than the bound at once.
+    let most = s.fake.max_parts_in_flight();
+    assert!((2..=3).contains(&most), "{most} parts at once");
+    let files = s.fake.files("alice/par", "main").unwrap();
+    assert_eq!(&files["model.gguf"].content[..], &big[..]);
+}
+
+#[tokio::test]
+async fn a_file_over_the_per_file_limit_is_refused_before_anything_is_sent() {
+    let s = Setup::new().await;
+    let client = HubClient::new(
+        Endpoint::parse(&s.fake.url()).unwrap(),
+        Token::new(TOKEN),
+        ClientOptions {
+            max_file_size: 2000,
+            ..ClientOptions::default()
+        },
+    )
+    .unwrap();
+    let err = push(&client, &request("alice/big", s.folder()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            HubError::FileTooLarge {
+                size: 3000,
+                limit: 2000,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.is_user_error());
+    assert!(err.hint().unwrap().contains("gguf-split"));
+    assert!(!s.fake.repo_exists("alice/big"));
+    assert_eq!(s.fake.storage_bytes(), 0);
+}
+
+#[tokio::test]
 async fn objects_the_hub_has_are_committed_without_sending_bytes() {
     let s = Setup::new().await;
     let bytes = binary(3000, 7);

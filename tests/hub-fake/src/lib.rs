@@ -253,7 +253,29 @@ struct Shared {
     hub_url: String,
     storage_url: String,
     storage_bytes: AtomicU64,
+    /// How long each part PUT is held before its body is read (milliseconds).
+    part_delay_ms: AtomicU64,
+    /// Part PUTs being served now, and the most seen at once.
+    parts_in_flight: AtomicU64,
+    max_parts_in_flight: AtomicU64,
     secret: String,
+}
+
+/// Counts a part PUT as in flight until dropped.
+struct InFlight<'a>(&'a Shared);
+
+impl<'a> InFlight<'a> {
+    fn enter(shared: &'a Shared) -> InFlight<'a> {
+        let now = shared.parts_in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        shared.max_parts_in_flight.fetch_max(now, Ordering::SeqCst);
+        InFlight(shared)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.parts_in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Shared {
@@ -303,6 +325,9 @@ impl FakeHub {
             hub_url: format!("http://{hub_addr}"),
             storage_url: format!("http://{storage_addr}"),
             storage_bytes: AtomicU64::new(0),
+            part_delay_ms: AtomicU64::new(0),
+            parts_in_flight: AtomicU64::new(0),
+            max_parts_in_flight: AtomicU64::new(0),
             secret: format!("fake-hub-{}", std::process::id()),
         });
         let mut shutdown = Vec::new();
@@ -381,6 +406,19 @@ impl FakeHub {
     /// The per-file limit (the Hub's is 50 GB).
     pub fn set_max_file_size(&self, bytes: u64) {
         self.shared.lock().max_file_size = bytes;
+    }
+
+    /// Holds every multipart part PUT this long before reading it, so that parts sent in
+    /// parallel overlap ([`FakeHub::max_parts_in_flight`]).
+    pub fn set_part_delay(&self, delay: Duration) {
+        self.shared
+            .part_delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// The most multipart part PUTs that were served at the same time.
+    pub fn max_parts_in_flight(&self) -> u64 {
+        self.shared.max_parts_in_flight.load(Ordering::SeqCst)
     }
 
     /// Schedules a fault.
@@ -1556,6 +1594,11 @@ async fn storage_part(
         Ok(n) => n,
         Err(r) => return *r,
     };
+    let _in_flight = InFlight::enter(&shared);
+    let delay = shared.part_delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
     let bytes = match read_upload(&shared, &conn, body, len).await {
         Ok(b) => b,
         Err(r) => return *r,
