@@ -391,3 +391,90 @@ fn a_missing_branch_and_a_file_changed_since_saved_are_refused() {
     let output = env.run(&["saved", "show", &saved], false);
     assert!(!String::from_utf8_lossy(&output.stdout).contains("pushed to the Hub"));
 }
+
+/// huggingface_hub's own client (tests/python/check_hub.py, `HF_HUB_DISABLE_XET=1`) uploads the
+/// folder `loraforge trained push --gguf` and `saved push --format gguf` pushed, to a second fake
+/// Hub: both repositories must hold the same files, bytes and storage kinds (regular / LFS).
+/// Opt-in: `LORAFORGE_TEST_HUB_PYTHON` names a Python with tests/python/requirements-hub.txt.
+#[test]
+fn the_official_client_agrees_with_loraforge_on_pushed_folders() {
+    let Some(python) = std::env::var_os("LORAFORGE_TEST_HUB_PYTHON") else {
+        eprintln!("note: LORAFORGE_TEST_HUB_PYTHON is not set; skipping the huggingface_hub check");
+        return;
+    };
+    let env = env();
+    // Small thresholds: the demo's weights and GGUF files go through LFS, the larger in parts.
+    env.hub.set_lfs_threshold(4096);
+    env.hub.set_multipart(32 * 1024, 16 * 1024);
+    let (trained, saved) = env.setup();
+    env.json(&["trained", "push", &trained, "alice/lora", "--gguf"]);
+    env.json(&[
+        "saved",
+        "push",
+        &saved,
+        "alice/gguf",
+        "--format",
+        "gguf",
+        "--quant",
+        "q8_0,q4_K_M",
+    ]);
+    for repo in ["alice/lora", "alice/gguf"] {
+        let ours = env.hub.files(repo, "main").unwrap();
+        let folder = env.dir.path().join("official").join(repo);
+        std::fs::create_dir_all(&folder).unwrap();
+        for (path, file) in &ours {
+            if path != ".gitattributes" {
+                std::fs::write(folder.join(path), &file.content).unwrap();
+            }
+        }
+        let official = FakeHub::spawn().unwrap();
+        official.add_token(TOKEN, "alice", &[], true);
+        official.set_lfs_threshold(4096);
+        official.set_multipart(32 * 1024, 16 * 1024);
+        let out = std::process::Command::new(&python)
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../tests/python/check_hub.py"
+            ))
+            .arg(official.url())
+            .arg(TOKEN)
+            .arg(repo)
+            .arg(&folder)
+            .arg(env.dir.path().join("py").join(repo))
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "check_hub.py failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        println!("{repo}: {}", stdout.trim());
+        let theirs = official.files(repo, "main").unwrap();
+        assert_eq!(
+            theirs.keys().collect::<Vec<_>>(),
+            ours.keys().collect::<Vec<_>>()
+        );
+        for (path, file) in &theirs {
+            assert_eq!(file.content, ours[path].content, "{repo} {path}");
+            assert_eq!(file.lfs, ours[path].lfs, "{repo} {path}");
+            assert_eq!(file.sha256, ours[path].sha256, "{repo} {path}");
+        }
+        let sizes: Vec<String> = ours
+            .iter()
+            .map(|(p, f)| {
+                format!(
+                    "{p} {} bytes{}",
+                    f.content.len(),
+                    if f.lfs { " lfs" } else { "" }
+                )
+            })
+            .collect();
+        println!("{repo} files: {}", sizes.join(", "));
+        assert!(
+            official.count("POST", "/lfs-complete/") >= 1,
+            "no multipart upload in {repo}"
+        );
+        assert_eq!(official.storage_auth_violations(), 0);
+    }
+}
