@@ -263,6 +263,33 @@ impl HubClient {
         }
     }
 
+    /// `GET /api/whoami-v2`: the user name the token belongs to.
+    pub async fn whoami(&self) -> Result<String, HubError> {
+        let url = self.endpoint.join("api/whoami-v2");
+        let op = "asking whose token this is";
+        let value: Value = self
+            .send_json(op, None, Retry::Always, || self.api(Method::GET, &url))
+            .await?;
+        value["name"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| protocol(op, "no `name`"))
+    }
+
+    /// `DELETE /api/repos/delete`: removes a model repository (for cleaning up after tests).
+    pub async fn delete_repo(&self, repo: &RepoId) -> Result<(), HubError> {
+        let url = self.endpoint.join("api/repos/delete");
+        let op = format!("deleting {repo}");
+        let body = json!({"name": repo.name(), "organization": repo.owner(), "type": "model"});
+        let resp = self
+            .send_raw(&op, Retry::Always, || {
+                self.api(Method::DELETE, &url).json(&body)
+            })
+            .await?;
+        check_status(resp, &op, Some((repo, "main"))).await?;
+        Ok(())
+    }
+
     /// `POST /api/validate-yaml`: the Hub's check of a README's metadata.
     pub async fn validate_readme(&self, content: &str) -> Result<(), HubError> {
         let url = self.endpoint.join("api/validate-yaml");

@@ -301,6 +301,22 @@ async fn an_existing_repository_is_pushed_to() {
 }
 
 #[tokio::test]
+async fn whoami_names_the_user_and_delete_removes_the_repository() {
+    let s = Setup::new().await;
+    assert_eq!(s.client().whoami().await.unwrap(), "alice");
+    push(&s.client(), &request("alice/gone", s.folder()))
+        .await
+        .unwrap();
+    s.client()
+        .delete_repo(&"alice/gone".parse().unwrap())
+        .await
+        .unwrap();
+    assert!(!s.fake.repo_exists("alice/gone"));
+    let err = s.client_with("hf_nobody").whoami().await.unwrap_err();
+    assert!(matches!(err, HubError::Unauthorized { .. }), "{err}");
+}
+
+#[tokio::test]
 async fn private_flag_creates_a_private_repository() {
     let s = Setup::new().await;
     let mut req = request("alice/secret", s.folder());
