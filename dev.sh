@@ -33,7 +33,8 @@ install_rust_components() {
 }
 
 setup_hub_python() {
-    # huggingface_hub's own client checks the fake Hub (crates/hub/tests/official_client.rs).
+    # huggingface_hub's own client checks the fake Hub (crates/hub/tests/official_client.rs,
+    # crates/cli/tests/hub_push.rs: the folders loraforge pushed).
     # A small venv outside the repo; about 20 s the first time, reused afterwards.
     local venv="${LORAFORGE_HUB_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/loraforge/venv-hub}"
     if ! "$venv/bin/python" -c "import huggingface_hub" >/dev/null 2>&1; then

@@ -180,7 +180,10 @@ fn trained_and_saved_push_in_every_format() {
     assert_eq!(env.hub.commits("alice/lora").len(), commits);
     assert_eq!(env.hub.storage_bytes(), stored);
 
-    // `show` lists the pushes.
+    // `show` lists the pushes (and `--json` carries them).
+    let shown = env.json(&["trained", "show", &trained]);
+    assert_eq!(shown["hub_pushes"][0]["commit_id"], record["commit_id"]);
+    assert_eq!(shown["hub_pushes"][1]["committed"], false);
     let output = env.run(&["trained", "show", &trained], false);
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(text.contains("pushed to the Hub:"), "{text}");
