@@ -32,6 +32,24 @@ install_rust_components() {
     fi
 }
 
+setup_hub_python() {
+    # huggingface_hub's own client checks the fake Hub (crates/hub/tests/official_client.rs,
+    # crates/cli/tests/hub_push.rs: the folders loraforge pushed).
+    # A small venv outside the repo; about 20 s the first time, reused afterwards.
+    local venv="${LORAFORGE_HUB_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/loraforge/venv-hub}"
+    if ! "$venv/bin/python" -c "import huggingface_hub" >/dev/null 2>&1; then
+        if ! python3 -c "import ensurepip" >/dev/null 2>&1; then
+            local sudo=""
+            if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+            $sudo apt-get update -qq
+            DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-venv
+        fi
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install -q -r tests/python/requirements-hub.txt
+    fi
+    export LORAFORGE_TEST_HUB_PYTHON="$venv/bin/python"
+}
+
 case "${1:-}" in
     demo)
         install_system_packages
@@ -41,6 +59,7 @@ case "${1:-}" in
     test)
         install_system_packages test
         install_rust_components
+        setup_hub_python
         cargo fmt --all -- --check
         cargo clippy --workspace --all-targets --locked -- -D warnings
         cargo test --workspace --locked

@@ -16,7 +16,9 @@ Environment:
   LORAFORGE_HOME          store root (default: the platform data folder, ~/.local/share/loraforge)
   OLLAMA_HOST             Ollama server (default http://127.0.0.1:11434)
   LORAFORGE_LOCK_TIMEOUT  seconds to wait for the store lock (default 30)
-  LORAFORGE_SERVE_TOKEN   access token of `loraforge serve` (default: random per start)";
+  LORAFORGE_SERVE_TOKEN   access token of `loraforge serve` (default: random per start)
+  HF_TOKEN                Hugging Face token for `push` (else --token, else the `hf auth login` token file)
+  HF_ENDPOINT             Hugging Face Hub (default https://huggingface.co)";
 
 /// loraforge: from a trained LoRA adapter to a model running in Ollama.
 #[derive(Debug, Parser)]
@@ -170,6 +172,59 @@ pub enum TrainedCommand {
         #[arg(long, default_value = "f32", value_parser = ["f32", "f16", "bf16", "q8_0", "auto"])]
         outtype: String,
     },
+    /// Push the adapter to the Hugging Face Hub: the folder `trained export` writes (PEFT files,
+    /// the base's tokenizer files, the card as README.md).
+    Push(TrainedPushArgs),
+}
+
+/// Where a push goes on the Hugging Face Hub (`HF_ENDPOINT` changes the Hub).
+#[derive(Debug, Args)]
+pub struct HubArgs {
+    /// The repository: owner/name (created when missing).
+    pub repo_id: String,
+    /// Create the repository private (an existing one keeps its visibility).
+    #[arg(long)]
+    pub private: bool,
+    /// The branch to commit to.
+    #[arg(long, default_value = "main", value_name = "BRANCH")]
+    pub revision: String,
+    /// Hub token (else HF_TOKEN, else the token file `hf auth login` writes).
+    #[arg(long, value_name = "TOKEN")]
+    pub token: Option<String>,
+}
+
+/// `loraforge trained push …`
+#[derive(Debug, Args)]
+pub struct TrainedPushArgs {
+    /// Trained model name.
+    pub name: String,
+    /// Where to push.
+    #[command(flatten)]
+    pub hub: HubArgs,
+    /// Also push the LoRA GGUF (adapter.gguf, llama.cpp's --lora), as `trained export --gguf`.
+    #[arg(long)]
+    pub gguf: bool,
+    /// Type of the LoRA GGUF.
+    #[arg(long, default_value = "f32", value_parser = ["f32", "f16", "bf16", "q8_0", "auto"], requires = "gguf")]
+    pub outtype: String,
+}
+
+/// `loraforge saved push …`
+#[derive(Debug, Args)]
+pub struct SavedPushArgs {
+    /// Saved model name.
+    pub name: String,
+    /// Where to push.
+    #[command(flatten)]
+    pub hub: HubArgs,
+    /// What to push: the merged 16-bit folder, the same in 4-bit NF4 (bitsandbytes), or GGUF files.
+    #[arg(long, default_value = "merged_16bit", value_parser = ["merged_16bit", "merged_4bit", "gguf"])]
+    pub format: String,
+    /// GGUF types, comma-separated (with --format gguf; default q4_K_M): no_quantization (the
+    /// saved dtype) or a file type as `loraforge quantize` names them (q8_0, q6_K, q5_K_M,
+    /// q4_K_M, q4_0, q3_K_M, q2_K …). Each file is NAME.TYPE.gguf.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub quant: Vec<String>,
 }
 
 /// `loraforge saved …`
@@ -197,6 +252,8 @@ pub enum SavedCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Push to the Hugging Face Hub: merged folder (16-bit or 4-bit) or GGUF files.
+    Push(SavedPushArgs),
 }
 
 /// `loraforge saved deploy …`

@@ -68,6 +68,7 @@ fn classify(cause: &(dyn std::error::Error + 'static)) -> Option<(bool, Option<S
         loraforge_gguf::ReadError,
         loraforge_gguf::WriteError,
         loraforge_web::WebError,
+        loraforge_hub::HubError,
     );
     // Errors of the naming rules and of Modelfile parsing are always about what the user gave.
     if cause.is::<loraforge_naming::NameError>()

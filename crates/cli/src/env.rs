@@ -70,3 +70,48 @@ pub fn serve_token() -> Result<Option<String>, String> {
         Err(_) => Ok(None),
     }
 }
+
+/// Hugging Face token for `trained push` / `saved push` (`--token` overrides it).
+pub const HF_TOKEN: &str = loraforge_hub::HF_TOKEN_ENV;
+
+/// Older name of `HF_TOKEN`, read when `HF_TOKEN` is not set (as huggingface_hub does).
+pub const HUGGING_FACE_HUB_TOKEN: &str = loraforge_hub::HUGGING_FACE_HUB_TOKEN_ENV;
+
+/// File holding the token (default `$HF_HOME/token`), as `hf auth login` writes it.
+pub const HF_TOKEN_PATH: &str = loraforge_hub::HF_TOKEN_PATH_ENV;
+
+/// Hugging Face home (default `$XDG_CACHE_HOME/huggingface`, else `~/.cache/huggingface`).
+pub const HF_HOME: &str = loraforge_hub::HF_HOME_ENV;
+
+/// Cache root under which the Hugging Face home lies when `HF_HOME` is not set.
+pub const XDG_CACHE_HOME: &str = loraforge_hub::XDG_CACHE_HOME_ENV;
+
+/// The user's home folder, last place the token file is looked for.
+pub const HOME: &str = "HOME";
+
+/// The Hugging Face Hub to push to. Default: `https://huggingface.co`.
+pub const HF_ENDPOINT: &str = loraforge_hub::HF_ENDPOINT_ENV;
+
+/// Where a push looks for the token, as huggingface_hub does: `--token` when given, then the
+/// environment, then the token file.
+pub fn hub_token_inputs(explicit: Option<String>) -> loraforge_hub::TokenInputs {
+    let var = |name: &str| std::env::var(name).ok();
+    let path = |name: &str| std::env::var_os(name).map(PathBuf::from);
+    loraforge_hub::TokenInputs {
+        explicit,
+        hf_token: var(HF_TOKEN),
+        hugging_face_hub_token: var(HUGGING_FACE_HUB_TOKEN),
+        hf_token_path: path(HF_TOKEN_PATH),
+        hf_home: path(HF_HOME),
+        xdg_cache_home: path(XDG_CACHE_HOME),
+        home: path(HOME),
+    }
+}
+
+/// The Hub endpoint text: `HF_ENDPOINT` when set and not empty, else the public Hub.
+pub fn hub_endpoint() -> String {
+    match std::env::var(HF_ENDPOINT) {
+        Ok(value) if !value.trim().is_empty() => value,
+        _ => loraforge_hub::DEFAULT_ENDPOINT.to_string(),
+    }
+}

@@ -37,6 +37,7 @@
 #![deny(missing_docs)]
 
 mod error;
+mod hub;
 mod json;
 mod lineage;
 mod render;
@@ -49,6 +50,7 @@ use loraforge_naming::{DeployedName, SavedName, TechnicalName, TrainedName, Uuid
 use serde::{Deserialize, Serialize};
 
 pub use error::CardError;
+pub use hub::{BaseModelRelation, HubReadme};
 pub use lineage::{
     checksum_dir, checksum_files, sha256_file, FileChecksum, LineageStep, Stage, ToolInfo,
 };

@@ -12,7 +12,7 @@ use std::fmt::Write;
 use crate::{ModelCard, Stage, TargetModules, SCHEMA};
 
 /// `owner/name` as the Hub spells repository ids (a local path is not one).
-fn is_hub_id(s: &str) -> bool {
+pub(crate) fn is_hub_id(s: &str) -> bool {
     let mut parts = s.split('/');
     let (Some(owner), Some(name), None) = (parts.next(), parts.next(), parts.next()) else {
         return false;
@@ -28,7 +28,7 @@ fn is_hub_id(s: &str) -> bool {
 }
 
 /// A YAML scalar: plain when unambiguous, else a double-quoted (JSON) string.
-fn yaml_scalar(s: &str) -> String {
+pub(crate) fn yaml_scalar(s: &str) -> String {
     let plain = s.starts_with(|c: char| c.is_ascii_alphanumeric())
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/' | '+'))
@@ -95,9 +95,15 @@ impl Table {
 
 pub(crate) fn readme(card: &ModelCard) -> String {
     let mut out = String::new();
+    front_matter(card, card.current().map(|s| s.stage), &mut out);
+    out.push_str(&body(card));
+    out
+}
+
+/// Everything after the front matter.
+pub(crate) fn body(card: &ModelCard) -> String {
+    let mut out = String::new();
     let current = card.current();
-    let stage = current.map(|s| s.stage);
-    front_matter(card, stage, &mut out);
 
     let title = current.map_or("Model card", |s| s.name.as_str());
     let _ = writeln!(out, "# {}\n", title.replace('\n', " "));
@@ -178,6 +184,16 @@ fn front_matter(card: &ModelCard, stage: Option<Stage>, out: &mut String) {
     if let Some(license) = &card.license {
         let _ = writeln!(out, "license: {}", yaml_scalar(license));
     }
+    out.push_str("tags:\n");
+    for tag in tags(card, stage) {
+        let _ = writeln!(out, "- {}", yaml_scalar(&tag));
+    }
+    out.push_str("---\n\n");
+}
+
+/// The `tags` of the front matter: loraforge, the model type, lora/dora/rslora, the stage and
+/// the quantization.
+pub(crate) fn tags(card: &ModelCard, stage: Option<Stage>) -> Vec<String> {
     let mut tags = vec!["loraforge".to_owned()];
     if let Some(m) = &card.base.model_type {
         tags.push(m.clone());
@@ -197,11 +213,7 @@ fn front_matter(card: &ModelCard, stage: Option<Stage>, out: &mut String) {
     if let Some(q) = card.current().and_then(|s| s.quantization) {
         tags.push(q.to_string());
     }
-    out.push_str("tags:\n");
-    for tag in tags {
-        let _ = writeln!(out, "- {}", yaml_scalar(&tag));
-    }
-    out.push_str("---\n\n");
+    tags
 }
 
 fn step_name(card: &ModelCard, stage: Stage) -> Option<&str> {

@@ -42,6 +42,10 @@ pub struct BaseModelInfo {
     pub weight_files: Vec<String>,
     /// `license` from the front matter of the folder's `README.md`, when there is one.
     pub license: Option<String>,
+    /// `_name_or_path` from `config.json`: the Hub id or path the model was loaded from, when
+    /// transformers recorded it.
+    #[serde(default)]
+    pub name_or_path: Option<String>,
 }
 
 /// Keys tried in order for each field: Transformers' names first, then GPT-2 style names.
@@ -82,6 +86,7 @@ impl BaseModelInfo {
             parameter_count,
             weight_files,
             license: read_readme_license(&dir.join("README.md"))?,
+            name_or_path: top.string("_name_or_path")?,
         })
     }
 }

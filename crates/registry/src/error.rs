@@ -202,6 +202,9 @@ pub enum RegistryError {
         #[source]
         source: Box<loraforge_ollama_client::ClientError>,
     },
+    /// A push to the Hugging Face Hub failed.
+    #[error(transparent)]
+    Hub(Box<loraforge_hub::HubError>),
     /// The saved model's files differ from the checksums recorded when it was saved.
     #[error("saved model '{name}': {file} changed since it was saved (sha256 {actual}, recorded {recorded}); save it again")]
     ChecksumMismatch {
@@ -247,6 +250,7 @@ impl RegistryError {
             RegistryError::Ollama(e) => e.is_user_error(),
             RegistryError::Convert(e) => e.is_user_error(),
             RegistryError::Quantize(e) => e.is_user_error(),
+            RegistryError::Hub(e) => e.is_user_error(),
             RegistryError::Io { .. }
             | RegistryError::CorruptRecord { .. }
             | RegistryError::JobFailed { .. }
@@ -272,6 +276,7 @@ impl RegistryError {
             RegistryError::LoraConvert(e) => e.hint(),
             RegistryError::Nf4(e) => e.hint(),
             RegistryError::Staging(e) => e.hint(),
+            RegistryError::Hub(e) => e.hint(),
             _ => None,
         }
     }
@@ -325,6 +330,7 @@ boxed_from!(
     LoraConvert(loraforge_export::LoraConvertError),
     Nf4(loraforge_nf4::Nf4Error),
     Staging(loraforge_staging::StagingError),
+    Hub(loraforge_hub::HubError),
 );
 
 /// Result alias for registry operations.

@@ -33,6 +33,9 @@ const TOKENIZER_FILES: &[&str] = &[
 /// The README card every exported folder gets.
 const README: &str = "README.md";
 
+/// The LoRA GGUF's name in a `lora` folder (llama.cpp `--lora`).
+pub(crate) const LORA_GGUF: &str = "adapter.gguf";
+
 /// Options of [`Registry::export_trained`].
 #[derive(Debug, Clone, Default)]
 pub struct TrainedExportOptions {
@@ -85,6 +88,34 @@ impl Registry {
         options: &TrainedExportOptions,
         reporter: &dyn Reporter,
     ) -> Result<FolderExport> {
+        let readme = self.card_readme(EntryKind::Trained, name)?;
+        into_new_folder(out, |staged| {
+            let did = self.fill_trained_folder(name, staged, options.gguf, reporter)?;
+            write_atomic(
+                &staged.join(README),
+                with_export_section(&readme, &did).as_bytes(),
+            )?;
+            Ok(options.gguf.map(|_| out.join(LORA_GGUF)))
+        })
+        .map(|(files, gguf)| FolderExport {
+            out_dir: out.to_path_buf(),
+            save_method: "lora",
+            files,
+            gguf,
+        })
+    }
+
+    /// Fill the empty folder `staged` with everything of trained model `name`'s `lora` folder
+    /// but its README: the PEFT files as trained, the base's tokenizer files and, with `gguf`,
+    /// the LoRA GGUF ([`LORA_GGUF`]). Returns the text of the README's `## Export` section.
+    /// `trained export` and `trained push` both write the folder this way.
+    pub(crate) fn fill_trained_folder(
+        &self,
+        name: &str,
+        staged: &Path,
+        gguf: Option<loraforge_export::ExportTarget>,
+        reporter: &dyn Reporter,
+    ) -> Result<String> {
         let record = self.trained(name)?;
         let adapter_dir = self
             .storage()
@@ -101,57 +132,40 @@ impl Registry {
                 path: base_dir,
             });
         }
-        let readme = self.card_readme(EntryKind::Trained, name)?;
-        into_new_folder(out, |staged| {
-            copy_listed(&adapter_dir, staged, PEFT_FILES)?;
-            copy_listed(&base_dir, staged, TOKENIZER_FILES)?;
-            let mut did = format!(
-                "Exported by loraforge {} on {} with save method `lora`: the PEFT adapter of \
-                 trained model `{name}` (`adapter_config.json`, `adapter_model.safetensors`, as \
-                 trained) and the tokenizer files of base model `{}`. Load it over the base model \
-                 with PEFT (`PeftModel.from_pretrained`); the base is needed at inference.",
-                env!("CARGO_PKG_VERSION"),
-                Utc::now().format("%Y-%m-%d %H:%M UTC"),
-                base.technical_name,
-            );
-            let gguf = match options.gguf {
-                Some(target) => {
-                    let path = staged.join("adapter.gguf");
-                    let report = loraforge_export::convert_lora(
-                        &adapter_dir,
-                        &base_dir,
-                        &path,
-                        &loraforge_export::LoraConvertOptions {
-                            target,
-                            sha256: false,
-                        },
-                        reporter,
-                    )?;
-                    did.push_str(&format!(
-                        "\n\n`adapter.gguf` is the same adapter as a LoRA GGUF ({} tensors, as \
-                         llama.cpp's `convert_lora_to_gguf.py` writes it): load it with \
-                         `llama-cli -m BASE.gguf --lora adapter.gguf`.",
-                        report.tensors
-                    ));
-                    for warning in &report.warnings {
-                        did.push_str(&format!("\n\n- note: {warning}"));
-                    }
-                    Some(out.join("adapter.gguf"))
-                }
-                None => None,
-            };
-            write_atomic(
-                &staged.join(README),
-                with_export_section(&readme, &did).as_bytes(),
+        copy_listed(&adapter_dir, staged, PEFT_FILES)?;
+        copy_listed(&base_dir, staged, TOKENIZER_FILES)?;
+        let mut did = format!(
+            "Exported by loraforge {} on {} with save method `lora`: the PEFT adapter of \
+             trained model `{}` (`adapter_config.json`, `adapter_model.safetensors`, as \
+             trained) and the tokenizer files of base model `{}`. Load it over the base model \
+             with PEFT (`PeftModel.from_pretrained`); the base is needed at inference.",
+            env!("CARGO_PKG_VERSION"),
+            Utc::now().format("%Y-%m-%d %H:%M UTC"),
+            record.name,
+            base.technical_name,
+        );
+        if let Some(target) = gguf {
+            let report = loraforge_export::convert_lora(
+                &adapter_dir,
+                &base_dir,
+                &staged.join(LORA_GGUF),
+                &loraforge_export::LoraConvertOptions {
+                    target,
+                    sha256: false,
+                },
+                reporter,
             )?;
-            Ok(gguf)
-        })
-        .map(|(files, gguf)| FolderExport {
-            out_dir: out.to_path_buf(),
-            save_method: "lora",
-            files,
-            gguf,
-        })
+            did.push_str(&format!(
+                "\n\n`{LORA_GGUF}` is the same adapter as a LoRA GGUF ({} tensors, as \
+                 llama.cpp's `convert_lora_to_gguf.py` writes it): load it with \
+                 `llama-cli -m BASE.gguf --lora {LORA_GGUF}`.",
+                report.tensors
+            ));
+            for warning in &report.warnings {
+                did.push_str(&format!("\n\n- note: {warning}"));
+            }
+        }
+        Ok(did)
     }
 
     /// Write the saved model `name` into the new folder `out` as `format` says, with its README
@@ -163,46 +177,19 @@ impl Registry {
         out: &Path,
         reporter: &dyn Reporter,
     ) -> Result<FolderExport> {
-        let record = self.saved(name)?;
-        let model_dir = self.saved_dir(name)?.join("model");
         let readme = self.card_readme(EntryKind::Saved, name)?;
         into_new_folder(out, |staged| {
             let did = match format {
                 SavedExportFormat::Merged16bit => {
-                    copy_tree(&model_dir, staged)?;
-                    format!(
-                        "Exported by loraforge {} on {} with save method `merged_16bit`: saved \
-                         model `{name}` as saved ({}).",
-                        env!("CARGO_PKG_VERSION"),
-                        Utc::now().format("%Y-%m-%d %H:%M UTC"),
-                        record.dtype
-                    )
+                    let record = self.saved(name)?;
+                    copy_tree(&self.saved_dir(name)?.join("model"), staged)?;
+                    merged_16bit_note(&record)
                 }
                 SavedExportFormat::Merged4bit => {
                     // quantize_folder wants a folder that does not exist yet
                     std::fs::remove_dir(staged)
                         .map_err(RegistryError::io("cannot prepare", staged))?;
-                    let report = loraforge_nf4::quantize_folder(
-                        &model_dir,
-                        staged,
-                        &loraforge_nf4::Nf4Options::default(),
-                        reporter,
-                    )?;
-                    format!(
-                        "Exported by loraforge {} on {} with save method `merged_4bit`: saved \
-                         model `{name}` quantized to bitsandbytes NF4 with double quantization \
-                         ({} weights in 4 bits, {} tensors kept in {}), as transformers' \
-                         `save_pretrained` writes the model loaded with \
-                         `BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=\"nf4\", \
-                         bnb_4bit_use_double_quant=True)`. Loading it needs bitsandbytes. The \
-                         saved model in the store stays {}: 4-bit is an export only.",
-                        env!("CARGO_PKG_VERSION"),
-                        Utc::now().format("%Y-%m-%d %H:%M UTC"),
-                        report.quantized,
-                        report.kept,
-                        report.dtype.safetensors_name().to_ascii_lowercase(),
-                        record.dtype
-                    )
+                    self.write_merged_4bit(name, staged, reporter)?
                 }
             };
             write_atomic(
@@ -218,10 +205,57 @@ impl Registry {
             gguf,
         })
     }
+
+    /// Quantize saved model `name` to bitsandbytes NF4 into the new folder `out` (which must
+    /// not exist; no README). Returns the text of the README's `## Export` section.
+    /// `saved export --format merged_4bit` and `saved push --format merged_4bit` both use it.
+    pub(crate) fn write_merged_4bit(
+        &self,
+        name: &str,
+        out: &Path,
+        reporter: &dyn Reporter,
+    ) -> Result<String> {
+        let record = self.saved(name)?;
+        let model_dir = self.saved_dir(name)?.join("model");
+        let report = loraforge_nf4::quantize_folder(
+            &model_dir,
+            out,
+            &loraforge_nf4::Nf4Options::default(),
+            reporter,
+        )?;
+        Ok(format!(
+            "Exported by loraforge {} on {} with save method `merged_4bit`: saved \
+             model `{}` quantized to bitsandbytes NF4 with double quantization \
+             ({} weights in 4 bits, {} tensors kept in {}), as transformers' \
+             `save_pretrained` writes the model loaded with \
+             `BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=\"nf4\", \
+             bnb_4bit_use_double_quant=True)`. Loading it needs bitsandbytes. The \
+             saved model in the store stays {}: 4-bit is an export only.",
+            env!("CARGO_PKG_VERSION"),
+            Utc::now().format("%Y-%m-%d %H:%M UTC"),
+            record.name,
+            report.quantized,
+            report.kept,
+            report.dtype.safetensors_name().to_ascii_lowercase(),
+            record.dtype
+        ))
+    }
+}
+
+/// The `## Export` text of a `merged_16bit` folder: the saved model as saved.
+pub(crate) fn merged_16bit_note(record: &crate::records::SavedRecord) -> String {
+    format!(
+        "Exported by loraforge {} on {} with save method `merged_16bit`: saved \
+         model `{}` as saved ({}).",
+        env!("CARGO_PKG_VERSION"),
+        Utc::now().format("%Y-%m-%d %H:%M UTC"),
+        record.name,
+        record.dtype
+    )
 }
 
 /// The card with an `## Export` section before its footer.
-fn with_export_section(readme: &str, did: &str) -> String {
+pub(crate) fn with_export_section(readme: &str, did: &str) -> String {
     let section = format!("## Export\n\n{did}\n\n");
     match readme.rfind("---\n\n*Generated by") {
         Some(at) => format!("{}{section}{}", &readme[..at], &readme[at..]),

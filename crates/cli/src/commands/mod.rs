@@ -5,6 +5,7 @@
 mod demo;
 mod deploy;
 mod direct;
+mod hub;
 mod jobs;
 mod models;
 mod serve;

@@ -170,6 +170,7 @@ pub fn trained(context: &Context, command: TrainedCommand) -> anyhow::Result<()>
                 )
             })
         }
+        TrainedCommand::Push(args) => super::hub::push_trained(context, &registry, args),
     }
 }
 
@@ -217,5 +218,6 @@ pub fn saved(context: &Context, command: SavedCommand) -> anyhow::Result<()> {
                 )
             })
         }
+        SavedCommand::Push(args) => super::hub::push_saved(context, &registry, args),
     }
 }

@@ -6,7 +6,8 @@ use super::Context;
 use crate::args::ShowArgs;
 use crate::output::{print_json, println_stdout};
 
-/// The card as JSON (`--json`), as Markdown (`--readme`), or the README and where the files are.
+/// The card as JSON (`--json`, with `hub_pushes` when it was pushed), as Markdown (`--readme`), or the README, where the files are and
+/// the entry's Hub pushes.
 pub fn show(
     context: &Context,
     registry: &Registry,
@@ -18,11 +19,19 @@ pub fn show(
         return Ok(());
     }
     if context.json {
-        let card: serde_json::Value = serde_json::from_str(&registry.card_json(kind, &args.name)?)?;
+        let mut card: serde_json::Value =
+            serde_json::from_str(&registry.card_json(kind, &args.name)?)?;
+        let pushes = registry.hub_pushes(kind, &args.name)?;
+        if let (false, Some(object)) = (pushes.is_empty(), card.as_object_mut()) {
+            object.insert("hub_pushes".into(), serde_json::to_value(&pushes)?);
+        }
         return print_json(&card);
     }
     let dir = registry.entry_dir(kind, &args.name)?;
     println_stdout(&registry.card_readme(kind, &args.name)?);
     println_stdout(&format!("\nfiles: {}", dir.display()));
+    if let Some(text) = super::hub::pushes_text(&registry.hub_pushes(kind, &args.name)?) {
+        println_stdout(&text);
+    }
     Ok(())
 }
