@@ -188,6 +188,33 @@ fn lifecycle_names_cards_and_listings() {
     assert!(env.ok(&["--help"]).contains("Examples:"));
 }
 
+/// `saved deploy --help`: every GGUF type deploys through loraforge's quantizer, Ollama's own
+/// four stay the `--server-quantize` choices; clap takes any of them, in any case.
+#[test]
+fn deploy_help_lists_every_type_and_ollamas_own_choices() {
+    let env = env();
+    let help = env.ok(&["saved", "deploy", "--help"]);
+    let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    for ty in [
+        "no_quantization",
+        "q2_K",
+        "q3_K_S",
+        "q4_0",
+        "q5_K_M",
+        "q6_K",
+        "q8_0",
+    ] {
+        assert!(help.contains(ty), "{ty} missing from:\n{help}");
+    }
+    assert!(help.contains("Ollama keeps its"), "{help}");
+    assert!(help.contains("every GGUF type llama.cpp runs"), "{help}");
+    // q3_k_m gets past argument parsing (the missing saved model is what fails).
+    let out = env.fails(&["saved", "deploy", "nope", "--quant", "q3_k_m"]);
+    assert!(!stderr(&out).contains("invalid value"), "{}", stderr(&out));
+    let out = env.fails(&["saved", "deploy", "nope", "--quant", "iq2_xs"]);
+    assert!(stderr(&out).contains("invalid value"), "{}", stderr(&out));
+}
+
 fn chrono_today() -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
