@@ -186,13 +186,18 @@ pub enum SavedCommand {
     },
     /// Export to GGUF and deploy to Ollama.
     Deploy(DeployArgs),
-    /// Export as a standalone folder: merged_16bit (as saved) or merged_4bit (bitsandbytes NF4).
+    /// Export as a standalone folder: merged_16bit (as saved), merged_4bit (bitsandbytes NF4),
+    /// or gguf (one GGUF file per --quant type, all from one read of the lossless GGUF).
     Export {
         /// Saved model name.
         name: String,
         /// The save method of the folder.
-        #[arg(long, value_parser = ["merged_16bit", "merged_4bit"])]
+        #[arg(long, value_parser = ["merged_16bit", "merged_4bit", "gguf"])]
         format: String,
+        /// With --format gguf: the types, comma-separated (e.g. q4_K_M,q5_K_M,q8_0), each
+        /// written as `NAME.TYPE.gguf`; no_quantization is the saved dtype.
+        #[arg(long, value_name = "TYPE,…", value_delimiter = ',', value_parser = quant_types(), ignore_case = true)]
+        quant: Vec<String>,
         /// Output folder (must not exist, or be empty).
         #[arg(long)]
         out: PathBuf,
