@@ -16,9 +16,9 @@ use crate::blocks::{
     BlockQ5_1, BlockQ6K, BlockQ8_0, QK, QK_K,
 };
 use crate::reference::{
-    c_f32_to_byte, h, hf, nearest_int as ni, pack_2bit, pack_q5, pack_q2_k_scales, pack_q3_k,
-    pack_q3_k_scales, pack_q6, pack_scales_mins, q3_k_scale, Qkx2, GROUP_MAX_EPS, QKX2_Q2K,
-    QKX2_Q4K, QKX2_Q5K,
+    c_f32_to_byte, h, hf, nearest_int as ni, pack_2bit, pack_q2_k_scales, pack_q3_k,
+    pack_q3_k_scales, pack_q5, pack_q6, pack_scales_mins, q3_k_scale, Qkx2, GROUP_MAX_EPS,
+    QKX2_Q2K, QKX2_Q4K, QKX2_Q5K,
 };
 
 /// `make_qkx2_quants(N, p.nmax, …)` on `L` sub-blocks of `N` values at once (`x[i][j]` =
