@@ -94,5 +94,20 @@ fn bench_dequantize(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_kernels, bench_dequantize);
+/// bitsandbytes NF4 (the merged_4bit save method): the fast block kernel, one thread, against
+/// the scalar port it is tested against.
+fn bench_nf4(c: &mut Criterion) {
+    let x = weights();
+    let mut group = c.benchmark_group("nf4");
+    group.throughput(Throughput::Bytes((x.len() * 4) as u64));
+    group.bench_function("fast", |b| {
+        b.iter(|| loraforge_nf4::quantize_blocks(black_box(&x), 1))
+    });
+    group.bench_function("scalar", |b| {
+        b.iter(|| loraforge_nf4::quantize_blocks_scalar(black_box(&x)))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_kernels, bench_dequantize, bench_nf4);
 criterion_main!(benches);

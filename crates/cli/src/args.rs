@@ -241,13 +241,18 @@ pub enum SavedCommand {
     },
     /// Export to GGUF and deploy to Ollama.
     Deploy(DeployArgs),
-    /// Export as a standalone folder: merged_16bit (as saved) or merged_4bit (bitsandbytes NF4).
+    /// Export as a standalone folder: merged_16bit (as saved), merged_4bit (bitsandbytes NF4),
+    /// or gguf (one GGUF file per --quant type, all from one read of the lossless GGUF).
     Export {
         /// Saved model name.
         name: String,
         /// The save method of the folder.
-        #[arg(long, value_parser = ["merged_16bit", "merged_4bit"])]
+        #[arg(long, value_parser = ["merged_16bit", "merged_4bit", "gguf"])]
         format: String,
+        /// With --format gguf: the types, comma-separated (e.g. q4_K_M,q5_K_M,q8_0), each
+        /// written as `NAME.TYPE.gguf`; no_quantization is the saved dtype.
+        #[arg(long, value_name = "TYPE,…", value_delimiter = ',', value_parser = quant_types(), ignore_case = true)]
+        quant: Vec<String>,
         /// Output folder (must not exist, or be empty).
         #[arg(long)]
         out: PathBuf,
@@ -256,18 +261,29 @@ pub enum SavedCommand {
     Push(SavedPushArgs),
 }
 
+/// Every `--quant` choice of `saved deploy`, in the product's order.
+fn quant_types() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(
+        loraforge_naming::QuantType::ALL.map(|q| clap::builder::PossibleValue::new(q.as_str())),
+    )
+}
+
 /// `loraforge saved deploy …`
 #[derive(Debug, Args)]
 pub struct DeployArgs {
     /// Saved model name.
     pub name: String,
-    /// Quantization.
-    #[arg(long, value_name = "TYPE", value_parser = ["no_quantization", "q8_0", "q4_K_M", "q4_K_S"], ignore_case = true)]
+    /// Quantization: no_quantization (the saved model's 16-bit type) or any GGUF type, made
+    /// by loraforge's quantizer (Ollama runs every GGUF type llama.cpp runs, so every one can
+    /// be deployed).
+    #[arg(long, value_name = "TYPE", value_parser = quant_types(), ignore_case = true)]
     pub quant: String,
     /// Ollama server (overrides OLLAMA_HOST).
     #[arg(long, value_name = "URL")]
     pub host: Option<String>,
-    /// Upload F16 and let Ollama quantize (instead of loraforge's quantizer).
+    /// Upload F16 and let Ollama quantize instead of loraforge's quantizer. Ollama keeps its
+    /// own choices: no_quantization, q8_0, q4_K_M and q4_K_S; any other --quant type is made
+    /// by loraforge's quantizer all the same.
     #[arg(long)]
     pub server_quantize: bool,
     /// Generate one token after creating the model, to check it loads (a model that fails is

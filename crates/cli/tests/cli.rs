@@ -188,6 +188,33 @@ fn lifecycle_names_cards_and_listings() {
     assert!(env.ok(&["--help"]).contains("Examples:"));
 }
 
+/// `saved deploy --help`: every GGUF type deploys through loraforge's quantizer, Ollama's own
+/// four stay the `--server-quantize` choices; clap takes any of them, in any case.
+#[test]
+fn deploy_help_lists_every_type_and_ollamas_own_choices() {
+    let env = env();
+    let help = env.ok(&["saved", "deploy", "--help"]);
+    let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    for ty in [
+        "no_quantization",
+        "q2_K",
+        "q3_K_S",
+        "q4_0",
+        "q5_K_M",
+        "q6_K",
+        "q8_0",
+    ] {
+        assert!(help.contains(ty), "{ty} missing from:\n{help}");
+    }
+    assert!(help.contains("Ollama keeps its"), "{help}");
+    assert!(help.contains("every GGUF type llama.cpp runs"), "{help}");
+    // q3_k_m gets past argument parsing (the missing saved model is what fails).
+    let out = env.fails(&["saved", "deploy", "nope", "--quant", "q3_k_m"]);
+    assert!(!stderr(&out).contains("invalid value"), "{}", stderr(&out));
+    let out = env.fails(&["saved", "deploy", "nope", "--quant", "iq2_xs"]);
+    assert!(stderr(&out).contains("invalid value"), "{}", stderr(&out));
+}
+
 fn chrono_today() -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -1348,4 +1375,111 @@ fn trained_export_writes_the_peft_folder_and_saved_export_merged_4bit() {
         .unwrap()
         .contains("merged_4bit"));
     assert_eq!(listing(dir.path()), ["lora", "m4"]);
+}
+
+/// `saved export --format gguf --quant A,B,…`: one `NAME.TYPE.gguf` per type (repeats once,
+/// any case) from one read of the lossless GGUF, each identical to `loraforge quantize` of that
+/// lossless file (the single-type path), plus the card; bad combinations exit 2.
+#[test]
+fn saved_export_gguf_writes_several_types_in_one_pass() {
+    let e = env();
+    e.add_base();
+    let trained = e.add_trained();
+    let saved = e.save(&trained);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("gguf");
+    let report = e.json(&[
+        "saved",
+        "export",
+        &saved,
+        "--format",
+        "gguf",
+        "--quant",
+        "q4_K_M,Q5_K_M,q8_0,no_quantization,q4_k_m,q3_K_S",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let files = report.as_array().unwrap();
+    let types: Vec<&str> = files
+        .iter()
+        .map(|f| f["file_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types.len(), 5, "{report}");
+    for t in ["q4_K_M", "q5_K_M", "q8_0", "q3_K_S"] {
+        assert!(types.contains(&t), "{t}: {types:?}");
+    }
+    let lossless = types
+        .iter()
+        .find(|t| !t.starts_with('q'))
+        .map(|t| out.join(format!("{saved}.{t}.gguf")))
+        .unwrap();
+    assert!(lossless.is_file());
+    for t in ["q4_K_M", "q5_K_M", "q8_0", "q3_K_S"] {
+        let ours = out.join(format!("{saved}.{t}.gguf"));
+        let single = dir.path().join(format!("single.{t}.gguf"));
+        e.ok(&[
+            "quantize",
+            lossless.to_str().unwrap(),
+            single.to_str().unwrap(),
+            t,
+        ]);
+        assert_eq!(file_sha256(&ours), file_sha256(&single), "{t}");
+        let listed = files.iter().find(|f| f["file_type"] == t).unwrap();
+        assert_eq!(
+            listed["sha256"].as_str().unwrap(),
+            file_sha256(&ours),
+            "{t}"
+        );
+    }
+    let readme = std::fs::read_to_string(out.join("README.md")).unwrap();
+    assert!(
+        readme.contains("## Export") && readme.contains("q5_K_M"),
+        "{readme}"
+    );
+
+    let fails = |args: &[&str]| {
+        let output = e.fails(args);
+        assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+        stderr(&output)
+    };
+    let other = dir.path().join("other");
+    let o = other.to_str().unwrap();
+    let err = fails(&["saved", "export", &saved, "--format", "gguf", "--out", o]);
+    assert!(err.contains("--quant"), "{err}");
+    let err = fails(&[
+        "saved",
+        "export",
+        &saved,
+        "--format",
+        "merged_16bit",
+        "--quant",
+        "q8_0",
+        "--out",
+        o,
+    ]);
+    assert!(err.contains("--format gguf"), "{err}");
+    fails(&[
+        "saved",
+        "export",
+        &saved,
+        "--format",
+        "gguf",
+        "--quant",
+        "q4_K_M,iq2_xs",
+        "--out",
+        o,
+    ]);
+    // An existing non-empty --out is refused.
+    fails(&[
+        "saved",
+        "export",
+        &saved,
+        "--format",
+        "gguf",
+        "--quant",
+        "q8_0",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!other.exists());
 }

@@ -124,8 +124,8 @@ pub use error::ConvertError;
 pub use lora::{convert_lora, LoraConvertError, LoraConvertOptions, LoraConvertReport};
 pub use loraforge_naming::FileType;
 pub use quantize_file::{
-    quantize_file, FallbackReport, QuantizeFileError, QuantizeFileOptions, QuantizeFileReport,
-    TensorReport, GGML_QNT_VERSION,
+    quantize_file, quantize_file_multi, FallbackReport, QuantizeFileError, QuantizeFileOptions,
+    QuantizeFileReport, TensorReport, GGML_QNT_VERSION,
 };
 pub use target::ExportTarget;
 pub use vocab::PreTokenizerSource;

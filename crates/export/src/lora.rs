@@ -327,6 +327,22 @@ pub fn convert_lora(
             pairs[idx].b = entry;
         }
     }
+    let tied = base_cfg.get("tie_word_embeddings").and_then(Json::as_bool) == Some(true)
+        || base_shapes
+            .as_ref()
+            .is_some_and(|s| !s.contains_key("lm_head.weight"));
+    if tied
+        && pairs
+            .iter()
+            .any(|p| p.base_name.ends_with("embed_tokens.weight"))
+    {
+        warnings.push(
+            "a LoRA on the token embedding of a base with tied embeddings: llama.cpp (0c1e57098) \
+             also applies it to the output projection, where its A/B layout does not fit, and \
+             aborts (GGML_ASSERT ggml_can_mul_mat); merge the adapter and convert instead"
+                .into(),
+        );
+    }
 
     // Out type.
     let first_dtype = pairs

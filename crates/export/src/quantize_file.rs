@@ -282,8 +282,283 @@ pub fn quantize_file(
     let file = GgufFile::open(input)?;
     file.advise_sequential();
     let hparams = hparams_of(&file, input)?;
+    let order = output_order(&file);
+    let Planned {
+        writer,
+        plan,
+        n_fallback,
+    } = plan_output(&file, &hparams, &order, ftype, options)?;
 
-    // Output order and per-tensor decisions.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(options.threads)
+        .build()
+        .map_err(|source| QuantizeFileError::Threads {
+            threads: options.threads,
+            source,
+        })?;
+    let total: u64 = file.tensors().iter().map(|t| t.size).sum();
+    reporter.begin("quantize", Some(total));
+    let mut source = QuantSource {
+        file: &file,
+        order: &order,
+        plan: &plan,
+        pool: &pool,
+        reporter,
+    };
+    let written = writer
+        .write_to_path(output, &mut source, &WriteOptions { sha256: true })
+        .map_err(|e| match e {
+            WriteError::Source { source, tensor } => match source.downcast::<QuantizeFileError>() {
+                Ok(inner) => *inner,
+                Err(source) => QuantizeFileError::Write(WriteError::Source { tensor, source }),
+            },
+            other => QuantizeFileError::Write(other),
+        })?;
+    reporter.finish();
+
+    Ok(report_of(
+        &file,
+        &order,
+        &Planned {
+            writer,
+            plan,
+            n_fallback,
+        },
+        ftype,
+        written,
+    ))
+}
+
+/// Quantizes the GGUF file `input` to several file types in one pass: every tensor is read
+/// and widened to f32 once, then quantized to each output's type (once per distinct type) and
+/// written to each output. Each output is the same file [`quantize_file`] writes for its type
+/// (checked by the tests). All are written through temp files, renamed into place once every
+/// one is complete; on an error before that, no output path is touched. Reports in the order
+/// of `outputs`.
+///
+/// ```no_run
+/// use loraforge_export::{quantize_file_multi, FileType, QuantizeFileOptions};
+/// use loraforge_progress::NoProgress;
+///
+/// let outputs = [
+///     ("m.q4_K_M.gguf".into(), FileType::Q4KM),
+///     ("m.q8_0.gguf".into(), FileType::Q8_0),
+/// ];
+/// let reports = quantize_file_multi(
+///     "m-bf16.gguf".as_ref(),
+///     &outputs,
+///     &QuantizeFileOptions::default(),
+///     &NoProgress,
+/// )?;
+/// assert_eq!(reports.len(), 2);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn quantize_file_multi(
+    input: &Path,
+    outputs: &[(PathBuf, FileType)],
+    options: &QuantizeFileOptions,
+    reporter: &dyn Reporter,
+) -> Result<Vec<QuantizeFileReport>, QuantizeFileError> {
+    for (path, _) in outputs {
+        if same_file(input, path) {
+            return Err(QuantizeFileError::SameFile { path: path.clone() });
+        }
+    }
+    let file = GgufFile::open(input)?;
+    file.advise_sequential();
+    let hparams = hparams_of(&file, input)?;
+    let order = output_order(&file);
+    let planned: Vec<Planned> = outputs
+        .iter()
+        .map(|(_, ftype)| plan_output(&file, &hparams, &order, *ftype, options))
+        .collect::<Result<_, _>>()?;
+    let layouts: Vec<loraforge_gguf::GgufLayout> = planned
+        .iter()
+        .map(|p| p.writer.layout().map_err(QuantizeFileError::Write))
+        .collect::<Result<_, _>>()?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(options.threads)
+        .build()
+        .map_err(|source| QuantizeFileError::Threads {
+            threads: options.threads,
+            source,
+        })?;
+
+    let file_error = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source: std::io::Error| QuantizeFileError::Write(WriteError::File { path, source })
+    };
+    let mut sinks = Vec::with_capacity(outputs.len());
+    for ((path, _), layout) in outputs.iter().zip(&layouts) {
+        loraforge_staging::check_output(path, loraforge_staging::OutputKind::File)
+            .map_err(|e| QuantizeFileError::Write(e.into()))?;
+        let (temp, f) = loraforge_staging::Staged::file_beside(path)
+            .map_err(|e| QuantizeFileError::Write(e.into()))?;
+        let mut sink = Sink {
+            temp,
+            out: std::io::BufWriter::with_capacity(1 << 20, f),
+            hasher: sha2::Sha256::default(),
+        };
+        sink.write(&layout.header).map_err(file_error(path))?;
+        sinks.push(sink);
+    }
+
+    let total: u64 = file.tensors().iter().map(|t| t.size).sum();
+    reporter.begin("quantize", Some(total));
+    let threads = pool.current_num_threads().max(1);
+    for (index, &input_index) in order.iter().enumerate() {
+        let entry = &file.tensors()[input_index];
+        let data = file.tensor_data(input_index);
+        reporter.message(&entry.info.name);
+        // The distinct output types this tensor is quantized to; copies take the input bytes.
+        let mut types: Vec<GgmlType> = Vec::new();
+        for p in &planned {
+            let d = &p.plan[index];
+            if d.quantize && !types.contains(&d.ty) {
+                types.push(d.ty);
+            }
+        }
+        let copied = planned.iter().any(|p| !p.plan[index].quantize);
+        if copied {
+            for (sink, ((path, _), p)) in sinks.iter_mut().zip(outputs.iter().zip(&planned)) {
+                if !p.plan[index].quantize {
+                    sink.write(data).map_err(file_error(path))?;
+                }
+            }
+        }
+        if !types.is_empty() {
+            let n_per_row = usize::try_from(entry.info.row_len()).unwrap_or(0);
+            let n_rows = usize::try_from(entry.info.n_rows().unwrap_or(0)).unwrap_or(0);
+            let rows_per_chunk = (CHUNK_ELEMS as usize / n_per_row.max(1))
+                .min(n_rows.div_ceil(threads * 4))
+                .max(1);
+            let job = ChunkJob {
+                tensor: &entry.info.name,
+                data,
+                from: entry.info.ty,
+                to: types[0],
+                n_per_row,
+                n_rows,
+                rows_per_chunk,
+            };
+            // Batches of chunks converted in parallel, written in order: memory stays bounded
+            // by a batch of every type.
+            let batch = threads * 4;
+            let n_chunks = job.n_chunks();
+            let mut first = 0;
+            while first < n_chunks {
+                let last = (first + batch).min(n_chunks);
+                use rayon::prelude::*;
+                let converted: Vec<Vec<Vec<u8>>> = pool.install(|| {
+                    (first..last)
+                        .into_par_iter()
+                        .map(|c| {
+                            F32_BUF.with(|buf| {
+                                let mut buf = buf.borrow_mut();
+                                job.widen(c, &mut buf)?;
+                                types
+                                    .iter()
+                                    .map(|&to| job.quantize(c, &buf, to))
+                                    .collect::<Result<Vec<_>, _>>()
+                            })
+                        })
+                        .collect::<Result<Vec<_>, QuantizeFileError>>()
+                })?;
+                for (c, per_type) in (first..last).zip(&converted) {
+                    for (sink, ((path, _), p)) in sinks.iter_mut().zip(outputs.iter().zip(&planned))
+                    {
+                        let d = &p.plan[index];
+                        if let Some(k) = types.iter().position(|&t| d.quantize && t == d.ty) {
+                            sink.write(&per_type[k]).map_err(file_error(path))?;
+                        }
+                    }
+                    let (start, len) = job.input_range(c);
+                    file.release_tensor_range(input_index, start..start + len);
+                    reporter.advance(len);
+                }
+                first = last;
+            }
+        } else {
+            reporter.advance(entry.size);
+        }
+        for ((sink, layout), (path, _)) in sinks.iter_mut().zip(&layouts).zip(outputs) {
+            let size = layout.tensor_sizes[index];
+            let pad = size.next_multiple_of(layout.alignment) - size;
+            sink.write(&vec![0u8; pad as usize])
+                .map_err(file_error(path))?;
+        }
+    }
+    reporter.finish();
+
+    let mut reports = Vec::with_capacity(outputs.len());
+    for (((sink, layout), (path, ftype)), p) in
+        sinks.into_iter().zip(&layouts).zip(outputs).zip(&planned)
+    {
+        let Sink { temp, out, hasher } = sink;
+        out.into_inner()
+            .map_err(|e| file_error(path)(e.into_error()))?;
+        temp.persist(path)
+            .map_err(|e| QuantizeFileError::Write(e.into()))?;
+        use sha2::Digest;
+        let written = loraforge_gguf::WrittenFile {
+            path: path.clone(),
+            bytes: layout.file_size,
+            sha256: Some(hex::encode(hasher.finalize())),
+        };
+        reports.push(report_of(&file, &order, p, *ftype, written));
+    }
+    Ok(reports)
+}
+
+/// One output of [`quantize_file_multi`]: its temp file, buffered, and its running sha256.
+struct Sink {
+    temp: loraforge_staging::Staged,
+    out: std::io::BufWriter<std::fs::File>,
+    hasher: sha2::Sha256,
+}
+
+impl Sink {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        use sha2::Digest;
+        self.hasher.update(bytes);
+        self.out.write_all(bytes)
+    }
+}
+
+/// The report of one written output.
+fn report_of(
+    file: &GgufFile,
+    order: &[usize],
+    planned: &Planned,
+    ftype: FileType,
+    written: loraforge_gguf::WrittenFile,
+) -> QuantizeFileReport {
+    let tensors = order
+        .iter()
+        .zip(&planned.plan)
+        .zip(planned.writer.tensors())
+        .map(|((&i, d), out)| TensorReport {
+            name: d.name.clone(),
+            from: file.tensors()[i].info.ty,
+            to: d.ty,
+            dims: out.dims.clone(),
+            bytes: out.n_bytes().unwrap_or(0),
+            fallback: d.fallback.as_ref().map(FallbackReport::from),
+        })
+        .collect();
+    QuantizeFileReport {
+        output: written.path,
+        ftype: ftype.llama_name(),
+        input_bytes: file.len(),
+        output_bytes: written.bytes,
+        sha256: written.sha256.unwrap_or_default(),
+        tensors,
+        n_fallback: planned.n_fallback,
+    }
+}
+
+/// The input's tensors in llama.cpp's output order (the same for every file type).
+fn output_order(file: &GgufFile) -> Vec<usize> {
     let mut named: Vec<Named> = file
         .tensors()
         .iter()
@@ -291,7 +566,25 @@ pub fn quantize_file(
         .map(|(i, t)| Named(t.info.name.clone(), i))
         .collect();
     llama_tensor_order(&mut named);
-    let order: Vec<usize> = named.into_iter().map(|n| n.1).collect();
+    named.into_iter().map(|n| n.1).collect()
+}
+
+/// One output's header (metadata + tensor infos), per-tensor decisions and fallback count.
+struct Planned {
+    writer: GgufWriter,
+    plan: Vec<loraforge_quantize::TensorDecision>,
+    n_fallback: usize,
+}
+
+/// llama.cpp's per-tensor types for `ftype`, checked against the input and the options, and
+/// the output's header.
+fn plan_output(
+    file: &GgufFile,
+    hparams: &ModelHparams,
+    order: &[usize],
+    ftype: FileType,
+    options: &QuantizeFileOptions,
+) -> Result<Planned, QuantizeFileError> {
     let metas: Vec<(String, Vec<u64>, GgmlType)> = order
         .iter()
         .map(|&i| {
@@ -299,7 +592,7 @@ pub fn quantize_file(
             (t.name.clone(), t.dims.clone(), t.ty)
         })
         .collect();
-    let plan = plan_tensor_types(ftype, &hparams, &metas).map_err(QuantizeFileError::Plan)?;
+    let plan = plan_tensor_types(ftype, hparams, &metas).map_err(QuantizeFileError::Plan)?;
 
     for (&i, d) in order.iter().zip(&plan) {
         let ty = file.tensors()[i].info.ty;
@@ -352,54 +645,11 @@ pub fn quantize_file(
             .map_err(QuantizeFileError::Write)?;
     }
 
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(options.threads)
-        .build()
-        .map_err(|source| QuantizeFileError::Threads {
-            threads: options.threads,
-            source,
-        })?;
-    let total: u64 = file.tensors().iter().map(|t| t.size).sum();
-    reporter.begin("quantize", Some(total));
-    let mut source = QuantSource {
-        file: &file,
-        order: &order,
-        plan: &plan,
-        pool: &pool,
-        reporter,
-    };
-    let written = writer
-        .write_to_path(output, &mut source, &WriteOptions { sha256: true })
-        .map_err(|e| match e {
-            WriteError::Source { source, tensor } => match source.downcast::<QuantizeFileError>() {
-                Ok(inner) => *inner,
-                Err(source) => QuantizeFileError::Write(WriteError::Source { tensor, source }),
-            },
-            other => QuantizeFileError::Write(other),
-        })?;
-    reporter.finish();
-
-    let tensors = order
-        .iter()
-        .zip(&plan)
-        .zip(writer.tensors())
-        .map(|((&i, d), out)| TensorReport {
-            name: d.name.clone(),
-            from: file.tensors()[i].info.ty,
-            to: d.ty,
-            dims: out.dims.clone(),
-            bytes: out.n_bytes().unwrap_or(0),
-            fallback: d.fallback.as_ref().map(FallbackReport::from),
-        })
-        .collect();
-    Ok(QuantizeFileReport {
-        output: written.path,
-        ftype: ftype.llama_name(),
-        input_bytes: file.len(),
-        output_bytes: written.bytes,
-        sha256: written.sha256.unwrap_or_default(),
-        tensors,
-        n_fallback: fallbacks.len(),
+    let n_fallback = fallbacks.len();
+    Ok(Planned {
+        writer,
+        plan,
+        n_fallback,
     })
 }
 
@@ -509,6 +759,12 @@ impl ChunkJob<'_> {
 
     /// Widens chunk `c` to f32 (in `buf`), checks it is finite, and quantizes it.
     fn convert(&self, c: usize, buf: &mut Vec<f32>) -> Result<Vec<u8>, QuantizeFileError> {
+        self.widen(c, buf)?;
+        self.quantize(c, buf, self.to)
+    }
+
+    /// Chunk `c` widened to f32 into `buf`, checked finite.
+    fn widen(&self, c: usize, buf: &mut Vec<f32>) -> Result<(), QuantizeFileError> {
         let kernel = |source| QuantizeFileError::Kernel {
             tensor: self.tensor.to_owned(),
             source,
@@ -534,9 +790,20 @@ impl ChunkJob<'_> {
                 column: col as u64,
             });
         }
-        let out_row = self.to.row_size(self.n_per_row as u64).unwrap_or(0) as usize;
+        Ok(())
+    }
+
+    /// Chunk `c`, widened in `buf` by [`ChunkJob::widen`], quantized to `to`.
+    fn quantize(&self, c: usize, buf: &[f32], to: GgmlType) -> Result<Vec<u8>, QuantizeFileError> {
+        let (r0, r1) = self.rows(c);
+        let out_row = to.row_size(self.n_per_row as u64).unwrap_or(0) as usize;
         let mut dst = vec![0u8; (r1 - r0) * out_row];
-        quantize_rows(self.to, buf, self.n_per_row, &mut dst).map_err(kernel)?;
+        quantize_rows(to, buf, self.n_per_row, &mut dst).map_err(|source| {
+            QuantizeFileError::Kernel {
+                tensor: self.tensor.to_owned(),
+                source,
+            }
+        })?;
         Ok(dst)
     }
 }

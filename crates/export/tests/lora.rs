@@ -128,3 +128,33 @@ fn an_adapter_for_another_base_is_refused() {
     assert!(r.is_err(), "{r:?}");
     assert!(!tmp.path().join("x.gguf").exists());
 }
+
+/// An embedding LoRA over a tied-embedding base converts (as the script does) but says that
+/// llama.cpp aborts on it; a q/v-only adapter over the same base has no such warning.
+#[test]
+fn embedding_lora_on_tied_base_warns() {
+    let warnings = |case: &str| {
+        let (base, adapter) = inputs(case);
+        let tmp = tempfile::tempdir().unwrap();
+        let options = LoraConvertOptions {
+            target: ExportTarget::for_outtype("f32").unwrap(),
+            sha256: false,
+        };
+        convert_lora(
+            &adapter,
+            &base,
+            &tmp.path().join("o.gguf"),
+            &options,
+            &NoProgress,
+        )
+        .unwrap()
+        .warnings
+    };
+    let embed = warnings("k_embed_lora");
+    assert!(
+        embed.iter().any(|w| w.contains("tied embeddings")),
+        "{embed:?}"
+    );
+    let qv = warnings("a_llama_qv");
+    assert!(!qv.iter().any(|w| w.contains("tied embeddings")), "{qv:?}");
+}

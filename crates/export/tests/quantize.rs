@@ -464,3 +464,49 @@ fn rows_not_a_multiple_of_32_fall_back_to_f16_and_unconvertible_inputs_are_refus
     );
     assert!(!out.exists());
 }
+
+/// `quantize_file_multi`: every type from one read of the source, each file identical to what
+/// `quantize_file` writes for that type alone (and to llama.cpp's, where SHA256SUMS lists it),
+/// with 1 and 2 threads; the inputs stay unchanged and no temp file is left.
+#[test]
+fn multi_type_pass_writes_the_single_type_files() {
+    use loraforge_export::quantize_file_multi;
+    let types: Vec<FileType> = FileType::ALL
+        .into_iter()
+        .filter(|t| t.is_quantized())
+        .collect();
+    assert!(types.len() >= 14, "{types:?}");
+    let sums = std::fs::read_to_string(fixture("SHA256SUMS")).unwrap();
+    for (k, input) in ["micro-f16", "micro-r320-tied-f16"].into_iter().enumerate() {
+        let src = fixture(&format!("{input}.gguf"));
+        let dir = tempfile::tempdir().unwrap();
+        let outputs: Vec<(PathBuf, FileType)> = types
+            .iter()
+            .map(|&t| (dir.path().join(format!("{input}.{t}.gguf")), t))
+            .collect();
+        let reports = quantize_file_multi(&src, &outputs, &opts(1 + k), &NoProgress).unwrap();
+        assert_eq!(reports.len(), outputs.len());
+        for ((path, ty), report) in outputs.iter().zip(&reports) {
+            let single = dir.path().join(format!("single.{ty}.gguf"));
+            let want = quantize_file(&src, &single, *ty, &opts(2), &NoProgress).unwrap();
+            assert_eq!(report.sha256, want.sha256, "{input} {ty}");
+            assert_eq!(report.output_bytes, want.output_bytes, "{input} {ty}");
+            assert_eq!(report.tensors, want.tensors, "{input} {ty}");
+            assert_eq!(
+                std::fs::read(path).unwrap(),
+                std::fs::read(&single).unwrap(),
+                "{input} {ty}"
+            );
+            let name = format!("{input}.{ty}.gguf");
+            if sums.lines().any(|l| l.ends_with(&format!("  {name}"))) {
+                assert_eq!(report.sha256, listed_sha(&name), "{name} vs llama.cpp");
+            }
+        }
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| !n.ends_with(".gguf"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+}

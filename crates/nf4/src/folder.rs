@@ -5,12 +5,16 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use loraforge_hf_model::{encode_f32, Dtype, HfModel, CONFIG_FILE, SINGLE_FILE};
+use loraforge_hf_model::{
+    decode_f32, encode_f32, Dtype, HfModel, TensorView, CONFIG_FILE, SINGLE_FILE,
+};
 use loraforge_progress::Reporter;
 
 use crate::quant::{
-    dynamic_code, nf4_code, quantize_nf4, scale_offset, BLOCKSIZE, NESTED_BLOCKSIZE,
+    block_absmax_streamed, dynamic_code, nf4_code, quantize_nf4_streamed, BLOCKSIZE,
+    NESTED_BLOCKSIZE,
 };
+use crate::torch_sum::torch_mean;
 use crate::Nf4Error;
 
 /// `model_type`s whose Linear layers are exactly the 2-D `*.weight` tensors under `layers.N.`.
@@ -38,6 +42,9 @@ pub struct Nf4Options {
     /// than 32768 blocks of 64 — above 2 M elements — depend on it); default: the number of
     /// CPUs, torch's own default on most machines.
     pub torch_threads: Option<usize>,
+    /// Threads quantizing each weight (default: the number of CPUs); the bytes do not depend
+    /// on it.
+    pub threads: Option<usize>,
 }
 
 /// What [`quantize_folder`] wrote.
@@ -250,6 +257,9 @@ pub fn quantize_folder(
     let threads = options
         .torch_threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let workers = options
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let tensor = |name: &str| {
         model.tensor(name).map_err(|source| Nf4Error::Model {
             dir: src.to_path_buf(),
@@ -289,13 +299,14 @@ pub fn quantize_folder(
                 shape: t.shape.to_vec(),
             });
         }
-        let values = t.to_f32_vec();
-        if values.iter().any(|v| !v.is_finite()) {
+        let (absmax, finite) = block_absmax_streamed(n, &decoder(&t), workers);
+        if !finite {
             return Err(Nf4Error::NonFinite {
                 tensor: name.clone(),
             });
         }
-        let json = quant_state_json(dtype, t.shape, scale_offset(&values, threads));
+        let json = quant_state_json(dtype, t.shape, torch_mean(&absmax, threads));
+        model.release(name);
         let blocks = n.div_ceil(BLOCKSIZE);
         let u8e = |suffix: &str, len: usize, shape: Vec<usize>| {
             (
@@ -402,7 +413,7 @@ pub fn quantize_folder(
                 kept += 1;
             }
             Plan::Quantize => {
-                let q = quantize_nf4(&t.to_f32_vec(), threads);
+                let q = quantize_nf4_streamed(t.element_count(), &decoder(&t), threads, workers);
                 put(name, &q.packed)?;
                 put(&format!("{name}.absmax"), &q.absmax)?;
                 put(&format!("{name}.quant_map"), &nf4)?;
@@ -467,6 +478,18 @@ pub fn quantize_folder(
         dtype,
         bytes: total,
     })
+}
+
+/// Reads a tensor's elements as f32 a range at a time (no weight-sized copy).
+fn decoder<'a>(t: &'a TensorView<'a>) -> impl Fn(usize, &mut [f32]) + Sync + 'a {
+    let size = t.dtype.size();
+    move |start, out: &mut [f32]| {
+        decode_f32(
+            t.dtype,
+            &t.data[start * size..(start + out.len()) * size],
+            out,
+        );
+    }
 }
 
 /// Order of dtypes in a safetensors file (the library sorts by its `Dtype` enum, descending).

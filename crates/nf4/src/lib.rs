@@ -53,7 +53,8 @@ mod torch_sum;
 pub use error::Nf4Error;
 pub use folder::{quantize_folder, Nf4Options, Nf4Report, SUPPORTED_MODEL_TYPES};
 pub use quant::{
-    dequantize_nf4, dynamic_code, nf4_code, quantize_nf4, scale_offset, Nf4Weight, BLOCKSIZE,
-    NESTED_BLOCKSIZE,
+    block_absmax_streamed, dequantize_nf4, dynamic_code, nf4_code, quantize_blocks,
+    quantize_blocks_scalar, quantize_blocks_streamed, quantize_nf4, quantize_nf4_streamed,
+    quantize_nf4_threads, scale_offset, Decode, Nf4Weight, BLOCKSIZE, NESTED_BLOCKSIZE,
 };
 pub use torch_sum::{torch_mean, torch_sum};

@@ -12,13 +12,13 @@
 #![allow(clippy::needless_range_loop)]
 
 use crate::blocks::{
-    get_scale_min_k4, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ6K, QK,
-    QK_K,
+    get_scale_min_k4, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0,
+    BlockQ5_1, BlockQ6K, BlockQ8_0, QK, QK_K,
 };
 use crate::reference::{
     c_f32_to_byte, h, hf, nearest_int as ni, pack_2bit, pack_q2_k_scales, pack_q3_k,
-    pack_q3_k_scales, pack_q6, pack_scales_mins, q3_k_scale, Qkx2, GROUP_MAX_EPS, QKX2_Q2K,
-    QKX2_Q4K, QKX2_Q5K,
+    pack_q3_k_scales, pack_q5, pack_q6, pack_scales_mins, q3_k_scale, Qkx2, GROUP_MAX_EPS,
+    QKX2_Q2K, QKX2_Q4K, QKX2_Q5K,
 };
 
 /// `make_qkx2_quants(N, p.nmax, …)` on `L` sub-blocks of `N` values at once (`x[i][j]` =
@@ -685,6 +685,75 @@ fn quantize_block_q4_1<const AVX2: bool>(x: &[f32; QK], y: &mut BlockQ4_1) {
     }
 }
 
+/// The largest |x| of a block, as 8 running maxima (max is exact: the order does not matter
+/// for finite values, and the compiler keeps the lanes in one vector register).
+#[inline(always)]
+fn abs_max(x: &[f32; QK]) -> f32 {
+    let mut lanes = [0f32; 8];
+    for chunk in x.chunks_exact(8) {
+        for (m, v) in lanes.iter_mut().zip(chunk) {
+            let a = v.abs();
+            *m = if *m < a { a } else { *m };
+        }
+    }
+    lanes.iter().fold(0.0f32, |m, &a| if m < a { a } else { m })
+}
+
+/// The reference's "first element of largest |x|" (its signed value), +0 when every |x| is 0.
+#[inline(always)]
+fn first_abs_max(x: &[f32; QK]) -> f32 {
+    let amax = abs_max(x);
+    if amax > 0.0 {
+        x.iter().find(|v| v.abs() == amax).copied().unwrap_or(0.0)
+    } else {
+        0.0
+    }
+}
+
+/// `quantize_row_q8_0_ref` for one block, vectorisable.
+#[inline(always)]
+fn quantize_block_q8_0<const AVX2: bool>(x: &[f32; QK], y: &mut BlockQ8_0) {
+    let d = abs_max(x) / 127.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    y.d = h(d);
+    for (q, &v) in y.qs.iter_mut().zip(x) {
+        *q = c_f32_to_byte((v * id).round()) as i8;
+    }
+}
+
+/// `quantize_row_q5_0_ref` for one block, vectorisable (as Q4_0: the first largest |x|).
+#[inline(always)]
+fn quantize_block_q5_0<const AVX2: bool>(x: &[f32; QK], y: &mut BlockQ5_0) {
+    let d = first_abs_max(x) / -16.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    y.d = h(d);
+    let mut xi = [0u8; QK];
+    for (o, &v) in xi.iter_mut().zip(x) {
+        *o = (c_f32_to_byte(v * id + 16.5) as i8).min(31) as u8;
+    }
+    y.qh = pack_q5(&xi, &mut y.qs);
+}
+
+/// `quantize_row_q5_1_ref` for one block, vectorisable (min and max are order-free).
+#[inline(always)]
+fn quantize_block_q5_1<const AVX2: bool>(x: &[f32; QK], y: &mut BlockQ5_1) {
+    let mut min = f32::MAX;
+    let mut max = -f32::MAX;
+    for &v in x {
+        min = if v < min { v } else { min };
+        max = if v > max { v } else { max };
+    }
+    let d = (max - min) / 31.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    y.d = h(d);
+    y.m = h(min);
+    let mut xi = [0u8; QK];
+    for (o, &v) in xi.iter_mut().zip(x) {
+        *o = c_f32_to_byte((v - min) * id + 0.5);
+    }
+    y.qh = pack_q5(&xi, &mut y.qs);
+}
+
 fn blocks<const N: usize>(x: &[f32]) -> impl Iterator<Item = &[f32; N]> {
     x.chunks_exact(N).filter_map(|c| c.try_into().ok())
 }
@@ -718,6 +787,24 @@ macro_rules! dispatch {
     };
 }
 
+dispatch!(
+    quantize_q8_0,
+    quantize_q8_0_avx2,
+    BlockQ8_0,
+    quantize_block_q8_0
+);
+dispatch!(
+    quantize_q5_0,
+    quantize_q5_0_avx2,
+    BlockQ5_0,
+    quantize_block_q5_0
+);
+dispatch!(
+    quantize_q5_1,
+    quantize_q5_1_avx2,
+    BlockQ5_1,
+    quantize_block_q5_1
+);
 dispatch!(
     quantize_q4_0,
     quantize_q4_0_avx2,
@@ -766,6 +853,21 @@ dispatch!(
 #[cfg(test)]
 fn quantize_portable(ty: crate::GgmlType, src: &[f32], dst: &mut [u8]) {
     match ty {
+        crate::GgmlType::Q8_0 => {
+            for (x, y) in blocks(src).zip(bytemuck::cast_slice_mut::<u8, BlockQ8_0>(dst)) {
+                quantize_block_q8_0::<false>(x, y);
+            }
+        }
+        crate::GgmlType::Q5_0 => {
+            for (x, y) in blocks(src).zip(bytemuck::cast_slice_mut::<u8, BlockQ5_0>(dst)) {
+                quantize_block_q5_0::<false>(x, y);
+            }
+        }
+        crate::GgmlType::Q5_1 => {
+            for (x, y) in blocks(src).zip(bytemuck::cast_slice_mut::<u8, BlockQ5_1>(dst)) {
+                quantize_block_q5_1::<false>(x, y);
+            }
+        }
         crate::GgmlType::Q4_0 => {
             for (x, y) in blocks(src).zip(bytemuck::cast_slice_mut::<u8, BlockQ4_0>(dst)) {
                 quantize_block_q4_0::<false>(x, y);
@@ -830,6 +932,9 @@ mod tests {
                 *v = v.abs();
             }
             for ty in [
+                GgmlType::Q8_0,
+                GgmlType::Q5_0,
+                GgmlType::Q5_1,
                 GgmlType::Q4_0,
                 GgmlType::Q4_1,
                 GgmlType::Q2K,

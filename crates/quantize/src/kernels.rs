@@ -134,9 +134,9 @@ pub fn quantize_rows(
                 o.copy_from_slice(&fp32_to_bf16(v).to_le_bytes());
             }
         }
-        GgmlType::Q8_0 => quantize_blocks::<BlockQ8_0>(src, dst),
-        GgmlType::Q5_0 => quantize_blocks::<BlockQ5_0>(src, dst),
-        GgmlType::Q5_1 => quantize_blocks::<BlockQ5_1>(src, dst),
+        GgmlType::Q8_0 => crate::fast::quantize_q8_0(src, bytemuck::cast_slice_mut(dst)),
+        GgmlType::Q5_0 => crate::fast::quantize_q5_0(src, bytemuck::cast_slice_mut(dst)),
+        GgmlType::Q5_1 => crate::fast::quantize_q5_1(src, bytemuck::cast_slice_mut(dst)),
         GgmlType::Q4_0 => crate::fast::quantize_q4_0(src, bytemuck::cast_slice_mut(dst)),
         GgmlType::Q4_1 => crate::fast::quantize_q4_1(src, bytemuck::cast_slice_mut(dst)),
         GgmlType::Q2K => crate::fast::quantize_q2_k(src, bytemuck::cast_slice_mut(dst)),
@@ -159,6 +159,9 @@ pub fn quantize_rows_reference(
 ) -> Result<(), QuantizeError> {
     check(ty, src.len(), dst.len(), n_per_row, true)?;
     match ty {
+        GgmlType::Q8_0 => quantize_blocks::<BlockQ8_0>(src, dst),
+        GgmlType::Q5_0 => quantize_blocks::<BlockQ5_0>(src, dst),
+        GgmlType::Q5_1 => quantize_blocks::<BlockQ5_1>(src, dst),
         GgmlType::Q4_0 => quantize_blocks::<BlockQ4_0>(src, dst),
         GgmlType::Q4_1 => quantize_blocks::<BlockQ4_1>(src, dst),
         GgmlType::Q2K => quantize_blocks::<BlockQ2K>(src, dst),

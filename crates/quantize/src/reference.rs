@@ -73,7 +73,7 @@ pub fn dequantize_block_q8_0(b: &BlockQ8_0, y: &mut [f32; QK]) {
     }
 }
 
-fn pack_q5(xi: &[u8; QK], qs: &mut [u8; QK / 2]) -> [u8; 4] {
+pub(crate) fn pack_q5(xi: &[u8; QK], qs: &mut [u8; QK / 2]) -> [u8; 4] {
     let mut qh = 0u32;
     for j in 0..QK / 2 {
         let (a, b) = (xi[j], xi[j + QK / 2]);

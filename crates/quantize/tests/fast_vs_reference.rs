@@ -5,7 +5,10 @@
 use loraforge_quantize::{quantize_rows, quantize_rows_reference, GgmlType};
 use proptest::prelude::*;
 
-const K_TYPES: [GgmlType; 7] = [
+const K_TYPES: [GgmlType; 10] = [
+    GgmlType::Q8_0,
+    GgmlType::Q5_0,
+    GgmlType::Q5_1,
     GgmlType::Q4_0,
     GgmlType::Q4_1,
     GgmlType::Q2K,

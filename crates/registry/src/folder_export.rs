@@ -254,6 +254,98 @@ pub(crate) fn merged_16bit_note(record: &crate::records::SavedRecord) -> String 
     )
 }
 
+impl Registry {
+    /// Write the saved model `name` as GGUF files of several types into the new folder `out`,
+    /// one file per type named `{name}.{type}.gguf` (`no_quantization`: the saved dtype, e.g.
+    /// `{name}.bf16.gguf`), plus the README card. The lossless GGUF comes from the export cache
+    /// (made once if needed) and is read once for all the quantized types
+    /// ([`loraforge_export::quantize_file_multi`]); each file is the one
+    /// [`Registry::export_gguf`] makes for its type. Repeated types are written once.
+    pub fn export_saved_gguf(
+        &self,
+        name: &str,
+        quants: &[loraforge_naming::QuantType],
+        out: &Path,
+        reporter: &dyn Reporter,
+    ) -> Result<Vec<crate::ExportedGguf>> {
+        use loraforge_naming::QuantType;
+        let record = self.saved(name)?;
+        let readme = self.card_readme(EntryKind::Saved, name)?;
+        let mut unique: Vec<QuantType> = Vec::new();
+        for q in quants {
+            if !unique.contains(q) {
+                unique.push(*q);
+            }
+        }
+        let started = std::time::Instant::now();
+        let source = self.export_gguf(name, QuantType::NoQuantization, reporter)?;
+        let saved = record.name.to_string();
+        into_new_folder(out, |staged| {
+            let file_name = |t: &str| format!("{saved}.{t}.gguf");
+            let mut outputs = Vec::new();
+            let mut written = Vec::new();
+            for q in &unique {
+                match q.file_type().filter(|t| t.is_quantized()) {
+                    Some(t) => outputs.push((staged.join(file_name(t.as_str())), t)),
+                    None => {
+                        let path = staged.join(file_name(&source.file_type));
+                        std::fs::copy(&source.path, &path)
+                            .map_err(RegistryError::io("cannot copy into", &path))?;
+                        written.push(crate::ExportedGguf {
+                            path,
+                            ..source.clone()
+                        });
+                    }
+                }
+            }
+            if !outputs.is_empty() {
+                let reports = loraforge_export::quantize_file_multi(
+                    &source.path,
+                    &outputs,
+                    &loraforge_export::QuantizeFileOptions::default(),
+                    reporter,
+                )?;
+                for ((path, t), report) in outputs.iter().zip(reports) {
+                    written.push(crate::ExportedGguf {
+                        path: path.clone(),
+                        sha256: report.sha256,
+                        bytes: report.output_bytes,
+                        file_type: t.as_str().to_string(),
+                        seconds: 0.0,
+                        reused: false,
+                    });
+                }
+            }
+            let types: Vec<&str> = written.iter().map(|w| w.file_type.as_str()).collect();
+            let did = format!(
+                "Exported by loraforge {} on {}: saved model `{name}` as GGUF {} (one file per \
+                 type, `{name}.TYPE.gguf`), quantized as llama.cpp's `llama-quantize` does from \
+                 the lossless {} GGUF, in one pass.",
+                env!("CARGO_PKG_VERSION"),
+                Utc::now().format("%Y-%m-%d %H:%M UTC"),
+                types.join(", "),
+                source.file_type
+            );
+            write_atomic(
+                &staged.join(README),
+                with_export_section(&readme, &did).as_bytes(),
+            )?;
+            Ok(written)
+        })
+        .map(|(_, written)| {
+            let seconds = started.elapsed().as_secs_f64();
+            written
+                .into_iter()
+                .map(|w| crate::ExportedGguf {
+                    path: out.join(w.path.file_name().unwrap_or_default()),
+                    seconds,
+                    ..w
+                })
+                .collect()
+        })
+    }
+}
+
 /// The card with an `## Export` section before its footer.
 pub(crate) fn with_export_section(readme: &str, did: &str) -> String {
     let section = format!("## Export\n\n{did}\n\n");

@@ -117,6 +117,9 @@ fn merge_4bit(
     let quantized = temp.path().join("merged_4bit");
     options.out_dir = merged.clone();
     options.force = false;
+    // The 16-bit folder is read back at once and deleted: syncing it to disk is wasted time
+    // (the 4-bit folder is synced).
+    options.fsync = false;
     let report = loraforge_adapter_merge::merge(&options, reporter)?;
     let nf4 = loraforge_nf4::quantize_folder(
         &merged,

@@ -2,7 +2,7 @@
 //! `jobs` and `deploy` modules (which depend on neither this module nor each other).
 
 use loraforge_progress::Reporter;
-use loraforge_registry::{BaseAddOptions, EntryKind};
+use loraforge_registry::{BaseAddOptions, EntryKind, Registry};
 use serde::Serialize;
 
 use super::show::show;
@@ -201,7 +201,18 @@ pub fn saved(context: &Context, command: SavedCommand) -> anyhow::Result<()> {
             })
         }
         SavedCommand::Deploy(args) => super::deploy::deploy(context, &registry, args),
-        SavedCommand::Export { name, format, out } => {
+        SavedCommand::Export {
+            name,
+            format,
+            quant,
+            out,
+        } => {
+            if format == "gguf" {
+                return export_gguf(context, &registry, &name, &quant, &out);
+            }
+            if !quant.is_empty() {
+                return Err(user_error("--quant goes with --format gguf".to_string()));
+            }
             let format = match format.as_str() {
                 "merged_4bit" => loraforge_registry::SavedExportFormat::Merged4bit,
                 _ => loraforge_registry::SavedExportFormat::Merged16bit,
@@ -220,4 +231,40 @@ pub fn saved(context: &Context, command: SavedCommand) -> anyhow::Result<()> {
         }
         SavedCommand::Push(args) => super::hub::push_saved(context, &registry, args),
     }
+}
+
+/// `saved export NAME --format gguf --quant A,B,… --out DIR`.
+fn export_gguf(
+    context: &Context,
+    registry: &Registry,
+    name: &str,
+    quant: &[String],
+    out: &std::path::Path,
+) -> anyhow::Result<()> {
+    if quant.is_empty() {
+        return Err(user_error(
+            "--format gguf needs --quant TYPE[,TYPE…] (e.g. q4_K_M,q5_K_M,q8_0)".to_string(),
+        ));
+    }
+    let quants = quant
+        .iter()
+        .map(|q| q.parse::<loraforge_naming::QuantType>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| user_error(e.to_string()))?;
+    let reporter = context.reporter();
+    let files = registry.export_saved_gguf(name, &quants, out, &reporter)?;
+    reporter.finish();
+    context.emit(&files, |files| {
+        let mut text = format!("exported {name} as GGUF to {}:", out.display());
+        for f in files {
+            text.push_str(&format!(
+                "\n  {} ({}, {} bytes, sha256 {})",
+                f.path.display(),
+                f.file_type,
+                f.bytes,
+                f.sha256
+            ));
+        }
+        text
+    })
 }
