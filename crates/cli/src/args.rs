@@ -70,6 +70,9 @@ pub enum Command {
     Demo(DemoArgs),
     /// Serve the web UI (Trained / Saved / Deployed pages with Save, Deploy, Delete).
     Serve(ServeArgs),
+    /// Check the store: name every record that cannot be read (lists skip them), and settle
+    /// jobs no process can finish.
+    Doctor,
 }
 
 /// `loraforge base …`
@@ -130,8 +133,12 @@ pub enum TrainedCommand {
         #[arg(long, value_name = "N")]
         checkpoint: Option<u64>,
     },
-    /// List trained models.
-    List,
+    /// List trained models (those whose adapter was removed only with --all).
+    List {
+        /// Also list trained models whose adapter files were removed (`trained rm`).
+        #[arg(long)]
+        all: bool,
+    },
     /// Show a trained model and its card.
     Show(ShowArgs),
     /// Remove a trained model's adapter files (saved models made from it stay).

@@ -117,7 +117,13 @@ impl Registry {
                 "cannot start the async runtime for the deploy job in",
                 &location,
             ))?;
-        runtime.block_on(self.deploy(&saved.to_string(), *quant, &options, reporter))
+        runtime.block_on(self.deploy_for(
+            &saved.to_string(),
+            *quant,
+            &options,
+            Some(&job.id),
+            reporter,
+        ))
     }
 
     /// Export (or reuse) the GGUF of a saved model and deploy it to Ollama with the base model's
@@ -127,6 +133,18 @@ impl Registry {
         saved: &str,
         quant: QuantType,
         options: &DeployOptions,
+        reporter: &dyn Reporter,
+    ) -> Result<DeployedRecord> {
+        self.deploy_for(saved, quant, options, None, reporter).await
+    }
+
+    /// [`deploy`](Self::deploy), recording the job it runs for (if any) in the deployed record.
+    async fn deploy_for(
+        &self,
+        saved: &str,
+        quant: QuantType,
+        options: &DeployOptions,
+        job: Option<&str>,
         reporter: &dyn Reporter,
     ) -> Result<DeployedRecord> {
         let record = self.saved(saved)?;
@@ -227,6 +245,7 @@ impl Registry {
             modelfile: modelfile_text(&outcome.request),
             export_seconds: exported.seconds,
             deploy_seconds: started.elapsed().as_secs_f64(),
+            job: job.map(str::to_string),
             created: Utc::now(),
         };
         self.in_staging(&owner_tag("deploy"), |staged| {

@@ -1,13 +1,21 @@
 //! Persisted job records for long work (saves and deployments), and the checks that find dead jobs.
 //!
 //! A job is a record kept by the storage (`<home>/jobs/<id>.json` on disk), rewritten atomically
-//! as the job moves `queued → running → succeeded | failed | cancelled`, plus a local log. The process doing
-//! the work records its pid and start time, so any later registry operation can tell a live job
-//! from one whose process died and clean up its staging folder.
+//! as the job moves `queued → running → succeeded | failed | cancelled`, plus a local log. The
+//! process that queues a job records itself as the job's owner (or hands the job to the worker
+//! process it starts); the process doing the work records its pid and start time. So any later
+//! registry operation can tell a live job from one no process can finish: a running job whose
+//! worker died, a queued job whose owner is gone (after [`QUEUE_GRACE`]). Recovery then looks at
+//! what the store holds: a job whose result was published before its process died succeeded.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// How long a queued job whose owner is gone may stay queued before recovery fails it: the
+/// window in which a launching process hands the job to a worker that has not recorded its own
+/// pid yet.
+pub const QUEUE_GRACE: Duration = Duration::from_secs(30);
 
 use chrono::{DateTime, Utc};
 use loraforge_naming::{QuantType, SavedName, TrainedName};
@@ -125,6 +133,13 @@ pub struct Job {
     pub pid: Option<u32>,
     /// The worker's process start time (jiffies since boot), to tell pid reuse apart.
     pub pid_start: Option<u64>,
+    /// The process that will start the job while it is queued: the one that queued it, or the
+    /// worker it handed the job to ([`Registry::hand_over_job`]). `None` in older records.
+    #[serde(default)]
+    pub owner_pid: Option<u32>,
+    /// The owner's process start time, to tell pid reuse apart.
+    #[serde(default)]
+    pub owner_start: Option<u64>,
     /// Latest progress.
     pub progress: JobProgress,
     /// The error of a failed job.
@@ -139,8 +154,9 @@ impl Job {
         format!("job-{}", self.id)
     }
 
-    /// A new queued job with a fresh id.
+    /// A new queued job with a fresh id, owned by this process.
     pub fn queued(kind: JobKind) -> Job {
+        let me = std::process::id();
         Job {
             id: uuid::Uuid::new_v4().to_string(),
             kind,
@@ -150,6 +166,8 @@ impl Job {
             finished: None,
             pid: None,
             pid_start: None,
+            owner_pid: Some(me),
+            owner_start: process_start_time(me),
             progress: JobProgress::default(),
             error: None,
             result: None,
@@ -211,14 +229,36 @@ impl JobStore {
         })
     }
 
-    /// Every job, oldest first.
+    /// Every readable job, oldest first. Records that cannot be read (corrupt JSON, a stray
+    /// `.json` file) are skipped: one bad record must not stop the store.
     pub(crate) fn list(&self) -> Result<Vec<Job>> {
+        Ok(self.scan()?.0)
+    }
+
+    /// Every readable job, oldest first, and the records that could not be read.
+    pub(crate) fn scan(&self) -> Result<(Vec<Job>, Vec<UnreadableRecord>)> {
         let mut jobs = Vec::new();
+        let mut unreadable = Vec::new();
         for id in self.storage.job_ids()? {
-            jobs.push(self.load(&id)?);
+            match self.load(&id) {
+                Ok(job) if job.id == id => jobs.push(job),
+                Ok(job) => unreadable.push(UnreadableRecord {
+                    path: self.path(&id),
+                    reason: format!("it holds job {}, not job {id}", job.id),
+                }),
+                Err(RegistryError::JobNotFound { .. }) => unreadable.push(UnreadableRecord {
+                    path: self.path(&id),
+                    reason: "not a job record: its name is not a job id".into(),
+                }),
+                Err(error) => unreadable.push(UnreadableRecord {
+                    path: self.path(&id),
+                    reason: crate::error::chain_text(&error),
+                }),
+            }
         }
         jobs.sort_by(|a, b| a.created.cmp(&b.created).then(a.id.cmp(&b.id)));
-        Ok(jobs)
+        unreadable.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok((jobs, unreadable))
     }
 
     /// Find a job by full id or unique prefix.
@@ -254,13 +294,55 @@ pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
     fields.get(19)?.parse().ok()
 }
 
-/// Whether the process recorded for a job is still the one running.
-pub(crate) fn job_process_alive(job: &Job) -> bool {
-    match (job.pid, job.pid_start) {
+/// Whether the process `pid` (started at `start`, when known) is still running.
+fn process_alive(pid: Option<u32>, start: Option<u64>) -> bool {
+    match (pid, start) {
         (Some(pid), Some(start)) => process_start_time(pid) == Some(start),
         (Some(pid), None) => process_start_time(pid).is_some(),
         _ => false,
     }
+}
+
+/// Whether the process recorded for a job is still the one running.
+pub(crate) fn job_process_alive(job: &Job) -> bool {
+    process_alive(job.pid, job.pid_start)
+}
+
+/// Why no process can finish `job` any more, or `None` while one can: a running job whose
+/// worker died; a queued job whose owner is gone, once [`QUEUE_GRACE`] has passed since it was
+/// queued (a worker may be about to record itself).
+pub(crate) fn orphaned(job: &Job, now: DateTime<Utc>) -> Option<String> {
+    match job.state {
+        JobState::Running if !job_process_alive(job) => Some(format!(
+            "the worker process (pid {}) died before finishing",
+            job.pid.unwrap_or(0)
+        )),
+        JobState::Queued if !process_alive(job.owner_pid, job.owner_start) => {
+            let grace = chrono::Duration::from_std(QUEUE_GRACE).unwrap_or(chrono::Duration::MAX);
+            if now - job.created < grace {
+                return None;
+            }
+            Some(match job.owner_pid {
+                Some(pid) => format!(
+                    "no worker ever started it: the process that queued it (pid {pid}) is gone"
+                ),
+                None => "no worker ever started it and the process that queued it is unknown \
+                         (a record from an older loraforge)"
+                    .to_string(),
+            })
+        }
+        _ => None,
+    }
+}
+
+/// A record in the store that could not be read; lists and recovery skip it,
+/// [`Registry::doctor`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnreadableRecord {
+    /// The record file.
+    pub path: PathBuf,
+    /// Why it could not be read.
+    pub reason: String,
 }
 
 /// Ask a job's process to stop (SIGTERM).
@@ -350,9 +432,28 @@ impl loraforge_progress::Reporter for JobReporter {
 }
 
 impl Registry {
-    /// All jobs, oldest first.
+    /// All readable jobs, oldest first (unreadable records are skipped; see
+    /// [`unreadable_jobs`](Self::unreadable_jobs)).
     pub fn jobs(&self) -> Result<Vec<Job>> {
         self.jobs_store().list()
+    }
+
+    /// The job records that could not be read (skipped by [`jobs`](Self::jobs)).
+    pub fn unreadable_jobs(&self) -> Result<Vec<UnreadableRecord>> {
+        Ok(self.jobs_store().scan()?.1)
+    }
+
+    /// Hand a queued job to the worker process `pid` that will run it: the job is the worker's
+    /// from now on, so the process that queued it may exit.
+    pub fn hand_over_job(&self, id: &str, pid: u32) -> Result<Job> {
+        let _lock = self.lock()?;
+        let mut job = self.jobs_store().find(id)?;
+        if job.state == JobState::Queued {
+            job.owner_pid = Some(pid);
+            job.owner_start = process_start_time(pid);
+            self.jobs_store().save(&job)?;
+        }
+        Ok(job)
     }
 
     /// One job, by id or unique id prefix.
@@ -403,7 +504,8 @@ impl Registry {
         Ok(job)
     }
 
-    /// Wait until a job reaches a final state (checking for a dead worker meanwhile), or until
+    /// Wait until a job reaches a final state (checking meanwhile that some process can still
+    /// finish it: a dead worker or a gone owner ends the wait through recovery), or until
     /// `timeout`; `on_poll` sees the job at every poll.
     pub fn wait_job(
         &self,
@@ -418,7 +520,9 @@ impl Registry {
             if job.state.is_final() {
                 return Ok(job);
             }
-            if job.state == JobState::Running && !job_process_alive(&job) {
+            if orphaned(&job, Utc::now()).is_some() {
+                // No process can finish it: recovery settles it (failed, or succeeded when its
+                // result was published before its process died).
                 self.recover()?;
                 continue;
             }
@@ -453,6 +557,8 @@ mod tests {
             finished: None,
             pid: Some(me),
             pid_start: Some(start),
+            owner_pid: None,
+            owner_start: None,
             progress: JobProgress::default(),
             error: None,
             result: None,

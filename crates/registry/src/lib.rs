@@ -70,7 +70,7 @@ pub use export::ExportedGguf;
 pub use folder_export::{FolderExport, SavedExportFormat, TrainedExportOptions};
 pub use fs::FsStorage;
 pub use hub::{HubPushOptions, HubPushRecord, SavedPushFormat, PUSHES_FILE};
-pub use jobs::{Job, JobKind, JobProgress, JobState};
+pub use jobs::{Job, JobKind, JobProgress, JobState, UnreadableRecord, QUEUE_GRACE};
 pub use memory::MemoryStorage;
 pub use records::{BaseRecord, DeployedRecord, FileRecord, SavedRecord, TrainedRecord};
 pub use storage::{EntryKind, Storage, StoreLock};

@@ -131,6 +131,9 @@ pub struct DeployedRecord {
     pub export_seconds: f64,
     /// Seconds spent uploading and creating.
     pub deploy_seconds: f64,
+    /// The job that made it, when it ran as a job (recovery matches a dead job to its result).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
     /// Deployment time.
     pub created: DateTime<Utc>,
 }

@@ -11,7 +11,10 @@ use loraforge_model_card::{CARD_FILE, README_FILE};
 
 use crate::error::{RegistryError, Result};
 use crate::fs::FsStorage;
-use crate::jobs::{job_process_alive, process_start_time, JobState, JobStore};
+use crate::jobs::{
+    orphaned, process_start_time, Job, JobKind, JobState, JobStore, UnreadableRecord,
+};
+use crate::records::SavedRecord;
 use crate::storage::{EntryKind, Storage, StoreLock};
 
 /// The record file of every entry.
@@ -119,22 +122,33 @@ impl Registry {
         self.storage.lock(self.options.lock_timeout)
     }
 
-    /// Mark jobs whose process died as failed and remove staging folders nobody owns.
-    /// Returns the ids of the jobs marked failed.
+    /// Settle jobs no process can finish any more, and remove staging folders nobody owns.
+    ///
+    /// A running job whose worker died, or a queued job whose owner is gone (see
+    /// [`QUEUE_GRACE`](crate::jobs::QUEUE_GRACE)), is reconciled with what the store holds: when
+    /// its result was published (a saved or deployed entry naming the job) it succeeded, else it
+    /// failed with the reason. Returns the ids of the jobs settled either way.
     pub fn recover(&self) -> Result<Vec<String>> {
         let _lock = self.lock()?;
-        let mut failed = Vec::new();
+        let mut settled = Vec::new();
         let mut live_owners = Vec::new();
+        let now = Utc::now();
         for mut job in self.jobs.list()? {
-            if job.state == JobState::Running && !job_process_alive(&job) {
-                job.state = JobState::Failed;
-                job.finished = Some(Utc::now());
-                job.error = Some(format!(
-                    "the worker process (pid {}) died before finishing; partial output removed",
-                    job.pid.unwrap_or(0)
-                ));
+            if let Some(reason) = orphaned(&job, now) {
+                job.finished = Some(now);
+                match self.published_result(&job) {
+                    Some(result) => {
+                        job.state = JobState::Succeeded;
+                        job.result = Some(result);
+                        job.error = None;
+                    }
+                    None => {
+                        job.state = JobState::Failed;
+                        job.error = Some(format!("{reason}; {}", leftovers(&job.kind)));
+                    }
+                }
                 self.jobs.save(&job)?;
-                failed.push(job.id.clone());
+                settled.push(job.id.clone());
             }
             if !job.state.is_final() {
                 live_owners.push(job.staging_owner());
@@ -145,7 +159,25 @@ impl Registry {
                 self.storage.discard_staged(&owner)?;
             }
         }
-        Ok(failed)
+        Ok(settled)
+    }
+
+    /// The entry a job published, if it got that far: the saved model a save job reserved, or
+    /// the deployment recorded by a deploy job (both records name the job).
+    fn published_result(&self, job: &Job) -> Option<String> {
+        match &job.kind {
+            JobKind::Save { saved, .. } => {
+                let name = saved.to_string();
+                let record: SavedRecord = self.read_record(EntryKind::Saved, &name).ok()?;
+                (record.job.as_deref() == Some(job.id.as_str())).then_some(name)
+            }
+            JobKind::Deploy { .. } => self
+                .deployed_models()
+                .ok()?
+                .into_iter()
+                .find(|d| d.job.as_deref() == Some(job.id.as_str()))
+                .map(|d| d.name.to_string()),
+        }
     }
 
     /// Read an entry's record, [`RegistryError::NotFound`] when there is no such entry.
@@ -167,16 +199,48 @@ impl Registry {
         })
     }
 
-    /// Every record of a kind, sorted by name.
+    /// Every readable record of a kind, sorted by name. An entry whose record cannot be read is
+    /// skipped (one bad record must not stop every list); [`doctor`](Self::doctor) reports it.
     pub(crate) fn read_all<T: serde::de::DeserializeOwned>(
         &self,
         kind: EntryKind,
     ) -> Result<Vec<T>> {
-        self.storage
-            .list(kind)?
-            .iter()
-            .map(|name| self.read_record(kind, name))
-            .collect()
+        Ok(self.scan_records(kind)?.0)
+    }
+
+    /// Every readable record of a kind, and the entries whose record could not be read.
+    fn scan_records<T: serde::de::DeserializeOwned>(
+        &self,
+        kind: EntryKind,
+    ) -> Result<(Vec<T>, Vec<UnreadableRecord>)> {
+        let mut records = Vec::new();
+        let mut unreadable = Vec::new();
+        for name in self.storage.list(kind)? {
+            match self.read_record(kind, &name) {
+                Ok(record) => records.push(record),
+                // Removed between listing and reading: not a problem.
+                Err(RegistryError::NotFound { .. }) => {}
+                Err(error) => unreadable.push(UnreadableRecord {
+                    path: self.record_path(kind, &name),
+                    reason: crate::error::chain_text(&error),
+                }),
+            }
+        }
+        Ok((records, unreadable))
+    }
+
+    /// Every record in the store that cannot be read (entry records of each kind, then job
+    /// records): lists and recovery skip them, so a hand-edited or damaged file never stops
+    /// the store; this says which files to restore or remove.
+    pub fn doctor(&self) -> Result<Vec<UnreadableRecord>> {
+        use crate::records::{BaseRecord, DeployedRecord, TrainedRecord};
+        let mut unreadable = Vec::new();
+        unreadable.extend(self.scan_records::<BaseRecord>(EntryKind::Base)?.1);
+        unreadable.extend(self.scan_records::<TrainedRecord>(EntryKind::Trained)?.1);
+        unreadable.extend(self.scan_records::<SavedRecord>(EntryKind::Saved)?.1);
+        unreadable.extend(self.scan_records::<DeployedRecord>(EntryKind::Deployed)?.1);
+        unreadable.extend(self.jobs.scan()?.1);
+        Ok(unreadable)
     }
 
     /// Replace an entry's record.
@@ -229,6 +293,17 @@ impl Registry {
             let _ = self.storage.discard_staged(owner);
         }
         result
+    }
+}
+
+/// What a job that died may have left behind, for its error.
+fn leftovers(kind: &JobKind) -> &'static str {
+    match kind {
+        JobKind::Save { .. } => "its partial output was removed",
+        JobKind::Deploy { .. } => {
+            "nothing was recorded; if it got as far as creating the model, the Ollama server may \
+             hold it unrecorded (check `ollama list`)"
+        }
     }
 }
 

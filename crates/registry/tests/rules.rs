@@ -94,6 +94,8 @@ fn queued_job(trained: &str, saved: &str) -> Job {
         finished: None,
         pid: None,
         pid_start: None,
+        owner_pid: Some(std::process::id()),
+        owner_start: None,
         progress: JobProgress::default(),
         error: None,
         result: None,

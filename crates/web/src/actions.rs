@@ -217,11 +217,18 @@ impl Listing {
     }
 }
 
-pub async fn list(registry: &Arc<Registry>, stage: Stage) -> Result<Listing, Failure> {
+/// The entries of a stage, as `loraforge <stage> list --json` prints them: live entries only,
+/// unless `all` (`--all`: trained models whose adapter was removed too).
+pub async fn list(registry: &Arc<Registry>, stage: Stage, all: bool) -> Result<Listing, Failure> {
     blocking(registry, move |r| {
         Ok(match stage {
             Stage::Base => Listing::Base(r.bases()?),
-            Stage::Trained => Listing::Trained(r.trained_models()?),
+            Stage::Trained => Listing::Trained(
+                r.trained_models()?
+                    .into_iter()
+                    .filter(|t| all || t.adapter_present)
+                    .collect(),
+            ),
             Stage::Saved => Listing::Saved(r.saved_models()?),
             Stage::Deployed => Listing::Deployed(r.deployed_models()?),
         })
@@ -234,7 +241,10 @@ pub async fn overview(registry: &Arc<Registry>) -> Result<([usize; 4], Vec<Job>)
     blocking(registry, |r| {
         let counts = [
             r.bases()?.len(),
-            r.trained_models()?.len(),
+            r.trained_models()?
+                .iter()
+                .filter(|t| t.adapter_present)
+                .count(),
             r.saved_models()?.len(),
             r.deployed_models()?.len(),
         ];

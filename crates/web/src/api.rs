@@ -4,7 +4,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -45,8 +45,19 @@ pub async fn not_found() -> Failure {
     Failure::not_found("no such page").with_hint("start from /")
 }
 
-pub async fn list(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> ApiResult {
-    let listing = actions::list(&state.registry, stage(&name)?).await?;
+/// The query of `GET /api/v1/{stage}`: `?all=1` as `list --all`.
+#[derive(Debug, Default, Deserialize)]
+pub struct ListQuery {
+    all: Option<String>,
+}
+
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    Query(query): Query<ListQuery>,
+) -> ApiResult {
+    let all = matches!(query.all.as_deref(), Some("1" | "true"));
+    let listing = actions::list(&state.registry, stage(&name)?, all).await?;
     Ok(Json(listing.to_json()?).into_response())
 }
 

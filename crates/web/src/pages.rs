@@ -429,7 +429,10 @@ pub async fn list(
     Query(query): Query<ListQuery>,
 ) -> PageResult {
     let stage = stage_of(&stage_text).map_err(fail)?;
-    let listing = actions::list(&state.registry, stage).await.map_err(fail)?;
+    // Every entry: the page hides removed ones itself and says how many it hid.
+    let listing = actions::list(&state.registry, stage, true)
+        .await
+        .map_err(fail)?;
     let jobs = actions::jobs(&state.registry).await.map_err(fail)?;
     let body = render_list(stage, &listing, &query);
     Ok(page(&state, &access, stage.title(), Section::Stage(stage), jobs).render(&body))

@@ -13,10 +13,19 @@ use crate::output::{println_stdout, table};
 pub fn jobs(context: &Context, command: JobsCommand) -> anyhow::Result<()> {
     let registry = context.registry()?;
     match command {
-        JobsCommand::List => context.emit(&registry.jobs()?, |jobs| {
-            let rows: Vec<Vec<String>> = jobs.iter().map(job_row).collect();
-            table(&["ID", "STATE", "WHAT", "PROGRESS", "CREATED"], &rows)
-        }),
+        JobsCommand::List => {
+            for record in registry.unreadable_jobs()? {
+                context.warn(&format!(
+                    "skipped the unreadable job record {}: {} (see `loraforge doctor`)",
+                    record.path.display(),
+                    record.reason
+                ));
+            }
+            context.emit(&registry.jobs()?, |jobs| {
+                let rows: Vec<Vec<String>> = jobs.iter().map(job_row).collect();
+                table(&["ID", "STATE", "WHAT", "PROGRESS", "CREATED"], &rows)
+            })
+        }
         JobsCommand::Show { id } => {
             let job = registry.job(&id)?;
             let log = registry.job_log(&job.id)?;
@@ -49,6 +58,35 @@ pub fn jobs(context: &Context, command: JobsCommand) -> anyhow::Result<()> {
             println_stdout(&describe(&job));
             Ok(())
         }
+    }
+}
+
+/// `doctor`: every record the store cannot read (lists skip them), after recovery settled the
+/// jobs no process can finish (opening the store runs it). Exits non-zero when it found any.
+pub fn doctor(context: &Context) -> anyhow::Result<()> {
+    let registry = context.registry()?;
+    let unreadable = registry.doctor()?;
+    context.emit(&unreadable, |records| {
+        let mut lines = vec![format!("store {}", registry.location())];
+        for record in records {
+            lines.push(format!(
+                "unreadable record {}: {}",
+                record.path.display(),
+                record.reason
+            ));
+        }
+        if records.is_empty() {
+            lines.push("every record reads".to_string());
+        }
+        lines.join("\n")
+    })?;
+    if unreadable.is_empty() {
+        Ok(())
+    } else {
+        Err(crate::diagnostics::user_error(format!(
+            "{} unreadable record(s): restore or remove them (the lists skip them meanwhile)",
+            unreadable.len()
+        )))
     }
 }
 
@@ -117,16 +155,16 @@ pub(super) fn spawn_worker(
         .open(&log_path)
         .with_context(|| format!("cannot open the job log {}", log_path.display()))?;
     let log_err = log.try_clone()?;
-    let mut worker = std::process::Command::new(exe);
-    worker
+    let mut command = std::process::Command::new(exe);
+    command
         .arg("--home")
         .arg(home)
         .arg("--quiet")
         .args(["jobs", "run", &job.id]);
     if let Some(ms) = delay_ms {
-        worker.arg("--test-progress-delay-ms").arg(ms.to_string());
+        command.arg("--test-progress-delay-ms").arg(ms.to_string());
     }
-    worker
+    let worker = command
         .stdin(std::process::Stdio::null())
         .stdout(log)
         .stderr(log_err)
@@ -134,6 +172,8 @@ pub(super) fn spawn_worker(
         .process_group(0)
         .spawn()
         .context("cannot start the background worker")?;
+    // The job is the worker's now: this process may exit before the worker records itself.
+    registry.hand_over_job(&job.id, worker.id())?;
     Ok(())
 }
 

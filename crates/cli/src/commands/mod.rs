@@ -53,6 +53,11 @@ impl Context {
         BarReporter::new(!self.quiet && !self.json, crate::env::test_progress_delay())
     }
 
+    /// A warning on stderr, shown even with `--json` (stdout stays machine-readable).
+    pub fn warn(&self, text: &str) {
+        crate::output::status(self.quiet, &format!("warning: {text}"));
+    }
+
     /// A status line on stderr (not in quiet or JSON mode).
     pub fn status(&self, text: &str) {
         crate::output::status(self.quiet || self.json, text);
@@ -88,5 +93,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Inspect(args) => direct::inspect(&context, args),
         Command::Demo(args) => demo::demo(&context, args),
         Command::Serve(args) => serve::serve(&context, args),
+        Command::Doctor => jobs::doctor(&context),
     }
 }

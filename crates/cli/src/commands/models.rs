@@ -84,26 +84,33 @@ pub fn trained(context: &Context, command: TrainedCommand) -> anyhow::Result<()>
                 format!("registered trained model {} ({which})", record.name)
             })
         }
-        TrainedCommand::List => context.emit(&registry.trained_models()?, |records| {
-            let rows: Vec<Vec<String>> = records
-                .iter()
-                .map(|r| {
-                    vec![
-                        r.name.to_string(),
-                        r.base.to_string(),
-                        r.train_name.to_string(),
-                        r.date.to_string(),
-                        if r.adapter_present {
-                            "present"
-                        } else {
-                            "removed"
-                        }
-                        .into(),
-                    ]
-                })
+        TrainedCommand::List { all } => {
+            let records: Vec<_> = registry
+                .trained_models()?
+                .into_iter()
+                .filter(|r| all || r.adapter_present)
                 .collect();
-            table(&["NAME", "BASE", "TRAIN NAME", "DATE", "ADAPTER"], &rows)
-        }),
+            context.emit(&records, |records| {
+                let rows: Vec<Vec<String>> = records
+                    .iter()
+                    .map(|r| {
+                        vec![
+                            r.name.to_string(),
+                            r.base.to_string(),
+                            r.train_name.to_string(),
+                            r.date.to_string(),
+                            if r.adapter_present {
+                                "present"
+                            } else {
+                                "removed"
+                            }
+                            .into(),
+                        ]
+                    })
+                    .collect();
+                table(&["NAME", "BASE", "TRAIN NAME", "DATE", "ADAPTER"], &rows)
+            })
+        }
         TrainedCommand::Show(args) => show(context, &registry, EntryKind::Trained, &args),
         TrainedCommand::Rm { name, purge } => {
             if purge {
