@@ -456,3 +456,136 @@ fn a_registry_can_be_shared_across_threads() {
     assert_send_sync::<Registry>();
     assert_send_sync::<MemoryStorage>();
 }
+
+/// Store a job record as a crashed process would have left it.
+fn store_job(f: &Fixture, job: &Job) {
+    f.storage
+        .write_job(&job.id, &serde_json::to_vec(job).unwrap())
+        .unwrap();
+}
+
+#[test]
+fn a_queued_job_whose_owner_is_gone_fails_after_the_grace_and_wait_returns() {
+    let f = fixture();
+    f.add_base();
+    let trained = f.add_trained();
+    let old = Utc::now() - chrono::Duration::from_std(loraforge_registry::QUEUE_GRACE).unwrap();
+    // Queued by a process that died before any worker recorded its pid.
+    let mut orphan = queued_job(&trained, &format!("{trained}_s_0123"));
+    orphan.owner_pid = Some(dead_pid());
+    orphan.created = old - chrono::Duration::seconds(1);
+    store_job(&f, &orphan);
+    // The same, still inside the grace window (a worker may be about to record itself).
+    let mut fresh = queued_job(&trained, &format!("{trained}_s_4567"));
+    fresh.owner_pid = Some(dead_pid());
+    store_job(&f, &fresh);
+    // An old record without an owner (written before owners were recorded).
+    let mut legacy = queued_job(&trained, &format!("{trained}_s_89ab"));
+    legacy.owner_pid = None;
+    legacy.created = old - chrono::Duration::seconds(1);
+    store_job(&f, &legacy);
+    // Queued long ago by a process that is alive (this one): it may still start it.
+    let mut waiting = queued_job(&trained, &format!("{trained}_s_cdef"));
+    waiting.created = old - chrono::Duration::seconds(1);
+    store_job(&f, &waiting);
+
+    // `jobs wait` does not hang on the orphan: it settles it.
+    let started = std::time::Instant::now();
+    let job = f
+        .registry
+        .wait_job(&orphan.id, Some(Duration::from_secs(20)), &mut |_| {})
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(job.state, JobState::Failed);
+    let error = job.error.unwrap();
+    assert!(error.contains("no worker ever started it"), "{error}");
+    assert!(error.contains("is gone"), "{error}");
+
+    let reopened = Registry::with_storage(f.storage.clone(), options()).unwrap();
+    assert_eq!(reopened.job(&fresh.id).unwrap().state, JobState::Queued);
+    assert_eq!(reopened.job(&legacy.id).unwrap().state, JobState::Failed);
+    assert_eq!(reopened.job(&waiting.id).unwrap().state, JobState::Queued);
+}
+
+#[test]
+fn a_job_that_died_after_publishing_its_result_succeeded() {
+    let f = fixture();
+    f.add_base();
+    let trained = f.add_trained();
+    // Run a save, then rewrite its record as the kill -9 between publishing the saved model
+    // and recording the outcome leaves it: running, worker dead.
+    let queued = f.registry.queue_save(&trained, "auto").unwrap();
+    let done = f.registry.run_job(&queued.id, &NoProgress).unwrap();
+    let saved = done.result.clone().unwrap();
+    let mut crashed = done.clone();
+    crashed.state = JobState::Running;
+    crashed.result = None;
+    crashed.finished = None;
+    crashed.pid = Some(dead_pid());
+    store_job(&f, &crashed);
+
+    let reopened = Registry::with_storage(f.storage.clone(), options()).unwrap();
+    let job = reopened.job(&crashed.id).unwrap();
+    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+    assert_eq!(job.result.as_deref(), Some(saved.as_str()));
+    assert!(job.error.is_none());
+    assert_eq!(reopened.saved(&saved).unwrap().job.as_deref(), Some(&*job.id));
+
+    // A dead save job whose reserved name holds another job's model did not succeed.
+    let mut other = crashed.clone();
+    other.id = uuid::Uuid::new_v4().to_string();
+    store_job(&f, &other);
+    assert_eq!(reopened.recover().unwrap(), [other.id.clone()]);
+    let job = reopened.job(&other.id).unwrap();
+    assert_eq!(job.state, JobState::Failed);
+    assert!(job.error.unwrap().contains("died before finishing"));
+}
+
+#[test]
+fn unreadable_records_are_skipped_and_reported_never_fatal() {
+    let f = fixture();
+    f.add_base();
+    let trained = f.add_trained();
+    let saved = f.save(&trained);
+    // A corrupt job record, a stray JSON file and a record holding another id.
+    f.storage.write_job("0123-corrupt", b"{ not json").unwrap();
+    f.storage.write_job("notes", b"{}").unwrap();
+    let job = f.registry.jobs().unwrap().remove(0);
+    f.storage
+        .write_job("abcd", &serde_json::to_vec(&job).unwrap())
+        .unwrap();
+    // A corrupt entry record.
+    f.storage
+        .write(EntryKind::Saved, &saved, "entry.json", b"[]")
+        .unwrap();
+
+    // Opening the store, lists and new work all go on.
+    let reopened = Registry::with_storage(f.storage.clone(), options()).unwrap();
+    assert_eq!(reopened.jobs().unwrap(), [job.clone()]);
+    assert!(reopened.saved_models().unwrap().is_empty());
+    let again = f.save(&trained);
+    assert_eq!(reopened.saved_models().unwrap().len(), 1);
+    assert_ne!(again, saved);
+    assert_eq!(reopened.job(&job.id[..8]).unwrap().id, job.id);
+
+    let problems = reopened.doctor().unwrap();
+    let files: Vec<String> = problems
+        .iter()
+        .map(|p| {
+            let path = p.path.display().to_string();
+            path.rsplit('/').take(2).collect::<Vec<_>>().join("<")
+        })
+        .collect();
+    assert_eq!(
+        files,
+        [
+            format!("entry.json<{saved}"),
+            "0123-corrupt.json<jobs".to_string(),
+            "abcd.json<jobs".to_string(),
+            "notes.json<jobs".to_string(),
+        ]
+    );
+    assert!(problems[2].reason.contains(&job.id), "{}", problems[2].reason);
+    assert!(problems[3].reason.contains("not a job id"));
+    assert_eq!(reopened.unreadable_jobs().unwrap().len(), 3);
+}
