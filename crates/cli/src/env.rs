@@ -32,6 +32,17 @@ pub fn test_progress_delay() -> Option<Duration> {
         .map(Duration::from_millis)
 }
 
+/// Test aid: the name of a checkpoint (see `loraforge_progress::Reporter::checkpoint`) at which
+/// the process kills itself with SIGKILL, so crash tests hit exact points. Unset in normal use.
+pub const LORAFORGE_TEST_CRASH_AT: &str = "LORAFORGE_TEST_CRASH_AT";
+
+/// The checkpoint named by `LORAFORGE_TEST_CRASH_AT`, if set.
+pub fn test_crash_at() -> Option<String> {
+    std::env::var(LORAFORGE_TEST_CRASH_AT)
+        .ok()
+        .filter(|v| !v.is_empty())
+}
+
 /// The store root: `LORAFORGE_HOME` when set and not empty, else the platform data folder.
 pub fn store_home() -> Option<PathBuf> {
     match std::env::var_os(LORAFORGE_HOME) {

@@ -10,15 +10,22 @@ pub struct BarReporter {
     bar: Mutex<Option<ProgressBar>>,
     enabled: bool,
     delay: Option<std::time::Duration>,
+    crash_at: Option<String>,
 }
 
 impl BarReporter {
-    /// `delay` is a test aid: a pause at every report (see `env::test_progress_delay`).
-    pub fn new(enabled: bool, delay: Option<std::time::Duration>) -> BarReporter {
+    /// `delay` and `crash_at` are test aids: a pause at every report (see
+    /// `env::test_progress_delay`), a SIGKILL at that checkpoint (see `env::test_crash_at`).
+    pub fn new(
+        enabled: bool,
+        delay: Option<std::time::Duration>,
+        crash_at: Option<String>,
+    ) -> BarReporter {
         BarReporter {
             bar: Mutex::new(None),
             enabled,
             delay,
+            crash_at,
         }
     }
 
@@ -83,6 +90,10 @@ impl Reporter for BarReporter {
                 bar.finish();
             }
         }
+    }
+
+    fn checkpoint(&self, point: &str) {
+        crate::signals::kill_self_at(point, self.crash_at.as_deref());
     }
 }
 

@@ -24,3 +24,11 @@ pub fn remove_temporaries_on_termination() {
             }
         });
 }
+
+/// Crash tests: die by SIGKILL (no handler, no destructor, exactly like `kill -9`) when the work
+/// reaches the checkpoint `LORAFORGE_TEST_CRASH_AT` names.
+pub fn kill_self_at(point: &str, crash_at: Option<&str>) {
+    if crash_at == Some(point) {
+        let _ = signal_hook::low_level::raise(signal_hook::consts::SIGKILL);
+    }
+}

@@ -128,9 +128,23 @@ pub fn convert(
     options: &ConvertOptions,
     reporter: &dyn Reporter,
 ) -> Result<ConvertReport, ConvertError> {
-    if let ExportTarget::Quantize(ftype) = options.target {
-        return convert_then_quantize(model_dir, out, options, ftype, reporter);
-    }
+    let report = match options.target {
+        ExportTarget::Quantize(ftype) => {
+            convert_then_quantize(model_dir, out, options, ftype, reporter)?
+        }
+        _ => convert_direct(model_dir, out, options, reporter)?,
+    };
+    reporter.checkpoint("convert-output");
+    Ok(report)
+}
+
+/// [`convert`] to a lossless or directly quantized type, on `options.threads` threads.
+fn convert_direct(
+    model_dir: &Path,
+    out: &Path,
+    options: &ConvertOptions,
+    reporter: &dyn Reporter,
+) -> Result<ConvertReport, ConvertError> {
     match options.threads {
         Some(n) => {
             let pool = rayon::ThreadPoolBuilder::new()
@@ -160,7 +174,8 @@ fn convert_then_quantize(
     let mut first = options.clone();
     first.target = ExportTarget::Source;
     first.sha256 = false;
-    let mut report = convert(model_dir, &intermediate, &first, reporter)?;
+    let mut report = convert_direct(model_dir, &intermediate, &first, reporter)?;
+    reporter.checkpoint("convert-intermediate");
     let q = quantize_file(
         &intermediate,
         out,

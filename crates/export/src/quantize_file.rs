@@ -274,6 +274,19 @@ pub fn quantize_file(
     options: &QuantizeFileOptions,
     reporter: &dyn Reporter,
 ) -> Result<QuantizeFileReport, QuantizeFileError> {
+    let report = quantize_file_inner(input, output, ftype, options, reporter)?;
+    reporter.checkpoint("quantize-output");
+    Ok(report)
+}
+
+/// The work of [`quantize_file`], up to the output renamed into place.
+fn quantize_file_inner(
+    input: &Path,
+    output: &Path,
+    ftype: FileType,
+    options: &QuantizeFileOptions,
+    reporter: &dyn Reporter,
+) -> Result<QuantizeFileReport, QuantizeFileError> {
     if same_file(input, output) {
         return Err(QuantizeFileError::SameFile {
             path: output.to_path_buf(),

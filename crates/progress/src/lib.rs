@@ -31,6 +31,18 @@ pub trait Reporter: Send + Sync {
     fn message(&self, _text: &str) {}
     /// The current phase is complete.
     fn finish(&self) {}
+    /// The work reached a named point where its durable state just changed (a file renamed into
+    /// place, a record written). Nothing to report for a progress bar; the CLI's crash tests stop
+    /// the process here (`LORAFORGE_TEST_CRASH_AT`) to check what a kill at that instant leaves.
+    ///
+    /// The points: `convert-intermediate` (k-quant export: the lossless intermediate is
+    /// written), `convert-output` and `quantize-output` (the output GGUF was renamed into place),
+    /// `job-queued`, `job-running` (the job record says so), `save-staged` (the merged entry is
+    /// complete in staging), `save-published` (the saved entry was renamed into place, the job
+    /// record not yet updated), `export-cached` (the GGUF is in the export cache, its sidecar
+    /// not yet), `deploy-created` (Ollama has the model, nothing recorded), `deploy-published`
+    /// (the deployed entry was renamed into place).
+    fn checkpoint(&self, _point: &str) {}
 }
 
 /// A reporter that ignores everything.
@@ -55,6 +67,9 @@ impl<R: Reporter + ?Sized> Reporter for &R {
     fn finish(&self) {
         (**self).finish()
     }
+    fn checkpoint(&self, point: &str) {
+        (**self).checkpoint(point)
+    }
 }
 
 impl<R: Reporter + ?Sized> Reporter for std::sync::Arc<R> {
@@ -69,6 +84,9 @@ impl<R: Reporter + ?Sized> Reporter for std::sync::Arc<R> {
     }
     fn finish(&self) {
         (**self).finish()
+    }
+    fn checkpoint(&self, point: &str) {
+        (**self).checkpoint(point)
     }
 }
 

@@ -35,18 +35,21 @@ pub(crate) fn base_card(record: &BaseRecord, source: &Path) -> Result<ModelCard>
 
 /// The card of a new trained entry staged in `staged` (`adapter/`, `training/`): the base card's
 /// lineage, the adapter config, training arguments and evaluation summary.
+///
+/// The card is gathered from the user's folders (`selection`), so an error names the user's
+/// file, never the staging copy; the checksums are of the copies in `staged`.
 pub(crate) fn trained_card(
     record: &TrainedRecord,
     base_model_dir: &Path,
     base_card_dir: &Path,
+    selection: &loraforge_model_card::TrainerFolder,
     staged: &Path,
 ) -> Result<ModelCard> {
     let adapter_dir = staged.join("adapter");
-    let training_dir = staged.join("training");
     let mut card = ModelCard::gather(&CardSources {
         base_dir: base_model_dir,
-        adapter_dir: Some(&adapter_dir),
-        trainer_dir: Some(&training_dir),
+        adapter_dir: Some(&selection.adapter_dir),
+        trainer_dir: Some(&selection.training_dir),
     })?;
     card.train_name = Some(record.train_name.to_string());
     card.lineage = ModelCard::read_from_dir(base_card_dir)?.lineage;

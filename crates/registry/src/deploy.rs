@@ -204,6 +204,7 @@ impl Registry {
             reporter,
         )
         .await?;
+        reporter.checkpoint("deploy-created");
         if options.smoke_test {
             let mut request = loraforge_ollama_client::GenerateRequest {
                 model: name.clone(),
@@ -256,6 +257,7 @@ impl Registry {
             let _lock = self.lock()?;
             self.storage().publish(staged, EntryKind::Deployed, &name)
         })?;
+        reporter.checkpoint("deploy-published");
         Ok(deployed)
     }
 

@@ -106,6 +106,16 @@ pub enum RegistryError {
         #[source]
         source: Box<loraforge_adapter_merge::MergeError>,
     },
+    /// The adapter's `adapter_model.safetensors` is not a valid safetensors file (truncated,
+    /// bad header).
+    #[error("{path}: the adapter weights are not a valid safetensors file")]
+    BadAdapterWeights {
+        /// The user's adapter weights file.
+        path: PathBuf,
+        /// What is wrong with it.
+        #[source]
+        source: Box<loraforge_hf_model::HfModelError>,
+    },
     /// The folder of a base model referenced in place was moved or deleted.
     #[error("{path}: the folder of base model '{name}' is gone; register it again (`loraforge base rm {name} --force` then `base add`)")]
     BaseFolderGone {
@@ -233,6 +243,7 @@ impl RegistryError {
             | RegistryError::BadBaseModel { .. }
             | RegistryError::BadTemplate { .. }
             | RegistryError::BadAdapter { .. }
+            | RegistryError::BadAdapterWeights { .. }
             | RegistryError::BaseFolderGone { .. }
             | RegistryError::OllamaName { .. }
             | RegistryError::BaseInUse { .. }

@@ -150,6 +150,7 @@ impl Registry {
                 .map_err(RegistryError::io("cannot read", &written))?
                 .len();
             let path = self.storage().cache(&gguf_file, &written)?;
+            reporter.checkpoint("export-cached");
             let exported = ExportedGguf {
                 path,
                 sha256,

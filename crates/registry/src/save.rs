@@ -70,15 +70,17 @@ impl Registry {
             job.pid_start = process_start_time(pid);
             job.started = Some(Utc::now());
             jobs.save(&job)?;
+            reporter.checkpoint("job-running");
             job
         };
         let owner = job.staging_owner();
         let job_reporter = JobReporter::new(jobs.clone(), job.clone());
         let both = Tee(&job_reporter, reporter);
         let outcome = match &job.kind {
-            JobKind::Save { saved, .. } => self
-                .perform_save(&job, &owner, &both)
-                .map(|staged| JobOutput::Staged(staged, saved.to_string())),
+            JobKind::Save { saved, .. } => self.perform_save(&job, &owner, &both).map(|staged| {
+                both.checkpoint("save-staged");
+                JobOutput::Staged(staged, saved.to_string())
+            }),
             JobKind::Deploy { .. } => self
                 .perform_deploy(&job, &both)
                 .map(|record| JobOutput::Published(record.name.to_string())),
@@ -92,6 +94,7 @@ impl Registry {
             Ok(JobOutput::Staged(staged, saved)) if current.state == JobState::Running => {
                 match self.storage().publish(&staged, EntryKind::Saved, &saved) {
                     Ok(()) => {
+                        reporter.checkpoint("save-published");
                         job.state = JobState::Succeeded;
                         job.result = Some(saved);
                     }
@@ -253,5 +256,9 @@ impl Reporter for Tee<'_> {
     fn finish(&self) {
         self.0.finish();
         self.1.finish();
+    }
+    fn checkpoint(&self, point: &str) {
+        self.0.checkpoint(point);
+        self.1.checkpoint(point);
     }
 }

@@ -68,6 +68,16 @@ impl Registry {
                 source: Box::new(error),
             }
         })?;
+        // Validate the weights' header (and that the file holds every tensor it lists) now, as
+        // `add_base` does: a truncated adapter must be refused here, naming the user's file, not
+        // at save time naming the store's copy.
+        let weights = selection.adapter_dir.join("adapter_model.safetensors");
+        loraforge_hf_model::SafetensorsFile::open(&weights).map_err(|error| {
+            RegistryError::BadAdapterWeights {
+                path: weights.clone(),
+                source: Box::new(error),
+            }
+        })?;
         let recorded = loraforge_model_card::TrainingDate::find(&selection.training_dir)?;
         let (date, date_source) = match recorded {
             Some(found) => (found.date, found.source),
@@ -109,7 +119,13 @@ impl Registry {
             let base_card_dir = self
                 .storage()
                 .local_dir(EntryKind::Base, base_record.technical_name.as_str())?;
-            let card = cards::trained_card(&record, &base_model_dir, &base_card_dir, staged)?;
+            let card = cards::trained_card(
+                &record,
+                &base_model_dir,
+                &base_card_dir,
+                &selection,
+                staged,
+            )?;
             card.write_to_dir(staged)?;
             write_atomic(&staged.join(ENTRY_FILE), &to_json(&record))?;
             self.storage()

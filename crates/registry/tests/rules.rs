@@ -589,3 +589,26 @@ fn unreadable_records_are_skipped_and_reported_never_fatal() {
     assert!(problems[3].reason.contains("not a job id"));
     assert_eq!(reopened.unreadable_jobs().unwrap().len(), 3);
 }
+
+#[test]
+fn a_truncated_adapter_is_refused_at_add_naming_the_users_file() {
+    let f = fixture();
+    f.add_base();
+    let weights = f.demo.trainer_dir.join("adapter_model.safetensors");
+    let bytes = std::fs::read(&weights).unwrap();
+    std::fs::write(&weights, &bytes[..bytes.len() - 10]).unwrap();
+    let err = f
+        .registry
+        .add_trained(&f.demo.trainer_dir, "tiny", "cut", None)
+        .unwrap_err();
+    match &err {
+        RegistryError::BadAdapterWeights { path, .. } => {
+            assert_eq!(path, &weights.canonicalize().unwrap());
+        }
+        other => panic!("expected BadAdapterWeights, got {other}"),
+    }
+    assert!(err.is_user_error());
+    assert!(err.to_string().contains("adapter_model.safetensors"));
+    assert!(f.registry.trained_models().unwrap().is_empty());
+    assert!(f.storage.staged_owners().unwrap().is_empty());
+}

@@ -53,7 +53,10 @@ pub fn jobs(context: &Context, command: JobsCommand) -> anyhow::Result<()> {
             test_progress_delay_ms,
         } => {
             // The detached worker: progress goes to the job record only.
-            let reporter = SlowReporter(test_progress_delay_ms.map(Duration::from_millis));
+            let reporter = WorkerReporter {
+                delay: test_progress_delay_ms.map(Duration::from_millis),
+                crash_at: crate::env::test_crash_at(),
+            };
             let job = registry.run_job(&id, &reporter)?;
             println_stdout(&describe(&job));
             Ok(())
@@ -90,15 +93,22 @@ pub fn doctor(context: &Context) -> anyhow::Result<()> {
     }
 }
 
-/// A reporter that only pauses at every progress step (the hidden `--test-progress-delay-ms`).
-struct SlowReporter(Option<Duration>);
+/// The detached worker's reporter: progress goes to the job record only; it pauses at every
+/// step (the hidden `--test-progress-delay-ms`) and stops at a crash test's checkpoint.
+struct WorkerReporter {
+    delay: Option<Duration>,
+    crash_at: Option<String>,
+}
 
-impl Reporter for SlowReporter {
+impl Reporter for WorkerReporter {
     fn begin(&self, _phase: &str, _total: Option<u64>) {}
     fn advance(&self, _units: u64) {
-        if let Some(delay) = self.0 {
+        if let Some(delay) = self.delay {
             std::thread::sleep(delay);
         }
+    }
+    fn checkpoint(&self, point: &str) {
+        crate::signals::kill_self_at(point, self.crash_at.as_deref());
     }
 }
 
@@ -134,6 +144,7 @@ pub fn save(context: &Context, registry: &Registry, args: &SaveArgs) -> anyhow::
     }
     context.status(&format!("saving {trained} as {saved} (job {})", job.id));
     let reporter = context.reporter();
+    reporter.checkpoint("job-queued");
     let job = registry.run_job(&job.id, &reporter)?;
     reporter.finish();
     finish(context, &job)

@@ -50,7 +50,11 @@ impl Context {
 
     /// A progress reporter drawing bars unless quiet or JSON output.
     pub fn reporter(&self) -> BarReporter {
-        BarReporter::new(!self.quiet && !self.json, crate::env::test_progress_delay())
+        BarReporter::new(
+            !self.quiet && !self.json,
+            crate::env::test_progress_delay(),
+            crate::env::test_crash_at(),
+        )
     }
 
     /// A warning on stderr, shown even with `--json` (stdout stays machine-readable).
