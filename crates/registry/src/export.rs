@@ -115,19 +115,8 @@ impl Registry {
         let key = hex::encode(key.finalize());
         let gguf_file = format!("{}.{file_type}.gguf", &key[..16]);
         let sidecar_file = format!("{}.{file_type}.json", &key[..16]);
-        if let (Some(path), Some(sidecar)) = (
-            self.storage().cached(&gguf_file)?,
-            self.storage().cached(&sidecar_file)?,
-        ) {
-            if let Some(mut cached) = std::fs::read(&sidecar)
-                .ok()
-                .and_then(|b| serde_json::from_slice::<ExportedGguf>(&b).ok())
-            {
-                cached.path = path;
-                cached.reused = true;
-                cached.seconds = 0.0;
-                return Ok(cached);
-            }
+        if let Some(cached) = self.reusable_export(&gguf_file, &sidecar_file, reporter)? {
+            return Ok(cached);
         }
         let started = Instant::now();
         let owner = owner_tag("export");
@@ -167,6 +156,60 @@ impl Registry {
         .inspect(|_| {
             let _ = self.storage().discard_staged(&owner);
         })
+    }
+}
+
+impl Registry {
+    /// The cached export `gguf_file`, when its sidecar reads and the file still has the size and
+    /// SHA-256 the sidecar recorded; `None` (export again, replacing it) otherwise. A truncated
+    /// or altered cache file must never be uploaded: Ollama would refuse it, every time.
+    fn reusable_export(
+        &self,
+        gguf_file: &str,
+        sidecar_file: &str,
+        reporter: &dyn Reporter,
+    ) -> Result<Option<ExportedGguf>> {
+        let (Some(path), Some(sidecar)) = (
+            self.storage().cached(gguf_file)?,
+            self.storage().cached(sidecar_file)?,
+        ) else {
+            return Ok(None);
+        };
+        let Some(mut cached) = std::fs::read(&sidecar)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<ExportedGguf>(&b).ok())
+        else {
+            reporter.message("the export cache's record is unreadable: exporting again");
+            return Ok(None);
+        };
+        let bytes = std::fs::metadata(&path).map(|m| m.len()).ok();
+        if bytes != Some(cached.bytes) {
+            reporter.message(&format!(
+                "the cached GGUF {} has {} bytes, {} when it was exported: exporting again",
+                path.display(),
+                bytes.map_or_else(|| "no".to_string(), |b| b.to_string()),
+                cached.bytes
+            ));
+            return Ok(None);
+        }
+        // Hashing the GGUF costs less than the check of the saved files just done (the GGUF is
+        // at most their size), and it is what the upload will be named by.
+        reporter.begin("verify cache", None);
+        let actual = loraforge_model_card::sha256_file(&path)?;
+        reporter.finish();
+        if actual != cached.sha256 {
+            reporter.message(&format!(
+                "the cached GGUF {} changed since it was exported (sha256 {actual}, recorded \
+                 {}): exporting again",
+                path.display(),
+                cached.sha256
+            ));
+            return Ok(None);
+        }
+        cached.path = path;
+        cached.reused = true;
+        cached.seconds = 0.0;
+        Ok(Some(cached))
     }
 }
 

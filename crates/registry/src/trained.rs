@@ -119,13 +119,8 @@ impl Registry {
             let base_card_dir = self
                 .storage()
                 .local_dir(EntryKind::Base, base_record.technical_name.as_str())?;
-            let card = cards::trained_card(
-                &record,
-                &base_model_dir,
-                &base_card_dir,
-                &selection,
-                staged,
-            )?;
+            let card =
+                cards::trained_card(&record, &base_model_dir, &base_card_dir, &selection, staged)?;
             card.write_to_dir(staged)?;
             write_atomic(&staged.join(ENTRY_FILE), &to_json(&record))?;
             self.storage()

@@ -529,7 +529,10 @@ fn a_job_that_died_after_publishing_its_result_succeeded() {
     assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
     assert_eq!(job.result.as_deref(), Some(saved.as_str()));
     assert!(job.error.is_none());
-    assert_eq!(reopened.saved(&saved).unwrap().job.as_deref(), Some(&*job.id));
+    assert_eq!(
+        reopened.saved(&saved).unwrap().job.as_deref(),
+        Some(&*job.id)
+    );
 
     // A dead save job whose reserved name holds another job's model did not succeed.
     let mut other = crashed.clone();
@@ -585,7 +588,11 @@ fn unreadable_records_are_skipped_and_reported_never_fatal() {
             "notes.json<jobs".to_string(),
         ]
     );
-    assert!(problems[2].reason.contains(&job.id), "{}", problems[2].reason);
+    assert!(
+        problems[2].reason.contains(&job.id),
+        "{}",
+        problems[2].reason
+    );
     assert!(problems[3].reason.contains("not a job id"));
     assert_eq!(reopened.unreadable_jobs().unwrap().len(), 3);
 }
@@ -611,4 +618,59 @@ fn a_truncated_adapter_is_refused_at_add_naming_the_users_file() {
     assert!(err.to_string().contains("adapter_model.safetensors"));
     assert!(f.registry.trained_models().unwrap().is_empty());
     assert!(f.storage.staged_owners().unwrap().is_empty());
+}
+
+#[test]
+fn a_truncated_or_altered_cached_export_is_exported_again() {
+    use loraforge_naming::QuantType;
+    let f = fixture();
+    let home = tempfile::tempdir().unwrap();
+    let registry = Registry::open_with(home.path(), options()).unwrap();
+    registry
+        .add_base(&f.demo.base_dir, "tiny", &BaseAddOptions::default())
+        .unwrap();
+    let trained = registry
+        .add_trained(&f.demo.trainer_dir, "tiny", "cache", None)
+        .unwrap()
+        .name
+        .to_string();
+    let job = registry.queue_save(&trained, "auto").unwrap();
+    let saved = registry
+        .run_job(&job.id, &NoProgress)
+        .unwrap()
+        .result
+        .unwrap();
+    let quant = QuantType::NoQuantization;
+
+    let first = registry.export_gguf(&saved, quant, &NoProgress).unwrap();
+    assert!(!first.reused);
+    let good = std::fs::read(&first.path).unwrap();
+    assert!(
+        registry
+            .export_gguf(&saved, quant, &NoProgress)
+            .unwrap()
+            .reused
+    );
+
+    // Truncated: the size gives it away.
+    std::fs::write(&first.path, &good[..good.len() / 2]).unwrap();
+    let again = registry.export_gguf(&saved, quant, &NoProgress).unwrap();
+    assert!(!again.reused, "a truncated cache file must not be reused");
+    assert_eq!(std::fs::read(&again.path).unwrap(), good);
+
+    // Altered in place, same size: the digest gives it away.
+    let mut altered = good.clone();
+    let last = altered.len() - 1;
+    altered[last] ^= 0x55;
+    std::fs::write(&first.path, &altered).unwrap();
+    let again = registry.export_gguf(&saved, quant, &NoProgress).unwrap();
+    assert!(!again.reused, "an altered cache file must not be reused");
+    assert_eq!(std::fs::read(&again.path).unwrap(), good);
+    assert_eq!(again.sha256, first.sha256);
+    assert!(
+        registry
+            .export_gguf(&saved, quant, &NoProgress)
+            .unwrap()
+            .reused
+    );
 }
