@@ -277,7 +277,9 @@ impl Client {
     /// Uploads `path` as blob `digest` (`POST /api/blobs/<digest>`), streaming the file from disk.
     ///
     /// Reports bytes sent under the phase `"upload"`. A `400 digest mismatch` answer becomes
-    /// [`ClientError::DigestMismatch`] naming the file. An attempt fails when it *stalls* (no
+    /// [`ClientError::DigestMismatch`] (the file hashes differently now) or
+    /// [`ClientError::UploadCorrupted`] (it still hashes to `digest`: the bytes changed on the
+    /// way), naming the file and what each side computed. An attempt fails when it *stalls* (no
     /// bytes accepted for `stall_timeout`), never because it takes long. Errors that may heal
     /// (dropped connection, stall, 5xx other than a full disk, 429) are retried with an
     /// exponential backoff; before each retry a `HEAD` skips the upload when the server holds the
@@ -314,10 +316,23 @@ impl Client {
                     ..
                 }) if message.starts_with("digest mismatch") => {
                     reporter.finish();
-                    return Err(ClientError::DigestMismatch {
-                        path: path.to_owned(),
-                        expected: digest,
-                        actual: mismatch_got(&message).unwrap_or(message),
+                    // The server computed its digest from what it received: hash the file again
+                    // to say which side the bytes changed on.
+                    let server_computed = mismatch_got(&message).unwrap_or(message);
+                    let local_now = sha256_file(path, &loraforge_progress::NoProgress).await?;
+                    return Err(if local_now == digest {
+                        ClientError::UploadCorrupted {
+                            path: path.to_owned(),
+                            expected: digest,
+                            server_computed,
+                        }
+                    } else {
+                        ClientError::DigestMismatch {
+                            path: path.to_owned(),
+                            expected: digest,
+                            server_computed,
+                            local_now,
+                        }
                     });
                 }
                 Err(e) => e,

@@ -74,15 +74,31 @@ pub enum ClientError {
         /// What was wrong.
         message: String,
     },
-    /// A file's bytes do not hash to the digest it is being uploaded under.
-    #[error("{path} does not match its recorded digest (expected {expected}, the bytes hash to {actual}); the file changed since it was recorded")]
+    /// Ollama refused an upload because the bytes it received do not hash to the digest the
+    /// file was sent under, and the file itself now hashes to something else: it changed after
+    /// loraforge hashed it (or recorded its digest).
+    #[error("Ollama refused {path}: it was sent as {expected} (the digest loraforge recorded for it), the server computed {server_computed} from the bytes it received, and loraforge now computes {local_now} from the file; the file changed after its digest was recorded")]
     DigestMismatch {
         /// The local file.
         path: PathBuf,
         /// The digest it was recorded (and uploaded) under.
         expected: String,
-        /// What its bytes hash to (as reported by the server, or computed locally).
-        actual: String,
+        /// What the server computed from the bytes it received.
+        server_computed: String,
+        /// What loraforge computes from the file now, after the refusal.
+        local_now: String,
+    },
+    /// Ollama refused an upload because the bytes it received do not hash to the digest the
+    /// file was sent under, although the file still hashes to that digest here: the bytes
+    /// changed between this machine and the server's store.
+    #[error("Ollama refused {path}: it was sent as {expected}, the server computed {server_computed} from the bytes it received, but loraforge computes {expected} from the file again; the bytes changed on the way or on the server (a proxy, a full or failing disk), not in the file")]
+    UploadCorrupted {
+        /// The local file.
+        path: PathBuf,
+        /// The digest it was sent under, which loraforge computed again from the file.
+        expected: String,
+        /// What the server computed from the bytes it received.
+        server_computed: String,
     },
     /// A digest string is not `sha256:` followed by 64 hex digits.
     #[error("invalid blob digest {digest:?}: expected \"sha256:\" followed by 64 hex digits")]
@@ -266,9 +282,12 @@ impl ClientError {
             ClientError::Http { .. } | ClientError::Stream { .. } => {
                 Some("the server failed; its logs (`ollama serve` output) say more".into())
             }
-            ClientError::DigestMismatch { .. } => {
-                Some("the file changed while it was being deployed; retry".into())
-            }
+            ClientError::DigestMismatch { .. } => Some(
+                "something rewrote the file after it was recorded; deploy again (loraforge exports it again when its export cache is stale)".into(),
+            ),
+            ClientError::UploadCorrupted { .. } => Some(
+                "retry; if it keeps failing, check the server's disk and anything between this machine and the server".into(),
+            ),
             _ => None,
         }
     }

@@ -204,22 +204,67 @@ async fn a_file_changed_since_its_digest_was_recorded_is_refused() {
         ClientError::DigestMismatch {
             path: p,
             expected,
-            actual,
+            server_computed,
+            local_now,
         } => {
             assert_eq!(p, path);
             assert_eq!(expected, known);
-            // What the changed bytes really hash to.
+            // What the changed bytes really hash to, on both sides.
             let real = loraforge_ollama_client::sha256_file(&path, &NoProgress)
                 .await
                 .unwrap();
-            assert_eq!(actual, real);
-            assert_ne!(actual, expected);
+            assert_eq!(server_computed, real);
+            assert_eq!(local_now, real);
+            assert_ne!(server_computed, expected);
         }
         other => panic!("expected DigestMismatch, got {other:?}"),
     }
     assert_eq!(fake.count("POST", "/api/create"), 0);
     assert!(fake.model_names().is_empty());
     assert!(!fake.has_blob(&known));
+}
+
+#[tokio::test]
+async fn a_server_side_digest_mismatch_on_an_intact_file_is_not_blamed_on_the_file() {
+    let (fake, client) = start().await;
+    let known = recorded_digest(GGUF);
+    let wrong = format!("sha256:{}", "0".repeat(64));
+    // The server hashes what it received to something else (a proxy or its disk mangled it).
+    fake.inject(Fault::Status {
+        method: "POST",
+        path: "/api/blobs/",
+        status: 400,
+        message: format!("digest mismatch, expected \"{known}\", got \"{wrong}\""),
+        times: 1,
+    });
+    let err = deploy_gguf(
+        &client,
+        "m",
+        &gguf(),
+        Some(&known),
+        &template(),
+        &[],
+        &NoProgress,
+    )
+    .await
+    .unwrap_err();
+    match &err {
+        ClientError::UploadCorrupted {
+            path,
+            expected,
+            server_computed,
+        } => {
+            assert_eq!(path, &gguf());
+            assert_eq!(expected, &known);
+            assert_eq!(server_computed, &wrong);
+        }
+        other => panic!("expected UploadCorrupted, got {other:?}"),
+    }
+    let text = err.to_string();
+    assert!(!text.contains("changed since"), "{text}");
+    assert!(text.contains("the server computed"), "{text}");
+    assert!(text.contains("not in the file"), "{text}");
+    assert_eq!(fake.count("POST", "/api/create"), 0);
 }
 
 #[tokio::test]
