@@ -293,7 +293,17 @@ fn delete_semantics() {
         .join(&trained)
         .join("adapter")
         .exists());
-    assert_eq!(env.json(&["trained", "list"])[0]["adapter_present"], false);
+    // Lists show live entries; `--all` shows the removed one too (its record stays for lineage).
+    assert!(env
+        .json(&["trained", "list"])
+        .as_array()
+        .unwrap()
+        .is_empty());
+    let all = env.json(&["trained", "list", "--all"]);
+    assert_eq!(names(&all), vec![trained.clone()]);
+    assert_eq!(all[0]["adapter_present"], false);
+    assert!(!env.ok(&["trained", "list"]).contains(&trained));
+    assert!(env.ok(&["trained", "list", "--all"]).contains("removed"));
     assert_eq!(names(&env.json(&["saved", "list"])), vec![saved.clone()]);
     let output = env.fails(&["trained", "save", &trained]);
     assert!(
@@ -314,7 +324,7 @@ fn delete_semantics() {
     );
     env.ok(&["trained", "rm", &trained, "--purge"]);
     assert!(env
-        .json(&["trained", "list"])
+        .json(&["trained", "list", "--all"])
         .as_array()
         .unwrap()
         .is_empty());
