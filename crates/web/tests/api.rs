@@ -562,6 +562,11 @@ async fn save_deploy_and_delete_through_the_api() {
         .await
         .text()
         .contains(&format!(r#"<tr data-name="{}">"#, store.trained)));
+    // The API lists live entries as `trained list --json` does; `?all=1` as `--all`.
+    assert_eq!(get(&app, "/api/v1/trained").await.json(), json!([]));
+    let all = get(&app, "/api/v1/trained?all=1").await.json();
+    assert_eq!(all[0]["name"], store.trained.as_str());
+    assert_eq!(all[0]["adapter_present"], false);
     assert_eq!(
         get(&app, &format!("/trained/{}", store.trained))
             .await
