@@ -564,7 +564,7 @@ fn unreadable_records_are_skipped_and_reported_never_fatal() {
 
     // Opening the store, lists and new work all go on.
     let reopened = Registry::with_storage(f.storage.clone(), options()).unwrap();
-    assert_eq!(reopened.jobs().unwrap(), [job.clone()]);
+    assert_eq!(reopened.jobs().unwrap(), std::slice::from_ref(&job));
     assert!(reopened.saved_models().unwrap().is_empty());
     let again = f.save(&trained);
     assert_eq!(reopened.saved_models().unwrap().len(), 1);
