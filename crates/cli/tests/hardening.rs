@@ -346,11 +346,11 @@ fn trained_save_killed_at_each_point_leaves_a_consistent_store() {
             age_job(&s.home, &id);
             let started = Instant::now();
             let output = in_store(&s.home)
-                .args(["jobs", "wait", &id])
+                .args(["jobs", "wait", &id, "--timeout", "20"])
                 .output()
                 .unwrap();
+            assert!(!output.status.success(), "still queued: {}", text(&output));
             assert!(started.elapsed() < Duration::from_secs(20));
-            assert!(!output.status.success());
             assert!(
                 text(&output).contains("no worker ever started it"),
                 "{}",

@@ -551,7 +551,7 @@ fn unreadable_records_are_skipped_and_reported_never_fatal() {
     let trained = f.add_trained();
     let saved = f.save(&trained);
     // A corrupt job record, a stray JSON file and a record holding another id.
-    f.storage.write_job("0123-corrupt", b"{ not json").unwrap();
+    f.storage.write_job("0123abcd", b"{ not json").unwrap();
     f.storage.write_job("notes", b"{}").unwrap();
     let job = f.registry.jobs().unwrap().remove(0);
     f.storage
@@ -583,7 +583,7 @@ fn unreadable_records_are_skipped_and_reported_never_fatal() {
         files,
         [
             format!("entry.json<{saved}"),
-            "0123-corrupt.json<jobs".to_string(),
+            "0123abcd.json<jobs".to_string(),
             "abcd.json<jobs".to_string(),
             "notes.json<jobs".to_string(),
         ]
