@@ -38,13 +38,16 @@ setup_hub_python() {
     # A small venv outside the repo; about 20 s the first time, reused afterwards.
     local venv="${LORAFORGE_HUB_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/loraforge/venv-hub}"
     if ! "$venv/bin/python" -c "import huggingface_hub" >/dev/null 2>&1; then
-        if ! python3 -c "import ensurepip" >/dev/null 2>&1; then
+        rm -rf "$venv"
+        # Debian ships python3 without venv/ensurepip unless python3-venv is installed.
+        if ! python3 -m venv "$venv" >/dev/null 2>&1; then
             local sudo=""
             if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
             $sudo apt-get update -qq
-            DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-venv
+            DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3 python3-venv
+            rm -rf "$venv"
+            python3 -m venv "$venv"
         fi
-        python3 -m venv "$venv"
         "$venv/bin/pip" install -q -r tests/python/requirements-hub.txt
     fi
     export LORAFORGE_TEST_HUB_PYTHON="$venv/bin/python"
