@@ -6,13 +6,14 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use loraforge_hf_model::{
-    decode_f32, encode_f32, Dtype, HfModel, TensorView, CONFIG_FILE, SINGLE_FILE,
+    decode_f32, encode_f32, read_safetensors_header, Dtype, HfModel, TensorView, CONFIG_FILE,
+    SINGLE_FILE,
 };
 use loraforge_progress::Reporter;
 
 use crate::quant::{
-    block_absmax_streamed, dynamic_code, nf4_code, quantize_nf4_streamed, BLOCKSIZE,
-    NESTED_BLOCKSIZE,
+    block_absmax_streamed, dynamic_code, nf4_code, quantize_nf4_checked, quantize_nf4_streamed,
+    BLOCKSIZE, NESTED_BLOCKSIZE,
 };
 use crate::torch_sum::torch_mean;
 use crate::Nf4Error;
@@ -269,7 +270,11 @@ pub fn quantize_folder(
 
     // Plan: which tensors are Linear weights (quantized) and the offsets of every output tensor.
     // Pass 1 computes each weight's block scales to learn its `nested_offset` (the JSON's
-    // length is part of the header); pass 2 quantizes and writes.
+    // length is part of the header); pass 2 quantizes and writes. Pass 1 quantizes the first
+    // weights outright and keeps them (up to `CACHE_BYTES` of codes), so that those are read
+    // and quantized once; the rest get only their scales in pass 1.
+    let mut cache = std::collections::HashMap::new();
+    let mut cached_bytes = 0usize;
     let mut plans = Vec::new();
     let mut entries: Vec<(Entry, u8)> = Vec::new();
     let mut offsets_json = std::collections::HashMap::new();
@@ -299,13 +304,24 @@ pub fn quantize_folder(
                 shape: t.shape.to_vec(),
             });
         }
-        let (absmax, finite) = block_absmax_streamed(n, &decoder(&t), workers);
-        if !finite {
-            return Err(Nf4Error::NonFinite {
-                tensor: name.clone(),
-            });
-        }
-        let json = quant_state_json(dtype, t.shape, torch_mean(&absmax, threads));
+        let non_finite = || Nf4Error::NonFinite {
+            tensor: name.clone(),
+        };
+        let nested_offset = if cached_bytes + n.div_ceil(2) <= CACHE_BYTES {
+            let q =
+                quantize_nf4_checked(n, &decoder(&t), threads, workers).ok_or_else(non_finite)?;
+            cached_bytes += q.packed.len();
+            let offset = q.offset;
+            cache.insert(name.clone(), q);
+            offset
+        } else {
+            let (absmax, finite) = block_absmax_streamed(n, &decoder(&t), workers);
+            if !finite {
+                return Err(non_finite());
+            }
+            torch_mean(&absmax, threads)
+        };
+        let json = quant_state_json(dtype, t.shape, nested_offset);
         model.release(name);
         let blocks = n.div_ceil(BLOCKSIZE);
         let u8e = |suffix: &str, len: usize, shape: Vec<usize>| {
@@ -388,51 +404,88 @@ pub fn quantize_folder(
     let mut prefix = (header.len() as u64).to_le_bytes().to_vec();
     prefix.extend_from_slice(&header);
     file.write_all_at(&prefix, 0).map_err(io(&st_path))?;
-    let put = |name: &str, bytes: &[u8]| -> Result<(), Nf4Error> {
-        let pos = at.get(name).copied().unwrap_or(0);
-        file.write_all_at(bytes, pos).map_err(io(&st_path))
-    };
     let f32_bytes = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
     let nf4 = f32_bytes(&nf4_code());
     let dynamic = f32_bytes(&dynamic_code());
+    let locations = tensor_locations(src);
     reporter.begin("quantize nf4", Some(plans.len() as u64));
-    let (mut quantized, mut kept) = (0usize, 0usize);
-    for (name, plan) in &plans {
-        let t = tensor(name)?;
-        reporter.message(name);
-        match plan {
-            Plan::Keep => {
-                if t.dtype == dtype {
-                    put(name, t.data)?;
-                } else {
-                    let values = t.to_f32_vec();
-                    let mut bytes = vec![0u8; values.len() * dtype.size()];
-                    encode_f32(dtype, &values, &mut bytes);
-                    put(name, &bytes)?;
+    // A helper thread asks the kernel to write each piece out as soon as it is in the page
+    // cache, so the disk works while the next weights are quantized and the final fsync has
+    // little left to do (the pass is otherwise compute, then a long fsync).
+    let (quantized, kept) = std::thread::scope(|scope| -> Result<(usize, usize), Nf4Error> {
+        let (tx, rx) = std::sync::mpsc::channel::<(u64, usize)>();
+        let file_ref = &file;
+        scope.spawn(move || {
+            for (pos, len) in rx {
+                start_writeback(file_ref, pos, len);
+            }
+        });
+        let put = |name: &str, bytes: &[u8]| -> Result<(), Nf4Error> {
+            let mut pos = at.get(name).copied().unwrap_or(0);
+            for piece in bytes.chunks(WRITE_PIECE) {
+                file.write_all_at(piece, pos).map_err(io(&st_path))?;
+                let _ = tx.send((pos, piece.len())); // a hint: a gone helper only costs time
+                pos += piece.len() as u64;
+            }
+            Ok(())
+        };
+        let (mut quantized, mut kept) = (0usize, 0usize);
+        for (name, plan) in &plans {
+            let t = tensor(name)?;
+            reporter.message(name);
+            match plan {
+                Plan::Keep => {
+                    let located = locations
+                        .get(name.as_str())
+                        .filter(|l| t.dtype == dtype && l.len == t.data.len() as u64);
+                    if let Some(l) = located {
+                        let mut pos = at.get(name.as_str()).copied().unwrap_or(0);
+                        let mut from = l.offset;
+                        let mut left = l.len;
+                        while left > 0 {
+                            let len = left.min(WRITE_PIECE as u64);
+                            copy_range(&l.file, from, &file, pos, len).map_err(io(&l.path))?;
+                            let _ = tx.send((pos, len as usize)); // a hint, as in `put`
+                            (pos, from, left) = (pos + len, from + len, left - len);
+                        }
+                    } else if t.dtype == dtype {
+                        put(name, t.data)?;
+                    } else {
+                        let values = t.to_f32_vec();
+                        let mut bytes = vec![0u8; values.len() * dtype.size()];
+                        encode_f32(dtype, &values, &mut bytes);
+                        put(name, &bytes)?;
+                    }
+                    kept += 1;
                 }
-                kept += 1;
+                Plan::Quantize => {
+                    let q = match cache.remove(name) {
+                        Some(q) => q,
+                        None => {
+                            quantize_nf4_streamed(t.element_count(), &decoder(&t), threads, workers)
+                        }
+                    };
+                    put(name, &q.packed)?;
+                    put(&format!("{name}.absmax"), &q.absmax)?;
+                    put(&format!("{name}.quant_map"), &nf4)?;
+                    put(
+                        &format!("{name}.nested_absmax"),
+                        &f32_bytes(&q.nested_absmax),
+                    )?;
+                    put(&format!("{name}.nested_quant_map"), &dynamic)?;
+                    let json = offsets_json.get(name).map(String::as_str).unwrap_or("");
+                    put(
+                        &format!("{name}.quant_state.bitsandbytes__nf4"),
+                        json.as_bytes(),
+                    )?;
+                    quantized += 1;
+                }
             }
-            Plan::Quantize => {
-                let q = quantize_nf4_streamed(t.element_count(), &decoder(&t), threads, workers);
-                put(name, &q.packed)?;
-                put(&format!("{name}.absmax"), &q.absmax)?;
-                put(&format!("{name}.quant_map"), &nf4)?;
-                put(
-                    &format!("{name}.nested_absmax"),
-                    &f32_bytes(&q.nested_absmax),
-                )?;
-                put(&format!("{name}.nested_quant_map"), &dynamic)?;
-                let json = offsets_json.get(name).map(String::as_str).unwrap_or("");
-                put(
-                    &format!("{name}.quant_state.bitsandbytes__nf4"),
-                    json.as_bytes(),
-                )?;
-                quantized += 1;
-            }
+            model.release(name);
+            reporter.advance(1);
         }
-        model.release(name);
-        reporter.advance(1);
-    }
+        Ok((quantized, kept))
+    })?;
     file.sync_all().map_err(io(&st_path))?;
     drop(file);
 
@@ -480,6 +533,81 @@ pub fn quantize_folder(
     })
 }
 
+/// Where a tensor's bytes lie in a weight file of the source folder.
+struct Location {
+    file: File,
+    path: PathBuf,
+    offset: u64,
+    len: u64,
+}
+
+/// The tensors of `src`'s `*.safetensors` files, so kept tensors are copied file to file by the
+/// kernel (`copy_file_range`) instead of through the memory map; tensors missing here (any
+/// file that cannot be read) are copied from the map.
+fn tensor_locations(src: &Path) -> std::collections::HashMap<String, Location> {
+    let mut out = std::collections::HashMap::new();
+    let Ok(dir) = std::fs::read_dir(src) else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "safetensors") {
+            continue;
+        }
+        let (Ok(header), Ok(file)) = (read_safetensors_header(&path), File::open(&path)) else {
+            continue;
+        };
+        for t in header.tensors {
+            let (Ok(file), (begin, end)) = (file.try_clone(), t.data_offsets) else {
+                continue;
+            };
+            out.insert(
+                t.name,
+                Location {
+                    file,
+                    path: path.clone(),
+                    offset: header.data_start + begin,
+                    len: end - begin,
+                },
+            );
+        }
+    }
+    out
+}
+
+/// Copies `len` bytes at `from_pos` of `from` to `to_pos` of `to` (std's `io::copy` between
+/// files is `copy_file_range` on Linux: no pass through user memory).
+fn copy_range(from: &File, from_pos: u64, to: &File, to_pos: u64, len: u64) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let (mut from, mut to) = (from, to);
+    from.seek(SeekFrom::Start(from_pos))?;
+    to.seek(SeekFrom::Start(to_pos))?;
+    let copied = std::io::copy(&mut from.take(len), &mut to)?;
+    if copied != len {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(())
+}
+
+/// Asks the kernel to start writing `len` bytes at `pos` to disk now, so that the final fsync
+/// finds most of the file already written (the disk works while the next weights are
+/// quantized). Only a hint: errors are ignored, the fsync at the end is what counts.
+fn start_writeback(file: &File, pos: u64, len: usize) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let (Ok(pos), Ok(len)) = (i64::try_from(pos), i64::try_from(len)) else {
+            return;
+        };
+        // SAFETY: plain syscall on an open descriptor we own; no memory is passed.
+        let _ = unsafe {
+            libc::sync_file_range(file.as_raw_fd(), pos, len, libc::SYNC_FILE_RANGE_WRITE)
+        };
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (file, pos, len);
+}
+
 /// Reads a tensor's elements as f32 a range at a time (no weight-sized copy).
 fn decoder<'a>(t: &'a TensorView<'a>) -> impl Fn(usize, &mut [f32]) + Sync + 'a {
     let size = t.dtype.size();
@@ -491,6 +619,12 @@ fn decoder<'a>(t: &'a TensorView<'a>) -> impl Fn(usize, &mut [f32]) + Sync + 'a 
         );
     }
 }
+
+/// Packed NF4 codes pass 1 may keep for pass 2 (the weights it quantizes once instead of twice).
+const CACHE_BYTES: usize = 128 << 20;
+
+/// Bytes written (and handed to the writeback helper) at a time.
+const WRITE_PIECE: usize = 8 << 20;
 
 /// Order of dtypes in a safetensors file (the library sorts by its `Dtype` enum, descending).
 fn rank(dtype: &str) -> u8 {

@@ -54,7 +54,8 @@ pub use error::Nf4Error;
 pub use folder::{quantize_folder, Nf4Options, Nf4Report, SUPPORTED_MODEL_TYPES};
 pub use quant::{
     block_absmax_streamed, dequantize_nf4, dynamic_code, nf4_code, quantize_blocks,
-    quantize_blocks_scalar, quantize_blocks_streamed, quantize_nf4, quantize_nf4_streamed,
-    quantize_nf4_threads, scale_offset, Decode, Nf4Weight, BLOCKSIZE, NESTED_BLOCKSIZE,
+    quantize_blocks_scalar, quantize_blocks_streamed, quantize_nf4, quantize_nf4_checked,
+    quantize_nf4_streamed, quantize_nf4_threads, scale_offset, Decode, Nf4Weight, BLOCKSIZE,
+    NESTED_BLOCKSIZE,
 };
 pub use torch_sum::{torch_mean, torch_sum};

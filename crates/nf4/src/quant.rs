@@ -81,16 +81,23 @@ pub fn quantize_blocks(values: &[f32], threads: usize) -> (Vec<u8>, Vec<f32>) {
 /// [`quantize_blocks`] of `n` elements read through `decode`, [`CHUNK`] elements at a time
 /// per thread.
 pub fn quantize_blocks_streamed(n: usize, decode: Decode, threads: usize) -> (Vec<u8>, Vec<f32>) {
+    let (packed, absmax, _) = quantize_blocks_checked(n, decode, threads);
+    (packed, absmax)
+}
+
+/// [`quantize_blocks_streamed`], also telling whether every element was finite.
+fn quantize_blocks_checked(n: usize, decode: Decode, threads: usize) -> (Vec<u8>, Vec<f32>, bool) {
     let bounds = nf4_bounds();
     let full = n - n % BLOCKSIZE;
     let blocks = full / BLOCKSIZE;
     let mut packed = vec![0u8; n.div_ceil(2)];
     let mut absmax = vec![0f32; n.div_ceil(BLOCKSIZE)];
-    {
+    let mut finite = {
         let (packed_full, _) = packed.split_at_mut(full / 2);
         let (absmax_full, _) = absmax.split_at_mut(blocks);
-        let run = |first_block: usize, packed: &mut [u8], absmax: &mut [f32]| {
+        let run = |first_block: usize, packed: &mut [u8], absmax: &mut [f32]| -> bool {
             let mut buf = vec![0f32; CHUNK];
+            let mut finite = true;
             let per_chunk = CHUNK / BLOCKSIZE;
             for (i, (p, a)) in packed
                 .chunks_mut(CHUNK / 2)
@@ -100,13 +107,14 @@ pub fn quantize_blocks_streamed(n: usize, decode: Decode, threads: usize) -> (Ve
                 let start = (first_block + i * per_chunk) * BLOCKSIZE;
                 let buf = &mut buf[..a.len() * BLOCKSIZE];
                 decode(start, buf);
-                quantize_full_blocks(buf, p, a, &bounds);
+                finite &= quantize_full_blocks(buf, p, a, &bounds);
             }
+            finite
         };
         // Below about a million elements a thread costs more than it saves.
         let threads = threads.clamp(1, (full >> 20).max(1));
         if threads == 1 {
-            run(0, packed_full, absmax_full);
+            run(0, packed_full, absmax_full)
         } else {
             let per = blocks.div_ceil(threads);
             std::thread::scope(|scope| {
@@ -114,16 +122,20 @@ pub fn quantize_blocks_streamed(n: usize, decode: Decode, threads: usize) -> (Ve
                     .chunks_mut(per * BLOCKSIZE / 2)
                     .zip(absmax_full.chunks_mut(per))
                     .enumerate();
-                for (i, (p, a)) in parts {
-                    let run = &run;
-                    scope.spawn(move || run(i * per, p, a));
-                }
-            });
+                let handles: Vec<_> = parts
+                    .map(|(i, (p, a))| {
+                        let run = &run;
+                        scope.spawn(move || run(i * per, p, a))
+                    })
+                    .collect();
+                handles.into_iter().all(|h| h.join().unwrap_or(false))
+            })
         }
-    }
+    };
     if full < n {
         let mut tail = vec![0f32; n - full];
         decode(full, &mut tail);
+        finite &= tail.iter().all(|v| v.is_finite());
         let am = tail.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-38);
         let mut codes: Vec<u8> = tail
             .iter()
@@ -138,19 +150,24 @@ pub fn quantize_blocks_streamed(n: usize, decode: Decode, threads: usize) -> (Ve
         }
         absmax[blocks] = am;
     }
-    (packed, absmax)
+    (packed, absmax, finite)
 }
 
 /// Full blocks of 64: `values.len() / 64` blocks into 32 packed bytes and one absmax each,
-/// compiled with AVX2 when the CPU has it (wider lanes only, no FMA: the same bytes).
-fn quantize_full_blocks(values: &[f32], packed: &mut [u8], absmax: &mut [f32], bounds: &[f32; 15]) {
+/// compiled with AVX2 when the CPU has it (wider lanes only, no FMA: the same bytes); whether
+/// every value was finite.
+fn quantize_full_blocks(
+    values: &[f32],
+    packed: &mut [u8],
+    absmax: &mut [f32],
+    bounds: &[f32; 15],
+) -> bool {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU supports AVX2 (checked just above).
-        unsafe { full_blocks_avx2(values, packed, absmax, bounds) };
-        return;
+        return unsafe { full_blocks_avx2(values, packed, absmax, bounds) };
     }
-    full_blocks(values, packed, absmax, bounds);
+    full_blocks(values, packed, absmax, bounds)
 }
 
 /// # Safety
@@ -162,8 +179,8 @@ unsafe fn full_blocks_avx2(
     packed: &mut [u8],
     absmax: &mut [f32],
     bounds: &[f32; 15],
-) {
-    full_blocks(values, packed, absmax, bounds);
+) -> bool {
+    full_blocks(values, packed, absmax, bounds)
 }
 
 /// Written so the compiler keeps the 64 lanes of a block in vector registers: the absmax as 8
@@ -171,7 +188,8 @@ unsafe fn full_blocks_avx2(
 /// comparison instead of `f32::max`, whose NaN rule costs a blend per lane), the bucket as a
 /// sum of 15 comparisons per lane (the count `bucketize` takes).
 #[inline(always)]
-fn full_blocks(values: &[f32], packed: &mut [u8], absmax: &mut [f32], bounds: &[f32; 15]) {
+fn full_blocks(values: &[f32], packed: &mut [u8], absmax: &mut [f32], bounds: &[f32; 15]) -> bool {
+    let mut ok = [true; 8];
     let blocks = values
         .chunks_exact(BLOCKSIZE)
         .zip(packed.chunks_exact_mut(BLOCKSIZE / 2))
@@ -180,8 +198,9 @@ fn full_blocks(values: &[f32], packed: &mut [u8], absmax: &mut [f32], bounds: &[
         let block: &[f32; BLOCKSIZE] = block.try_into().unwrap_or(&[0.0; BLOCKSIZE]);
         let mut lanes = [0f32; 8];
         for chunk in block.chunks_exact(8) {
-            for (m, v) in lanes.iter_mut().zip(chunk) {
+            for ((m, o), v) in lanes.iter_mut().zip(ok.iter_mut()).zip(chunk) {
                 let a = v.abs();
+                *o &= a <= f32::MAX;
                 *m = if a > *m { a } else { *m };
             }
         }
@@ -201,6 +220,7 @@ fn full_blocks(values: &[f32], packed: &mut [u8], absmax: &mut [f32], bounds: &[
         }
         *am_slot = am;
     }
+    ok.iter().all(|&o| o)
 }
 
 /// The scalar port of the torch kernel, element by element: the oracle the fast path is tested
@@ -392,6 +412,23 @@ pub fn quantize_nf4_streamed(
     threads: usize,
 ) -> Nf4Weight {
     let (packed, absmax) = quantize_blocks_streamed(n, decode, threads);
+    double_quantize(packed, absmax, torch_threads)
+}
+
+/// [`quantize_nf4_streamed`], or `None` when an element is NaN or infinite (the kernel would
+/// give such a weight codes without meaning, where torch's would differ).
+pub fn quantize_nf4_checked(
+    n: usize,
+    decode: Decode,
+    torch_threads: usize,
+    threads: usize,
+) -> Option<Nf4Weight> {
+    let (packed, absmax, finite) = quantize_blocks_checked(n, decode, threads);
+    finite.then(|| double_quantize(packed, absmax, torch_threads))
+}
+
+/// The double quantization of the block scales (`compress_statistics=True`).
+fn double_quantize(packed: Vec<u8>, absmax: Vec<f32>, torch_threads: usize) -> Nf4Weight {
     let offset = torch_mean(&absmax, torch_threads);
     let centered: Vec<f32> = absmax.iter().map(|a| a - offset).collect();
     let (qabsmax, nested_absmax) = quantize_blockwise_dynamic(&centered, NESTED_BLOCKSIZE);
@@ -542,6 +579,38 @@ mod tests {
                     want,
                     "len {len}, {threads} threads"
                 );
+            }
+        }
+    }
+
+    /// The checked entry point (the folder's one-pass path) gives the same weight as the
+    /// unchecked one, and refuses a NaN or infinity wherever it sits: in a full block on either
+    /// thread's half, or in the tail.
+    #[test]
+    fn checked_quantization_equals_plain_and_refuses_non_finite() {
+        let n = (2 << 20) + 37; // two threads' worth of full blocks, then a 37-element tail
+        let values: Vec<f32> = (0..n).map(|i| ((i * 7919) % 1999) as f32 - 999.5).collect();
+        let copy = |v: &[f32]| {
+            let v = v.to_vec();
+            move |start: usize, out: &mut [f32]| out.copy_from_slice(&v[start..start + out.len()])
+        };
+        for threads in [1, 2] {
+            assert_eq!(
+                quantize_nf4_checked(n, &copy(&values), 4, threads),
+                Some(quantize_nf4(&values, 4)),
+                "{threads} threads"
+            );
+        }
+        for at in [0, 63, (1 << 20) + 64, n - 40, n - 1] {
+            for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+                let mut v = values.clone();
+                v[at] = bad;
+                for threads in [1, 2] {
+                    assert!(
+                        quantize_nf4_checked(n, &copy(&v), 4, threads).is_none(),
+                        "{bad} at {at}, {threads} threads"
+                    );
+                }
             }
         }
     }
