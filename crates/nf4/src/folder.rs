@@ -46,6 +46,10 @@ pub struct Nf4Options {
     /// Threads quantizing each weight (default: the number of CPUs); the bytes do not depend
     /// on it.
     pub threads: Option<usize>,
+    /// Bytes of packed codes the first pass may keep for the second (default 128 MiB): the
+    /// weights that fit are read and quantized once instead of twice; the bytes do not depend
+    /// on it.
+    pub cache_bytes: Option<usize>,
 }
 
 /// What [`quantize_folder`] wrote.
@@ -271,10 +275,11 @@ pub fn quantize_folder(
     // Plan: which tensors are Linear weights (quantized) and the offsets of every output tensor.
     // Pass 1 computes each weight's block scales to learn its `nested_offset` (the JSON's
     // length is part of the header); pass 2 quantizes and writes. Pass 1 quantizes the first
-    // weights outright and keeps them (up to `CACHE_BYTES` of codes), so that those are read
+    // weights outright and keeps them (up to `cache_bytes` of codes), so that those are read
     // and quantized once; the rest get only their scales in pass 1.
     let mut cache = std::collections::HashMap::new();
     let mut cached_bytes = 0usize;
+    let cache_limit = options.cache_bytes.unwrap_or(CACHE_BYTES);
     let mut plans = Vec::new();
     let mut entries: Vec<(Entry, u8)> = Vec::new();
     let mut offsets_json = std::collections::HashMap::new();
@@ -307,7 +312,7 @@ pub fn quantize_folder(
         let non_finite = || Nf4Error::NonFinite {
             tensor: name.clone(),
         };
-        let nested_offset = if cached_bytes + n.div_ceil(2) <= CACHE_BYTES {
+        let nested_offset = if cached_bytes + n.div_ceil(2) <= cache_limit {
             let q =
                 quantize_nf4_checked(n, &decoder(&t), threads, workers).ok_or_else(non_finite)?;
             cached_bytes += q.packed.len();
@@ -620,7 +625,7 @@ fn decoder<'a>(t: &'a TensorView<'a>) -> impl Fn(usize, &mut [f32]) + Sync + 'a 
     }
 }
 
-/// Packed NF4 codes pass 1 may keep for pass 2 (the weights it quantizes once instead of twice).
+/// Default of [`Nf4Options::cache_bytes`].
 const CACHE_BYTES: usize = 128 << 20;
 
 /// Bytes written (and handed to the writeback helper) at a time.

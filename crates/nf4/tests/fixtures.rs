@@ -15,19 +15,27 @@ fn sha(p: &Path) -> String {
     hex::encode(Sha256::digest(std::fs::read(p).unwrap()))
 }
 
+/// Every weight quantized once in pass 1 and kept (the default), none kept (all quantized in
+/// pass 2), and some kept: the same bytes as transformers' save.
 fn check_case(case: &str) {
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("out");
-    let src = fixtures().join("peft").join(case).join("expected");
-    let report = quantize_folder(&src, &out, &Nf4Options::default(), &NoProgress).unwrap();
-    assert!(report.quantized > 0);
-    let reference = fixtures().join("nf4").join(case);
-    for f in ["config.json", "generation_config.json", "model.safetensors"] {
-        assert_eq!(
-            sha(&out.join(f)),
-            sha(&reference.join(f)),
-            "{case}/{f} differs from transformers' save"
-        );
+    for cache_bytes in [None, Some(0), Some(4096)] {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("out");
+        let src = fixtures().join("peft").join(case).join("expected");
+        let options = Nf4Options {
+            cache_bytes,
+            ..Nf4Options::default()
+        };
+        let report = quantize_folder(&src, &out, &options, &NoProgress).unwrap();
+        assert!(report.quantized > 0);
+        let reference = fixtures().join("nf4").join(case);
+        for f in ["config.json", "generation_config.json", "model.safetensors"] {
+            assert_eq!(
+                sha(&out.join(f)),
+                sha(&reference.join(f)),
+                "{case}/{f} differs from transformers' save (cache {cache_bytes:?})"
+            );
+        }
     }
 }
 
