@@ -556,7 +556,7 @@ fn tensor_locations(src: &Path) -> std::collections::HashMap<String, Location> {
     };
     for entry in dir.flatten() {
         let path = entry.path();
-        if path.extension().is_none_or(|e| e != "safetensors") {
+        if path.extension() != Some(std::ffi::OsStr::new("safetensors")) {
             continue;
         }
         let (Ok(header), Ok(file)) = (read_safetensors_header(&path), File::open(&path)) else {
