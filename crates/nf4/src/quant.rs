@@ -68,7 +68,7 @@ pub type Decode<'a> = &'a (dyn Fn(usize, &mut [f32]) + Sync);
 ///
 /// Full blocks are scaled by `x * (1 / max(absmax, 1e-38))` and store the unclamped absmax; the
 /// tail block (when `n % 64 != 0`) is scaled by `x / am` with `am = max(absmax, 1e-38)` stored.
-/// Full blocks go through [`quantize_full_blocks`] (lane-parallel, split over `threads`), the
+/// Full blocks go through `quantize_full_blocks` (lane-parallel, split over `threads`), the
 /// same arithmetic as [`quantize_blocks_scalar`], which the tests hold it to.
 pub fn quantize_blocks(values: &[f32], threads: usize) -> (Vec<u8>, Vec<f32>) {
     quantize_blocks_streamed(
@@ -78,7 +78,7 @@ pub fn quantize_blocks(values: &[f32], threads: usize) -> (Vec<u8>, Vec<f32>) {
     )
 }
 
-/// [`quantize_blocks`] of `n` elements read through `decode`, [`CHUNK`] elements at a time
+/// [`quantize_blocks`] of `n` elements read through `decode`, `CHUNK` elements at a time
 /// per thread.
 pub fn quantize_blocks_streamed(n: usize, decode: Decode, threads: usize) -> (Vec<u8>, Vec<f32>) {
     let (packed, absmax, _) = quantize_blocks_checked(n, decode, threads);
@@ -301,7 +301,7 @@ fn block_absmax(values: &[f32]) -> Vec<f32> {
     block_absmax_streamed(values.len(), &copy, 1).0
 }
 
-/// The block scales of `n` elements read through `decode` ([`CHUNK`] at a time per thread,
+/// The block scales of `n` elements read through `decode` (`CHUNK` at a time per thread,
 /// split over `threads`), and whether every element is finite.
 pub fn block_absmax_streamed(n: usize, decode: Decode, threads: usize) -> (Vec<f32>, bool) {
     let mut absmax = vec![0f32; n.div_ceil(BLOCKSIZE)];
