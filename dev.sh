@@ -2,7 +2,7 @@
 # One entry point for a fresh Debian machine with only the Rust toolchain:
 #   ./dev.sh demo   installs system packages, builds, and runs `loraforge demo` end to end
 #   ./dev.sh test   installs system packages (with chromium + chromium-driver for the browser
-#                   test), then runs formatting, lints and every test
+#                   test), then runs formatting, lints, every test and the documentation build
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -66,6 +66,8 @@ case "${1:-}" in
         cargo fmt --all -- --check
         cargo clippy --workspace --all-targets --locked -- -D warnings
         cargo test --workspace --locked
+        # No broken intra-doc links (each crate's front door is its documentation).
+        RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
         ;;
     *)
         echo "usage: ./dev.sh demo|test" >&2
