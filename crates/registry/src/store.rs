@@ -193,7 +193,16 @@ impl Registry {
             });
         }
         let bytes = self.storage.read(kind, name, ENTRY_FILE)?;
-        serde_json::from_slice(&bytes).map_err(|source| RegistryError::CorruptRecord {
+        self.parse_record(kind, name, &bytes)
+    }
+
+    fn parse_record<T: serde::de::DeserializeOwned>(
+        &self,
+        kind: EntryKind,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<T> {
+        serde_json::from_slice(bytes).map_err(|source| RegistryError::CorruptRecord {
             path: self.record_path(kind, name),
             source,
         })
@@ -221,7 +230,11 @@ impl Registry {
             .list(kind)?
             .into_par_iter()
             .map(|name| {
-                let record = self.read_record(kind, &name);
+                // `list` just saw the record: read it without asking again whether it exists.
+                let record = self
+                    .storage
+                    .read(kind, &name, ENTRY_FILE)
+                    .and_then(|bytes| self.parse_record(kind, &name, &bytes));
                 (name, record)
             })
             .collect();
@@ -232,6 +245,8 @@ impl Registry {
                 Ok(record) => records.push(record),
                 // Removed between listing and reading: not a problem.
                 Err(RegistryError::NotFound { .. }) => {}
+                Err(RegistryError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound => {}
                 Err(error) => unreadable.push(UnreadableRecord {
                     path: self.record_path(kind, &name),
                     reason: crate::error::chain_text(&error),

@@ -262,9 +262,13 @@ pub fn remove_stale_beside(target: &Path) -> Vec<PathBuf> {
 
 /// Writes a small file whole: `bytes` go to a staged temporary beside `target`, are synced to
 /// disk and renamed over `target`, so a reader sees the old content or the new, never a part.
+///
+/// Unlike [`Staged::file_beside`] it does not sweep the folder for stale temporaries: small
+/// files are rewritten often (job records, at every progress step) in folders that grow, and a
+/// killed write leaves at most one small hidden file.
 pub fn write_file(target: &Path, bytes: &[u8]) -> Result<(), StagingError> {
     use std::io::Write;
-    let (staged, mut file) = Staged::file_beside(target)?;
+    let (staged, mut file) = Staged::new_file_beside(target)?;
     let io = |source| StagingError::Io {
         action: "write",
         path: staged.path().to_path_buf(),
@@ -295,6 +299,11 @@ impl Staged {
     /// processes), with the permissions a plain `File::create` gives (0666 less the umask).
     pub fn file_beside(target: &Path) -> Result<(Staged, File), StagingError> {
         remove_stale_beside(target);
+        Self::new_file_beside(target)
+    }
+
+    /// [`Staged::file_beside`] without the sweep for stale temporaries.
+    fn new_file_beside(target: &Path) -> Result<(Staged, File), StagingError> {
         let (dir, prefix) = Self::prefix(target);
         let mut builder = tempfile::Builder::new();
         builder.prefix(&prefix).suffix(".tmp");

@@ -40,28 +40,23 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::connect_info::Connected;
 use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use axum::serve::{IncomingStream, Listener};
 use axum::{Json, Router};
 use base64::Engine;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 /// The Hub's default `.gitattributes` patterns tracked by LFS (file-name suffixes).
 const LFS_SUFFIXES: &[&str] = &[
@@ -335,10 +330,7 @@ impl FakeHub {
             let app = router(Arc::clone(&shared));
             let (tx, rx) = tokio::sync::oneshot::channel::<()>();
             shutdown.push(tx);
-            let listener = KillListener {
-                inner: listener,
-                origin,
-            };
+            let listener = fake_conn::KillListener::new(listener, origin);
             tokio::spawn(async move {
                 let _ = axum::serve(
                     listener,
@@ -581,105 +573,9 @@ fn new_repo(private: bool, oid: String) -> Repo {
 
 // ---- connection killing and origin tagging -------------------------------------------------
 
-#[derive(Clone, Debug)]
-struct ConnTag {
-    kill: Arc<AtomicBool>,
-    origin: Origin,
-}
-
-impl Connected<IncomingStream<'_, KillListener>> for ConnTag {
-    fn connect_info(stream: IncomingStream<'_, KillListener>) -> Self {
-        stream.remote_addr().clone()
-    }
-}
-
-struct KillListener {
-    inner: TcpListener,
-    origin: Origin,
-}
-
-impl Listener for KillListener {
-    type Io = KillIo;
-    type Addr = ConnTag;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            match self.inner.accept().await {
-                Ok((stream, _)) => {
-                    let kill = Arc::new(AtomicBool::new(false));
-                    let io = KillIo {
-                        inner: stream,
-                        kill: Arc::clone(&kill),
-                    };
-                    return (
-                        io,
-                        ConnTag {
-                            kill,
-                            origin: self.origin,
-                        },
-                    );
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
-            }
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        Ok(ConnTag {
-            kill: Arc::new(AtomicBool::new(false)),
-            origin: self.origin,
-        })
-    }
-}
-
-struct KillIo {
-    inner: TcpStream,
-    kill: Arc<AtomicBool>,
-}
-
-fn killed() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::ConnectionReset,
-        "fake hub dropped the connection",
-    )
-}
-
-impl AsyncRead for KillIo {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if self.kill.load(Ordering::SeqCst) {
-            return Poll::Ready(Err(killed()));
-        }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for KillIo {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        if self.kill.load(Ordering::SeqCst) {
-            return Poll::Ready(Err(killed()));
-        }
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.kill.load(Ordering::SeqCst) {
-            return Poll::Ready(Err(killed()));
-        }
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
+/// Per-connection handle given to handlers: `kill()` breaks the connection, `tag` is the origin
+/// (Hub or storage) that accepted it.
+type ConnTag = fake_conn::Conn<Origin>;
 
 // ---- routing ----------------------------------------------------------------------------------
 
@@ -726,13 +622,13 @@ async fn record_and_fault(
     let path = req.uri().path().to_owned();
     // Storage routes answer only on the storage origin, Hub routes only on the Hub.
     let storage_path = path.starts_with("/storage/");
-    if storage_path != (conn.origin == Origin::Storage) {
+    if storage_path != (conn.tag == Origin::Storage) {
         return error(404, "Not Found");
     }
     let scripted = {
         let mut inner = shared.lock();
         inner.requests.push(RecordedRequest {
-            origin: conn.origin,
+            origin: conn.tag,
             method: method.clone(),
             uri,
             authorization: req
@@ -1545,7 +1441,7 @@ async fn read_upload(
             .fetch_add(chunk.len() as u64, Ordering::Relaxed);
         data.extend_from_slice(&chunk);
         if drop_after.is_some_and(|n| data.len() as u64 >= n) {
-            conn.kill.store(true, Ordering::SeqCst);
+            conn.kill();
             return Err(refuse(error(500, "connection dropped")));
         }
     }

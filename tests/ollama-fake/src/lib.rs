@@ -23,27 +23,22 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::connect_info::Connected;
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, head, post};
-use axum::serve::{IncomingStream, Listener};
 use axum::{Json, Router};
 use futures_util::StreamExt;
 use loraforge_quantize::GgmlType;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 /// The version string `/api/version` reports unless changed with [`FakeOllama::set_version`].
 pub const FAKE_VERSION: &str = "0.33.0";
@@ -258,7 +253,7 @@ impl FakeOllama {
         shared.lock().version = FAKE_VERSION.to_owned();
         let app = router(Arc::clone(&shared));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let listener = KillListener { inner: listener };
+        let listener = fake_conn::KillListener::new(listener, ());
         tokio::spawn(async move {
             let _ = axum::serve(
                 listener,
@@ -389,97 +384,8 @@ impl Drop for FakeOllama {
 
 // ---- connection killing ---------------------------------------------------------------------
 
-/// Per-connection handle given to handlers; setting `kill` breaks the connection.
-#[derive(Clone, Debug)]
-struct ConnTag {
-    kill: Arc<AtomicBool>,
-}
-
-impl Connected<IncomingStream<'_, KillListener>> for ConnTag {
-    fn connect_info(stream: IncomingStream<'_, KillListener>) -> Self {
-        stream.remote_addr().clone()
-    }
-}
-
-struct KillListener {
-    inner: TcpListener,
-}
-
-impl Listener for KillListener {
-    type Io = KillIo;
-    type Addr = ConnTag;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            match self.inner.accept().await {
-                Ok((stream, _)) => {
-                    let kill = Arc::new(AtomicBool::new(false));
-                    let io = KillIo {
-                        inner: stream,
-                        kill: Arc::clone(&kill),
-                    };
-                    return (io, ConnTag { kill });
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
-            }
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        Ok(ConnTag {
-            kill: Arc::new(AtomicBool::new(false)),
-        })
-    }
-}
-
-struct KillIo {
-    inner: TcpStream,
-    kill: Arc<AtomicBool>,
-}
-
-fn killed() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::ConnectionReset,
-        "fake ollama dropped the connection",
-    )
-}
-
-impl AsyncRead for KillIo {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if self.kill.load(Ordering::SeqCst) {
-            return Poll::Ready(Err(killed()));
-        }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for KillIo {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        if self.kill.load(Ordering::SeqCst) {
-            return Poll::Ready(Err(killed()));
-        }
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.kill.load(Ordering::SeqCst) {
-            return Poll::Ready(Err(killed()));
-        }
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
+/// Per-connection handle given to handlers; `kill()` breaks the connection.
+type ConnTag = fake_conn::Conn<()>;
 
 // ---- routing ----------------------------------------------------------------------------------
 
@@ -907,7 +813,7 @@ async fn post_blob(
         let size = bytes.len() as u64;
         match fault {
             Some(UploadFault::Drop(n)) if size >= n => {
-                conn.kill.store(true, Ordering::SeqCst);
+                conn.kill();
                 return error(500, "connection dropped");
             }
             Some(UploadFault::Pause(n, pause)) if size >= n && !paused => {
@@ -1307,7 +1213,7 @@ async fn create(
                     .is_some_and(|status| status.starts_with(s))
             });
             if script.drop_after == Some(i) || drop_here {
-                conn.kill.store(true, Ordering::SeqCst);
+                conn.kill();
                 return None;
             }
             if let Some((after, silence)) = script.silence {

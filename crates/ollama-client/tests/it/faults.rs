@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use loraforge_ollama_client::{
-    deploy, deploy_gguf, sha256_file, Client, ClientError, ClientOptions, DeployRequest, Modelfile,
-    OllamaHost,
+    deploy, deploy_gguf, sha256_file, Client, ClientError, ClientOptions, DeployOutcome,
+    DeployRequest, Modelfile, OllamaHost,
 };
 use loraforge_progress::NoProgress;
 use ollama_fake::{FakeOllama, Fault};
@@ -21,6 +21,20 @@ fn template() -> Modelfile {
 }
 
 /// A client with the given stall window and retries, short everything else.
+/// Deploys the fixture GGUF as `m` with the test template (`digest`: the one the store recorded).
+async fn deploy_m(client: &Client, digest: Option<&str>) -> Result<DeployOutcome, ClientError> {
+    deploy_gguf(
+        client,
+        "m",
+        &fixture(GGUF),
+        digest,
+        &template(),
+        &[],
+        &NoProgress,
+    )
+    .await
+}
+
 fn client(url: &str, stall: Duration, retries: u32) -> Client {
     let mut o = ClientOptions::with_host(OllamaHost::parse(url));
     o.connect_timeout = Duration::from_secs(2);
@@ -143,17 +157,7 @@ async fn a_full_disk_is_not_retried() {
     let client = client(&fake.url(), Duration::from_secs(5), 3);
     // One failure: a retry would succeed, so success would show the error was retried.
     fake.inject(Fault::UploadDiskFull { times: 1 });
-    let err = deploy_gguf(
-        &client,
-        "m",
-        &fixture(GGUF),
-        None,
-        &template(),
-        &[],
-        &NoProgress,
-    )
-    .await
-    .unwrap_err();
+    let err = deploy_m(&client, None).await.unwrap_err();
     match &err {
         ClientError::Http {
             status: 500,
@@ -175,17 +179,7 @@ async fn a_full_disk_is_not_retried() {
         message: "busy".into(),
         times: 2,
     });
-    let out = deploy_gguf(
-        &client,
-        "m",
-        &fixture(GGUF),
-        None,
-        &template(),
-        &[],
-        &NoProgress,
-    )
-    .await
-    .unwrap();
+    let out = deploy_m(&client, None).await.unwrap();
     assert!(out.uploaded);
     assert_eq!(fake.count_prefix("POST", "/api/blobs/"), 4);
 }
@@ -204,17 +198,7 @@ async fn a_silent_create_stream_is_waited_for() {
         silence: Duration::from_millis(900),
     });
     let started = Instant::now();
-    let out = deploy_gguf(
-        &client,
-        "m",
-        &fixture(GGUF),
-        None,
-        &template(),
-        &[],
-        &NoProgress,
-    )
-    .await
-    .unwrap();
+    let out = deploy_m(&client, None).await.unwrap();
     assert!(started.elapsed() >= Duration::from_millis(900));
     assert_eq!(out.statuses.last().map(String::as_str), Some("success"));
     assert!(out.notes.is_empty(), "{:?}", out.notes);
@@ -228,17 +212,7 @@ async fn a_create_dropped_before_the_manifest_is_reported_and_a_rerun_skips_the_
     fake.inject(Fault::CreateDropBefore {
         status: "writing manifest".into(),
     });
-    let err = deploy_gguf(
-        &client,
-        "m",
-        &fixture(GGUF),
-        None,
-        &template(),
-        &[],
-        &NoProgress,
-    )
-    .await
-    .unwrap_err();
+    let err = deploy_m(&client, None).await.unwrap_err();
     match &err {
         ClientError::CreateInterrupted { last_status, .. } => {
             assert!(last_status.contains("layer"), "{last_status}")
@@ -253,17 +227,9 @@ async fn a_create_dropped_before_the_manifest_is_reported_and_a_rerun_skips_the_
         "create is not retried"
     );
 
-    let out = deploy_gguf(
-        &client,
-        "m",
-        &fixture(GGUF),
-        Some(&recorded_digest(GGUF)),
-        &template(),
-        &[],
-        &NoProgress,
-    )
-    .await
-    .unwrap();
+    let out = deploy_m(&client, Some(&recorded_digest(GGUF)))
+        .await
+        .unwrap();
     assert!(!out.uploaded, "the blob stayed on the server");
     assert_eq!(fake.count_prefix("POST", "/api/blobs/"), 1);
 }
@@ -275,17 +241,7 @@ async fn a_create_dropped_after_the_manifest_counts_as_created() {
     fake.inject(Fault::CreateDropBefore {
         status: "success".into(),
     });
-    let out = deploy_gguf(
-        &client,
-        "m",
-        &fixture(GGUF),
-        None,
-        &template(),
-        &[],
-        &NoProgress,
-    )
-    .await
-    .unwrap();
+    let out = deploy_m(&client, None).await.unwrap();
     assert!(
         out.notes.iter().any(|n| n.contains("connection broke")),
         "{:?}",
@@ -299,17 +255,7 @@ async fn a_create_dropped_after_the_manifest_counts_as_created() {
 async fn a_dropped_re_create_that_left_the_earlier_model_is_not_reported_as_done() {
     let fake = FakeOllama::start().await.unwrap();
     let client = client(&fake.url(), Duration::from_secs(5), 2);
-    let first = deploy_gguf(
-        &client,
-        "m",
-        &fixture(GGUF),
-        None,
-        &template(),
-        &[],
-        &NoProgress,
-    )
-    .await
-    .unwrap();
+    let first = deploy_m(&client, None).await.unwrap();
     let mut changed = template();
     changed.system = Some("Answer in French.".into());
     fake.inject(Fault::CreateDropBefore {
