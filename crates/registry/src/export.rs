@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{RegistryError, Result};
 use crate::fs::write_atomic;
 use crate::records::SavedRecord;
+use crate::stamp;
 use crate::store::{owner_tag, to_json, Registry};
 
 /// A GGUF export of a saved model, in the store's export cache.
@@ -23,6 +24,10 @@ pub struct ExportedGguf {
     pub sha256: String,
     /// File size.
     pub bytes: u64,
+    /// The cache file's modification time the store set when it recorded `sha256` (see
+    /// `FileRecord::modified_ns`): a cache file with this size and time is reused unhashed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modified_ns: Option<u64>,
     /// The GGUF file type written (`f16`, `bf16`, `q8_0`, `q4_K_M`, `q4_K_S`).
     pub file_type: String,
     /// Seconds spent exporting now (0 when the cache had it).
@@ -89,20 +94,31 @@ impl Registry {
         let saved = saved_name.as_str();
         let saved_dir = self.saved_dir(saved)?;
         let model_dir = saved_dir.join("model");
-        reporter.begin("verify", Some(record.files.len() as u64));
-        for file in &record.files {
-            let actual = loraforge_model_card::sha256_file(&model_dir.join(&file.path))?;
-            if actual != file.sha256 {
-                return Err(RegistryError::ChecksumMismatch {
-                    name: saved.to_string(),
-                    file: file.path.clone(),
-                    recorded: file.sha256.clone(),
-                    actual,
-                });
+        // Files still stamped as the save left them hold the bytes it hashed; the others (touched
+        // since, or from a store without stamps) are hashed and must match.
+        let to_hash: Vec<_> = record
+            .files
+            .iter()
+            .filter(|file| {
+                !stamp::unchanged(&model_dir.join(&file.path), file.bytes, file.modified_ns)
+            })
+            .collect();
+        if !to_hash.is_empty() {
+            reporter.begin("verify", Some(to_hash.len() as u64));
+            for file in to_hash {
+                let actual = loraforge_model_card::sha256_file(&model_dir.join(&file.path))?;
+                if actual != file.sha256 {
+                    return Err(RegistryError::ChecksumMismatch {
+                        name: saved.to_string(),
+                        file: file.path.clone(),
+                        recorded: file.sha256.clone(),
+                        actual,
+                    });
+                }
+                reporter.advance(1);
             }
-            reporter.advance(1);
+            reporter.finish();
         }
-        reporter.finish();
         let file_type = &plan.file_type;
         // The cache key covers the content (file checksums), the recipe and the tool version.
         let mut key = Sha256::new();
@@ -141,6 +157,7 @@ impl Registry {
             let path = self.storage().cache(&gguf_file, &written)?;
             reporter.checkpoint("export-cached");
             let exported = ExportedGguf {
+                modified_ns: stamp::stamp(&path),
                 path,
                 sha256,
                 bytes,
@@ -192,19 +209,20 @@ impl Registry {
             ));
             return Ok(None);
         }
-        // Hashing the GGUF costs less than the check of the saved files just done (the GGUF is
-        // at most their size), and it is what the upload will be named by.
-        reporter.begin("verify cache", None);
-        let actual = loraforge_model_card::sha256_file(&path)?;
-        reporter.finish();
-        if actual != cached.sha256 {
-            reporter.message(&format!(
-                "the cached GGUF {} changed since it was exported (sha256 {actual}, recorded \
-                 {}): exporting again",
-                path.display(),
-                cached.sha256
-            ));
-            return Ok(None);
+        // Not as the export left it (or unstamped): the upload is named by this digest, so check it.
+        if !stamp::unchanged(&path, cached.bytes, cached.modified_ns) {
+            reporter.begin("verify cache", None);
+            let actual = loraforge_model_card::sha256_file(&path)?;
+            reporter.finish();
+            if actual != cached.sha256 {
+                reporter.message(&format!(
+                    "the cached GGUF {} changed since it was exported (sha256 {actual}, recorded \
+                     {}): exporting again",
+                    path.display(),
+                    cached.sha256
+                ));
+                return Ok(None);
+            }
         }
         cached.path = path;
         cached.reused = true;

@@ -293,6 +293,7 @@ impl Registry {
                             .map_err(RegistryError::io("cannot copy into", &path))?;
                         written.push(crate::ExportedGguf {
                             path,
+                            modified_ns: None,
                             ..source.clone()
                         });
                     }
@@ -313,6 +314,7 @@ impl Registry {
                         file_type: t.as_str().to_string(),
                         seconds: 0.0,
                         reused: false,
+                        modified_ns: None,
                     });
                 }
             }

@@ -354,6 +354,7 @@ impl Registry {
                     path: f.path.clone(),
                     bytes: f.size,
                     sha256: f.sha256.clone(),
+                    modified_ns: None,
                 })
                 .collect(),
             pushed: Utc::now(),

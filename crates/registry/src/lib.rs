@@ -59,6 +59,7 @@ mod jobs;
 mod memory;
 mod records;
 mod save;
+mod stamp;
 mod storage;
 mod store;
 mod trained;

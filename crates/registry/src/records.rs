@@ -65,6 +65,11 @@ pub struct FileRecord {
     pub bytes: u64,
     /// sha256, lowercase hex.
     pub sha256: String,
+    /// The file's modification time (nanoseconds since the Unix epoch) the store set when it
+    /// recorded the checksum: a file with this size and time is not hashed again. Absent in
+    /// records written before stamps, and for files the store did not write itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modified_ns: Option<u64>,
 }
 
 /// A saved (merged, standalone) model.

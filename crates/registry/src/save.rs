@@ -13,6 +13,7 @@ use crate::error::{RegistryError, Result};
 use crate::fs::write_atomic;
 use crate::jobs::{process_start_time, Job, JobKind, JobReporter, JobState};
 use crate::records::{FileRecord, SavedRecord};
+use crate::stamp;
 use crate::storage::EntryKind;
 use crate::store::{fresh_uuid, to_json, Registry, ENTRY_FILE};
 use crate::trained::ADAPTER_PART;
@@ -187,6 +188,8 @@ impl Registry {
                     path: path.to_string_lossy().into_owned(),
                     bytes: *bytes,
                     sha256: sha256.clone().unwrap_or_default(),
+                    // publishing renames the folder, which keeps the time
+                    modified_ns: stamp::stamp(&staged.join("model").join(path)),
                 })
                 .collect(),
             job: Some(job.id.clone()),

@@ -674,3 +674,95 @@ fn a_truncated_or_altered_cached_export_is_exported_again() {
             .reused
     );
 }
+
+/// The phases a run went through.
+#[derive(Default)]
+struct Phases(std::sync::Mutex<Vec<String>>);
+
+impl loraforge_progress::Reporter for Phases {
+    fn begin(&self, phase: &str, _total: Option<u64>) {
+        self.0.lock().unwrap().push(phase.to_string());
+    }
+    fn advance(&self, _units: u64) {}
+}
+
+impl Phases {
+    fn hashed(&self) -> bool {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|p| p.starts_with("verify"))
+    }
+}
+
+#[test]
+fn recorded_checksums_are_trusted_until_a_file_is_written_again() {
+    use loraforge_naming::QuantType;
+    let f = fixture();
+    let home = tempfile::tempdir().unwrap();
+    let registry = Registry::open_with(home.path(), options()).unwrap();
+    registry
+        .add_base(&f.demo.base_dir, "tiny", &BaseAddOptions::default())
+        .unwrap();
+    let trained = registry
+        .add_trained(&f.demo.trainer_dir, "tiny", "stamps", None)
+        .unwrap()
+        .name
+        .to_string();
+    let job = registry.queue_save(&trained, "auto").unwrap();
+    let saved = registry
+        .run_job(&job.id, &NoProgress)
+        .unwrap()
+        .result
+        .unwrap();
+    let quant = QuantType::NoQuantization;
+
+    // Saved files as the save left them and the cached GGUF as the export left it: no hashing.
+    let fresh = Phases::default();
+    let first = registry.export_gguf(&saved, quant, &fresh).unwrap();
+    assert!(!first.reused);
+    assert!(!fresh.hashed(), "phases: {:?}", fresh.0.lock().unwrap());
+    let reuse = Phases::default();
+    assert!(registry.export_gguf(&saved, quant, &reuse).unwrap().reused);
+    assert!(!reuse.hashed(), "phases: {:?}", reuse.0.lock().unwrap());
+
+    // Written again with the same bytes: hashed, found intact, still reused.
+    let good = std::fs::read(&first.path).unwrap();
+    std::fs::write(&first.path, &good).unwrap();
+    let rewritten = Phases::default();
+    assert!(
+        registry
+            .export_gguf(&saved, quant, &rewritten)
+            .unwrap()
+            .reused
+    );
+    assert!(rewritten.hashed());
+
+    // A saved weight file altered in place, same size, right after: refused by its digest.
+    let record = registry.saved(&saved).unwrap();
+    let weights = record
+        .files
+        .iter()
+        .find(|file| file.path.ends_with(".safetensors"))
+        .unwrap();
+    assert!(
+        weights.modified_ns.is_some(),
+        "the save stamps what it hashed"
+    );
+    let path = registry
+        .saved_model_dir(&saved)
+        .unwrap()
+        .join(&weights.path);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    std::fs::write(&path, &bytes).unwrap();
+    let err = registry
+        .export_gguf(&saved, quant, &NoProgress)
+        .unwrap_err();
+    assert!(
+        matches!(err, RegistryError::ChecksumMismatch { ref file, .. } if *file == weights.path),
+        "{err}"
+    );
+}
