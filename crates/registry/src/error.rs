@@ -163,6 +163,15 @@ pub enum RegistryError {
         /// The id looked up.
         id: String,
     },
+    /// Cancelling a running job would stop the process asking for it: the job runs on one of
+    /// its threads (the web UI's in-process runner).
+    #[error("job {id} runs inside this process (pid {pid}); cancelling it here would stop this process too")]
+    JobRunsInThisProcess {
+        /// The job.
+        id: String,
+        /// This process.
+        pid: u32,
+    },
     /// A job ended in failure.
     #[error("job {id} failed: {message}")]
     JobFailed {
@@ -250,6 +259,7 @@ impl RegistryError {
             | RegistryError::BaseMissing { .. }
             | RegistryError::AdapterRemoved { .. }
             | RegistryError::JobNotFound { .. }
+            | RegistryError::JobRunsInThisProcess { .. }
             | RegistryError::Locked { .. }
             | RegistryError::ChecksumMismatch { .. }
             | RegistryError::OutputExists { .. } => true,
@@ -274,6 +284,9 @@ impl RegistryError {
         match self {
             RegistryError::Locked { .. } => Some(
                 "another loraforge command is changing the store; retry when it is done (LORAFORGE_LOCK_TIMEOUT sets the wait)".into(),
+            ),
+            RegistryError::JobRunsInThisProcess { .. } => Some(
+                "wait for it to finish, or stop the process; jobs started by `loraforge serve` run in worker processes and can be cancelled".into(),
             ),
             RegistryError::CorruptRecord { .. } => Some(
                 "the store was changed by hand or by another tool; restore the file, or remove the entry's folder".into(),

@@ -481,7 +481,9 @@ impl Registry {
     }
 
     /// Stop a job: a queued job never starts; a running one is terminated (SIGTERM, then up to
-    /// 10 s for it to exit) and its partial output removed.
+    /// 10 s for it to exit) and its partial output removed. A job running on a thread of this
+    /// very process is refused ([`RegistryError::JobRunsInThisProcess`]) rather than stopping
+    /// the caller with it.
     pub fn cancel_job(&self, id: &str) -> Result<Job> {
         let _lock = self.lock()?;
         let mut job = self.jobs_store().find(id)?;
@@ -490,6 +492,12 @@ impl Registry {
         }
         if job.state == JobState::Running && job_process_alive(&job) {
             if let Some(pid) = job.pid {
+                if pid == std::process::id() {
+                    return Err(RegistryError::JobRunsInThisProcess {
+                        id: job.id.clone(),
+                        pid,
+                    });
+                }
                 terminate(pid);
                 let deadline = Instant::now() + Duration::from_secs(10);
                 while job_process_alive(&job) && Instant::now() < deadline {

@@ -766,3 +766,22 @@ fn recorded_checksums_are_trusted_until_a_file_is_written_again() {
         "{err}"
     );
 }
+
+#[test]
+fn cancelling_a_job_that_runs_in_this_process_is_refused_not_fatal() {
+    let f = fixture();
+    f.add_base();
+    let trained = f.add_trained();
+    let mut job = queued_job(&trained, &format!("{trained}_s_0a1b"));
+    job.state = JobState::Running;
+    job.pid = Some(std::process::id());
+    store_job(&f, &job);
+    let err = f.registry.cancel_job(&job.id).unwrap_err();
+    assert!(
+        matches!(err, RegistryError::JobRunsInThisProcess { ref id, pid } if *id == job.id && pid == std::process::id()),
+        "{err}"
+    );
+    assert!(err.is_user_error() && err.hint().is_some());
+    // Still running, and this test process is alive to say so.
+    assert_eq!(f.registry.job(&job.id).unwrap().state, JobState::Running);
+}

@@ -1,4 +1,4 @@
-// loraforge web UI: in-page dialogs for Save / Deploy / Delete, background jobs followed live
+// loraforge web UI: in-page dialogs for Save / Deploy / Delete / Cancel, background jobs followed live
 // over Server-Sent Events. No framework, no build step; served from the binary.
 (() => {
   'use strict';
@@ -54,6 +54,9 @@
       url = '/api/v1/trained/' + enc + '/save';
       method = 'POST';
       body = { dtype: form.elements.dtype.value };
+    } else if (kind === 'cancel') {
+      url = '/api/v1/jobs/' + enc + '/cancel';
+      method = 'POST';
     } else if (kind === 'deploy') {
       url = '/api/v1/saved/' + enc + '/deploy';
       method = 'POST';
@@ -76,6 +79,9 @@
       dialog().close();
       if (kind === 'delete') {
         removed(stage, name);
+      } else if (kind === 'cancel') {
+        update(data);
+        refreshMain().then(() => update(data));
       } else {
         addJob(data.job, kind + ' ' + name);
       }

@@ -142,6 +142,7 @@ pub fn failure(error: &RegistryError) -> Failure {
         RegistryError::NotFound { .. } | RegistryError::JobNotFound { .. } => StatusCode::NOT_FOUND,
         RegistryError::AlreadyExists { .. }
         | RegistryError::BaseInUse { .. }
+        | RegistryError::JobRunsInThisProcess { .. }
         | RegistryError::Locked { .. } => StatusCode::CONFLICT,
         RegistryError::Ollama(_) => StatusCode::BAD_GATEWAY,
         e if e.is_user_error() => StatusCode::BAD_REQUEST,
@@ -306,6 +307,13 @@ pub async fn job(registry: &Arc<Registry>, id: &str) -> Result<Job, Failure> {
     validate_job_id(id)?;
     let id = id.to_string();
     blocking(registry, move |r| r.job(&id)).await
+}
+
+/// Cancel a job (`loraforge jobs cancel`): a queued job never starts, a running worker is stopped.
+pub async fn cancel_job(registry: &Arc<Registry>, id: &str) -> Result<Job, Failure> {
+    validate_job_id(id)?;
+    let id = id.to_string();
+    blocking(registry, move |r| r.cancel_job(&id)).await
 }
 
 pub fn jobs_json(jobs: &[Job]) -> Result<Value, Failure> {

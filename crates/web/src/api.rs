@@ -87,6 +87,13 @@ pub async fn job(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> 
     Ok(Json(actions::job_json(&job)?).into_response())
 }
 
+/// `POST /api/v1/jobs/{id}/cancel`: the job record after cancelling (unchanged when it had
+/// already ended).
+pub async fn cancel_job(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> ApiResult {
+    let job = actions::cancel_job(&state.registry, &id).await?;
+    Ok(Json(actions::job_json(&job)?).into_response())
+}
+
 /// The body of `POST /api/v1/trained/{name}/save` (optional).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

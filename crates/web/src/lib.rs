@@ -139,6 +139,7 @@ impl WebApp {
             .route("/api/v1/jobs", get(api::jobs))
             .route("/api/v1/jobs/{id}", get(api::job))
             .route("/api/v1/jobs/{id}/events", get(api::job_events))
+            .route("/api/v1/jobs/{id}/cancel", post(api::cancel_job))
             .route("/api/v1/trained/{name}/save", post(api::save))
             .route("/api/v1/saved/{name}/deploy", post(api::deploy))
             .route("/api/v1/{stage}", get(api::list))

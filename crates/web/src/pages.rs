@@ -172,6 +172,14 @@ impl Page<'_> {
 <p class="error" role="alert" hidden></p>
 <div class="buttons"><button type="button" data-cancel>Cancel</button><button type="submit" class="danger" data-confirm>Delete</button></div>
 </form>
+</template>
+<template id="tpl-cancel">
+<form method="dialog" class="dlg" data-kind="cancel">
+<h2 id="dialog-title">Cancel job <code data-field="name"></code>?</h2>
+<p>A queued job never starts; a running one is stopped and its partial output removed. Nothing it already published (a saved or deployed model) is touched.</p>
+<p class="error" role="alert" hidden></p>
+<div class="buttons"><button type="button" data-cancel>Keep it running</button><button type="submit" class="danger" data-confirm>Cancel the job</button></div>
+</form>
 </template>"#,
             host = esc(self.ollama_host),
             semantics = esc(semantics),
@@ -351,7 +359,7 @@ fn what(job: &Job) -> String {
 
 fn jobs_table<'a>(jobs: impl Iterator<Item = &'a Job>) -> String {
     let mut out = String::from(
-        r#"<div class="table-wrap"><table class="list jobs"><thead><tr><th>Job</th><th>What</th><th>State</th><th>Progress</th><th>Result</th><th>Created</th></tr></thead><tbody>"#,
+        r#"<div class="table-wrap"><table class="list jobs"><thead><tr><th>Job</th><th>What</th><th>State</th><th>Progress</th><th>Result</th><th>Created</th><th></th></tr></thead><tbody>"#,
     );
     for job in jobs {
         let error = match (&job.error, job.state) {
@@ -362,9 +370,17 @@ fn jobs_table<'a>(jobs: impl Iterator<Item = &'a Job>) -> String {
             ),
             _ => String::new(),
         };
+        let cancel = if job.state.is_final() {
+            String::new()
+        } else {
+            format!(
+                r#"<button type="button" data-action="cancel" data-stage="jobs" data-name="{id}">Cancel</button>"#,
+                id = esc(&job.id)
+            )
+        };
         let _ = write!(
             out,
-            r#"<tr data-name="{id}" data-job="{id}" data-state="{state}"><td><code class="job-id" title="{id}">{short}</code></td><td class="what">{what}</td><td class="state">{state}</td><td class="progress-cell">{bar}</td><td class="result">{result}{error}</td><td>{created}</td></tr>"#,
+            r#"<tr data-name="{id}" data-job="{id}" data-state="{state}"><td><code class="job-id" title="{id}">{short}</code></td><td class="what">{what}</td><td class="state">{state}</td><td class="progress-cell">{bar}</td><td class="result">{result}{error}</td><td>{created}</td><td class="actions">{cancel}</td></tr>"#,
             id = esc(&job.id),
             short = esc(job.id.get(..8).unwrap_or(&job.id)),
             what = what(job),

@@ -618,6 +618,80 @@ async fn an_unreachable_ollama_fails_the_deploy_job_with_its_error() {
     assert!(page.contains("loraforge jobs show"));
 }
 
+/// Leaves every job queued (a worker that never comes), so the test decides what happens next.
+struct HeldRunner;
+
+impl loraforge_web::JobRunner for HeldRunner {
+    fn start(
+        &self,
+        _registry: std::sync::Arc<loraforge_registry::Registry>,
+        _job: &loraforge_registry::Job,
+    ) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_job_is_cancelled_from_the_jobs_page_and_the_api() {
+    let store = Store::new();
+    let app = loraforge_web::WebApp::new(
+        store.registry(),
+        loraforge_web::WebOptions {
+            token: Some(TOKEN.to_string()),
+            ollama_host: "127.0.0.1:9".to_string(),
+            runner: std::sync::Arc::new(HeldRunner),
+        },
+    )
+    .router();
+    let answer = post_json(
+        &app,
+        &format!("/api/v1/trained/{}/save", store.trained),
+        json!({}),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text());
+    let job = answer.json()["job"].as_str().unwrap().to_string();
+    let page = get(&app, "/jobs").await.text();
+    let cancel = format!(
+        r#"<button type="button" data-action="cancel" data-stage="jobs" data-name="{job}">Cancel</button>"#
+    );
+    assert!(page.contains(&cancel), "{page}");
+    assert!(page.contains(r#"<template id="tpl-cancel">"#));
+
+    // Mutations need the token like every other.
+    let anonymous = send(
+        &app,
+        request(Method::POST, &format!("/api/v1/jobs/{job}/cancel"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+
+    let cancelled = post_json(&app, &format!("/api/v1/jobs/{job}/cancel"), json!({})).await;
+    assert_eq!(cancelled.status, StatusCode::OK, "{}", cancelled.text());
+    assert_eq!(cancelled.json()["state"], "cancelled");
+    assert_eq!(
+        store.registry().job(&job).unwrap().state,
+        loraforge_registry::JobState::Cancelled
+    );
+    let page = get(&app, "/jobs").await.text();
+    assert!(page.contains(r#"<td class="state">cancelled</td>"#));
+    assert!(!page.contains(&cancel), "a final job has no Cancel button");
+    // Cancelling again answers the final record; ids are checked before any lookup.
+    let again = post_json(&app, &format!("/api/v1/jobs/{job}/cancel"), json!({})).await;
+    assert_eq!(again.json()["state"], "cancelled");
+    let bad = post_json(&app, "/api/v1/jobs/..%2Fx/cancel", json!({})).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    let unknown = post_json(
+        &app,
+        &format!("/api/v1/jobs/{}/cancel", uuid::Uuid::new_v4()),
+        json!({}),
+    )
+    .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND, "{}", unknown.text());
+}
+
 #[tokio::test]
 async fn a_public_address_needs_an_explicit_token() {
     let store = Store::new();

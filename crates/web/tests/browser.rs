@@ -313,5 +313,27 @@ async fn save_deploy_delete_in_a_real_browser() {
     gone(&client, "dialog[open]").await;
     assert_eq!(fake.model_names().len(), 1);
 
+    // A job nobody runs yet (queued from outside the page) is cancelled from the Jobs page.
+    let queued = store
+        .registry()
+        .queue_save(&store.trained, "auto")
+        .unwrap()
+        .id;
+    client.goto(&format!("{base}/jobs")).await.unwrap();
+    let queued_row = format!(r#"tr[data-name="{queued}"]"#);
+    element(&client, &format!(r#"{queued_row} [data-action="cancel"]"#))
+        .await
+        .click()
+        .await
+        .unwrap();
+    confirm(&client, &["Cancel job", "never starts"]).await;
+    element(&client, &format!(r#"{queued_row}[data-state="cancelled"]"#)).await;
+    gone(&client, &format!(r#"{queued_row} [data-action="cancel"]"#)).await;
+    assert_eq!(
+        store.registry().job(&queued).unwrap().state,
+        loraforge_registry::JobState::Cancelled
+    );
+    screenshot(&client, "job-cancelled").await;
+
     client.close().await.unwrap();
 }
