@@ -50,6 +50,7 @@ fn nanos_since_epoch(time: SystemTime) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
