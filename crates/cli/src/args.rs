@@ -248,6 +248,12 @@ pub enum SavedCommand {
     },
     /// Export to GGUF and deploy to Ollama.
     Deploy(DeployArgs),
+    /// Read every file of a saved model again and check it against the SHA-256 recorded when it
+    /// was saved. (Deployments re-hash only files written since the save; this checks them all.)
+    Verify {
+        /// Saved model name.
+        name: String,
+    },
     /// Export as a standalone folder: merged_16bit (as saved), merged_4bit (bitsandbytes NF4),
     /// or gguf (one GGUF file per --quant type, all from one read of the lossless GGUF).
     Export {

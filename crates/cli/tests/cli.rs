@@ -907,6 +907,43 @@ fn deploy_refuses_changed_files_and_unreachable_servers_record_nothing() {
 }
 
 #[test]
+fn saved_verify_reads_every_file_even_one_whose_time_was_put_back() {
+    let env = env();
+    env.add_base();
+    let trained = env.add_trained();
+    let saved = env.save(&trained);
+    let files = env.json(&["saved", "verify", &saved]);
+    let files = files.as_array().unwrap();
+    assert!(files
+        .iter()
+        .any(|f| f["path"].as_str().unwrap().ends_with(".safetensors")));
+
+    // Altered in place with the same size, and its time set back to what the save stamped: a
+    // deploy's quick check would take it as saved; the full check does not.
+    let weights = files
+        .iter()
+        .find(|f| f["path"].as_str().unwrap().ends_with(".safetensors"))
+        .unwrap();
+    let name = weights["path"].as_str().unwrap();
+    let path = env.home.join("saved").join(&saved).join("model").join(name);
+    let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    std::fs::write(&path, &bytes).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(modified)
+        .unwrap();
+    let output = env.fails(&["saved", "verify", &saved]);
+    let err = stderr(&output);
+    assert!(err.contains(name), "{err}");
+    assert!(err.contains("changed since it was saved"), "{err}");
+}
+
+#[test]
 fn low_level_commands_merge_convert_quantize_inspect() {
     let env = env();
     let work = tempfile::tempdir().unwrap();

@@ -1,7 +1,7 @@
 //! Exporting a saved model to GGUF, through the store's export cache (keyed by the saved files'
 //! checksums, the output type and the tool version).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use loraforge_naming::QuantType;
@@ -94,31 +94,7 @@ impl Registry {
         let saved = saved_name.as_str();
         let saved_dir = self.saved_dir(saved)?;
         let model_dir = saved_dir.join("model");
-        // Files still stamped as the save left them hold the bytes it hashed; the others (touched
-        // since, or from a store without stamps) are hashed and must match.
-        let to_hash: Vec<_> = record
-            .files
-            .iter()
-            .filter(|file| {
-                !stamp::unchanged(&model_dir.join(&file.path), file.bytes, file.modified_ns)
-            })
-            .collect();
-        if !to_hash.is_empty() {
-            reporter.begin("verify", Some(to_hash.len() as u64));
-            for file in to_hash {
-                let actual = loraforge_model_card::sha256_file(&model_dir.join(&file.path))?;
-                if actual != file.sha256 {
-                    return Err(RegistryError::ChecksumMismatch {
-                        name: saved.to_string(),
-                        file: file.path.clone(),
-                        recorded: file.sha256.clone(),
-                        actual,
-                    });
-                }
-                reporter.advance(1);
-            }
-            reporter.finish();
-        }
+        check_files(record, &model_dir, Trust::Stamps, reporter)?;
         let file_type = &plan.file_type;
         // The cache key covers the content (file checksums), the recipe and the tool version.
         let mut key = Sha256::new();
@@ -228,6 +204,62 @@ impl Registry {
         cached.reused = true;
         cached.seconds = 0.0;
         Ok(Some(cached))
+    }
+}
+
+/// Whether a file stamped as the save left it is taken to hold the bytes it hashed.
+#[derive(Clone, Copy, PartialEq)]
+enum Trust {
+    Stamps,
+    Nothing,
+}
+
+/// Checks the files of a saved model against the SHA-256 recorded when it was saved: every file
+/// with [`Trust::Nothing`]; with [`Trust::Stamps`], only those written since the save stamped them
+/// (or never stamped).
+fn check_files(
+    record: &SavedRecord,
+    model_dir: &Path,
+    trust: Trust,
+    reporter: &dyn Reporter,
+) -> Result<()> {
+    let to_hash: Vec<_> = record
+        .files
+        .iter()
+        .filter(|file| {
+            trust == Trust::Nothing
+                || !stamp::unchanged(&model_dir.join(&file.path), file.bytes, file.modified_ns)
+        })
+        .collect();
+    if to_hash.is_empty() {
+        return Ok(());
+    }
+    reporter.begin("verify", Some(to_hash.iter().map(|f| f.bytes).sum()));
+    for file in to_hash {
+        let actual = loraforge_model_card::sha256_file(&model_dir.join(&file.path))?;
+        if actual != file.sha256 {
+            return Err(RegistryError::ChecksumMismatch {
+                name: record.name.to_string(),
+                file: file.path.clone(),
+                recorded: file.sha256.clone(),
+                actual,
+            });
+        }
+        reporter.advance(file.bytes);
+    }
+    reporter.finish();
+    Ok(())
+}
+
+impl Registry {
+    /// Reads every file of a saved model again and checks it against the SHA-256 recorded when
+    /// it was saved, whatever its time stamp says (deployments trust files that still carry the
+    /// save's stamp; this is the full check). Returns the record when every file matches.
+    pub fn verify_saved(&self, name: &str, reporter: &dyn Reporter) -> Result<SavedRecord> {
+        let record = self.saved(name)?;
+        let model_dir = self.saved_dir(name)?.join("model");
+        check_files(&record, &model_dir, Trust::Nothing, reporter)?;
+        Ok(record)
     }
 }
 

@@ -208,6 +208,18 @@ pub fn saved(context: &Context, command: SavedCommand) -> anyhow::Result<()> {
             })
         }
         SavedCommand::Deploy(args) => super::deploy::deploy(context, &registry, args),
+        SavedCommand::Verify { name } => {
+            let reporter = context.reporter();
+            let record = registry.verify_saved(&name, &reporter)?;
+            reporter.finish();
+            context.emit(&record.files, |files| {
+                format!(
+                    "saved model {name}: {} files, {} bytes, every SHA-256 as recorded",
+                    files.len(),
+                    files.iter().map(|f| f.bytes).sum::<u64>()
+                )
+            })
+        }
         SavedCommand::Export {
             name,
             format,
