@@ -411,13 +411,23 @@ fn saved_deploy_killed_at_each_point_records_only_what_the_server_has() {
         crash_at(Some(&s.home), point, &deploy);
         if point == "deploy-created" || point == "deploy-published" {
             on_server += 1;
-        }
-        if point == "deploy-published" {
+            // Killed once Ollama has the model: it is recorded either way, never lost track of
+            // (before the record was published: by the next command's recovery, as unconfirmed).
             recorded += 1;
         }
         assert_eq!(fake.model_names().len(), on_server, "{point}");
         let deployed = run_json(&s.home, &["deployed", "list"]);
-        assert_eq!(deployed.as_array().unwrap().len(), recorded, "{point}");
+        let deployed = deployed.as_array().unwrap();
+        assert_eq!(deployed.len(), recorded, "{point}");
+        let unconfirmed = deployed
+            .iter()
+            .filter(|d| d["notes"].to_string().contains("unconfirmed"))
+            .count();
+        assert_eq!(
+            unconfirmed,
+            usize::from(recorded > 0),
+            "{point}: {deployed:?}"
+        );
         assert!(
             listing(&s.home.join("tmp")).is_empty(),
             "{point}: staging left"
@@ -450,7 +460,8 @@ fn saved_deploy_killed_at_each_point_records_only_what_the_server_has() {
             .as_array()
             .unwrap()
             .len(),
-        2
+        3,
+        "the two killed after the create, and this one"
     );
 }
 

@@ -40,7 +40,7 @@ pub trait Reporter: Send + Sync {
     /// `job-queued`, `job-running` (the job record says so), `save-staged` (the merged entry is
     /// complete in staging), `save-published` (the saved entry was renamed into place, the job
     /// record not yet updated), `export-cached` (the GGUF is in the export cache, its sidecar
-    /// not yet), `deploy-created` (Ollama has the model, nothing recorded), `deploy-published`
+    /// not yet), `deploy-created` (Ollama has the model; its record staged, not published), `deploy-published`
     /// (the deployed entry was renamed into place).
     fn checkpoint(&self, _point: &str) {}
 }

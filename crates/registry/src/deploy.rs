@@ -20,6 +20,14 @@ use crate::records::DeployedRecord;
 use crate::storage::EntryKind;
 use crate::store::{fresh_uuid, owner_tag, to_json, Registry, ENTRY_FILE};
 
+/// The staging owner prefix of a deployment in progress (see [`Registry::recover`]).
+pub(crate) const PENDING_DEPLOY: &str = "deploy";
+
+/// The note on a deployment recorded by recovery rather than by the deploying process.
+pub(crate) const UNCONFIRMED_NOTE: &str = "unconfirmed: the deploying process stopped after it \
+     started uploading and before Ollama confirmed the model; `loraforge deployed list --check` \
+     shows whether the server has it, `loraforge deployed rm` removes it either way";
+
 /// How to deploy.
 #[derive(Debug, Clone, Default)]
 pub struct DeployOptions {
@@ -189,7 +197,40 @@ impl Registry {
         crate::finite::check_finite(&exported.path)?;
         let stops = loraforge_hf_model::stop_tokens(&self.saved_model_dir(saved)?);
         let digest = format!("sha256:{}", exported.sha256);
+        let saved_dir = self.saved_dir(saved)?;
         let started = Instant::now();
+        let mut deployed = DeployedRecord {
+            name: deployed_name,
+            uuid,
+            saved: record.name.clone(),
+            host: host_text,
+            ollama_model: name.clone(),
+            digest: digest.clone(),
+            model_digest: None,
+            model_layer_digest: None,
+            server_version: Some(version.0.clone()),
+            notes: vec![UNCONFIRMED_NOTE.to_string()],
+            quant,
+            server_quantize: server_quantize.is_some(),
+            modelfile: modelfile.to_string(),
+            export_seconds: exported.seconds,
+            deploy_seconds: 0.0,
+            job: job.map(str::to_string),
+            created: Utc::now(),
+        };
+        // The record is staged before Ollama is asked for anything: if this process dies after
+        // the server created the model but before the record is published, recovery publishes
+        // this one, marked unconfirmed, instead of leaving a model nobody knows about.
+        let owner = owner_tag(PENDING_DEPLOY);
+        self.in_staging(&owner, |staged| {
+            let card = cards::deployed_card(&deployed, &saved_dir, exported.bytes)?;
+            write_atomic(&staged.join(ENTRY_FILE), &to_json(&deployed))?;
+            Ok(card.write_to_dir(staged)?)
+        })?;
+        let discard = |error: RegistryError| {
+            let _ = self.storage().discard_staged(&owner);
+            error
+        };
         let outcome = loraforge_ollama_client::deploy(
             &client,
             &DeployRequest {
@@ -203,7 +244,8 @@ impl Registry {
             },
             reporter,
         )
-        .await?;
+        .await
+        .map_err(|e| discard(e.into()))?;
         reporter.checkpoint("deploy-created");
         if options.smoke_test {
             let mut request = loraforge_ollama_client::GenerateRequest {
@@ -223,40 +265,38 @@ impl Registry {
                          remove it with `ollama rm {name}`"
                     ),
                 };
-                return Err(RegistryError::SmokeTestFailed {
+                return Err(discard(RegistryError::SmokeTestFailed {
                     model: name,
                     cleanup,
                     source: Box::new(source),
-                });
+                }));
             }
         }
-        let deployed = DeployedRecord {
-            name: deployed_name,
-            uuid,
-            saved: record.name.clone(),
-            host: host_text,
-            ollama_model: outcome.model.clone(),
-            digest: outcome.upload_digest.clone(),
-            model_digest: outcome.model_digest.clone(),
-            model_layer_digest: outcome.model_layer_digest.clone(),
-            server_version: Some(outcome.server_version.clone()),
-            notes: outcome.notes.clone(),
-            quant,
-            server_quantize: server_quantize.is_some(),
-            modelfile: modelfile_text(&outcome.request),
-            export_seconds: exported.seconds,
-            deploy_seconds: started.elapsed().as_secs_f64(),
-            job: job.map(str::to_string),
-            created: Utc::now(),
-        };
-        self.in_staging(&owner_tag("deploy"), |staged| {
-            let saved_dir = self.saved_dir(saved)?;
+        deployed.ollama_model = outcome.model.clone();
+        deployed.digest = outcome.upload_digest.clone();
+        deployed.model_digest = outcome.model_digest.clone();
+        deployed.model_layer_digest = outcome.model_layer_digest.clone();
+        deployed.server_version = Some(outcome.server_version.clone());
+        deployed.notes = outcome.notes.clone();
+        deployed.modelfile = modelfile_text(&outcome.request);
+        deployed.deploy_seconds = started.elapsed().as_secs_f64();
+        deployed.created = Utc::now();
+        let publish = || -> Result<()> {
+            let staged = self
+                .storage()
+                .staged_dir(&owner)?
+                .ok_or_else(|| RegistryError::Io {
+                    action: "cannot find the staged deployment",
+                    path: PathBuf::from(self.location()).join("tmp").join(&owner),
+                    source: std::io::ErrorKind::NotFound.into(),
+                })?;
             let card = cards::deployed_card(&deployed, &saved_dir, exported.bytes)?;
             write_atomic(&staged.join(ENTRY_FILE), &to_json(&deployed))?;
-            card.write_to_dir(staged)?;
+            card.write_to_dir(&staged)?;
             let _lock = self.lock()?;
-            self.storage().publish(staged, EntryKind::Deployed, &name)
-        })?;
+            self.storage().publish(&staged, EntryKind::Deployed, &name)
+        };
+        publish().map_err(discard)?;
         reporter.checkpoint("deploy-published");
         Ok(deployed)
     }

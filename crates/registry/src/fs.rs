@@ -148,6 +148,12 @@ impl Storage for FsStorage {
         list_names(&self.home.join("tmp"))
     }
 
+    fn staged_dir(&self, owner: &str) -> Result<Option<PathBuf>> {
+        check_component(owner)?;
+        let dir = self.staging_dir(owner);
+        Ok(dir.is_dir().then_some(dir))
+    }
+
     fn job_ids(&self) -> Result<Vec<String>> {
         Ok(list_names(&self.home.join("jobs"))?
             .into_iter()

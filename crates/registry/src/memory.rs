@@ -256,6 +256,12 @@ impl Storage for MemoryStorage {
         remove_path(&self.scratch("tmp").join(owner))
     }
 
+    fn staged_dir(&self, owner: &str) -> Result<Option<PathBuf>> {
+        check_component(owner)?;
+        let dir = self.scratch("tmp").join(owner);
+        Ok(dir.is_dir().then_some(dir))
+    }
+
     fn staged_owners(&self) -> Result<Vec<String>> {
         let dir = self.scratch("tmp");
         let read = fs::read_dir(&dir).map_err(RegistryError::io("cannot list", &dir))?;

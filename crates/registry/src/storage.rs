@@ -87,6 +87,9 @@ pub trait Storage: Send + Sync {
     fn discard_staged(&self, owner: &str) -> Result<()>;
     /// Owners of the staging folders that exist now.
     fn staged_owners(&self) -> Result<Vec<String>>;
+    /// The staging folder `owner` left, if there is one (recovery reads what a dead process
+    /// staged before deciding to publish or discard it).
+    fn staged_dir(&self, owner: &str) -> Result<Option<PathBuf>>;
 
     // ----- job records ---------------------------------------------------------------------------
 

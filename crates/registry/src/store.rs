@@ -9,12 +9,13 @@ use std::time::Duration;
 use chrono::Utc;
 use loraforge_model_card::{CARD_FILE, README_FILE};
 
+use crate::deploy::{PENDING_DEPLOY, UNCONFIRMED_NOTE};
 use crate::error::{RegistryError, Result};
 use crate::fs::FsStorage;
 use crate::jobs::{
     orphaned, process_start_time, Job, JobKind, JobState, JobStore, UnreadableRecord,
 };
-use crate::records::SavedRecord;
+use crate::records::{DeployedRecord, SavedRecord};
 use crate::storage::{EntryKind, Storage, StoreLock};
 
 /// The record file of every entry.
@@ -130,6 +131,13 @@ impl Registry {
     /// failed with the reason. Returns the ids of the jobs settled either way.
     pub fn recover(&self) -> Result<Vec<String>> {
         let _lock = self.lock()?;
+        // Deployments whose process died while Ollama may have been creating the model are
+        // recorded (marked unconfirmed) before the jobs are settled, so their jobs see them.
+        for owner in self.storage.staged_owners()? {
+            if owner.starts_with(&format!("{PENDING_DEPLOY}-")) && !owner_alive(&owner) {
+                self.publish_unconfirmed_deploy(&owner)?;
+            }
+        }
         let mut settled = Vec::new();
         let mut live_owners = Vec::new();
         let now = Utc::now();
@@ -162,6 +170,28 @@ impl Registry {
         Ok(settled)
     }
 
+    /// Publish the deployed record a dead deploying process staged (it may have created the
+    /// model on its server); a staging folder without a readable record is discarded.
+    fn publish_unconfirmed_deploy(&self, owner: &str) -> Result<()> {
+        let Some(staged) = self.storage.staged_dir(owner)? else {
+            return Ok(());
+        };
+        let record = std::fs::read(staged.join(ENTRY_FILE))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<DeployedRecord>(&bytes).ok());
+        match record {
+            Some(record)
+                if !self
+                    .storage
+                    .exists(EntryKind::Deployed, &record.name.to_string()) =>
+            {
+                self.storage
+                    .publish(&staged, EntryKind::Deployed, &record.name.to_string())
+            }
+            _ => self.storage.discard_staged(owner),
+        }
+    }
+
     /// The entry a job published, if it got that far: the saved model a save job reserved, or
     /// the deployment recorded by a deploy job (both records name the job).
     fn published_result(&self, job: &Job) -> Option<String> {
@@ -175,7 +205,11 @@ impl Registry {
                 .deployed_models()
                 .ok()?
                 .into_iter()
-                .find(|d| d.job.as_deref() == Some(job.id.as_str()))
+                // an unconfirmed record is what recovery kept, not the job's result
+                .find(|d| {
+                    d.job.as_deref() == Some(job.id.as_str())
+                        && !d.notes.iter().any(|n| n == UNCONFIRMED_NOTE)
+                })
                 .map(|d| d.name.to_string()),
         }
     }
@@ -328,8 +362,8 @@ fn leftovers(kind: &JobKind) -> &'static str {
     match kind {
         JobKind::Save { .. } => "its partial output was removed",
         JobKind::Deploy { .. } => {
-            "nothing was recorded; if it got as far as creating the model, the Ollama server may \
-             hold it unrecorded (check `ollama list`)"
+            "if it got as far as uploading, the deployment is listed as unconfirmed (`loraforge \
+             deployed list --check` says whether the server has it)"
         }
     }
 }
