@@ -7,6 +7,8 @@
 //!   folder next to the target and renamed into place at the end (nothing appears on error);
 //! - [`AdapterConfig`]: `adapter_config.json` with PEFT's rank/alpha patterns, target matching
 //!   and the refusals (PiSSA/OLoRA/CorDA/LoftQ initialisations);
+//! - [`MergedTensors`]: the same merge as a source of merged tensors for other writers (the
+//!   `merged_4bit` NF4 writer);
 //! - [`parse_size`]: transformers' `max_shard_size` strings (`"5GB"` = 5·10⁹, `"5GiB"` = 5·2³⁰).
 //!
 //! ```no_run
@@ -55,6 +57,7 @@ mod kernel;
 mod merge;
 mod plan;
 mod rows;
+mod tensors;
 mod update;
 
 use std::path::PathBuf;
@@ -63,6 +66,7 @@ use std::time::Duration;
 pub use config::{AdapterConfig, ModuleSelector, ADAPTER_CONFIG_FILE, DEFAULT_LORA_TARGETS};
 pub use loraforge_hf_model::{Dtype, HfModelError};
 pub use merge::merge;
+pub use tensors::MergedTensors;
 
 /// File name of the adapter weights.
 pub const ADAPTER_WEIGHTS_FILE: &str = "adapter_model.safetensors";

@@ -54,8 +54,8 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> MergeError + '_ {
 /// A piece of output bytes for the writer thread; `release` names a base tensor and the bytes of
 /// its data whose mapped pages can be dropped once the piece is written (so a tensor of any size
 /// is resident only a piece at a time).
-struct Piece<'a> {
-    bytes: Cow<'a, [u8]>,
+pub(crate) struct Piece<'a> {
+    pub bytes: Cow<'a, [u8]>,
     release: Option<(&'a str, Range<usize>)>,
 }
 
@@ -85,34 +85,12 @@ pub fn merge(options: &MergeOptions, reporter: &dyn Reporter) -> Result<MergeRep
             }
         }
     }
-    let base = HfModel::open(&options.base_dir)?;
-    let mut config = AdapterConfig::load(&options.adapter_dir)?;
-    config.check_mergeable()?;
-    config.resolve_default_targets(base.config().get("model_type").and_then(|v| v.as_str()))?;
-    let weights_path = options.adapter_dir.join(ADAPTER_WEIGHTS_FILE);
-    if !weights_path.is_file() {
-        let bin = options.adapter_dir.join("adapter_model.bin");
-        if bin.is_file() {
-            return Err(MergeError::PickleAdapter { path: bin });
-        }
-        return Err(MergeError::MissingAdapterWeights {
-            dir: options.adapter_dir.clone(),
-        });
-    }
-    let adapter = SafetensorsFile::open(&weights_path)?;
-    let plan = build_plan(&base, &adapter, &config)?;
-    let mut warnings = Vec::new();
-    for m in &plan.ignored_modules {
-        warnings.push(format!(
-            "adapter module {m} is not targeted by adapter_config.json: ignored (as PEFT does)"
-        ));
-    }
-    if let Some(w) = base_name_warning(&config, &base) {
-        warnings.push(w);
-    }
-    for w in &warnings {
-        reporter.message(w);
-    }
+    let Prepared {
+        base,
+        adapter,
+        plan,
+        warnings,
+    } = prepare(options, reporter)?;
 
     let fixed = options.dtype.fixed();
     let names: Vec<&str> = base.tensor_names();
@@ -263,27 +241,7 @@ pub fn merge(options: &MergeOptions, reporter: &dyn Reporter) -> Result<MergeRep
 
     // config.json, dtype updated when it changes
     let dtype = fixed.or_else(|| base.config_dtype()).unwrap_or(first_dtype);
-    let config_src = options.base_dir.join(CONFIG_FILE);
-    let config_bytes = if fixed.is_some() && base.config_dtype() != fixed {
-        let mut cfg = base.config().clone();
-        if let Some(obj) = cfg.as_object_mut() {
-            let mut set = false;
-            for key in ["dtype", "torch_dtype"] {
-                if obj.contains_key(key) {
-                    obj.insert(key.into(), dtype.config_name().into());
-                    set = true;
-                }
-            }
-            if !set {
-                obj.insert("dtype".into(), dtype.config_name().into());
-            }
-        }
-        let mut text = serde_json::to_string_pretty(&cfg).unwrap_or_default();
-        text.push('\n');
-        text.into_bytes()
-    } else {
-        std::fs::read(&config_src).map_err(io_err(&config_src))?
-    };
+    let config_bytes = merged_config(options, &base)?;
     let checksums = options.sha256;
     output_files.push(write_side_file(
         tmp.path(),
@@ -301,14 +259,7 @@ pub fn merge(options: &MergeOptions, reporter: &dyn Reporter) -> Result<MergeRep
             checksums,
         )?);
     }
-    let has_tokenizer = |dir: &Path| TOKENIZER_FILES.iter().any(|f| dir.join(f).is_file());
-    let tokenizer_source = if has_tokenizer(&options.adapter_dir) {
-        Some(options.adapter_dir.clone())
-    } else if has_tokenizer(&options.base_dir) {
-        Some(options.base_dir.clone())
-    } else {
-        None
-    };
+    let tokenizer_source = tokenizer_source(options);
     if let Some(src) = &tokenizer_source {
         for f in TOKENIZER_FILES {
             let p = src.join(f);
@@ -332,22 +283,117 @@ pub fn merge(options: &MergeOptions, reporter: &dyn Reporter) -> Result<MergeRep
         tokenizer_source,
         ignored_modules: plan.ignored_modules.clone(),
         parameters: base.parameter_count(),
-        backend: if crate::fused::available() {
-            match backend {
-                Backend::Blas => "fused-avx2-fma (others: openblas-sgemm)",
-                Backend::SequentialFma => "fused-avx2-fma (others: sequential-fma)",
-            }
-        } else {
-            backend.name()
-        },
+        backend: backend_name(backend),
         warnings,
     })
+}
+
+/// A merge's inputs, opened and resolved; everything checked that can be before any output.
+pub(crate) struct Prepared {
+    pub base: HfModel,
+    pub adapter: SafetensorsFile,
+    pub plan: crate::plan::Plan,
+    pub warnings: Vec<String>,
+}
+
+/// Opens the base and the adapter, checks the adapter config and resolves the plan; the
+/// warnings also go to the reporter as messages.
+pub(crate) fn prepare(
+    options: &MergeOptions,
+    reporter: &dyn Reporter,
+) -> Result<Prepared, MergeError> {
+    let base = HfModel::open(&options.base_dir)?;
+    let mut config = AdapterConfig::load(&options.adapter_dir)?;
+    config.check_mergeable()?;
+    config.resolve_default_targets(base.config().get("model_type").and_then(|v| v.as_str()))?;
+    let weights_path = options.adapter_dir.join(ADAPTER_WEIGHTS_FILE);
+    if !weights_path.is_file() {
+        let bin = options.adapter_dir.join("adapter_model.bin");
+        if bin.is_file() {
+            return Err(MergeError::PickleAdapter { path: bin });
+        }
+        return Err(MergeError::MissingAdapterWeights {
+            dir: options.adapter_dir.clone(),
+        });
+    }
+    let adapter = SafetensorsFile::open(&weights_path)?;
+    let plan = build_plan(&base, &adapter, &config)?;
+    let mut warnings = Vec::new();
+    for m in &plan.ignored_modules {
+        warnings.push(format!(
+            "adapter module {m} is not targeted by adapter_config.json: ignored (as PEFT does)"
+        ));
+    }
+    if let Some(w) = base_name_warning(&config, &base) {
+        warnings.push(w);
+    }
+    for w in &warnings {
+        reporter.message(w);
+    }
+    Ok(Prepared {
+        base,
+        adapter,
+        plan,
+        warnings,
+    })
+}
+
+/// The bytes of the merged folder's `config.json`: the base's file, or, when the options fix a
+/// dtype other than the base's, the config with its dtype updated.
+pub(crate) fn merged_config(options: &MergeOptions, base: &HfModel) -> Result<Vec<u8>, MergeError> {
+    let fixed = options.dtype.fixed();
+    if fixed.is_some() && base.config_dtype() != fixed {
+        let dtype = fixed.unwrap_or(Dtype::F32);
+        let mut cfg = base.config().clone();
+        if let Some(obj) = cfg.as_object_mut() {
+            let mut set = false;
+            for key in ["dtype", "torch_dtype"] {
+                if obj.contains_key(key) {
+                    obj.insert(key.into(), dtype.config_name().into());
+                    set = true;
+                }
+            }
+            if !set {
+                obj.insert("dtype".into(), dtype.config_name().into());
+            }
+        }
+        let mut text = serde_json::to_string_pretty(&cfg).unwrap_or_default();
+        text.push('\n');
+        return Ok(text.into_bytes());
+    }
+    let config_src = options.base_dir.join(CONFIG_FILE);
+    std::fs::read(&config_src).map_err(io_err(&config_src))
+}
+
+/// The folder the merged model's tokenizer files come from: the adapter's when it has any, else
+/// the base's (`None`: neither has any).
+pub(crate) fn tokenizer_source(options: &MergeOptions) -> Option<PathBuf> {
+    let has_tokenizer = |dir: &Path| TOKENIZER_FILES.iter().any(|f| dir.join(f).is_file());
+    if has_tokenizer(&options.adapter_dir) {
+        Some(options.adapter_dir.clone())
+    } else if has_tokenizer(&options.base_dir) {
+        Some(options.base_dir.clone())
+    } else {
+        None
+    }
+}
+
+/// [`MergeReport::backend`] for the chosen `B·A` backend.
+pub(crate) fn backend_name(backend: Backend) -> &'static str {
+    if crate::fused::available() {
+        match backend {
+            Backend::Blas => "fused-avx2-fma (others: openblas-sgemm)",
+            Backend::SequentialFma => "fused-avx2-fma (others: sequential-fma)",
+        }
+    } else {
+        backend.name()
+    }
 }
 
 /// Pool size: the cores by default; a request is capped at [`crate::MAX_THREADS_PER_CPU`] per
 /// core (more only adds switching, and `--threads 100000` would exhaust the process); 0 is
 /// refused.
-fn worker_threads(requested: Option<usize>) -> Result<usize, MergeError> {
+pub(crate) fn worker_threads(requested: Option<usize>) -> Result<usize, MergeError> {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     match requested {
         None => Ok(cpus),
@@ -415,7 +461,7 @@ struct ShardToHash {
 }
 
 /// Drops the mapped pages a written piece came from and gives its buffer back for reuse.
-fn retire(piece: Piece<'_>, base: &HfModel, pool: &Mutex<Vec<Vec<u8>>>) {
+pub(crate) fn retire(piece: Piece<'_>, base: &HfModel, pool: &Mutex<Vec<Vec<u8>>>) {
     if let Some((name, range)) = piece.release {
         base.release_range(name, range);
     }
@@ -459,13 +505,13 @@ fn hash_shards(
     hashes
 }
 
-struct Ctx<'a> {
-    base: &'a HfModel,
-    adapter: &'a SafetensorsFile,
-    allow_non_finite: bool,
-    backend: Backend,
+pub(crate) struct Ctx<'a> {
+    pub base: &'a HfModel,
+    pub adapter: &'a SafetensorsFile,
+    pub allow_non_finite: bool,
+    pub backend: Backend,
     /// Output buffers handed back by the writer, reused to avoid page faults on fresh memory.
-    pool: &'a Mutex<Vec<Vec<u8>>>,
+    pub pool: &'a Mutex<Vec<Vec<u8>>>,
 }
 
 impl<'a> Ctx<'a> {
@@ -483,7 +529,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// Produces one tensor's output bytes as pieces; returns `false` if the writer went away.
-    fn produce(
+    pub fn produce(
         &self,
         name: &'a str,
         job: &Job,

@@ -12,6 +12,9 @@ pub enum Nf4Error {
         #[source]
         source: loraforge_hf_model::HfModelError,
     },
+    /// The merge feeding a merged_4bit save failed (bad adapter, inf/NaN in a merged tensor…).
+    #[error(transparent)]
+    Merge(#[from] loraforge_adapter_merge::MergeError),
     /// An I/O error on a file.
     #[error("I/O error on {path}")]
     Io {
@@ -70,12 +73,17 @@ pub enum Nf4Error {
 impl Nf4Error {
     /// Whether the error comes from the input or the request (not from a failure underneath).
     pub fn is_user_error(&self) -> bool {
-        !matches!(self, Nf4Error::Io { .. })
+        match self {
+            Nf4Error::Merge(e) => e.is_user_error(),
+            Nf4Error::Io { .. } => false,
+            _ => true,
+        }
     }
 
     /// What to do next, where there is something to say.
     pub fn hint(&self) -> Option<String> {
         match self {
+            Nf4Error::Merge(e) => e.hint(),
             Nf4Error::OutputExists { .. } => Some("pass a folder that does not exist yet".into()),
             Nf4Error::UnsupportedArchitecture { .. } => {
                 Some("export merged_16bit or GGUF instead".into())

@@ -47,11 +47,16 @@
 
 mod error;
 mod folder;
+mod layout;
 mod quant;
 mod torch_sum;
+mod writer;
 
 pub use error::Nf4Error;
-pub use folder::{quantize_folder, Nf4Options, Nf4Report, SUPPORTED_MODEL_TYPES};
+pub use folder::{
+    quantize_folder, quantize_merged, Nf4Options, Nf4Report, DEFAULT_MAX_SHARD_SIZE,
+    SUPPORTED_MODEL_TYPES,
+};
 pub use quant::{
     block_absmax_streamed, dequantize_nf4, dynamic_code, nf4_code, quantize_blocks,
     quantize_blocks_scalar, quantize_blocks_streamed, quantize_nf4, quantize_nf4_checked,

@@ -86,7 +86,7 @@ pub fn quantize_blocks_streamed(n: usize, decode: Decode, threads: usize) -> (Ve
 }
 
 /// [`quantize_blocks_streamed`], also telling whether every element was finite.
-fn quantize_blocks_checked(n: usize, decode: Decode, threads: usize) -> (Vec<u8>, Vec<f32>, bool) {
+pub(crate) fn quantize_blocks_checked(n: usize, decode: Decode, threads: usize) -> (Vec<u8>, Vec<f32>, bool) {
     let bounds = nf4_bounds();
     let full = n - n % BLOCKSIZE;
     let blocks = full / BLOCKSIZE;
@@ -111,8 +111,8 @@ fn quantize_blocks_checked(n: usize, decode: Decode, threads: usize) -> (Vec<u8>
             }
             finite
         };
-        // Below about a million elements a thread costs more than it saves.
-        let threads = threads.clamp(1, (full >> 20).max(1));
+        // Below about 256 K elements per thread a thread costs more than it saves.
+        let threads = threads.clamp(1, (full >> 18).max(1));
         if threads == 1 {
             run(0, packed_full, absmax_full)
         } else {
@@ -428,7 +428,7 @@ pub fn quantize_nf4_checked(
 }
 
 /// The double quantization of the block scales (`compress_statistics=True`).
-fn double_quantize(packed: Vec<u8>, absmax: Vec<f32>, torch_threads: usize) -> Nf4Weight {
+pub(crate) fn double_quantize(packed: Vec<u8>, absmax: Vec<f32>, torch_threads: usize) -> Nf4Weight {
     let offset = torch_mean(&absmax, torch_threads);
     let centered: Vec<f32> = absmax.iter().map(|a| a - offset).collect();
     let (qabsmax, nested_absmax) = quantize_blockwise_dynamic(&centered, NESTED_BLOCKSIZE);

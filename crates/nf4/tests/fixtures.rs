@@ -3,7 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use loraforge_nf4::{quantize_folder, quantize_nf4, Nf4Error, Nf4Options};
+use loraforge_adapter_merge::{MergeOptions, MergedTensors};
+use loraforge_nf4::{quantize_folder, quantize_merged, quantize_nf4, Nf4Error, Nf4Options};
 use loraforge_progress::NoProgress;
 use sha2::{Digest, Sha256};
 
@@ -15,28 +16,120 @@ fn sha(p: &Path) -> String {
     hex::encode(Sha256::digest(std::fs::read(p).unwrap()))
 }
 
-/// Every weight quantized once in pass 1 and kept (the default), none kept (all quantized in
-/// pass 2), and some kept: the same bytes as transformers' save.
+/// The files of `out` and `reference` are the same (names and bytes; `logits.npy` is the
+/// reference's own check, not a saved file).
+fn assert_same_folder(out: &Path, reference: &Path, what: &str) {
+    let names = |dir: &Path| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n != "logits.npy")
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(out), names(reference), "{what}: file names");
+    for f in names(reference) {
+        assert_eq!(
+            sha(&out.join(&f)),
+            sha(&reference.join(&f)),
+            "{what}: {f} differs from transformers' save"
+        );
+    }
+}
+
+/// The 16-bit folder PEFT saved, quantized (two thread counts: the bytes must not depend on
+/// them), and the merge of base + adapter quantized as it is merged: the same files as
+/// transformers' 4-bit save.
 fn check_case(case: &str) {
-    for cache_bytes in [None, Some(0), Some(4096)] {
+    let reference = fixtures().join("nf4").join(case);
+    for threads in [1, 3] {
         let tmp = tempfile::tempdir().unwrap();
         let out = tmp.path().join("out");
         let src = fixtures().join("peft").join(case).join("expected");
         let options = Nf4Options {
-            cache_bytes,
+            threads: Some(threads),
             ..Nf4Options::default()
         };
         let report = quantize_folder(&src, &out, &options, &NoProgress).unwrap();
         assert!(report.quantized > 0);
+        assert_eq!(report.weight_files, ["model.safetensors"]);
         let reference = fixtures().join("nf4").join(case);
         for f in ["config.json", "generation_config.json", "model.safetensors"] {
             assert_eq!(
                 sha(&out.join(f)),
                 sha(&reference.join(f)),
-                "{case}/{f} differs from transformers' save (cache {cache_bytes:?})"
+                "{case}/{f} differs from transformers' save (threads {threads})"
             );
         }
     }
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let peft = fixtures().join("peft").join(case);
+    let merged = MergedTensors::open(
+        &MergeOptions::new(peft.join("base"), peft.join("adapter"), "unused"),
+        &NoProgress,
+    )
+    .unwrap();
+    let report = quantize_merged(&merged, &out, &Nf4Options::default(), &NoProgress).unwrap();
+    assert!(report.quantized > 0);
+    for f in ["config.json", "generation_config.json", "model.safetensors"] {
+        assert_eq!(
+            sha(&out.join(f)),
+            sha(&reference.join(f)),
+            "{case}/{f} of the fused merge differs from transformers' save"
+        );
+    }
+    // No temporary left beside the output.
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert_eq!(left.len(), 1);
+}
+
+/// transformers' `save_pretrained(max_shard_size="60KB")` of the 4-bit model: the same shard
+/// files (names, bytes) and index, from the 16-bit folder and from the fused merge.
+fn check_sharded(case: &str) {
+    let reference = fixtures().join("nf4").join(format!("{case}_sharded"));
+    let options = Nf4Options {
+        max_shard_size: Some(60_000),
+        ..Nf4Options::default()
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("folder");
+    let src = fixtures().join("peft").join(case).join("expected");
+    let report = quantize_folder(&src, &out, &options, &NoProgress).unwrap();
+    assert_eq!(report.weight_files.len(), 3, "{:?}", report.weight_files);
+    assert_same_folder(&out, &reference, &format!("{case} sharded, from the folder"));
+
+    let out = tmp.path().join("fused");
+    let peft = fixtures().join("peft").join(case);
+    let merged = MergedTensors::open(
+        &MergeOptions::new(peft.join("base"), peft.join("adapter"), "unused"),
+        &NoProgress,
+    )
+    .unwrap();
+    quantize_merged(&merged, &out, &options, &NoProgress).unwrap();
+    let mut expected_names: Vec<String> = std::fs::read_dir(&reference)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    expected_names.sort();
+    for f in expected_names {
+        assert_eq!(
+            sha(&out.join(&f)),
+            sha(&reference.join(&f)),
+            "{case} sharded, fused merge: {f} differs from transformers' save"
+        );
+    }
+}
+
+#[test]
+fn qwen2_sharded_save_is_byte_identical() {
+    check_sharded("c_qwen2_rank_pattern");
+}
+
+#[test]
+fn llama_untied_sharded_save_is_byte_identical() {
+    check_sharded("d_llama_modules_to_save");
 }
 
 #[test]
