@@ -165,6 +165,34 @@ impl MergeOptions {
     }
 }
 
+impl MergeOptions {
+    /// Checks the output folder before any work: a path that can take a folder, absent unless
+    /// [`MergeOptions::force`], and neither the base nor the adapter folder (nor containing
+    /// them). [`merge`] calls it; a caller writing the merge elsewhere (merged_4bit) too.
+    pub fn check_output(&self) -> Result<(), MergeError> {
+        let out_dir = &self.out_dir;
+        loraforge_staging::check_output(out_dir, loraforge_staging::OutputKind::Folder)?;
+        if out_dir.exists() && !self.force {
+            return Err(MergeError::OutputExists {
+                path: out_dir.clone(),
+            });
+        }
+        if let Ok(out) = out_dir.canonicalize() {
+            for input in [&self.base_dir, &self.adapter_dir] {
+                if input
+                    .canonicalize()
+                    .is_ok_and(|i| i == out || i.starts_with(&out))
+                {
+                    return Err(MergeError::OutputIsInput {
+                        path: out_dir.clone(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// What a merge did.
 #[derive(Debug, Clone)]
 pub struct MergeReport {

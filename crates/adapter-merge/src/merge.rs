@@ -67,24 +67,7 @@ const WHOLE: Range<usize> = 0..usize::MAX;
 pub fn merge(options: &MergeOptions, reporter: &dyn Reporter) -> Result<MergeReport, MergeError> {
     let start = Instant::now();
     let out_dir = &options.out_dir;
-    loraforge_staging::check_output(out_dir, loraforge_staging::OutputKind::Folder)?;
-    if out_dir.exists() && !options.force {
-        return Err(MergeError::OutputExists {
-            path: out_dir.clone(),
-        });
-    }
-    if let Ok(out) = out_dir.canonicalize() {
-        for input in [&options.base_dir, &options.adapter_dir] {
-            if input
-                .canonicalize()
-                .is_ok_and(|i| i == out || i.starts_with(&out))
-            {
-                return Err(MergeError::OutputIsInput {
-                    path: out_dir.clone(),
-                });
-            }
-        }
-    }
+    options.check_output()?;
     let Prepared {
         base,
         adapter,

@@ -383,9 +383,11 @@ pub struct MergeArgs {
     /// NF4 with double quantization, as transformers' save_pretrained writes a 4-bit model.
     #[arg(long, default_value = "merged_16bit", value_parser = ["merged_16bit", "merged_4bit"])]
     pub save_method: String,
-    /// Largest shard, like save_pretrained (5GB, 500MB, 2GiB…).
-    #[arg(long, default_value = "5GB", value_name = "SIZE")]
-    pub max_shard_size: String,
+    /// Largest weight file, like save_pretrained's max_shard_size (5GB, 500MB, 2GiB…);
+    /// default 5GB for merged_16bit, 50GB for merged_4bit (transformers 5.23's default, which
+    /// its 4-bit reference saves use).
+    #[arg(long, value_name = "SIZE")]
+    pub max_shard_size: Option<String>,
     /// Worker threads (default: all cores).
     #[arg(long, value_parser = thread_count)]
     pub threads: Option<usize>,

@@ -1362,6 +1362,53 @@ fn merge_save_method_merged_4bit_is_transformers_bnb_save_and_leaves_no_temp() {
     );
 }
 
+/// A copy of `base` with element 0 of tensor `tensor` in its `model.safetensors` set to +inf
+/// (a bf16 model: 0x7F80).
+fn base_with_inf(base: &Path, into: &Path, tensor: &str) {
+    copy_dir(base, into);
+    let path = into.join("model.safetensors");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    assert_eq!(header[tensor]["dtype"], "BF16");
+    let at = 8 + n + header[tensor]["data_offsets"][0].as_u64().unwrap() as usize;
+    bytes[at..at + 2].copy_from_slice(&0x7F80u16.to_le_bytes());
+    std::fs::write(&path, bytes).unwrap();
+}
+
+#[test]
+fn merged_4bit_refuses_inf_naming_the_tensor_and_leaves_nothing() {
+    let e = env();
+    let case = fixtures().join("peft/a_llama_qv");
+    let dir = tempfile::tempdir().unwrap();
+    // q_proj carries LoRA (the merge finds the inf), down_proj does not (the NF4 pass does).
+    for (tensor, says) in [
+        ("model.layers.0.self_attn.q_proj.weight", "non-finite"),
+        ("model.layers.1.mlp.down_proj.weight", "non-finite"),
+    ] {
+        let work = tempfile::tempdir().unwrap();
+        let base = work.path().join("base");
+        base_with_inf(&case.join("base"), &base, tensor);
+        let out = dir.path().join("m4");
+        let output = e.fails(&[
+            "merge",
+            "--base",
+            base.to_str().unwrap(),
+            "--adapter",
+            case.join("adapter").to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--save-method",
+            "merged_4bit",
+        ]);
+        let err = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{err}");
+        assert!(err.contains(tensor) && err.contains(says), "{err}");
+        // neither the output nor a temporary folder is left
+        assert!(listing(dir.path()).is_empty(), "{:?}", listing(dir.path()));
+    }
+}
+
 #[test]
 fn trained_export_writes_the_peft_folder_and_saved_export_merged_4bit() {
     let e = env();

@@ -324,7 +324,6 @@ pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Nf4Error + '_ {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -86,7 +86,11 @@ pub fn quantize_blocks_streamed(n: usize, decode: Decode, threads: usize) -> (Ve
 }
 
 /// [`quantize_blocks_streamed`], also telling whether every element was finite.
-pub(crate) fn quantize_blocks_checked(n: usize, decode: Decode, threads: usize) -> (Vec<u8>, Vec<f32>, bool) {
+pub(crate) fn quantize_blocks_checked(
+    n: usize,
+    decode: Decode,
+    threads: usize,
+) -> (Vec<u8>, Vec<f32>, bool) {
     let bounds = nf4_bounds();
     let full = n - n % BLOCKSIZE;
     let blocks = full / BLOCKSIZE;
@@ -428,7 +432,11 @@ pub fn quantize_nf4_checked(
 }
 
 /// The double quantization of the block scales (`compress_statistics=True`).
-pub(crate) fn double_quantize(packed: Vec<u8>, absmax: Vec<f32>, torch_threads: usize) -> Nf4Weight {
+pub(crate) fn double_quantize(
+    packed: Vec<u8>,
+    absmax: Vec<f32>,
+    torch_threads: usize,
+) -> Nf4Weight {
     let offset = torch_mean(&absmax, torch_threads);
     let centered: Vec<f32> = absmax.iter().map(|a| a - offset).collect();
     let (qabsmax, nested_absmax) = quantize_blockwise_dynamic(&centered, NESTED_BLOCKSIZE);

@@ -25,8 +25,8 @@ use loraforge_hf_model::{
 use loraforge_progress::Reporter;
 
 use crate::folder::{
-    config_dtype, insert_quantization_config, io, quant_state_json,
-    quantization_config_block, DEFAULT_MAX_SHARD_SIZE,
+    config_dtype, insert_quantization_config, io, quant_state_json, quantization_config_block,
+    DEFAULT_MAX_SHARD_SIZE,
 };
 use crate::layout::{
     header, index_json, shard_file_name, sort_like_save_pretrained, split_shards, HeaderEntry,
@@ -85,8 +85,7 @@ impl Source for FolderSource<'_> {
         let mut start = 0;
         for piece in t.data.chunks(FILE_PIECE) {
             sink(piece)?;
-            self.model
-                .release_range(name, start..start + piece.len());
+            self.model.release_range(name, start..start + piece.len());
             start += piece.len();
         }
         self.model.release(name);
@@ -128,13 +127,14 @@ impl Source for MergeSource<'_> {
 
     fn stream(&self, name: &str, sink: &mut Sink<'_>) -> Result<(), Nf4Error> {
         let mut failed = None;
-        self.merged.stream(name, &mut |piece: &[u8]| match sink(piece) {
-            Ok(()) => true,
-            Err(e) => {
-                failed = Some(e);
-                false
-            }
-        })?;
+        self.merged
+            .stream(name, &mut |piece: &[u8]| match sink(piece) {
+                Ok(()) => true,
+                Err(e) => {
+                    failed = Some(e);
+                    false
+                }
+            })?;
         failed.map_or(Ok(()), Err)
     }
 
@@ -355,7 +355,11 @@ pub(crate) fn write_nf4(
                 spill_at: packed_at,
                 packed_len: end - packed_at,
                 absmax_len: q.absmax.len() as u64,
-                nested_absmax: q.nested_absmax.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                nested_absmax: q
+                    .nested_absmax
+                    .iter()
+                    .flat_map(|x| x.to_le_bytes())
+                    .collect(),
                 json: quant_state_json(dtype, &shape, q.offset),
             },
         );
@@ -388,16 +392,23 @@ pub(crate) fn write_nf4(
         // transformers' num_parameters counts a Params4bit as 2 × its packed bytes
         total_parameters += 2 * packed as u64;
         let blocks = n.div_ceil(BLOCKSIZE);
-        let mut part = |suffix: &str, dtype: &'static str, shape: Vec<usize>, len: u64, data: Data| {
-            outs.push(Out {
-                name: format!("{name}{suffix}"),
-                dtype,
-                shape,
-                len,
-                data,
-            })
-        };
-        part("", "U8", vec![packed, 1], q.packed_len, Data::Spill(q.spill_at));
+        let mut part =
+            |suffix: &str, dtype: &'static str, shape: Vec<usize>, len: u64, data: Data| {
+                outs.push(Out {
+                    name: format!("{name}{suffix}"),
+                    dtype,
+                    shape,
+                    len,
+                    data,
+                })
+            };
+        part(
+            "",
+            "U8",
+            vec![packed, 1],
+            q.packed_len,
+            Data::Spill(q.spill_at),
+        );
         part(
             ".absmax",
             "U8",
@@ -405,7 +416,13 @@ pub(crate) fn write_nf4(
             q.absmax_len,
             Data::Spill(q.spill_at + q.packed_len),
         );
-        part(".quant_map", "F32", vec![16], 64, Data::Bytes(nf4_map.clone()));
+        part(
+            ".quant_map",
+            "F32",
+            vec![16],
+            64,
+            Data::Bytes(nf4_map.clone()),
+        );
         part(
             ".nested_absmax",
             "F32",
@@ -498,9 +515,9 @@ pub(crate) fn write_nf4(
                 Data::Kept(name) => {
                     reporter.message(name);
                     let (t_dtype, _) = &infos[name];
-                    let located = locations
-                        .get(name.as_str())
-                        .filter(|l| *t_dtype == dtype && l.len == o.len && source.same_as_file(name));
+                    let located = locations.get(name.as_str()).filter(|l| {
+                        *t_dtype == dtype && l.len == o.len && source.same_as_file(name)
+                    });
                     if let Some(l) = located {
                         copy_in_pieces(&l.file, l.offset, file, pos, l.len, &hint)
                             .map_err(io(&l.path))?;
@@ -685,4 +702,3 @@ fn start_writeback(file: &File, pos: u64, len: usize) {
     #[cfg(not(target_os = "linux"))]
     let _ = (file, pos, len);
 }
-

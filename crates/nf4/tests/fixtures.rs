@@ -98,7 +98,11 @@ fn check_sharded(case: &str) {
     let src = fixtures().join("peft").join(case).join("expected");
     let report = quantize_folder(&src, &out, &options, &NoProgress).unwrap();
     assert_eq!(report.weight_files.len(), 3, "{:?}", report.weight_files);
-    assert_same_folder(&out, &reference, &format!("{case} sharded, from the folder"));
+    assert_same_folder(
+        &out,
+        &reference,
+        &format!("{case} sharded, from the folder"),
+    );
 
     let out = tmp.path().join("fused");
     let peft = fixtures().join("peft").join(case);

@@ -10,16 +10,21 @@ use crate::diagnostics::user_error;
 use crate::output::{print_json, println_stdout};
 
 pub fn merge(context: &Context, args: MergeArgs) -> anyhow::Result<()> {
+    let four_bit = args.save_method == "merged_4bit";
+    let max_shard_size = match &args.max_shard_size {
+        Some(size) => loraforge_adapter_merge::parse_size(size)?,
+        None if four_bit => loraforge_nf4::DEFAULT_MAX_SHARD_SIZE,
+        None => loraforge_adapter_merge::parse_size("5GB")?,
+    };
     let options = loraforge_adapter_merge::MergeOptions {
         dtype: args.dtype.parse()?,
-        max_shard_size: loraforge_adapter_merge::parse_size(&args.max_shard_size)?,
+        max_shard_size,
         threads: args.threads,
         force: args.force,
         allow_non_finite: args.allow_non_finite,
         sha256: args.sha256,
         ..loraforge_adapter_merge::MergeOptions::new(&args.base, &args.adapter, &args.out)
     };
-    let four_bit = args.save_method == "merged_4bit";
     if four_bit && args.sha256 {
         return Err(user_error(
             "--sha256 lists the merged_16bit files; merged_4bit writes other files",
@@ -27,7 +32,7 @@ pub fn merge(context: &Context, args: MergeArgs) -> anyhow::Result<()> {
     }
     let reporter = context.reporter();
     let (report, nf4) = if four_bit {
-        let (report, nf4) = merge_4bit(options, &reporter)?;
+        let (report, nf4) = merge_4bit(&options, &reporter)?;
         (report, Some(nf4))
     } else {
         (loraforge_adapter_merge::merge(&options, &reporter)?, None)
@@ -88,43 +93,36 @@ pub fn merge(context: &Context, args: MergeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// merged_4bit: merge into a unique temporary folder beside the output, quantize that to NF4
-/// in the same temporary folder, then rename the result into place. The temporary folder goes
-/// on every path (dropped with its `TempDir`).
+/// merged_4bit: the merge quantized to NF4 as it runs (no 16-bit folder), written into a unique
+/// temporary folder beside the output and renamed into place. The temporary folder goes on
+/// every path (dropped with its `TempDir`).
 fn merge_4bit(
-    mut options: loraforge_adapter_merge::MergeOptions,
+    options: &loraforge_adapter_merge::MergeOptions,
     reporter: &dyn Reporter,
 ) -> anyhow::Result<(
     loraforge_adapter_merge::MergeReport,
     loraforge_nf4::Nf4Report,
 )> {
+    let start = std::time::Instant::now();
     let out = options.out_dir.clone();
-    if out.exists() && !options.force {
-        return Err(user_error(format!(
-            "{} already exists; pass --force to replace it",
-            out.display()
-        )));
-    }
+    options.check_output()?;
     let parent = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => std::path::PathBuf::from("."),
     };
+    let merged = loraforge_adapter_merge::MergedTensors::open(options, reporter)?;
     let temp = tempfile::Builder::new()
         .prefix(".loraforge-merge-4bit-")
         .tempdir_in(&parent)
         .with_context(|| format!("cannot create a temporary folder in {}", parent.display()))?;
-    let merged = temp.path().join("merged_16bit");
     let quantized = temp.path().join("merged_4bit");
-    options.out_dir = merged.clone();
-    options.force = false;
-    // The 16-bit folder is read back at once and deleted: syncing it to disk is wasted time
-    // (the 4-bit folder is synced).
-    options.fsync = false;
-    let report = loraforge_adapter_merge::merge(&options, reporter)?;
-    let nf4 = loraforge_nf4::quantize_folder(
+    let nf4 = loraforge_nf4::quantize_merged(
         &merged,
         &quantized,
-        &loraforge_nf4::Nf4Options::default(),
+        &loraforge_nf4::Nf4Options {
+            max_shard_size: Some(options.max_shard_size),
+            ..Default::default()
+        },
         reporter,
     )?;
     if out.exists() {
@@ -133,6 +131,20 @@ fn merge_4bit(
     }
     std::fs::rename(&quantized, &out)
         .with_context(|| format!("cannot move the result into {}", out.display()))?;
+    // The merged_16bit report's terms; no 16-bit files were written.
+    let report = loraforge_adapter_merge::MergeReport {
+        tensors_total: merged.tensor_names().len(),
+        tensors_changed: merged.tensors_changed(),
+        output_files: Vec::new(),
+        dtype: nf4.dtype,
+        elapsed: start.elapsed(),
+        bytes_written: nf4.bytes,
+        tokenizer_source: merged.tokenizer_source(),
+        ignored_modules: merged.ignored_modules().to_vec(),
+        parameters: merged.base().parameter_count(),
+        backend: merged.backend(),
+        warnings: merged.warnings().to_vec(),
+    };
     let nf4 = loraforge_nf4::Nf4Report {
         out_dir: out,
         ..nf4
