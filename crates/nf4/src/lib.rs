@@ -5,7 +5,9 @@
 //! bnb_4bit_compute_dtype=<model dtype>)` on CPU. Such a folder loads in transformers / vLLM with
 //! bitsandbytes installed.
 //!
-//! Principal items: [`quantize_folder`] with [`Nf4Options`] → [`Nf4Report`], [`Nf4Error`]; the
+//! Principal items: [`quantize_folder`] (a 16/32-bit model folder) and [`quantize_merged`] (a
+//! merge in progress, `loraforge_adapter_merge::MergedTensors`: each merged weight quantized as
+//! its rows come out, no 16-bit folder) with [`Nf4Options`] → [`Nf4Report`], [`Nf4Error`]; the
 //! arithmetic itself: [`quantize_nf4`] → [`Nf4Weight`], [`dequantize_nf4`].
 //!
 //! # Format (per quantized Linear weight `W` of `n` elements, shape `[out, in]`)
@@ -23,16 +25,20 @@
 //! Linear weights are the 2-D `*.weight` tensors under `layers.N.` (Llama, Mistral, Qwen2, Gemma,
 //! Gemma 2, Phi-3); embeddings, norms, biases and `lm_head` stay in the model dtype, as
 //! transformers leaves them. `config.json` gets transformers' `quantization_config` inserted at
-//! its sorted place. Tensor layout in the file is the `safetensors` library's (F32, BF16, F16, U8,
-//! then by name).
+//! its sorted place. Tensor layout in each file is the `safetensors` library's (F32, BF16, F16,
+//! U8, then by name). Above [`Nf4Options::max_shard_size`] (default 50 GB, transformers 5.23's)
+//! the weights are sharded as `save_pretrained` shards them: the state dict sorted by
+//! transformers' `dot_natural_key`, split by huggingface_hub's rule (the quant-state tensors
+//! counted with their sizes), `model-0000i-of-0000N.safetensors` and
+//! `model.safetensors.index.json` with `total_parameters` (a 4-bit weight counts 2 × its packed
+//! bytes) and `total_size`.
 //!
 //! # Exactness
 //! Byte-identical to bitsandbytes 0.50.2 + transformers 5.23 (torch 2.15, CPU) on the fixture
 //! models (`tests/fixtures/nf4`). `nested_offset` is torch's `mean`, whose rounding depends on
 //! torch's thread count once a weight has more than 32768 blocks (> 2 M elements):
-//! [`Nf4Options::torch_threads`] must then equal the reference machine's. Known gaps: one
-//! `model.safetensors` file whatever the size (transformers shards at 5 GB); GPT-2 style Conv1D
-//! models are refused.
+//! [`Nf4Options::torch_threads`] must then equal the reference machine's. Known gap: GPT-2 style
+//! Conv1D models are refused.
 //!
 //! ```
 //! use loraforge_nf4::{dequantize_nf4, quantize_nf4};
