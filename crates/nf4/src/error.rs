@@ -14,7 +14,7 @@ pub enum Nf4Error {
     },
     /// The merge feeding a merged_4bit save failed (bad adapter, inf/NaN in a merged tensor…).
     #[error(transparent)]
-    Merge(#[from] loraforge_adapter_merge::MergeError),
+    Merge(Box<loraforge_adapter_merge::MergeError>),
     /// An I/O error on a file.
     #[error("I/O error on {path}")]
     Io {
@@ -68,6 +68,12 @@ pub enum Nf4Error {
         /// What is wrong.
         reason: String,
     },
+}
+
+impl From<loraforge_adapter_merge::MergeError> for Nf4Error {
+    fn from(e: loraforge_adapter_merge::MergeError) -> Self {
+        Nf4Error::Merge(Box::new(e))
+    }
 }
 
 impl Nf4Error {
