@@ -7,7 +7,10 @@
 //!   folder next to the target and renamed into place at the end (nothing appears on error);
 //! - [`AdapterConfig`]: `adapter_config.json` with PEFT's rank/alpha patterns, target matching
 //!   and the refusals (PiSSA/OLoRA/CorDA/LoftQ initialisations);
-//! - [`parse_size`]: transformers' `max_shard_size` strings (`"5GB"` = 5·10⁹, `"5GiB"` = 5·2³⁰).
+//! - [`parse_size`]: transformers' `max_shard_size` strings (`"5GB"` = 5·10⁹, `"5GiB"` = 5·2³⁰);
+//! - [`MergedModel`] / [`MergedTensor`]: the same merge as a stream of tensors for another sink
+//!   (the one-pass adapter → GGUF export of `loraforge-export`): checked up front, then merged a
+//!   block of rows at a time from base bytes the caller reads, without writing the merged folder.
 //!
 //! ```no_run
 //! use loraforge_adapter_merge::{merge, MergeOptions, OutputDtype};
@@ -55,6 +58,7 @@ mod kernel;
 mod merge;
 mod plan;
 mod rows;
+mod stream;
 mod update;
 
 use std::path::PathBuf;
@@ -63,6 +67,7 @@ use std::time::Duration;
 pub use config::{AdapterConfig, ModuleSelector, ADAPTER_CONFIG_FILE, DEFAULT_LORA_TARGETS};
 pub use loraforge_hf_model::{Dtype, HfModelError};
 pub use merge::merge;
+pub use stream::{MergedModel, MergedTensor};
 
 /// File name of the adapter weights.
 pub const ADAPTER_WEIGHTS_FILE: &str = "adapter_model.safetensors";
@@ -452,6 +457,21 @@ pub enum MergeError {
         /// The request.
         requested: usize,
     },
+    /// [`MergedTensor::merge`] was called with a range that is not whole rows of the tensor,
+    /// or lies outside it (a bug in the caller).
+    #[error("cannot merge elements {first}..{first}+{len} of {tensor} ({elements} elements, rows of {row_len}): not whole rows inside the tensor")]
+    BadRange {
+        /// The tensor.
+        tensor: String,
+        /// First element asked for.
+        first: usize,
+        /// Elements asked for.
+        len: usize,
+        /// The row length the merge needs whole rows of.
+        row_len: usize,
+        /// Elements in the tensor.
+        elements: usize,
+    },
     /// A worker thread pool could not be built.
     #[error("could not start worker threads: {reason}")]
     Threads {
@@ -466,7 +486,9 @@ impl MergeError {
     pub fn is_user_error(&self) -> bool {
         match self {
             MergeError::Model(e) => e.is_user_error(),
-            MergeError::Io { .. } | MergeError::Threads { .. } => false,
+            MergeError::Io { .. } | MergeError::Threads { .. } | MergeError::BadRange { .. } => {
+                false
+            }
             _ => true,
         }
     }
