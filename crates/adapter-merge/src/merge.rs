@@ -424,6 +424,9 @@ fn base_name_warning(config: &AdapterConfig, base: &HfModel) -> Option<String> {
     ))
 }
 
+/// A file written: path relative to the output folder, size, SHA-256 when asked for.
+type OutputFile = (PathBuf, u64, Option<String>);
+
 /// Writes the merged folder's files other than the weights into `dir`: `config.json` (its dtype
 /// set to `fixed_dtype` when one is given and differs), `generation_config.json`, and the
 /// tokenizer files of the adapter folder when it has any, else of the base. Returns the files
@@ -434,7 +437,7 @@ pub(crate) fn write_side_files(
     fixed_dtype: Option<Dtype>,
     dir: &Path,
     checksums: bool,
-) -> Result<(Vec<(PathBuf, u64, Option<String>)>, Option<PathBuf>), MergeError> {
+) -> Result<(Vec<OutputFile>, Option<PathBuf>), MergeError> {
     let base_dir = base.dir();
     let mut output_files = Vec::new();
     let config_src = base_dir.join(CONFIG_FILE);

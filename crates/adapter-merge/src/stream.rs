@@ -1,8 +1,8 @@
 //! The merge as a stream of tensors for sinks other than a safetensors folder (the one-pass
 //! adapter → GGUF export): [`MergedModel`] resolves and checks the adapter up front like
-//! [`crate::merge`], then [`MergedTensor::merge`] turns a caller's base bytes into the merged
+//! [`merge`](crate::merge()), then [`MergedTensor::merge`] turns a caller's base bytes into the merged
 //! bytes, a block of rows at a time, with the same kernels and the same rounding as the merged
-//! folder [`crate::merge`] writes with [`crate::OutputDtype::Auto`].
+//! folder [`merge`](crate::merge()) writes with [`crate::OutputDtype::Auto`].
 
 use std::path::{Path, PathBuf};
 
@@ -20,7 +20,7 @@ use crate::MergeError;
 
 /// An adapter resolved against its base, whose merged tensors are computed on demand.
 ///
-/// Every merged tensor keeps the base tensor's dtype and holds the bytes [`crate::merge`]
+/// Every merged tensor keeps the base tensor's dtype and holds the bytes [`merge`](crate::merge())
 /// writes with [`crate::OutputDtype::Auto`] (same plan, same kernels, same rounding), so a
 /// consumer that converts them sees exactly what it would read from the merged folder, without
 /// that folder being written. The base weights themselves are read by the caller (who may
@@ -60,7 +60,7 @@ impl std::fmt::Debug for MergedModel {
 
 impl MergedModel {
     /// Opens the base folder and the adapter folder and resolves the merge: every check
-    /// [`crate::merge`] makes before writing (config, refused initialisations, shapes, ranks,
+    /// [`merge`](crate::merge()) makes before writing (config, refused initialisations, shapes, ranks,
     /// adapter tensors that match no base tensor …) runs here.
     pub fn open(base_dir: &Path, adapter_dir: &Path) -> Result<MergedModel, MergeError> {
         let base = HfModel::open(base_dir)?;
@@ -90,7 +90,7 @@ impl MergedModel {
         self.plan.jobs.get(name).is_some_and(|job| !job.is_copy())
     }
 
-    /// The merged folder's weight files as [`crate::merge`] would shard them with
+    /// The merged folder's weight files as [`merge`](crate::merge()) would shard them with
     /// `max_shard_size` ([`crate::OutputDtype::Auto`]): for each file, in file-name order, the
     /// names of its tensors.
     pub fn shards(&self, max_shard_size: u64) -> Result<Vec<Vec<String>>, MergeError> {
@@ -103,7 +103,7 @@ impl MergedModel {
             .collect())
     }
 
-    /// Writes into `dir` the merged folder's files other than the weights, as [`crate::merge`]
+    /// Writes into `dir` the merged folder's files other than the weights, as [`merge`](crate::merge())
     /// writes them: `config.json`, `generation_config.json`, and the tokenizer files of the
     /// adapter folder when it has any, else of the base. Returns the folder the tokenizer came
     /// from.
@@ -206,7 +206,7 @@ impl MergedTensor<'_> {
     /// the base tensor's bytes of the same elements; both in [`MergedTensor::dtype`] and of the
     /// same length. A LoRA-updated tensor is merged in whole rows: `first` and the length must
     /// be multiples of the row length. Runs on the current rayon pool. Fails with
-    /// [`MergeError::NonFinite`] where [`crate::merge`] does.
+    /// [`MergeError::NonFinite`] where [`merge`](crate::merge()) does.
     pub fn merge(&self, first: usize, base: &[u8], out: &mut [u8]) -> Result<(), MergeError> {
         let size = self.dtype.size();
         let total: usize = self.shape.iter().product();

@@ -1068,7 +1068,11 @@ fn low_level_commands_merge_convert_quantize_inspect() {
         missing.to_str().unwrap(),
     ]);
     assert_eq!(output.status.code(), Some(2), "a user error");
-    assert!(stderr(&output).contains("no-adapter"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("no-adapter"),
+        "{}",
+        stderr(&output)
+    );
 
     let output = env.fails(&[
         "quantize",

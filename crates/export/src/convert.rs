@@ -7,12 +7,12 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use loraforge_adapter_merge::MergedModel;
 use loraforge_gguf::{
     GgufWriter, Metadata, SourceError, TensorInfo, WriteOptions, MAX_TENSOR_NAME_LEN,
 };
 use loraforge_hf_model::Dtype;
 use loraforge_progress::Reporter;
-use loraforge_adapter_merge::MergedModel;
 use loraforge_quantize::{llama_tensor_order, plan_tensor_types, FileType, GgmlType};
 use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
@@ -23,10 +23,10 @@ use crate::error::ConvertError;
 use crate::quantize_file::{
     check_supported, ggml_dims, quantize_rows_of, quantized_metadata, recipe_hparams, Named,
 };
-use crate::QuantizeFileError;
 use crate::source::Weights;
 use crate::vocab::{self, PreTokenizerSource};
 use crate::ExportTarget;
+use crate::QuantizeFileError;
 
 /// One base model of the lineage (`general.base_model.N.*`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -212,7 +212,9 @@ fn convert_merged(
         merge: Some(&merged),
     };
     let mut report = convert_on_pool(&inputs, out, options, reporter)?;
-    report.warnings.splice(0..0, merged.warnings().iter().cloned());
+    report
+        .warnings
+        .splice(0..0, merged.warnings().iter().cloned());
     Ok(report)
 }
 

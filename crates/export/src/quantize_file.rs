@@ -25,8 +25,8 @@ use loraforge_quantize::{
 use serde::Serialize;
 
 use loraforge_gguf::{
-    GgufFile, GgufWriter, Metadata, MetadataValue, ReadError, SourceError, TensorInfo, TensorSource,
-    WriteError, WriteOptions,
+    GgufFile, GgufWriter, Metadata, MetadataValue, ReadError, SourceError, TensorInfo,
+    TensorSource, WriteError, WriteOptions,
 };
 
 /// `GGML_QNT_VERSION`, written as `general.quantization_version`.
@@ -610,13 +610,11 @@ fn plan_output(
 
     for (&i, d) in order.iter().zip(&plan) {
         let ty = file.tensors()[i].info.ty;
-        if d.quantize {
-            if ty.is_quantized() && !options.allow_requantize {
-                return Err(QuantizeFileError::AlreadyQuantized {
-                    tensor: d.name.clone(),
-                    ty,
-                });
-            }
+        if d.quantize && ty.is_quantized() && !options.allow_requantize {
+            return Err(QuantizeFileError::AlreadyQuantized {
+                tensor: d.name.clone(),
+                ty,
+            });
         }
     }
     check_supported(&metas, &plan)?;

@@ -116,7 +116,11 @@ fn the_adapters_tokenizer_files_are_used_as_the_merge_uses_them() {
     let adapter = tmp.path().join("adapter");
     copy_dir(&fixture("a_llama_qv", "adapter"), &adapter);
     let base = fixture("a_llama_qv", "base");
-    for f in ["tokenizer.json", "tokenizer.model", "special_tokens_map.json"] {
+    for f in [
+        "tokenizer.json",
+        "tokenizer.model",
+        "special_tokens_map.json",
+    ] {
         std::fs::copy(base.join(f), adapter.join(f)).unwrap();
     }
     let mut tc: serde_json::Value =
@@ -416,8 +420,7 @@ fn adapter_features_the_merge_refuses_are_refused() {
     let pissa = tmp.path().join("pissa");
     copy_dir(&fixture("a_llama_qv", "adapter"), &pissa);
     let mut config: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(pissa.join("adapter_config.json")).unwrap())
-            .unwrap();
+        serde_json::from_slice(&std::fs::read(pissa.join("adapter_config.json")).unwrap()).unwrap();
     config["init_lora_weights"] = "pissa".into();
     std::fs::write(
         pissa.join("adapter_config.json"),
@@ -434,7 +437,10 @@ fn adapter_features_the_merge_refuses_are_refused() {
         serde_json::to_vec(&config).unwrap(),
     )
     .unwrap();
-    for (adapter, want) in [(&pissa, "BaseRewritingInit"), (&dora, "DoraWithoutMagnitude")] {
+    for (adapter, want) in [
+        (&pissa, "BaseRewritingInit"),
+        (&dora, "DoraWithoutMagnitude"),
+    ] {
         let options = ConvertOptions {
             target: ExportTarget::Quantize(FileType::Q4KM),
             adapter: Some(adapter.clone()),
