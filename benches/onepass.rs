@@ -30,6 +30,11 @@ use loraforge_benches::{generate_adapter, generate_llama, SynthSpec};
 use loraforge_export::{convert, quantize_file, ConvertOptions, ExportTarget, QuantizeFileOptions};
 use loraforge_progress::NoProgress;
 
+const TOKENIZER_FIXTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../tests/fixtures/peft/a_llama_qv/base"
+);
+
 /// Child mode: one job, then print `elapsed_s peak_rss_kib cpu_s out_bytes`.
 fn child(args: &[String]) {
     let mode = args[0].as_str();
@@ -171,6 +176,11 @@ fn main() {
     }
     if !adapter.join("adapter_config.json").is_file() {
         generate_adapter(&adapter, &spec, rank).unwrap();
+    }
+    // The synthetic folder has no tokenizer: `a_llama_qv`'s SentencePiece one (padded to the
+    // model's vocabulary like the reference does), as the convert bench.
+    for f in ["tokenizer.model", "tokenizer_config.json"] {
+        std::fs::copy(Path::new(TOKENIZER_FIXTURE).join(f), base.join(f)).unwrap();
     }
     let gb = spec.data_bytes() as f64 / 1e9;
     println!(
