@@ -158,6 +158,8 @@ struct Inputs<'a> {
     name_dir: &'a Path,
     /// The adapter merged into the weights on the way.
     merge: Option<&'a MergedModel>,
+    /// With `merge`: the merged folder's weight files (tensor names per file, in order).
+    merged_shards: Option<&'a [Vec<String>]>,
 }
 
 impl<'a> Inputs<'a> {
@@ -168,6 +170,7 @@ impl<'a> Inputs<'a> {
             weights_dir: dir,
             name_dir: dir,
             merge: None,
+            merged_shards: None,
         }
     }
 }
@@ -199,6 +202,9 @@ fn convert_merged(
         source: Box::new(source),
     };
     let merged = MergedModel::open(base_dir, adapter_dir).map_err(adapter_err)?;
+    let shards = merged
+        .shards(loraforge_hf_model::DEFAULT_MAX_SHARD_SIZE)
+        .map_err(adapter_err)?;
     check_output_path(base_dir, out)?;
     let side = loraforge_staging::Staged::dir_beside(out)?;
     merged.write_side_files(side.path()).map_err(adapter_err)?;
@@ -210,6 +216,7 @@ fn convert_merged(
         weights_dir: base_dir,
         name_dir: base_dir,
         merge: Some(&merged),
+        merged_shards: Some(&shards),
     };
     let mut report = convert_on_pool(&inputs, out, options, reporter)?;
     report
@@ -432,16 +439,9 @@ fn convert_inner(
     let hp = Hparams::new(config, arch)?;
 
     let mut weights = Weights::open(inputs.weights_dir)?;
-    if let Some(merge) = inputs.merge {
+    if let Some(shards) = inputs.merged_shards {
         // The order the converter would read the merged folder in (its own shards).
-        let shards = merge
-            .shards(loraforge_hf_model::DEFAULT_MAX_SHARD_SIZE)
-            .map_err(|source| ConvertError::Adapter {
-                adapter: PathBuf::new(),
-                base: inputs.weights_dir.to_path_buf(),
-                source: Box::new(source),
-            })?;
-        weights.order_as(&shards);
+        weights.order_as(shards);
     }
     let has = |name: &str| {
         weights.get(name).is_some()
