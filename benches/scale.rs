@@ -9,6 +9,7 @@
 //! | `merge` | `adapter_merge::merge` (what `loraforge merge` runs) |
 //! | `convert` | HF bf16 → f16 GGUF (`loraforge convert --outtype f16`) |
 //! | `quantize` | that f16 GGUF → Q4_K_M (`loraforge quantize`), 2 threads |
+//! | `onepass` | base + adapter → Q4_K_M GGUF in one pass (`loraforge convert --adapter`) |
 //! | `save` | `trained save` through the registry (merge into the store, a job) |
 //! | `deploy` | `saved deploy --quant q4_K_M` to the in-process fake Ollama (export + upload) |
 //!
@@ -41,7 +42,9 @@ const TOKENIZER_FIXTURE: &str = concat!(
     "/../tests/fixtures/peft/a_llama_qv/base"
 );
 
-const STEPS: [&str; 6] = ["copy", "merge", "convert", "quantize", "save", "deploy"];
+const STEPS: [&str; 7] = [
+    "copy", "merge", "convert", "quantize", "onepass", "save", "deploy",
+];
 
 /// Mistral-7B-v0.1's shape in bf16.
 fn mistral_7b() -> SynthSpec {
@@ -95,6 +98,16 @@ fn child(args: &[String]) {
             )
             .unwrap();
             report.output_bytes
+        }
+        "onepass" => {
+            let out = root.join("onepass.q4_K_M.gguf");
+            let options = ConvertOptions {
+                target: ExportTarget::Quantize(FileType::Q4KM),
+                adapter: Some(adapter.clone()),
+                ..Default::default()
+            };
+            convert(&base, &out, &options, &NoProgress).unwrap();
+            file_size(&out)
         }
         "save" => {
             let registry = store(&root);
@@ -304,6 +317,7 @@ fn main() {
         match *step {
             "copy" => remove(&root.join("copy")),
             "merge" => remove(&root.join("merged")),
+            "onepass" => remove(&root.join("onepass.q4_K_M.gguf")),
             "quantize" => {
                 remove(&root.join("f16.gguf"));
                 remove(&root.join("q4_K_M.gguf"));

@@ -9,7 +9,10 @@
 //!   and the refusals (PiSSA/OLoRA/CorDA/LoftQ initialisations);
 //! - [`MergedTensors`]: the same merge as a source of merged tensors for other writers (the
 //!   `merged_4bit` NF4 writer);
-//! - [`parse_size`]: transformers' `max_shard_size` strings (`"5GB"` = 5·10⁹, `"5GiB"` = 5·2³⁰).
+//! - [`parse_size`]: transformers' `max_shard_size` strings (`"5GB"` = 5·10⁹, `"5GiB"` = 5·2³⁰);
+//! - [`MergedModel`] / [`MergedTensor`]: the same merge as a stream of tensors for another sink
+//!   (the one-pass adapter → GGUF export of `loraforge-export`): checked up front, then merged a
+//!   block of rows at a time from base bytes the caller reads, without writing the merged folder.
 //!
 //! ```no_run
 //! use loraforge_adapter_merge::{merge, MergeOptions, OutputDtype};
@@ -58,6 +61,7 @@ mod merge;
 mod plan;
 mod rows;
 mod tensors;
+mod stream;
 mod update;
 
 use std::path::PathBuf;
@@ -67,6 +71,7 @@ pub use config::{AdapterConfig, ModuleSelector, ADAPTER_CONFIG_FILE, DEFAULT_LOR
 pub use loraforge_hf_model::{Dtype, HfModelError};
 pub use merge::merge;
 pub use tensors::MergedTensors;
+pub use stream::{MergedModel, MergedTensor};
 
 /// File name of the adapter weights.
 pub const ADAPTER_WEIGHTS_FILE: &str = "adapter_model.safetensors";
@@ -484,6 +489,21 @@ pub enum MergeError {
         /// The request.
         requested: usize,
     },
+    /// [`MergedTensor::merge`] was called with a range that is not whole rows of the tensor,
+    /// or lies outside it (a bug in the caller).
+    #[error("cannot merge elements {first}..{first}+{len} of {tensor} ({elements} elements, rows of {row_len}): not whole rows inside the tensor")]
+    BadRange {
+        /// The tensor.
+        tensor: String,
+        /// First element asked for.
+        first: usize,
+        /// Elements asked for.
+        len: usize,
+        /// The row length the merge needs whole rows of.
+        row_len: usize,
+        /// Elements in the tensor.
+        elements: usize,
+    },
     /// A worker thread pool could not be built.
     #[error("could not start worker threads: {reason}")]
     Threads {
@@ -498,7 +518,9 @@ impl MergeError {
     pub fn is_user_error(&self) -> bool {
         match self {
             MergeError::Model(e) => e.is_user_error(),
-            MergeError::Io { .. } | MergeError::Threads { .. } => false,
+            MergeError::Io { .. } | MergeError::Threads { .. } | MergeError::BadRange { .. } => {
+                false
+            }
             _ => true,
         }
     }

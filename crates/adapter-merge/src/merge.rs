@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::AdapterConfig;
 use crate::kernel::{choose_backend, round_trip, Backend};
-use crate::plan::{build_plan, Job, Source};
+use crate::plan::{build_plan, Job, Plan, Source};
 use crate::rows::merge_rows;
 use crate::update::{LoraUpdate, RowBlock, Scratch};
 use crate::{MergeError, MergeOptions, MergeReport, ADAPTER_WEIGHTS_FILE};
@@ -76,16 +76,7 @@ pub fn merge(options: &MergeOptions, reporter: &dyn Reporter) -> Result<MergeRep
     } = prepare(options, reporter)?;
 
     let fixed = options.dtype.fixed();
-    let names: Vec<&str> = base.tensor_names();
-    let mut specs = Vec::with_capacity(names.len());
-    for n in &names {
-        let v = base.tensor(n)?;
-        specs.push(TensorSpec {
-            name: n.to_string(),
-            dtype: fixed.unwrap_or(v.dtype),
-            shape: v.shape.to_vec(),
-        });
-    }
+    let specs = output_specs(&base, fixed)?;
     // Output dtype of the report when neither the options nor config.json name one.
     let first_dtype = specs.first().map_or(Dtype::F32, |s| s.dtype);
     let total_bytes: u64 = specs.iter().filter_map(|s| s.byte_len()).sum();
@@ -222,36 +213,15 @@ pub fn merge(options: &MergeOptions, reporter: &dyn Reporter) -> Result<MergeRep
         output_files.push((f.path, f.size, sha256));
     }
 
-    // config.json, dtype updated when it changes
     let dtype = fixed.or_else(|| base.config_dtype()).unwrap_or(first_dtype);
-    let config_bytes = merged_config(options, &base)?;
-    let checksums = options.sha256;
-    output_files.push(write_side_file(
+    let (side_files, tokenizer_source) = write_side_files(
+        &base,
+        &options.adapter_dir,
+        fixed.map(|_| dtype),
         tmp.path(),
-        CONFIG_FILE,
-        &config_bytes,
-        checksums,
-    )?);
-    let gen = options.base_dir.join("generation_config.json");
-    if gen.is_file() {
-        let bytes = std::fs::read(&gen).map_err(io_err(&gen))?;
-        output_files.push(write_side_file(
-            tmp.path(),
-            "generation_config.json",
-            &bytes,
-            checksums,
-        )?);
-    }
-    let tokenizer_source = tokenizer_source(options);
-    if let Some(src) = &tokenizer_source {
-        for f in TOKENIZER_FILES {
-            let p = src.join(f);
-            if p.is_file() {
-                let bytes = std::fs::read(&p).map_err(io_err(&p))?;
-                output_files.push(write_side_file(tmp.path(), f, &bytes, checksums)?);
-            }
-        }
-    }
+        options.sha256,
+    )?;
+    output_files.extend(side_files);
 
     // into place (an existing folder is replaced only with `force`, checked above)
     tmp.persist(out_dir)?;
@@ -275,41 +245,22 @@ pub fn merge(options: &MergeOptions, reporter: &dyn Reporter) -> Result<MergeRep
 pub(crate) struct Prepared {
     pub base: HfModel,
     pub adapter: SafetensorsFile,
-    pub plan: crate::plan::Plan,
+    pub plan: Plan,
     pub warnings: Vec<String>,
 }
 
-/// Opens the base and the adapter, checks the adapter config and resolves the plan; the
-/// warnings also go to the reporter as messages.
+/// Opens the base and resolves the adapter against it ([`resolve`]); the warnings also go to the
+/// reporter as messages.
 pub(crate) fn prepare(
     options: &MergeOptions,
     reporter: &dyn Reporter,
 ) -> Result<Prepared, MergeError> {
     let base = HfModel::open(&options.base_dir)?;
-    let mut config = AdapterConfig::load(&options.adapter_dir)?;
-    config.check_mergeable()?;
-    config.resolve_default_targets(base.config().get("model_type").and_then(|v| v.as_str()))?;
-    let weights_path = options.adapter_dir.join(ADAPTER_WEIGHTS_FILE);
-    if !weights_path.is_file() {
-        let bin = options.adapter_dir.join("adapter_model.bin");
-        if bin.is_file() {
-            return Err(MergeError::PickleAdapter { path: bin });
-        }
-        return Err(MergeError::MissingAdapterWeights {
-            dir: options.adapter_dir.clone(),
-        });
-    }
-    let adapter = SafetensorsFile::open(&weights_path)?;
-    let plan = build_plan(&base, &adapter, &config)?;
-    let mut warnings = Vec::new();
-    for m in &plan.ignored_modules {
-        warnings.push(format!(
-            "adapter module {m} is not targeted by adapter_config.json: ignored (as PEFT does)"
-        ));
-    }
-    if let Some(w) = base_name_warning(&config, &base) {
-        warnings.push(w);
-    }
+    let Resolved {
+        adapter,
+        plan,
+        warnings,
+    } = resolve(&base, &options.adapter_dir)?;
     for w in &warnings {
         reporter.message(w);
     }
@@ -321,55 +272,112 @@ pub(crate) fn prepare(
     })
 }
 
-/// The bytes of the merged folder's `config.json`: the base's file, or, when the options fix a
-/// dtype other than the base's, the config with its dtype updated.
-pub(crate) fn merged_config(options: &MergeOptions, base: &HfModel) -> Result<Vec<u8>, MergeError> {
-    let fixed = options.dtype.fixed();
-    if fixed.is_some() && base.config_dtype() != fixed {
-        let dtype = fixed.unwrap_or(Dtype::F32);
-        let mut cfg = base.config().clone();
-        if let Some(obj) = cfg.as_object_mut() {
-            let mut set = false;
-            for key in ["dtype", "torch_dtype"] {
-                if obj.contains_key(key) {
-                    obj.insert(key.into(), dtype.config_name().into());
-                    set = true;
-                }
-            }
-            if !set {
-                obj.insert("dtype".into(), dtype.config_name().into());
-            }
-        }
-        let mut text = serde_json::to_string_pretty(&cfg).unwrap_or_default();
-        text.push('\n');
-        return Ok(text.into_bytes());
-    }
-    let config_src = options.base_dir.join(CONFIG_FILE);
-    std::fs::read(&config_src).map_err(io_err(&config_src))
+/// The adapter of `adapter_dir`, resolved against `base`: its weights file, the plan, and the
+/// warnings for the user. Every check that can refuse the adapter runs here, before any output.
+pub(crate) struct Resolved {
+    pub adapter: SafetensorsFile,
+    pub plan: Plan,
+    pub warnings: Vec<String>,
 }
 
-/// The folder the merged model's tokenizer files come from: the adapter's when it has any, else
-/// the base's (`None`: neither has any).
-pub(crate) fn tokenizer_source(options: &MergeOptions) -> Option<PathBuf> {
-    let has_tokenizer = |dir: &Path| TOKENIZER_FILES.iter().any(|f| dir.join(f).is_file());
-    if has_tokenizer(&options.adapter_dir) {
-        Some(options.adapter_dir.clone())
-    } else if has_tokenizer(&options.base_dir) {
-        Some(options.base_dir.clone())
-    } else {
-        None
+/// Loads and checks the adapter of `adapter_dir` against `base` (see [`Resolved`]).
+pub(crate) fn resolve(base: &HfModel, adapter_dir: &Path) -> Result<Resolved, MergeError> {
+    let mut config = AdapterConfig::load(adapter_dir)?;
+    config.check_mergeable()?;
+    config.resolve_default_targets(base.config().get("model_type").and_then(|v| v.as_str()))?;
+    let weights_path = adapter_dir.join(ADAPTER_WEIGHTS_FILE);
+    if !weights_path.is_file() {
+        let bin = adapter_dir.join("adapter_model.bin");
+        if bin.is_file() {
+            return Err(MergeError::PickleAdapter { path: bin });
+        }
+        return Err(MergeError::MissingAdapterWeights {
+            dir: adapter_dir.to_path_buf(),
+        });
     }
+    let adapter = SafetensorsFile::open(&weights_path)?;
+    let plan = build_plan(base, &adapter, &config)?;
+    let mut warnings = Vec::new();
+    for m in &plan.ignored_modules {
+        warnings.push(format!(
+            "adapter module {m} is not targeted by adapter_config.json: ignored (as PEFT does)"
+        ));
+    }
+    if let Some(w) = base_name_warning(&config, base) {
+        warnings.push(w);
+    }
+    Ok(Resolved {
+        adapter,
+        plan,
+        warnings,
+    })
 }
 
-/// [`MergeReport::backend`] for the chosen `B·A` backend.
-pub(crate) fn backend_name(backend: Backend) -> &'static str {
-    if crate::fused::available() {
-        match backend {
-            Backend::Blas => "fused-avx2-fma (others: openblas-sgemm)",
-            Backend::SequentialFma => "fused-avx2-fma (others: sequential-fma)",
-        }
-    } else {
-        backend.name()
+/// The merged model's tensors, in the base's order, each in `fixed` or its own dtype.
+pub(crate) fn output_specs(
+    base: &HfModel,
+    fixed: Option<Dtype>,
+) -> Result<Vec<TensorSpec>, MergeError> {
+    base.tensor_names()
+        .into_iter()
+        .map(|n| {
+            let v = base.tensor(n)?;
+            Ok(TensorSpec {
+                name: n.to_string(),
+                dtype: fixed.unwrap_or(v.dtype),
+                shape: v.shape.to_vec(),
+            })
+        })
+        .collect()
+}
+
+/// Merges the rows of `w` (whole rows of the base weight from `row0` on, in its dtype) into
+/// `out` (the same rows, in the output dtype), in blocks over the current rayon pool. Returns the
+/// flat index in the whole tensor of the first non-finite result, if any.
+pub(crate) fn merge_lora_rows(
+    backend: Backend,
+    update: &LoraUpdate<'_>,
+    row0: usize,
+    (w, w_dtype): (&[u8], Dtype),
+    (out, out_dtype): (&mut [u8], Dtype),
+) -> Option<usize> {
+    let cols = update.cols.max(1);
+    let (in_size, out_size) = (w_dtype.size(), out_dtype.size());
+    let rows_per_block = (BLOCK_ELEMS / cols).max(1);
+    out.par_chunks_mut(rows_per_block * cols * out_size)
+        .enumerate()
+        .map_init(Scratch::default, |scratch, (bi, chunk)| {
+            let r = bi * rows_per_block;
+            let nr = chunk.len() / (cols * out_size);
+            let block = RowBlock {
+                row0: row0 + r,
+                n_rows: nr,
+                w: w.get(r * cols * in_size..(r + nr) * cols * in_size)
+                    .unwrap_or(&[]),
+                w_dtype,
+                out: chunk,
+                out_dtype,
+            };
+            merge_rows(backend, update, block, scratch).map(|i| (row0 + r) * cols + i)
+        })
+        .flatten()
+        .min()
+}
+
+/// `lora_B.bias` merged into a bias: `vals` (the base bias as f32, in `dtype`) as PEFT sees it
+/// in `out_dtype`, plus `bias · scaling`.
+pub(crate) fn add_scaled_bias(
+    vals: &mut [f32],
+    dtype: Dtype,
+    out_dtype: Dtype,
+    bias: &[f32],
+    scaling: f32,
+) {
+    if dtype != out_dtype {
+        round_trip(out_dtype, vals);
+    }
+    for (v, b) in vals.iter_mut().zip(bias) {
+        *v += *b * scaling;
     }
 }
 
@@ -418,6 +426,110 @@ fn base_name_warning(config: &AdapterConfig, base: &HfModel) -> Option<String> {
         "the adapter was trained on {wanted:?}; merging into {} (names differ: fine for a local copy of the same model, wrong otherwise — shapes matched)",
         base.dir().display()
     ))
+}
+
+/// The bytes of the merged folder's `config.json`: the base's file, or, when the options fix a
+/// dtype other than the base's, the config with its dtype updated.
+pub(crate) fn merged_config(options: &MergeOptions, base: &HfModel) -> Result<Vec<u8>, MergeError> {
+    config_bytes(base, options.dtype.fixed())
+}
+
+/// The bytes of `config.json` for a merged model of `base` whose weights are `fixed` (or keep
+/// their dtype): the base's file as is, or with its dtype updated when it changes.
+fn config_bytes(base: &HfModel, fixed: Option<Dtype>) -> Result<Vec<u8>, MergeError> {
+    match fixed {
+        Some(dtype) if base.config_dtype() != Some(dtype) => {
+            let mut cfg = base.config().clone();
+            if let Some(obj) = cfg.as_object_mut() {
+                let mut set = false;
+                for key in ["dtype", "torch_dtype"] {
+                    if obj.contains_key(key) {
+                        obj.insert(key.into(), dtype.config_name().into());
+                        set = true;
+                    }
+                }
+                if !set {
+                    obj.insert("dtype".into(), dtype.config_name().into());
+                }
+            }
+            let mut text = serde_json::to_string_pretty(&cfg).unwrap_or_default();
+            text.push('\n');
+            Ok(text.into_bytes())
+        }
+        _ => {
+            let config_src = base.dir().join(CONFIG_FILE);
+            std::fs::read(&config_src).map_err(io_err(&config_src))
+        }
+    }
+}
+
+/// The folder the merged model's tokenizer files come from: the adapter's when it has any, else
+/// the base's (`None`: neither has any).
+pub(crate) fn tokenizer_source(options: &MergeOptions) -> Option<PathBuf> {
+    tokenizer_dir(&options.adapter_dir, &options.base_dir)
+}
+
+fn tokenizer_dir(adapter_dir: &Path, base_dir: &Path) -> Option<PathBuf> {
+    let has_tokenizer = |dir: &Path| TOKENIZER_FILES.iter().any(|f| dir.join(f).is_file());
+    [adapter_dir, base_dir]
+        .into_iter()
+        .find(|dir| has_tokenizer(dir))
+        .map(Path::to_path_buf)
+}
+
+/// [`MergeReport::backend`] for the chosen `B·A` backend.
+pub(crate) fn backend_name(backend: Backend) -> &'static str {
+    if crate::fused::available() {
+        match backend {
+            Backend::Blas => "fused-avx2-fma (others: openblas-sgemm)",
+            Backend::SequentialFma => "fused-avx2-fma (others: sequential-fma)",
+        }
+    } else {
+        backend.name()
+    }
+}
+
+/// Pool size: the cores by default; a request is capped at [`crate::MAX_THREADS_PER_CPU`] per
+/// core (more only adds switching, and `--threads 100000` would exhaust the process); 0 is
+/// A file written: path relative to the output folder, size, SHA-256 when asked for.
+type OutputFile = (PathBuf, u64, Option<String>);
+
+/// Writes the merged folder's files other than the weights into `dir`: `config.json` (its dtype
+/// set to `fixed_dtype` when one is given and differs), `generation_config.json`, and the
+/// tokenizer files of the adapter folder when it has any, else of the base. Returns the files
+/// (name, size, SHA-256 when `checksums`) and the folder the tokenizer came from.
+pub(crate) fn write_side_files(
+    base: &HfModel,
+    adapter_dir: &Path,
+    fixed_dtype: Option<Dtype>,
+    dir: &Path,
+    checksums: bool,
+) -> Result<(Vec<OutputFile>, Option<PathBuf>), MergeError> {
+    let base_dir = base.dir();
+    let mut output_files = Vec::new();
+    let config_bytes = config_bytes(base, fixed_dtype)?;
+    output_files.push(write_side_file(dir, CONFIG_FILE, &config_bytes, checksums)?);
+    let gen = base_dir.join("generation_config.json");
+    if gen.is_file() {
+        let bytes = std::fs::read(&gen).map_err(io_err(&gen))?;
+        output_files.push(write_side_file(
+            dir,
+            "generation_config.json",
+            &bytes,
+            checksums,
+        )?);
+    }
+    let tokenizer_source = tokenizer_dir(adapter_dir, base_dir);
+    if let Some(src) = &tokenizer_source {
+        for f in TOKENIZER_FILES {
+            let p = src.join(f);
+            if p.is_file() {
+                let bytes = std::fs::read(&p).map_err(io_err(&p))?;
+                output_files.push(write_side_file(dir, f, &bytes, checksums)?);
+            }
+        }
+    }
+    Ok((output_files, tokenizer_source))
 }
 
 fn write_side_file(
@@ -547,7 +659,6 @@ impl<'a> Ctx<'a> {
             let in_size = source.dtype.size();
             let out_size = out_dtype.size();
             let rows_per_piece = (PIECE_ELEMS / cols.max(1)).max(1);
-            let rows_per_block = (BLOCK_ELEMS / cols.max(1)).max(1);
             let mut row0 = 0;
             while row0 < rows {
                 let n = rows_per_piece.min(rows - row0);
@@ -556,25 +667,13 @@ impl<'a> Ctx<'a> {
                     .get(row0 * cols * in_size..(row0 + n) * cols * in_size)
                     .unwrap_or(&[]);
                 let mut out = self.buffer(n * cols * out_size);
-                let bad = out
-                    .par_chunks_mut(rows_per_block * cols * out_size)
-                    .enumerate()
-                    .map_init(Scratch::default, |scratch, (bi, chunk)| {
-                        let r = bi * rows_per_block;
-                        let nr = chunk.len() / (cols * out_size);
-                        let block = RowBlock {
-                            row0: row0 + r,
-                            n_rows: nr,
-                            w: &w[r * cols * in_size..(r + nr) * cols * in_size],
-                            w_dtype: source.dtype,
-                            out: chunk,
-                            out_dtype,
-                        };
-                        merge_rows(self.backend, &update, block, scratch)
-                            .map(|i| (row0 + r) * cols + i)
-                    })
-                    .flatten()
-                    .min();
+                let bad = merge_lora_rows(
+                    self.backend,
+                    &update,
+                    row0,
+                    (w, source.dtype),
+                    (&mut out, out_dtype),
+                );
                 if let (Some(index), false) = (bad, self.allow_non_finite) {
                     return Err(MergeError::NonFinite {
                         tensor: name.to_string(),
@@ -596,12 +695,7 @@ impl<'a> Ctx<'a> {
         if let Some((key, scaling)) = &job.bias_add {
             let bias = self.adapter.tensor(key)?.to_f32_vec();
             let mut vals = source.to_f32_vec();
-            if source.dtype != out_dtype {
-                round_trip(out_dtype, &mut vals);
-            }
-            for (v, b) in vals.iter_mut().zip(bias.iter()) {
-                *v += *b * *scaling;
-            }
+            add_scaled_bias(&mut vals, source.dtype, out_dtype, &bias, *scaling);
             let mut out = self.buffer(vals.len() * out_dtype.size());
             encode_f32(out_dtype, &vals, &mut out);
             return Ok(send(Piece {

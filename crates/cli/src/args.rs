@@ -413,6 +413,10 @@ pub struct ConvertArgs {
     /// Output type: f32, f16, bf16, q8_0, q4_K_M, q4_K_S or auto (the weights' 16-bit type).
     #[arg(long, default_value = "auto")]
     pub outtype: String,
+    /// A PEFT LoRA adapter folder to merge in while converting, in one pass (the merged model
+    /// is never written): the same file as `merge` then `convert` of the merged folder.
+    #[arg(long, value_name = "ADAPTER_DIR")]
+    pub adapter: Option<PathBuf>,
     /// Worker threads.
     #[arg(long, value_parser = thread_count)]
     pub threads: Option<usize>,

@@ -1023,6 +1023,56 @@ fn low_level_commands_merge_convert_quantize_inspect() {
         std::fs::read(&q).unwrap() == std::fs::read(&via_convert).unwrap(),
         "one library path"
     );
+    // `convert --adapter`: the merge in the same pass, the same bytes as merge then convert
+    // (of a merged folder named like the base, which gives `general.name`).
+    let base_name = env.demo.base_dir.file_name().unwrap();
+    let same_name = work.path().join("same-name").join(base_name);
+    env.ok(&[
+        "merge",
+        "--base",
+        env.demo.base_dir.to_str().unwrap(),
+        "--adapter",
+        env.demo.trainer_dir.to_str().unwrap(),
+        "--out",
+        same_name.to_str().unwrap(),
+    ]);
+    let chain = work.path().join("chain.q4_K_S.gguf");
+    env.ok(&[
+        "convert",
+        same_name.to_str().unwrap(),
+        chain.to_str().unwrap(),
+        "--outtype",
+        "q4_K_S",
+    ]);
+    let one_pass = work.path().join("one-pass.q4_K_S.gguf");
+    let report = env.json(&[
+        "convert",
+        env.demo.base_dir.to_str().unwrap(),
+        one_pass.to_str().unwrap(),
+        "--adapter",
+        env.demo.trainer_dir.to_str().unwrap(),
+        "--outtype",
+        "q4_K_S",
+    ]);
+    assert_eq!(report["file_type"], 14, "{report}");
+    assert!(
+        std::fs::read(&chain).unwrap() == std::fs::read(&one_pass).unwrap(),
+        "convert --adapter = merge + convert"
+    );
+    let missing = work.path().join("no-adapter");
+    let output = env.fails(&[
+        "convert",
+        env.demo.base_dir.to_str().unwrap(),
+        one_pass.to_str().unwrap(),
+        "--adapter",
+        missing.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(2), "a user error");
+    assert!(
+        stderr(&output).contains("no-adapter"),
+        "{}",
+        stderr(&output)
+    );
 
     let output = env.fails(&[
         "quantize",

@@ -1,27 +1,32 @@
 //! Hugging Face model folder → GGUF, like `convert_hf_to_gguf.py` (see the crate docs), and the
-//! one entry point for every [`ExportTarget`]: a k-quant target converts losslessly first, then
-//! quantizes with [`quantize_file`].
+//! one entry point for every [`ExportTarget`]: a k-quant target quantizes the converter's
+//! lossless stream as `quantize_file` would quantize the converter's file, and an adapter is
+//! merged into the weights as they stream (one pass, no intermediate file).
 
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use loraforge_adapter_merge::MergedModel;
 use loraforge_gguf::{
     GgufWriter, Metadata, SourceError, TensorInfo, WriteOptions, MAX_TENSOR_NAME_LEN,
 };
 use loraforge_hf_model::Dtype;
 use loraforge_progress::Reporter;
-use loraforge_quantize::{FileType, GgmlType};
+use loraforge_quantize::{llama_tensor_order, plan_tensor_types, FileType, GgmlType};
 use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
 
 use crate::arch::{self, Arch, Hparams, Transform};
 use crate::data;
 use crate::error::ConvertError;
-use crate::quantize_file::{quantize_file, QuantizeFileOptions};
+use crate::quantize_file::{
+    check_supported, ggml_dims, quantize_rows_of, quantized_metadata, recipe_hparams, Named,
+};
 use crate::source::Weights;
 use crate::vocab::{self, PreTokenizerSource};
 use crate::ExportTarget;
+use crate::QuantizeFileError;
 
 /// One base model of the lineage (`general.base_model.N.*`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -81,6 +86,12 @@ pub struct ConvertOptions {
     /// Compute the file's SHA-256 while writing it (default `false`: it costs about as much CPU
     /// as the write; Ollama's blob upload needs it, so the registry turns it on).
     pub sha256: bool,
+    /// A PEFT LoRA adapter folder to merge into the model while converting it (one pass: the
+    /// merged model is never written). The output is byte-identical to converting the folder
+    /// `loraforge merge` writes (auto dtype, default 5 GB shards), provided `general.name` is
+    /// the same: by default it comes from the base folder's name here, from the merged
+    /// folder's name there ([`GeneralMetadata::name`] sets it). See the crate docs.
+    pub adapter: Option<PathBuf>,
 }
 
 /// What [`convert`] wrote.
@@ -118,8 +129,9 @@ struct Planned {
 }
 
 /// Exports the Hugging Face model folder `model_dir` to the GGUF file `out`, as
-/// [`ConvertOptions::target`] says: converted directly, or (a k-quant target) converted
-/// losslessly to a temporary file and quantized by [`quantize_file`].
+/// [`ConvertOptions::target`] says, merging [`ConvertOptions::adapter`] in on the way when one
+/// is given. Every target is one pass over the weights: read, (merge,) convert and (quantize,)
+/// write, with no intermediate file.
 ///
 /// Nothing is written to `out` unless the whole export succeeds (temp file + rename).
 pub fn convert(
@@ -128,19 +140,94 @@ pub fn convert(
     options: &ConvertOptions,
     reporter: &dyn Reporter,
 ) -> Result<ConvertReport, ConvertError> {
-    let report = match options.target {
-        ExportTarget::Quantize(ftype) => {
-            convert_then_quantize(model_dir, out, options, ftype, reporter)?
-        }
-        _ => convert_direct(model_dir, out, options, reporter)?,
+    let report = match &options.adapter {
+        Some(adapter) => convert_merged(model_dir, adapter, out, options, reporter)?,
+        None => convert_on_pool(&Inputs::folder(model_dir), out, options, reporter)?,
     };
     reporter.checkpoint("convert-output");
     Ok(report)
 }
 
-/// [`convert`] to a lossless or directly quantized type, on `options.threads` threads.
-fn convert_direct(
-    model_dir: &Path,
+/// Where a conversion reads from.
+struct Inputs<'a> {
+    /// `config.json`, the tokenizer files, `generation_config.json`.
+    meta_dir: &'a Path,
+    /// The safetensors weights.
+    weights_dir: &'a Path,
+    /// The folder whose name gives the default `general.name`.
+    name_dir: &'a Path,
+    /// The adapter merged into the weights on the way.
+    merge: Option<&'a MergedModel>,
+    /// With `merge`: the merged folder's weight files (tensor names per file, in order).
+    merged_shards: Option<&'a [Vec<String>]>,
+}
+
+impl<'a> Inputs<'a> {
+    /// A plain model folder.
+    fn folder(dir: &'a Path) -> Inputs<'a> {
+        Inputs {
+            meta_dir: dir,
+            weights_dir: dir,
+            name_dir: dir,
+            merge: None,
+            merged_shards: None,
+        }
+    }
+}
+
+/// [`convert`] with an adapter: the merge is resolved and checked first (nothing is written if
+/// it is refused); the merged folder's side files (config, tokenizer, generation config —
+/// exactly what `loraforge merge` would write beside the weights) go to a small temporary
+/// folder beside `out`, and the weights are merged tensor by tensor while they stream.
+fn convert_merged(
+    base_dir: &Path,
+    adapter_dir: &Path,
+    out: &Path,
+    options: &ConvertOptions,
+    reporter: &dyn Reporter,
+) -> Result<ConvertReport, ConvertError> {
+    let config_path = base_dir.join("config.json");
+    if !config_path.is_file() {
+        return Err(ConvertError::MissingConfig { path: config_path });
+    }
+    if !adapter_dir.is_dir() {
+        return Err(ConvertError::MissingAdapter {
+            path: adapter_dir.to_path_buf(),
+        });
+    }
+    check_output_path(adapter_dir, out)?;
+    let adapter_err = |source| ConvertError::Adapter {
+        adapter: adapter_dir.to_path_buf(),
+        base: base_dir.to_path_buf(),
+        source: Box::new(source),
+    };
+    let merged = MergedModel::open(base_dir, adapter_dir).map_err(adapter_err)?;
+    let shards = merged
+        .shards(loraforge_hf_model::DEFAULT_MAX_SHARD_SIZE)
+        .map_err(adapter_err)?;
+    check_output_path(base_dir, out)?;
+    let side = loraforge_staging::Staged::dir_beside(out)?;
+    merged.write_side_files(side.path()).map_err(adapter_err)?;
+    for w in merged.warnings() {
+        reporter.message(w);
+    }
+    let inputs = Inputs {
+        meta_dir: side.path(),
+        weights_dir: base_dir,
+        name_dir: base_dir,
+        merge: Some(&merged),
+        merged_shards: Some(&shards),
+    };
+    let mut report = convert_on_pool(&inputs, out, options, reporter)?;
+    report
+        .warnings
+        .splice(0..0, merged.warnings().iter().cloned());
+    Ok(report)
+}
+
+/// [`convert`] on `options.threads` threads.
+fn convert_on_pool(
+    inputs: &Inputs<'_>,
     out: &Path,
     options: &ConvertOptions,
     reporter: &dyn Reporter,
@@ -151,54 +238,10 @@ fn convert_direct(
                 .num_threads(n.max(1))
                 .build()
                 .map_err(|source| ConvertError::Threads { threads: n, source })?;
-            convert_inner(model_dir, out, options, Some(&pool), reporter)
+            convert_inner(inputs, out, options, Some(&pool), reporter)
         }
-        None => convert_inner(model_dir, out, options, None, reporter),
+        None => convert_inner(inputs, out, options, None, reporter),
     }
-}
-
-/// K-quant outputs: a lossless intermediate GGUF beside `out` (a temp file, removed in every
-/// case), then `quantize_file`.
-fn convert_then_quantize(
-    model_dir: &Path,
-    out: &Path,
-    options: &ConvertOptions,
-    ftype: FileType,
-    reporter: &dyn Reporter,
-) -> Result<ConvertReport, ConvertError> {
-    check_output_path(model_dir, out)?;
-    // unique per run (two runs to one output never share it), removed when dropped, on
-    // SIGINT/SIGTERM (through the CLI) and as a stale leftover by the next run
-    let (staged, _) = loraforge_staging::Staged::file_beside(out)?;
-    let intermediate = staged.path().to_path_buf();
-    let mut first = options.clone();
-    first.target = ExportTarget::Source;
-    first.sha256 = false;
-    let mut report = convert_direct(model_dir, &intermediate, &first, reporter)?;
-    reporter.checkpoint("convert-intermediate");
-    let q = quantize_file(
-        &intermediate,
-        out,
-        ftype,
-        &QuantizeFileOptions {
-            threads: options.threads.unwrap_or(0),
-            ..QuantizeFileOptions::default()
-        },
-        reporter,
-    )
-    .map_err(|source| ConvertError::Quantize(Box::new(source)))?;
-    if q.n_fallback > 0 {
-        report.warnings.push(format!(
-            "{} tensors used a fallback type (rows not a multiple of 256)",
-            q.n_fallback
-        ));
-    }
-    report.path = out.to_path_buf();
-    report.bytes = q.output_bytes;
-    report.sha256 = options.sha256.then_some(q.sha256);
-    report.file_type = ftype;
-    report.tensors = q.tensors.len();
-    Ok(report)
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ConvertError + '_ {
@@ -275,9 +318,11 @@ fn check_tensor_name(name: &str) -> Result<(), ConvertError> {
     Ok(())
 }
 
+/// `general.*`: sampling defaults from `dir`'s `generation_config.json`, the name from
+/// `name_dir`'s name unless `g` gives one.
 fn general_metadata(
     md: &mut Metadata,
-    dir: &Path,
+    (dir, name_dir): (&Path, &Path),
     g: &GeneralMetadata,
     parameters: u64,
 ) -> Result<(), ConvertError> {
@@ -307,7 +352,7 @@ fn general_metadata(
             md.set("general.sampling.penalty_repeat", v);
         }
     }
-    let dir_name = dir
+    let dir_name = name_dir
         .canonicalize()
         .ok()
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
@@ -355,18 +400,18 @@ fn general_metadata(
 }
 
 fn convert_inner(
-    model_dir: &Path,
+    inputs: &Inputs<'_>,
     out: &Path,
     options: &ConvertOptions,
     pool: Option<&rayon::ThreadPool>,
     reporter: &dyn Reporter,
 ) -> Result<ConvertReport, ConvertError> {
     let mut warnings = Vec::new();
-    let config_path = model_dir.join("config.json");
+    let config_path = inputs.meta_dir.join("config.json");
     if !config_path.is_file() {
         return Err(ConvertError::MissingConfig { path: config_path });
     }
-    check_output_path(model_dir, out)?;
+    check_output_path(inputs.weights_dir, out)?;
     let text = std::fs::read_to_string(&config_path).map_err(io_err(&config_path))?;
     let config: Json = serde_json::from_str(&text).map_err(|source| ConvertError::InvalidJson {
         path: config_path.clone(),
@@ -393,7 +438,11 @@ fn convert_inner(
     let arch = Arch::from_hf(&hf_arch)?;
     let hp = Hparams::new(config, arch)?;
 
-    let weights = Weights::open(model_dir)?;
+    let mut weights = Weights::open(inputs.weights_dir)?;
+    if let Some(shards) = inputs.merged_shards {
+        // The order the converter would read the merged folder in (its own shards).
+        weights.order_as(shards);
+    }
     let has = |name: &str| {
         weights.get(name).is_some()
             || name
@@ -435,14 +484,19 @@ fn convert_inner(
         .iter()
         .find(|t| t.shape.len() >= 2)
         .map(|t| t.dtype);
-    let file_type = match (options.target, first_matrix) {
-        (ExportTarget::Auto | ExportTarget::Source, Some(Dtype::BF16)) => FileType::BF16,
-        (ExportTarget::Source, Some(Dtype::F32)) => FileType::F32,
-        (ExportTarget::Auto | ExportTarget::Source, _) => FileType::F16,
-        (ExportTarget::Convert(file_type), _) => file_type,
-        (ExportTarget::Quantize(_), _) => {
-            return Err(ConvertError::UnsupportedOutType(options.target.to_string()))
-        }
+    let lossless = match first_matrix {
+        Some(Dtype::BF16) => FileType::BF16,
+        Some(Dtype::F32) => FileType::F32,
+        _ => FileType::F16,
+    };
+    // `file_type`: what the converter writes; `quantize`: then llama-quantize's recipe to this
+    // type (k-quant targets), on the stream.
+    let (file_type, quantize) = match options.target {
+        ExportTarget::Auto if lossless == FileType::BF16 => (FileType::BF16, None),
+        ExportTarget::Auto => (FileType::F16, None),
+        ExportTarget::Source => (lossless, None),
+        ExportTarget::Convert(file_type) => (file_type, None),
+        ExportTarget::Quantize(ftype) => (lossless, Some(ftype)),
     };
     let matrix_ty = ExportTarget::converter_matrix_type(file_type)
         .ok_or_else(|| ConvertError::UnsupportedOutType(file_type.to_string()))?;
@@ -537,7 +591,12 @@ fn convert_inner(
         md.set(format!("{}.rope.scaling.attn_factor", arch.gguf_name()), f);
     }
     md.set("general.type", "model");
-    general_metadata(&mut md, model_dir, &options.general, parameters)?;
+    general_metadata(
+        &mut md,
+        (inputs.meta_dir, inputs.name_dir),
+        &options.general,
+        parameters,
+    )?;
     md.extend(arch::hparam_metadata(
         arch,
         &hp,
@@ -546,7 +605,7 @@ fn convert_inner(
     )?);
     md.set("general.quantization_version", 2u32);
     let vocab = vocab::build(
-        model_dir,
+        inputs.meta_dir,
         &hp.raw,
         arch.vocab_kind(),
         options.pre_tokenizer.as_deref(),
@@ -554,22 +613,28 @@ fn convert_inner(
     warnings.extend(vocab.warnings);
     md.extend(vocab.metadata);
 
-    // Writer.
-    let mut writer = GgufWriter::with_metadata(md);
+    // The output: the converter's tensors in its order, or (k-quant targets) llama-quantize's
+    // header, tensor order and types over the same tensors.
     let write_err = |source: loraforge_gguf::WriteError| ConvertError::Write {
         path: out.to_path_buf(),
         source,
     };
-    for (name, r) in &extra {
-        writer
-            .add_tensor(TensorInfo::new(*name, GgmlType::F32, vec![r.len() as u64]))
-            .map_err(write_err)?;
+    let converted: Vec<(String, Vec<u64>, GgmlType)> = extra
+        .iter()
+        .map(|(name, r)| (name.to_string(), vec![r.len() as u64], GgmlType::F32))
+        .chain(plan.iter().map(|p| (p.name.clone(), p.dims.clone(), p.ty)))
+        .collect();
+    let output = match quantize {
+        None => Output::converted(md, &converted).map_err(write_err)?,
+        Some(ftype) => Output::quantized(md, &converted, ftype, out)?,
+    };
+    if output.n_fallback > 0 {
+        warnings.push(format!(
+            "{} tensors used a fallback type (rows not a multiple of 256)",
+            output.n_fallback
+        ));
     }
-    for p in &plan {
-        writer
-            .add_tensor(TensorInfo::new(p.name.clone(), p.ty, p.dims.clone()))
-            .map_err(write_err)?;
-    }
+    let writer = &output.writer;
     let layout = writer.layout().map_err(write_err)?;
     let files: Vec<File> = weights
         .files
@@ -577,34 +642,68 @@ fn convert_inner(
         .map(|f| File::open(f).map_err(io_err(f)))
         .collect::<Result<_, _>>()?;
     reporter.begin("convert", Some(layout.file_size));
+    let n_extra = extra.len();
     let written = std::thread::scope(|scope| {
-        // A producer thread reads and converts tensors ahead (bounded queue of chunks) while
-        // this thread writes and hashes: I/O, conversion and sha256 overlap.
+        // A producer thread reads, merges, converts and quantizes tensors ahead (bounded queue
+        // of chunks) while this thread writes and hashes: I/O, conversion and sha256 overlap.
         let (chunk_tx, chunk_rx) = std::sync::mpsc::sync_channel::<Result<Vec<u8>, SourceError>>(3);
         let (buf_tx, buf_rx) = std::sync::mpsc::channel::<Vec<u8>>();
         let plan = &plan;
         let weights = &weights;
+        let output = &output;
+        let merge = inputs.merge;
         scope.spawn(move || {
             let err_tx = chunk_tx.clone();
             let work = move || -> Result<(), SourceError> {
                 let mut files = files;
-                for p in plan {
+                let mut scratch = Vec::new();
+                for (&item, &to) in output.order.iter().zip(&output.quantize_to) {
+                    let Some(p) = item.checked_sub(n_extra).and_then(|i| plan.get(i)) else {
+                        continue; // generated tensors are written by the writer itself
+                    };
                     let t = &weights.tensors[p.src];
                     let file = files
                         .get_mut(t.file)
                         .ok_or_else(|| format!("no shard {}", t.file))?;
+                    let merged = match merge {
+                        Some(m) => m
+                            .tensor(&t.name)
+                            .map_err(|e| format!("tensor {}: {e}", t.name))?,
+                        None => None,
+                    };
                     let row_len = usize::try_from(p.dims.first().copied().unwrap_or(1))?;
+                    let in_row = usize::try_from(p.ty.row_size(row_len as u64).unwrap_or(1))?;
+                    let mut rows_done = 0usize;
+                    let mut send = |chunk: Vec<u8>| -> Result<(), SourceError> {
+                        chunk_tx
+                            .send(Ok(chunk))
+                            .map_err(|_| "the writer stopped".into())
+                    };
                     data::produce_tensor(
-                        file,
+                        &mut data::TensorReader {
+                            file,
+                            merge: merged.as_ref(),
+                            scratch: &mut scratch,
+                        },
                         t,
                         p.transform,
                         p.ty,
                         row_len,
                         &mut || buf_rx.try_recv().unwrap_or_default(),
-                        &mut |chunk| {
-                            chunk_tx
-                                .send(Ok(chunk))
-                                .map_err(|_| "the writer stopped".into())
+                        &mut |chunk| match to {
+                            None => send(chunk),
+                            Some(to) => {
+                                let first_row = rows_done;
+                                rows_done += chunk.len() / in_row.max(1);
+                                quantize_rows_of(
+                                    &p.name,
+                                    &chunk,
+                                    (p.ty, to),
+                                    row_len,
+                                    first_row,
+                                    &mut send,
+                                )
+                            }
                         },
                     )
                     .map_err(|e| format!("tensor {}: {e}", t.name))?;
@@ -664,11 +763,21 @@ fn convert_inner(
         });
         let mut source =
             |index: usize, info: &TensorInfo, w: &mut dyn Write| -> Result<(), SourceError> {
-                if let Some((_, r)) = extra.get(index) {
+                let item = output.order.get(index).copied().unwrap_or(usize::MAX);
+                if let Some((name, r)) = extra.get(item) {
                     let bytes: Vec<u8> = r.iter().flat_map(|v| v.to_le_bytes()).collect();
-                    w.write_all(&bytes)?;
-                    hash_tx.send(bytes).map_err(|_| "the hasher stopped")?;
-                    return Ok(());
+                    let mut put = |bytes: Vec<u8>| -> Result<(), SourceError> {
+                        w.write_all(&bytes)?;
+                        hash_tx.send(bytes).map_err(|_| "the hasher stopped")?;
+                        Ok(())
+                    };
+                    return match output.quantize_to.get(index).copied().flatten() {
+                        None => put(bytes),
+                        Some(to) => {
+                            let (from, n) = (GgmlType::F32, r.len());
+                            quantize_rows_of(name, &bytes, (from, to), n, 0, &mut put)
+                        }
+                    };
                 }
                 reporter.message(&info.name);
                 let expected = info.n_bytes().ok_or("tensor size overflows")?;
@@ -715,9 +824,87 @@ fn convert_inner(
         pre_tokenizer: vocab.pre,
         pre_tokenizer_source: vocab.pre_source,
         architecture: arch.gguf_name().into(),
-        file_type,
+        file_type: quantize.unwrap_or(file_type),
         parameters,
     })
+}
+
+/// What [`convert_inner`] writes: the header, and for each output tensor (in file order) the
+/// converted tensor it holds and the type it is then quantized to.
+struct Output {
+    writer: GgufWriter,
+    /// Output index → index into the converted tensors (generated ones first, then the plan).
+    order: Vec<usize>,
+    /// Output index → quantize the converted data to this type (`None`: written as converted).
+    quantize_to: Vec<Option<GgmlType>>,
+    /// Tensors whose row length forced a fallback type.
+    n_fallback: usize,
+}
+
+impl Output {
+    /// The converter's own file: `metadata`, the tensors as converted, in their order.
+    fn converted(
+        metadata: Metadata,
+        converted: &[(String, Vec<u64>, GgmlType)],
+    ) -> Result<Output, loraforge_gguf::WriteError> {
+        let mut writer = GgufWriter::with_metadata(metadata);
+        for (name, dims, ty) in converted {
+            writer.add_tensor(TensorInfo::new(name.clone(), *ty, dims.clone()))?;
+        }
+        Ok(Output {
+            writer,
+            order: (0..converted.len()).collect(),
+            quantize_to: vec![None; converted.len()],
+            n_fallback: 0,
+        })
+    }
+
+    /// What `quantize_file` would write for `ftype` from the converter's file (`metadata` and
+    /// `converted`): its metadata, llama.cpp's tensor order, the recipe's type per tensor.
+    fn quantized(
+        metadata: Metadata,
+        converted: &[(String, Vec<u64>, GgmlType)],
+        ftype: FileType,
+        out: &Path,
+    ) -> Result<Output, ConvertError> {
+        let quantize_err = |e: QuantizeFileError| ConvertError::Quantize(Box::new(e));
+        let mut named: Vec<Named> = converted
+            .iter()
+            .enumerate()
+            .map(|(i, (name, _, _))| Named(name.clone(), i))
+            .collect();
+        llama_tensor_order(&mut named);
+        let order: Vec<usize> = named.into_iter().map(|n| n.1).collect();
+        let metas: Vec<(String, Vec<u64>, GgmlType)> =
+            order.iter().map(|&i| converted[i].clone()).collect();
+        let hparams = recipe_hparams(&metadata).map_err(|key| {
+            quantize_err(QuantizeFileError::MissingMetadata {
+                path: out.to_path_buf(),
+                key,
+            })
+        })?;
+        let decisions = plan_tensor_types(ftype, &hparams, &metas)
+            .map_err(|e| quantize_err(QuantizeFileError::Plan(e)))?;
+        check_supported(&metas, &decisions).map_err(quantize_err)?;
+        let mut writer = GgufWriter::with_metadata(quantized_metadata(&metadata, ftype));
+        for ((name, dims, _), d) in metas.iter().zip(&decisions) {
+            writer
+                .add_tensor(TensorInfo::new(name.clone(), d.ty, ggml_dims(dims)))
+                .map_err(|source| ConvertError::Write {
+                    path: out.to_path_buf(),
+                    source,
+                })?;
+        }
+        Ok(Output {
+            writer,
+            order,
+            quantize_to: decisions
+                .iter()
+                .map(|d| d.quantize.then_some(d.ty))
+                .collect(),
+            n_fallback: decisions.iter().filter(|d| d.fallback.is_some()).count(),
+        })
+    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 
+use loraforge_adapter_merge::MergedTensor;
 use loraforge_hf_model::Dtype;
 use loraforge_quantize::{bf16_to_fp32, fp16_to_fp32, fp32_to_bf16, fp32_to_fp16, GgmlType};
 use rayon::prelude::*;
@@ -26,11 +27,39 @@ fn read_at(file: &mut File, offset: u64, buf: &mut [u8]) -> std::io::Result<()> 
     file.read_exact(buf)
 }
 
+/// Reads a source tensor's bytes from its shard, merged with an adapter's update when the
+/// tensor has one (the merged model's bytes, in the base dtype, as `loraforge merge` writes
+/// them).
+pub(crate) struct TensorReader<'a, 'm> {
+    /// The tensor's shard.
+    pub file: &'a mut File,
+    /// The tensor's merge, if the adapter changes it.
+    pub merge: Option<&'a MergedTensor<'m>>,
+    /// Holds the base bytes before they are merged.
+    pub scratch: &'a mut Vec<u8>,
+}
+
+impl TensorReader<'_, '_> {
+    /// Fills `buf` with elements `first ..` of `t` (whole rows when `t` is merged).
+    fn read(&mut self, t: &SrcTensor, first: usize, buf: &mut [u8]) -> Result<(), DataError> {
+        let offset = t.offset + u64::try_from(first * t.dtype.size())?;
+        match self.merge {
+            None => read_at(self.file, offset, buf)?,
+            Some(merge) => {
+                self.scratch.resize(buf.len(), 0);
+                read_at(self.file, offset, self.scratch)?;
+                merge.merge(first, self.scratch, buf)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Reads and converts tensor `t`, handing the output bytes to `emit` in order, in chunks of
 /// whole rows (at most [`CHUNK_ELEMENTS`] elements when no transform is needed).
 /// `take_buf` supplies a recycled output buffer.
 pub(crate) fn produce_tensor(
-    file: &mut File,
+    reader: &mut TensorReader<'_, '_>,
     t: &SrcTensor,
     transform: Transform,
     out_ty: GgmlType,
@@ -51,7 +80,7 @@ pub(crate) fn produce_tensor(
             while done < n {
                 let count = chunk_el.min(n - done);
                 let bytes = &mut src[..count * esize];
-                read_at(file, t.offset + (done * esize) as u64, bytes)?;
+                reader.read(t, done, bytes)?;
                 let mut dst = take_buf();
                 convert(t.dtype, bytes, out_ty, row_len, &mut dst)?;
                 emit(dst)?;
@@ -75,7 +104,7 @@ pub(crate) fn produce_tensor(
             head_shape[0] = head_rows;
             let mut buf = vec![0u8; head_el * esize];
             for h in 0..n_head {
-                read_at(file, t.offset + (h * head_el * esize) as u64, &mut buf)?;
+                reader.read(t, h * head_el, &mut buf)?;
                 let permuted = permute_rows(&buf, &head_shape, 1, esize)
                     .ok_or_else(|| format!("tensor {}: cannot permute head {h}", t.name))?;
                 let mut dst = take_buf();
@@ -85,7 +114,7 @@ pub(crate) fn produce_tensor(
         }
         Transform::Transpose => {
             let mut all = vec![0u8; n * esize];
-            read_at(file, t.offset, &mut all)?;
+            reader.read(t, 0, &mut all)?;
             let [r, c] = t.shape[..] else {
                 return Err(format!(
                     "tensor {}: transpose needs 2 dimensions, has {:?}",
@@ -108,7 +137,7 @@ pub(crate) fn produce_tensor(
         Transform::AddOne => {
             // Norm vectors: small, read whole.
             let mut all = vec![0u8; n * esize];
-            read_at(file, t.offset, &mut all)?;
+            reader.read(t, 0, &mut all)?;
             let plus_one = add_one(t.dtype, &all);
             let mut dst = take_buf();
             convert(Dtype::F32, &plus_one, out_ty, row_len, &mut dst)?;

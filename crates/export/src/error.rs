@@ -240,9 +240,27 @@ pub enum ConvertError {
         /// The output path.
         path: PathBuf,
     },
-    /// Quantizing the lossless intermediate (k-quant targets) failed.
+    /// Quantizing the converted model (k-quant targets) failed.
     #[error("quantizing the converted model")]
     Quantize(#[source] Box<crate::QuantizeFileError>),
+    /// The adapter folder given to merge in does not exist.
+    #[error("adapter folder {path} not found")]
+    MissingAdapter {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// The adapter cannot be merged into the model (another base, shapes that do not fit, a
+    /// feature the merge refuses …).
+    #[error("cannot merge the adapter {adapter} into the model {base}")]
+    Adapter {
+        /// The adapter folder.
+        adapter: PathBuf,
+        /// The base model folder.
+        base: PathBuf,
+        /// Why.
+        #[source]
+        source: Box<loraforge_adapter_merge::MergeError>,
+    },
 }
 
 impl ConvertError {
@@ -256,6 +274,7 @@ impl ConvertError {
             | ConvertError::HasherPanicked { .. } => false,
             ConvertError::Write { source, .. } => source.is_user_error(),
             ConvertError::Quantize(e) => e.is_user_error(),
+            ConvertError::Adapter { source, .. } => source.is_user_error(),
             _ => true,
         }
     }
@@ -272,6 +291,10 @@ impl ConvertError {
             }
             ConvertError::Write { source, .. } => source.hint(),
             ConvertError::Quantize(e) => e.hint(),
+            ConvertError::Adapter { source, .. } => source.hint(),
+            ConvertError::MissingAdapter { .. } => Some(
+                "give the folder holding adapter_config.json and adapter_model.safetensors".into(),
+            ),
             _ => None,
         }
     }

@@ -15,11 +15,47 @@
 //! * [`ExportTarget::Auto`], [`ExportTarget::Source`]: the reference's `auto`, and the model's own
 //!   dtype (lossless);
 //! * [`ExportTarget::Quantize`] (`q4_K_M`, `q4_K_S`, and what `loraforge deploy` uses for every
-//!   quantized type): a lossless conversion to a temporary file, then [`quantize_file`] —
-//!   byte-identical to `llama-quantize` run on the reference converter's lossless output.
+//!   quantized type): the lossless conversion quantized as it streams, with [`quantize_file`]'s
+//!   header, tensor order, type recipe and kernels — byte-identical to `llama-quantize` run on
+//!   the reference converter's lossless output, without writing that output.
 //!
 //! [`ExportTarget::for_outtype`] reads `--outtype`; [`ExportTarget::for_quant`] maps a
 //! deployment's [`QuantType`](loraforge_naming::QuantType).
+//!
+//! # Adapter → GGUF in one pass
+//!
+//! [`ConvertOptions::adapter`] names a PEFT LoRA adapter folder to merge into the model while it
+//! converts (`loraforge convert BASE OUT.gguf --adapter ADAPTER --outtype q4_K_M`): the merge is
+//! resolved and checked up front by `loraforge-adapter-merge`'s `MergedModel` (every refusal of
+//! `loraforge merge`: another base's shapes, unmatched tensors, DoRA without magnitudes,
+//! base-rewriting initialisations …, as [`ConvertError::Adapter`]), then each tensor the
+//! adapter changes is merged in blocks of rows as it streams — rounded to the base dtype exactly
+//! as the merge writes it — and converted and quantized like any other. No merged model is
+//! written; memory stays bounded as in a plain conversion (plus the adapter's f32 `A`/`B` of
+//! one tensor). The output is byte-identical to `loraforge merge` (auto dtype, 5 GB shards)
+//! then `loraforge convert` of the merged folder: the same side files (the adapter's tokenizer
+//! files when it has any, else the base's), the same tensor order (the merged folder's
+//! shards), the same values. One difference by construction: the default `general.name` comes
+//! from the base folder's name, where the chain takes the merged folder's;
+//! [`GeneralMetadata::name`] sets it.
+//!
+//! ```
+//! use loraforge_export::{convert, ConvertOptions, ExportTarget, FileType};
+//! use loraforge_progress::NoProgress;
+//! use std::path::Path;
+//!
+//! let case = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/peft/a_llama_qv");
+//! let out = std::env::temp_dir().join(format!("lf-export-onepass-{}.gguf", std::process::id()));
+//! let options = ConvertOptions {
+//!     target: ExportTarget::Quantize(FileType::Q4KM),
+//!     adapter: Some(case.join("adapter")),
+//!     ..ConvertOptions::default()
+//! };
+//! let report = convert(&case.join("base"), &out, &options, &NoProgress)?;
+//! assert_eq!(report.file_type, FileType::Q4KM);
+//! # std::fs::remove_file(&out).unwrap();
+//! # Ok::<(), loraforge_export::ConvertError>(())
+//! ```
 //!
 //! # Hugging Face → GGUF
 //!

@@ -25,15 +25,15 @@ use loraforge_quantize::{
 use serde::Serialize;
 
 use loraforge_gguf::{
-    GgufFile, GgufWriter, MetadataValue, ReadError, SourceError, TensorInfo, TensorSource,
-    WriteError, WriteOptions,
+    GgufFile, GgufWriter, Metadata, MetadataValue, ReadError, SourceError, TensorInfo,
+    TensorSource, WriteError, WriteOptions,
 };
 
 /// `GGML_QNT_VERSION`, written as `general.quantization_version`.
 pub const GGML_QNT_VERSION: u32 = 2;
 
 /// Keys `llama_model_quantize` drops from the input (split files are merged into one).
-const DROPPED_KEYS: [&str; 5] = [
+pub(crate) const DROPPED_KEYS: [&str; 5] = [
     "general.file_type",
     "general.quantization_version",
     "split.no",
@@ -453,6 +453,7 @@ pub fn quantize_file_multi(
                 n_per_row,
                 n_rows,
                 rows_per_chunk,
+                first_row: 0,
             };
             // Batches of chunks converted in parallel, written in order: memory stays bounded
             // by a batch of every type.
@@ -609,26 +610,14 @@ fn plan_output(
 
     for (&i, d) in order.iter().zip(&plan) {
         let ty = file.tensors()[i].info.ty;
-        if d.quantize {
-            if ty.is_quantized() && !options.allow_requantize {
-                return Err(QuantizeFileError::AlreadyQuantized {
-                    tensor: d.name.clone(),
-                    ty,
-                });
-            }
-            if !SUPPORTED_TYPES.contains(&ty) || !SUPPORTED_TYPES.contains(&d.ty) {
-                let bad = if SUPPORTED_TYPES.contains(&ty) {
-                    d.ty
-                } else {
-                    ty
-                };
-                return Err(QuantizeFileError::UnsupportedInputType {
-                    tensor: d.name.clone(),
-                    ty: bad,
-                });
-            }
+        if d.quantize && ty.is_quantized() && !options.allow_requantize {
+            return Err(QuantizeFileError::AlreadyQuantized {
+                tensor: d.name.clone(),
+                ty,
+            });
         }
     }
+    check_supported(&metas, &plan)?;
     let fallbacks: Vec<&Fallback> = plan.iter().filter_map(|d| d.fallback.as_ref()).collect();
     if options.no_fallback && !fallbacks.is_empty() {
         return Err(QuantizeFileError::Fallbacks {
@@ -642,15 +631,7 @@ fn plan_output(
         });
     }
 
-    // Metadata.
-    let mut writer = GgufWriter::new();
-    for (key, value) in file.metadata().iter() {
-        if !DROPPED_KEYS.contains(&key) {
-            writer.set(key, value.clone());
-        }
-    }
-    writer.set("general.quantization_version", GGML_QNT_VERSION);
-    writer.set("general.file_type", ftype.llama_ftype());
+    let mut writer = GgufWriter::with_metadata(quantized_metadata(file.metadata(), ftype));
     for (&i, d) in order.iter().zip(&plan) {
         let t = &file.tensors()[i].info;
         writer
@@ -667,13 +648,13 @@ fn plan_output(
 }
 
 /// The dims ggml writes: trailing dimensions of 1 dropped, at least one kept (`ggml_n_dims`).
-fn ggml_dims(dims: &[u64]) -> Vec<u64> {
+pub(crate) fn ggml_dims(dims: &[u64]) -> Vec<u64> {
     let n = dims.iter().rposition(|&d| d > 1).map_or(1, |i| i + 1);
     (0..n).map(|i| dims.get(i).copied().unwrap_or(1)).collect()
 }
 
 /// A tensor name and its index in the input, sortable by [`llama_tensor_order`].
-struct Named(String, usize);
+pub(crate) struct Named(pub(crate) String, pub(crate) usize);
 
 impl AsRef<str> for Named {
     fn as_ref(&self) -> &str {
@@ -700,15 +681,92 @@ fn same_file(input: &Path, output: &Path) -> bool {
 }
 
 fn hparams_of(file: &GgufFile, path: &Path) -> Result<ModelHparams, QuantizeFileError> {
-    let missing = |key: &str| QuantizeFileError::MissingMetadata {
+    recipe_hparams(file.metadata()).map_err(|key| QuantizeFileError::MissingMetadata {
         path: path.to_path_buf(),
-        key: key.to_owned(),
+        key,
+    })
+}
+
+/// The output's metadata: every key of the input's `metadata` in order except
+/// [`DROPPED_KEYS`], then `general.quantization_version` and `general.file_type` (what
+/// `llama_model_quantize` writes).
+pub(crate) fn quantized_metadata(metadata: &Metadata, ftype: FileType) -> Metadata {
+    let mut out = Metadata::new();
+    for (key, value) in metadata.iter() {
+        if !DROPPED_KEYS.contains(&key) {
+            out.set(key, value.clone());
+        }
+    }
+    out.set("general.quantization_version", GGML_QNT_VERSION);
+    out.set("general.file_type", ftype.llama_ftype());
+    out
+}
+
+/// Refuses a plan that quantizes from or to a type the kernels do not have.
+pub(crate) fn check_supported(
+    metas: &[(String, Vec<u64>, GgmlType)],
+    plan: &[loraforge_quantize::TensorDecision],
+) -> Result<(), QuantizeFileError> {
+    for ((_, _, ty), d) in metas.iter().zip(plan) {
+        if d.quantize && !(SUPPORTED_TYPES.contains(ty) && SUPPORTED_TYPES.contains(&d.ty)) {
+            let bad = if SUPPORTED_TYPES.contains(ty) {
+                d.ty
+            } else {
+                *ty
+            };
+            return Err(QuantizeFileError::UnsupportedInputType {
+                tensor: d.name.clone(),
+                ty: bad,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Quantizes `data` (whole rows of `n_per_row` values of type `from`, rows `first_row ..` of
+/// `tensor`) to `to` exactly as [`quantize_file`] does (widened to f32, checked finite,
+/// `quantize_rows`), on the current rayon pool; hands the output to `emit` in order.
+pub(crate) fn quantize_rows_of(
+    tensor: &str,
+    data: &[u8],
+    (from, to): (GgmlType, GgmlType),
+    n_per_row: usize,
+    first_row: usize,
+    emit: &mut dyn FnMut(Vec<u8>) -> Result<(), SourceError>,
+) -> Result<(), SourceError> {
+    use rayon::prelude::*;
+    let in_row = usize::try_from(from.row_size(n_per_row as u64).unwrap_or(0))?;
+    let n_rows = data.len().checked_div(in_row).unwrap_or(0);
+    let threads = rayon::current_num_threads().max(1);
+    let rows_per_chunk = (CHUNK_ELEMS as usize / n_per_row.max(1))
+        .min(n_rows.div_ceil(threads * 4))
+        .max(1);
+    let job = ChunkJob {
+        tensor,
+        data,
+        from,
+        to,
+        n_per_row,
+        n_rows,
+        rows_per_chunk,
+        first_row,
     };
-    let m = file.metadata();
+    let converted: Vec<Vec<u8>> = (0..job.n_chunks())
+        .into_par_iter()
+        .map(|c| F32_BUF.with(|buf| job.convert(c, &mut buf.borrow_mut())))
+        .collect::<Result<_, QuantizeFileError>>()?;
+    for bytes in converted {
+        emit(bytes)?;
+    }
+    Ok(())
+}
+
+/// The metadata keys the type recipe needs, from a GGUF's metadata (`Err`: the missing key).
+pub(crate) fn recipe_hparams(m: &Metadata) -> Result<ModelHparams, String> {
     let arch = m
         .get("general.architecture")
         .and_then(MetadataValue::as_str)
-        .ok_or_else(|| missing("general.architecture"))?
+        .ok_or_else(|| "general.architecture".to_owned())?
         .to_owned();
     // Per-layer arrays (some architectures) count by their first element, as llama.cpp's
     // `get_key_or_arr` fills every layer from them.
@@ -721,7 +779,7 @@ fn hparams_of(file: &GgufFile, path: &Path) -> Result<ModelHparams, QuantizeFile
         v.as_u64().and_then(|x| u32::try_from(x).ok())
     };
     let key = |k: &str| format!("{arch}.{k}");
-    let n_layer = int(&key("block_count")).ok_or_else(|| missing(&key("block_count")))?;
+    let n_layer = int(&key("block_count")).ok_or_else(|| key("block_count"))?;
     let n_head = int(&key("attention.head_count")).unwrap_or(0);
     let n_head_kv = int(&key("attention.head_count_kv")).unwrap_or(n_head);
     let n_expert = int(&key("expert_count")).unwrap_or(0);
@@ -744,6 +802,8 @@ struct ChunkJob<'a> {
     n_per_row: usize,
     n_rows: usize,
     rows_per_chunk: usize,
+    /// Row of the tensor where `data` starts (for error messages).
+    first_row: usize,
 }
 
 impl ChunkJob<'_> {
@@ -799,7 +859,7 @@ impl ChunkJob<'_> {
         if let Some((row, col)) = find_non_finite(buf, self.n_per_row) {
             return Err(QuantizeFileError::NonFinite {
                 tensor: self.tensor.to_owned(),
-                row: (r0 + row) as u64,
+                row: (self.first_row + r0 + row) as u64,
                 column: col as u64,
             });
         }
@@ -867,6 +927,7 @@ impl TensorSource for QuantSource<'_> {
             n_per_row,
             n_rows,
             rows_per_chunk,
+            first_row: 0,
         };
         let n_chunks = job.n_chunks();
         let in_flight = threads * 4;

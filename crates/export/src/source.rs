@@ -117,6 +117,20 @@ impl Weights {
         Ok(Weights { files, tensors })
     }
 
+    /// Puts the tensors in the order the converter reads a folder whose weight files hold
+    /// `shards` (tensor names per file, in file-name order): by file, then by name. Names in
+    /// no shard go last.
+    pub(crate) fn order_as(&mut self, shards: &[Vec<String>]) {
+        let file_of: std::collections::HashMap<&str, usize> = shards
+            .iter()
+            .enumerate()
+            .flat_map(|(i, names)| names.iter().map(move |n| (n.as_str(), i)))
+            .collect();
+        let key = |t: &SrcTensor| file_of.get(t.name.as_str()).copied().unwrap_or(usize::MAX);
+        self.tensors
+            .sort_by(|a, b| key(a).cmp(&key(b)).then_with(|| a.name.cmp(&b.name)));
+    }
+
     pub(crate) fn get(&self, name: &str) -> Option<&SrcTensor> {
         self.tensors.iter().find(|t| t.name == name)
     }

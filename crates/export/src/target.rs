@@ -36,9 +36,10 @@ pub enum ExportTarget {
     Auto,
     /// The model's own dtype (of its first matrix: bf16, f16 or f32): nothing is lost.
     Source,
-    /// A lossless ([`ExportTarget::Source`]) conversion to a temporary file, then
-    /// llama-quantize's recipe for this file type ([`crate::quantize_file`]): byte-identical to
-    /// `llama-quantize` run on the reference converter's lossless output.
+    /// A lossless ([`ExportTarget::Source`]) conversion quantized as it streams with
+    /// llama-quantize's recipe for this file type (what [`crate::quantize_file`] does to a
+    /// file): byte-identical to `llama-quantize` run on the reference converter's lossless
+    /// output, without writing it.
     Quantize(FileType),
 }
 

@@ -35,8 +35,7 @@ pub trait Reporter: Send + Sync {
     /// place, a record written). Nothing to report for a progress bar; the CLI's crash tests stop
     /// the process here (`LORAFORGE_TEST_CRASH_AT`) to check what a kill at that instant leaves.
     ///
-    /// The points: `convert-intermediate` (k-quant export: the lossless intermediate is
-    /// written), `convert-output` and `quantize-output` (the output GGUF was renamed into place),
+    /// The points: `convert-output` and `quantize-output` (the output GGUF was renamed into place),
     /// `job-queued`, `job-running` (the job record says so), `save-staged` (the merged entry is
     /// complete in staging), `save-published` (the saved entry was renamed into place, the job
     /// record not yet updated), `export-cached` (the GGUF is in the export cache, its sidecar

@@ -205,6 +205,7 @@ pub fn convert(context: &Context, args: ConvertArgs) -> anyhow::Result<()> {
         target,
         threads: args.threads,
         sha256: args.sha256,
+        adapter: args.adapter,
         ..Default::default()
     };
     let report = loraforge_export::convert(&args.model_dir, &args.out, &options, &reporter)?;
