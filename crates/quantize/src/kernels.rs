@@ -4,7 +4,9 @@ use crate::blocks::{
     BlockFormat, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0,
     BlockQ5_1, BlockQ6K, BlockQ8_0,
 };
+use crate::fast;
 use crate::fp::{bf16_to_fp32, fp16_to_fp32, fp32_to_bf16, fp32_to_fp16};
+use crate::isa::Isa;
 use crate::{GgmlType, QuantizeError};
 
 /// Types [`quantize_rows`] and [`dequantize_rows`] support.
@@ -117,6 +119,35 @@ pub fn quantize_rows(
     n_per_row: usize,
     dst: &mut [u8],
 ) -> Result<(), QuantizeError> {
+    quantize_rows_at(crate::isa::active_isa(), ty, src, n_per_row, dst)
+}
+
+/// [`quantize_rows`] at an explicit instruction-set level instead of the one dispatch picks,
+/// so that tests can check every level the CPU has against [`quantize_rows_reference`]. Same
+/// contract and bytes; [`QuantizeError::IsaUnavailable`] when the CPU lacks `isa`.
+pub fn quantize_rows_with_isa(
+    isa: Isa,
+    ty: GgmlType,
+    src: &[f32],
+    n_per_row: usize,
+    dst: &mut [u8],
+) -> Result<(), QuantizeError> {
+    if !isa.is_available() {
+        return Err(QuantizeError::IsaUnavailable {
+            requested: isa,
+            detected: Isa::detected(),
+        });
+    }
+    quantize_rows_at(isa, ty, src, n_per_row, dst)
+}
+
+fn quantize_rows_at(
+    isa: Isa,
+    ty: GgmlType,
+    src: &[f32],
+    n_per_row: usize,
+    dst: &mut [u8],
+) -> Result<(), QuantizeError> {
     check(ty, src.len(), dst.len(), n_per_row, true)?;
     match ty {
         GgmlType::F32 => {
@@ -134,16 +165,16 @@ pub fn quantize_rows(
                 o.copy_from_slice(&fp32_to_bf16(v).to_le_bytes());
             }
         }
-        GgmlType::Q8_0 => crate::fast::quantize_q8_0(src, bytemuck::cast_slice_mut(dst)),
-        GgmlType::Q5_0 => crate::fast::quantize_q5_0(src, bytemuck::cast_slice_mut(dst)),
-        GgmlType::Q5_1 => crate::fast::quantize_q5_1(src, bytemuck::cast_slice_mut(dst)),
-        GgmlType::Q4_0 => crate::fast::quantize_q4_0(src, bytemuck::cast_slice_mut(dst)),
-        GgmlType::Q4_1 => crate::fast::quantize_q4_1(src, bytemuck::cast_slice_mut(dst)),
-        GgmlType::Q2K => crate::fast::quantize_q2_k(src, bytemuck::cast_slice_mut(dst)),
-        GgmlType::Q3K => crate::fast::quantize_q3_k(src, bytemuck::cast_slice_mut(dst)),
-        GgmlType::Q4K => crate::fast::quantize_q4_k(src, bytemuck::cast_slice_mut(dst)),
-        GgmlType::Q5K => crate::fast::quantize_q5_k(src, bytemuck::cast_slice_mut(dst)),
-        GgmlType::Q6K => crate::fast::quantize_q6_k(src, bytemuck::cast_slice_mut(dst)),
+        GgmlType::Q8_0 => fast::quantize_q8_0(isa, src, bytemuck::cast_slice_mut(dst)),
+        GgmlType::Q5_0 => fast::quantize_q5_0(isa, src, bytemuck::cast_slice_mut(dst)),
+        GgmlType::Q5_1 => fast::quantize_q5_1(isa, src, bytemuck::cast_slice_mut(dst)),
+        GgmlType::Q4_0 => fast::quantize_q4_0(isa, src, bytemuck::cast_slice_mut(dst)),
+        GgmlType::Q4_1 => fast::quantize_q4_1(isa, src, bytemuck::cast_slice_mut(dst)),
+        GgmlType::Q2K => fast::quantize_q2_k(isa, src, bytemuck::cast_slice_mut(dst)),
+        GgmlType::Q3K => fast::quantize_q3_k(isa, src, bytemuck::cast_slice_mut(dst)),
+        GgmlType::Q4K => fast::quantize_q4_k(isa, src, bytemuck::cast_slice_mut(dst)),
+        GgmlType::Q5K => fast::quantize_q5_k(isa, src, bytemuck::cast_slice_mut(dst)),
+        GgmlType::Q6K => fast::quantize_q6_k(isa, src, bytemuck::cast_slice_mut(dst)),
         other => return Err(QuantizeError::Unsupported(other)),
     }
     Ok(())
