@@ -201,6 +201,25 @@ fn finish_kx(
     mins: &[f32; 8],
     l: &mut [[i32; 8]; 32],
 ) -> ([u8; 2], [u8; 2], [u8; 12]) {
+    let (d, dmin, packed, dl, dml) = kx_scales(scales, mins);
+    for i in 0..32 {
+        for j in 0..8 {
+            let q = ni((xt[i][j] + dml[j]) / dl[j]).clamp(0, nmax);
+            if dl[j] != 0.0 {
+                l[i][j] = q;
+            }
+        }
+    }
+    (d, dmin, packed)
+}
+
+/// The packed 6-bit scales and mins of a Q4_K / Q5_K super-block: (d, dmin, packed, and per
+/// sub-block the effective scale `dl` and min `dml`).
+#[inline(always)]
+fn kx_scales(
+    scales: &[f32; 8],
+    mins: &[f32; 8],
+) -> ([u8; 2], [u8; 2], [u8; 12], [f32; 8], [f32; 8]) {
     let mut max_scale = 0.0f32;
     let mut max_min = 0.0f32;
     for j in 0..8 {
@@ -221,15 +240,7 @@ fn finish_kx(
         dl[j] = hf(d) * f32::from(sc);
         dml[j] = hf(dmin) * f32::from(m);
     }
-    for i in 0..32 {
-        for j in 0..8 {
-            let q = ni((xt[i][j] + dml[j]) / dl[j]).clamp(0, nmax);
-            if dl[j] != 0.0 {
-                l[i][j] = q;
-            }
-        }
-    }
-    (d, dmin, packed)
+    (d, dmin, packed, dl, dml)
 }
 
 /// What `quantize_kx` returns, written into a Q4_K or Q5_K block.
@@ -270,6 +281,43 @@ fn write_q5_k((d, dmin, scales, l): &KxOut, y: &mut BlockQ5K) {
     }
 }
 
+/// (d, dmin, packed scales, quants in natural order: `l[j][i]` = element 32j+i).
+#[cfg(target_arch = "x86_64")]
+type KxNatural = ([u8; 2], [u8; 2], [u8; 12], [[i32; 32]; 8]);
+
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn write_q4_k_natural((d, dmin, scales, l): &KxNatural, y: &mut BlockQ4K) {
+    y.d = *d;
+    y.dmin = *dmin;
+    y.scales = *scales;
+    for c in 0..4 {
+        for i in 0..32 {
+            y.qs[32 * c + i] = (l[2 * c][i] | (l[2 * c + 1][i] << 4)) as u8;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn write_q5_k_natural((d, dmin, scales, l): &KxNatural, y: &mut BlockQ5K) {
+    y.d = *d;
+    y.dmin = *dmin;
+    y.scales = *scales;
+    // l ≤ 31: "l > 15, subtract 16" is bit 4, moved to qh.
+    let mut qh = [0i32; 32];
+    for c in 0..4 {
+        for i in 0..32 {
+            let (l1, l2) = (l[2 * c][i], l[2 * c + 1][i]);
+            qh[i] |= ((l1 >> 4) << (2 * c)) | ((l2 >> 4) << (2 * c + 1));
+            y.qs[32 * c + i] = ((l1 & 0xF) | ((l2 & 0xF) << 4)) as u8;
+        }
+    }
+    for i in 0..32 {
+        y.qh[i] = qh[i] as u8;
+    }
+}
+
 #[inline(always)]
 fn quantize_block_q4_k<const AVX2: bool>(x: &[f32; QK_K], y: &mut BlockQ4K) {
     write_q4_k(&quantize_kx::<AVX2>(x, &QKX2_Q4K), y);
@@ -287,7 +335,8 @@ const AVX512_STREAMS: usize = 2;
 
 /// `2·S` Q4_K / Q5_K super-blocks (`src.len() == 2·S·QK_K`, `dst.len() == 2·S`) through the
 /// AVX-512 search: lanes 0..8 of stream `s` are the sub-blocks of super-block `2s`, lanes
-/// 8..16 those of super-block `2s + 1`.
+/// 8..16 those of super-block `2s + 1`. After the search everything stays in natural order
+/// (each sub-block's constants broadcast), so no transposing back.
 ///
 /// # Safety
 /// The CPU must support AVX-512F.
@@ -297,35 +346,31 @@ unsafe fn kx_group_avx512<B, const S: usize>(
     src: &[f32],
     dst: &mut [B],
     p: &Qkx2,
-    write: fn(&KxOut, &mut B),
+    write: fn(&KxNatural, &mut B),
 ) {
     let mut xt = [[[0f32; 16]; 32]; S];
     for s in 0..S {
-        for j in 0..16 {
-            for i in 0..32 {
-                xt[s][i][j] = src[2 * QK_K * s + 32 * j + i];
-            }
-        }
+        // SAFETY: the CPU supports AVX-512F (this function's contract).
+        xt[s] = unsafe { crate::fast_avx512::sub_blocks_as_lanes::<32>(&src[2 * QK_K * s..]) };
     }
-    let mut l = [[[0i32; 16]; 32]; S];
-    // SAFETY: the CPU supports AVX-512F (this function's contract).
-    let found = unsafe { crate::fast_avx512::qkx2_x16::<S>(p, &xt, &mut l) };
-    for s in 0..S {
-        for half in 0..2 {
-            let lanes = 8 * half..8 * half + 8;
-            let mut x8 = [[0f32; 8]; 32];
-            let mut l8 = [[0i32; 8]; 32];
-            for i in 0..32 {
-                x8[i].copy_from_slice(&xt[s][i][lanes.clone()]);
-                l8[i].copy_from_slice(&l[s][i][lanes.clone()]);
-            }
-            let mut scales = [0f32; 8];
-            let mut mins = [0f32; 8];
-            scales.copy_from_slice(&found[s].0[lanes.clone()]);
-            mins.copy_from_slice(&found[s].1[lanes]);
-            let (d, dmin, packed) = finish_kx(&x8, p.nmax, &scales, &mins, &mut l8);
-            write(&(d, dmin, packed, l8), &mut dst[2 * s + half]);
+    // SAFETY: as above.
+    let found = unsafe { crate::fast_avx512::qkx2_x16::<S>(p, &xt) };
+    for (b, (x, y)) in blocks::<QK_K>(src).zip(dst.iter_mut()).enumerate() {
+        let f = &found[b / 2];
+        let lanes = 8 * (b % 2)..8 * (b % 2) + 8;
+        let mut scales = [0f32; 8];
+        let mut mins = [0f32; 8];
+        scales.copy_from_slice(&f.scale[lanes.clone()]);
+        mins.copy_from_slice(&f.the_min[lanes.clone()]);
+        let (d, dmin, packed, dl, dml) = kx_scales(&scales, &mins);
+        let mut l = [[0i32; 32]; 8];
+        for (j, lane) in lanes.enumerate() {
+            let found = (f.iscale[lane], f.qmin[lane], f.flat >> lane & 1 == 1);
+            let xs: &[f32; 32] = x[32 * j..32 * j + 32].try_into().expect("32 values");
+            // SAFETY: as above.
+            unsafe { crate::fast_avx512::requant_kx(xs, p.nmax, dl[j], dml[j], found, &mut l[j]) };
         }
+        write(&(d, dmin, packed, l), y);
     }
 }
 
@@ -340,7 +385,7 @@ unsafe fn quantize_kx_avx512<B>(
     src: &[f32],
     dst: &mut [B],
     p: &Qkx2,
-    write: fn(&KxOut, &mut B),
+    write: fn(&KxNatural, &mut B),
     odd: fn(&[f32; QK_K], &mut B),
 ) {
     const G: usize = 2 * AVX512_STREAMS;
@@ -525,20 +570,9 @@ fn finish_q6_k(
     lt: &mut [[i32; 16]; 16],
     y: &mut BlockQ6K,
 ) {
-    let (max_scale, max_abs_scale) = largest_by_magnitude(scales);
-    if max_abs_scale < GROUP_MAX_EPS {
-        *y = bytemuck::Zeroable::zeroed();
-        y.d = h(0.0);
+    let Some(dl) = q6_k_scales(scales, y) else {
         return;
-    }
-    let iscale = -128.0 / max_scale;
-    y.d = h(1.0 / iscale);
-    let dd = hf(y.d);
-    let mut dl = [0f32; 16];
-    for j in 0..16 {
-        y.scales[j] = ni(iscale * scales[j]).min(127) as i8;
-        dl[j] = dd * f32::from(y.scales[j]);
-    }
+    };
     for i in 0..16 {
         for j in 0..16 {
             let q = ni(xt[i][j] / dl[j]).clamp(-32, 31) + 32;
@@ -564,7 +598,15 @@ fn finish_q6_k(
 #[target_feature(enable = "avx512f")]
 unsafe fn quantize_q4_k_avx512(src: &[f32], dst: &mut [BlockQ4K]) {
     // SAFETY: AVX-512F (this function's contract), which includes AVX2 for the odd block.
-    unsafe { quantize_kx_avx512(src, dst, &QKX2_Q4K, write_q4_k, quantize_block_q4_k::<true>) }
+    unsafe {
+        quantize_kx_avx512(
+            src,
+            dst,
+            &QKX2_Q4K,
+            write_q4_k_natural,
+            quantize_block_q4_k::<true>,
+        )
+    }
 }
 
 /// Q5_K rows on AVX-512.
@@ -575,7 +617,36 @@ unsafe fn quantize_q4_k_avx512(src: &[f32], dst: &mut [BlockQ4K]) {
 #[target_feature(enable = "avx512f")]
 unsafe fn quantize_q5_k_avx512(src: &[f32], dst: &mut [BlockQ5K]) {
     // SAFETY: AVX-512F (this function's contract), which includes AVX2 for the odd block.
-    unsafe { quantize_kx_avx512(src, dst, &QKX2_Q5K, write_q5_k, quantize_block_q5_k::<true>) }
+    unsafe {
+        quantize_kx_avx512(
+            src,
+            dst,
+            &QKX2_Q5K,
+            write_q5_k_natural,
+            quantize_block_q5_k::<true>,
+        )
+    }
+}
+
+/// Q6_K's 8-bit scales and `d` into `y`; returns each sub-block's effective scale, or `None`
+/// (with `y` all zero) when every scale is below `GROUP_MAX_EPS`.
+#[inline(always)]
+fn q6_k_scales(scales: &[f32; 16], y: &mut BlockQ6K) -> Option<[f32; 16]> {
+    let (max_scale, max_abs_scale) = largest_by_magnitude(scales);
+    if max_abs_scale < GROUP_MAX_EPS {
+        *y = bytemuck::Zeroable::zeroed();
+        y.d = h(0.0);
+        return None;
+    }
+    let iscale = -128.0 / max_scale;
+    y.d = h(1.0 / iscale);
+    let dd = hf(y.d);
+    let mut dl = [0f32; 16];
+    for j in 0..16 {
+        y.scales[j] = ni(iscale * scales[j]).min(127) as i8;
+        dl[j] = dd * f32::from(y.scales[j]);
+    }
+    Some(dl)
 }
 
 /// Q6_K rows on AVX-512: groups of `AVX512_STREAMS` super-blocks (all 16 sub-blocks of one
@@ -591,14 +662,25 @@ unsafe fn quantize_q6_k_avx512(src: &[f32], dst: &mut [BlockQ6K]) {
     #[inline(always)]
     unsafe fn group<const S: usize>(src: &[f32], dst: &mut [BlockQ6K]) {
         let mut xt = [[[0f32; 16]; 16]; S];
-        for (s, x) in blocks(src).enumerate().take(S) {
-            xt[s] = transpose_sub_blocks(x);
+        for s in 0..S {
+            // SAFETY: the CPU supports AVX-512F (this function's contract).
+            xt[s] = unsafe { crate::fast_avx512::sub_blocks_as_lanes::<16>(&src[QK_K * s..]) };
         }
-        let mut lt = [[[0i32; 16]; 16]; S];
-        // SAFETY: the CPU supports AVX-512F (this function's contract).
-        let scales = unsafe { crate::fast_avx512::qx_x16::<S>(&xt, &mut lt) };
-        for (s, y) in dst.iter_mut().enumerate().take(S) {
-            finish_q6_k(&xt[s], &scales[s], &mut lt[s], y);
+        // SAFETY: as above.
+        let found = unsafe { crate::fast_avx512::qx_x16::<S>(&xt) };
+        for ((x, y), f) in blocks::<QK_K>(src).zip(dst.iter_mut()).zip(&found) {
+            let Some(dl) = q6_k_scales(&f.scale, y) else {
+                continue;
+            };
+            let mut l = [0u8; QK_K];
+            for j in 0..16 {
+                let xs: &[f32; 16] = x[16 * j..16 * j + 16].try_into().expect("16 values");
+                let out: &mut [u8; 16] = (&mut l[16 * j..16 * j + 16]).try_into().expect("16");
+                let tiny = f.tiny >> j & 1 == 1;
+                // SAFETY: as above.
+                unsafe { crate::fast_avx512::requant_q6(xs, dl[j], f.iscale[j], tiny, out) };
+            }
+            pack_q6(&l, y);
         }
     }
     const G: usize = AVX512_STREAMS;

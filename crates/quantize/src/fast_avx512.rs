@@ -29,8 +29,8 @@ const ROUND_LIMIT: f32 = 4_000_000.0;
 /// `make_qkx2_quants(32, p.nmax, x, w, L, &the_min, Laux, p.rmin, p.rdelta, p.nstep, false)`
 /// with the weights of `quantize_row_q4_K_ref` / `quantize_row_q5_K_ref`
 /// (`av_x + |x|`, `av_x = sqrt(Σx²/32)`), for `16·S` sub-blocks: `x[s][i][j]` is element `i`
-/// of sub-block `j` of stream `s`. Writes the quants into `l` (same layout) and returns
-/// (scales, the_mins) per stream. `p.use_mad` must be false (squared errors; Q4_K and Q5_K).
+/// of sub-block `j` of stream `s`. Returns per stream the scales, mins and how to recompute the
+/// search's quants ([`Qkx2Lanes`]). `p.use_mad` must be false (squared errors; Q4_K and Q5_K).
 ///
 /// # Safety
 /// The CPU must support AVX-512F.
@@ -38,8 +38,7 @@ const ROUND_LIMIT: f32 = 4_000_000.0;
 pub(crate) unsafe fn qkx2_x16<const S: usize>(
     p: &Qkx2,
     x: &[[[f32; 16]; 32]; S],
-    l: &mut [[[i32; 16]; 32]; S],
-) -> [([f32; 16], [f32; 16]); S] {
+) -> [Qkx2Lanes; S] {
     // SAFETY (whole body): AVX-512F is available per this function's contract; every load and
     // store goes through a `[f32; 16]` / `[i32; 16]` reference, i.e. 64 valid bytes.
     unsafe {
@@ -228,36 +227,155 @@ pub(crate) unsafe fn qkx2_x16<const S: usize>(
         }
 
         let sign = _mm512_set1_epi32(i32::MIN);
-        let mut out = [([0f32; 16], [0f32; 16]); S];
+        let mut out = [Qkx2Lanes::default(); S];
         for s in 0..S {
             // max == min: L = 0, scale 0, the_min = -min.
             let keep = !flat[s];
-            for i in 0..32 {
-                let t = _mm512_mul_ps(best_iscale[s], _mm512_sub_ps(ldx(s, i), best_qmin[s]));
-                let q = _mm512_maskz_mov_epi32(keep, quant_exact(t));
-                _mm512_storeu_si512(l[s][i].as_mut_ptr().cast(), q);
-            }
             let sc = _mm512_maskz_mov_ps(keep, scale[s]);
             let mn = _mm512_mask_mov_ps(min0[s], keep, min[s]);
             let the_min = _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(mn), sign));
-            _mm512_storeu_ps(out[s].0.as_mut_ptr(), sc);
-            _mm512_storeu_ps(out[s].1.as_mut_ptr(), the_min);
+            _mm512_storeu_ps(out[s].scale.as_mut_ptr(), sc);
+            _mm512_storeu_ps(out[s].the_min.as_mut_ptr(), the_min);
+            _mm512_storeu_ps(out[s].iscale.as_mut_ptr(), best_iscale[s]);
+            _mm512_storeu_ps(out[s].qmin.as_mut_ptr(), best_qmin[s]);
+            out[s].flat = flat[s];
         }
         out
     }
 }
 
-/// `make_qx_quants(16, 32, x, L, rmse_type = 1, NULL)` for the 16 sub-blocks of `S` Q6_K
-/// super-blocks (`x[s][i][j]` = element `i` of sub-block `j` of super-block `s`). Writes
-/// `q + 32` into `l` (same layout) and returns the scales.
+/// What [`qkx2_x16`] found for 16 sub-blocks (lane `j` = sub-block `j`).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Qkx2Lanes {
+    /// The scale (0 for flat sub-blocks).
+    pub scale: [f32; 16],
+    /// `-min`.
+    pub the_min: [f32; 16],
+    /// The search's quants are `clamp(nearest_int(iscale · (x − qmin)), 0, nmax)` …
+    pub iscale: [f32; 16],
+    /// … (see `iscale`) …
+    pub qmin: [f32; 16],
+    /// … except in flat sub-blocks (bit `j`), where they are 0.
+    pub flat: u16,
+}
+
+/// nearest_int (the 1.5·2^23 trick, exact for every input), clamped to `lo..=hi`.
+#[inline(always)]
+unsafe fn nearest_clamped(t: __m512, lo: __m512i, hi: __m512i) -> __m512i {
+    // SAFETY: only called from AVX-512F functions.
+    unsafe {
+        let b = _mm512_castps_si512(_mm512_add_ps(t, _mm512_set1_ps(12_582_912.0)));
+        let q = _mm512_sub_epi32(
+            _mm512_and_si512(b, _mm512_set1_epi32(0x007F_FFFF)),
+            _mm512_set1_epi32(0x0040_0000),
+        );
+        _mm512_max_epi32(lo, _mm512_min_epi32(hi, q))
+    }
+}
+
+/// The final quants of one Q4_K / Q5_K sub-block of 32 values, in natural order: with a
+/// non-zero packed scale `dl`, `clamp(nearest_int((x + dml) / dl), 0, nmax)` (the reference's
+/// second pass); otherwise the search's own quants (see [`Qkx2Lanes`]).
 ///
 /// # Safety
 /// The CPU must support AVX-512F.
 #[target_feature(enable = "avx512f")]
-pub(crate) unsafe fn qx_x16<const S: usize>(
-    x: &[[[f32; 16]; 16]; S],
-    l: &mut [[[i32; 16]; 16]; S],
-) -> [[f32; 16]; S] {
+pub(crate) unsafe fn requant_kx(
+    x: &[f32; 32],
+    nmax: i32,
+    dl: f32,
+    dml: f32,
+    found: (f32, f32, bool),
+    out: &mut [i32; 32],
+) {
+    let (iscale, qmin, flat) = found;
+    // SAFETY: AVX-512F per the contract; loads and stores cover 16 of the 32 elements each.
+    unsafe {
+        let lo = _mm512_setzero_si512();
+        let hi = _mm512_set1_epi32(nmax);
+        for h in 0..2 {
+            let v = _mm512_loadu_ps(x[16 * h..].as_ptr());
+            let q = if dl != 0.0 {
+                let t = _mm512_div_ps(_mm512_add_ps(v, _mm512_set1_ps(dml)), _mm512_set1_ps(dl));
+                nearest_clamped(t, lo, hi)
+            } else if flat {
+                lo
+            } else {
+                let t = _mm512_mul_ps(
+                    _mm512_set1_ps(iscale),
+                    _mm512_sub_ps(v, _mm512_set1_ps(qmin)),
+                );
+                nearest_clamped(t, lo, hi)
+            };
+            _mm512_storeu_si512(out[16 * h..].as_mut_ptr().cast(), q);
+        }
+    }
+}
+
+/// The final quants (`q + 32`) of one Q6_K sub-block of 16 values, in natural order: with a
+/// non-zero scale `dl`, `clamp(nearest_int(x / dl), -32, 31)`; otherwise the search's quants
+/// `clamp(nearest_int(iscale · x))`, or 0 in a sub-block below `GROUP_MAX_EPS`.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn requant_q6(
+    x: &[f32; 16],
+    dl: f32,
+    iscale: f32,
+    tiny: bool,
+    out: &mut [u8; 16],
+) {
+    // SAFETY: AVX-512F per the contract; one 64-byte load of `x`, one 16-byte store to `out`.
+    unsafe {
+        let lo = _mm512_set1_epi32(-32);
+        let hi = _mm512_set1_epi32(31);
+        let v = _mm512_loadu_ps(x.as_ptr());
+        let q = if dl != 0.0 {
+            nearest_clamped(_mm512_div_ps(v, _mm512_set1_ps(dl)), lo, hi)
+        } else if tiny {
+            lo
+        } else {
+            nearest_clamped(_mm512_mul_ps(_mm512_set1_ps(iscale), v), lo, hi)
+        };
+        let q = _mm512_add_epi32(q, _mm512_set1_epi32(32));
+        _mm_storeu_si128(out.as_mut_ptr().cast(), _mm512_cvtepi32_epi8(q));
+    }
+}
+
+/// `xt[i][j] = x[n·j + i]`: 16 sub-blocks of `N` consecutive values as lanes (one gather per
+/// element index).
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn sub_blocks_as_lanes<const N: usize>(x: &[f32]) -> [[f32; 16]; N] {
+    assert!(x.len() >= 16 * N, "16 sub-blocks of {N}");
+    let mut xt = [[0f32; 16]; N];
+    // SAFETY: AVX-512F per the contract; the largest offset read is 15·N + (N − 1) < 16·N ≤
+    // x.len() (asserted above); each store writes one `[f32; 16]`.
+    unsafe {
+        let step = N as i32;
+        let idx = _mm512_mullo_epi32(
+            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+            _mm512_set1_epi32(step),
+        );
+        for (i, row) in xt.iter_mut().enumerate() {
+            let v = _mm512_i32gather_ps::<4>(idx, x.as_ptr().add(i).cast());
+            _mm512_storeu_ps(row.as_mut_ptr(), v);
+        }
+    }
+    xt
+}
+
+/// `make_qx_quants(16, 32, x, L, rmse_type = 1, NULL)` for the 16 sub-blocks of `S` Q6_K
+/// super-blocks (`x[s][i][j]` = element `i` of sub-block `j` of super-block `s`). Returns the
+/// scales and how to recompute the search's quants ([`QxLanes`]).
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn qx_x16<const S: usize>(x: &[[[f32; 16]; 16]; S]) -> [QxLanes; S] {
     const NMAX: i32 = 32;
     const NMAXF: f32 = 32.0;
     // SAFETY (whole body): AVX-512F per the contract; every load and store goes through a
@@ -378,18 +496,27 @@ pub(crate) unsafe fn qx_x16<const S: usize>(
                 }
             }
         }
-        let off = _mm512_set1_epi32(NMAX);
-        let mut out = [[0f32; 16]; S];
+        let mut out = [QxLanes::default(); S];
         for s in 0..S {
             // amax < GROUP_MAX_EPS: L = 0, scale = 0.
-            let keep = !tiny[s];
-            for i in 0..16 {
-                let q = quant_exact(_mm512_mul_ps(best_iscale[s], ldx(s, i)));
-                let q = _mm512_maskz_mov_epi32(keep, _mm512_add_epi32(q, off));
-                _mm512_storeu_si512(l[s][i].as_mut_ptr().cast(), q);
-            }
-            _mm512_storeu_ps(out[s].as_mut_ptr(), _mm512_maskz_mov_ps(keep, scale[s]));
+            _mm512_storeu_ps(
+                out[s].scale.as_mut_ptr(),
+                _mm512_maskz_mov_ps(!tiny[s], scale[s]),
+            );
+            _mm512_storeu_ps(out[s].iscale.as_mut_ptr(), best_iscale[s]);
+            out[s].tiny = tiny[s];
         }
         out
     }
+}
+
+/// What [`qx_x16`] found for the 16 sub-blocks of a Q6_K super-block (lane `j` = sub-block `j`).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct QxLanes {
+    /// The scale (0 below `GROUP_MAX_EPS`).
+    pub scale: [f32; 16],
+    /// The search's quants are `clamp(nearest_int(iscale · x), -32, 31) + 32` …
+    pub iscale: [f32; 16],
+    /// … except in sub-blocks below `GROUP_MAX_EPS` (bit `j`), where they are 0.
+    pub tiny: u16,
 }
