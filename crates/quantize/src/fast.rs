@@ -590,6 +590,75 @@ fn finish_q6_k(
     pack_q6(&l, y);
 }
 
+/// Q4_K / Q5_K rows on AVX2: pairs of super-blocks through the two-stream search, then a
+/// last odd super-block through the one-block kernel.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn quantize_kx_avx2<B>(
+    src: &[f32],
+    dst: &mut [B],
+    p: &Qkx2,
+    write: fn(&KxOut, &mut B),
+    odd: fn(&[f32; QK_K], &mut B),
+) {
+    let pairs = dst.len() / 2 * 2;
+    let (src_p, src_last) = src.split_at(pairs * QK_K);
+    let (dst_p, dst_last) = dst.split_at_mut(pairs);
+    for (x, y) in src_p.chunks_exact(2 * QK_K).zip(dst_p.chunks_exact_mut(2)) {
+        let mut xt = [[[0f32; 8]; 32]; 2];
+        for s in 0..2 {
+            for j in 0..8 {
+                for i in 0..32 {
+                    xt[s][i][j] = x[QK_K * s + 32 * j + i];
+                }
+            }
+        }
+        // SAFETY: AVX2 (this function's contract).
+        let found = unsafe { crate::fast_avx2::qkx2_x8s::<2>(p, &xt) };
+        for s in 0..2 {
+            let f = &found[s];
+            // The search's quants, recomputed from the best candidate.
+            let mut l = [[0i32; 8]; 32];
+            for i in 0..32 {
+                for j in 0..8 {
+                    let q = ni(f.iscale[j] * (xt[s][i][j] - f.qmin[j])).clamp(0, p.nmax);
+                    l[i][j] = if f.flat >> j & 1 == 1 { 0 } else { q };
+                }
+            }
+            let (d, dmin, packed) = finish_kx(&xt[s], p.nmax, &f.scale, &f.the_min, &mut l);
+            write(&(d, dmin, packed, l), &mut y[s]);
+        }
+    }
+    for (x, y) in blocks(src_last).zip(dst_last) {
+        odd(x, y);
+    }
+}
+
+/// Q4_K rows on AVX2.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn quantize_q4_k_avx2_rows(src: &[f32], dst: &mut [BlockQ4K]) {
+    // SAFETY: AVX2 (this function's contract).
+    unsafe { quantize_kx_avx2(src, dst, &QKX2_Q4K, write_q4_k, quantize_block_q4_k::<true>) }
+}
+
+/// Q5_K rows on AVX2.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn quantize_q5_k_avx2_rows(src: &[f32], dst: &mut [BlockQ5K]) {
+    // SAFETY: AVX2 (this function's contract).
+    unsafe { quantize_kx_avx2(src, dst, &QKX2_Q5K, write_q5_k, quantize_block_q5_k::<true>) }
+}
+
 /// Q4_K rows on AVX-512.
 ///
 /// # Safety
@@ -1027,15 +1096,22 @@ fn blocks<const N: usize>(x: &[f32]) -> impl Iterator<Item = &[f32; N]> {
 /// and AVX-512 only widen the lanes; they bring no FMA (Rust never contracts `a * b + c`), so
 /// every level produces identical bytes.
 macro_rules! dispatch {
-    ($name:ident, $avx2:ident, $block:ty, $kernel:ident $(, avx512 = $avx512:expr)?) => {
+    (@avx2_rows $src:ident, $dst:ident, $kernel:ident) => {
+        for (x, y) in blocks($src).zip($dst) {
+            $kernel::<true>(x, y);
+        }
+    };
+    (@avx2_rows $src:ident, $dst:ident, $kernel:ident, $rows:expr) => {
+        // SAFETY: AVX2, as for the enclosing function.
+        unsafe { $rows($src, $dst) }
+    };
+    ($name:ident, $avx2:ident, $block:ty, $kernel:ident $(, avx2 = $rows2:expr)? $(, avx512 = $avx512:expr)?) => {
         /// # Safety
         /// The CPU must support AVX2.
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = "avx2")]
         unsafe fn $avx2(src: &[f32], dst: &mut [$block]) {
-            for (x, y) in blocks(src).zip(dst) {
-                $kernel::<true>(x, y);
-            }
+            dispatch!(@avx2_rows src, dst, $kernel $(, $rows2)?);
         }
 
         /// The row loop at `isa`, or at what the CPU has if that is less.
@@ -1110,6 +1186,7 @@ dispatch!(
     quantize_q4_k_avx2,
     BlockQ4K,
     quantize_block_q4_k,
+    avx2 = quantize_q4_k_avx2_rows,
     avx512 = quantize_q4_k_avx512
 );
 dispatch!(
@@ -1117,6 +1194,7 @@ dispatch!(
     quantize_q5_k_avx2,
     BlockQ5K,
     quantize_block_q5_k,
+    avx2 = quantize_q5_k_avx2_rows,
     avx512 = quantize_q5_k_avx512
 );
 dispatch!(

@@ -358,3 +358,228 @@ pub(crate) unsafe fn q3_x8(x: &[[f32; 16]; 16], h: usize, l: &mut [[i32; 16]; 16
         s
     }
 }
+
+/// What [`qkx2_x8s`] found for 8 sub-blocks (lane `j` = sub-block `j`).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Qkx2Lanes8 {
+    /// The scale (0 for flat sub-blocks).
+    pub scale: [f32; 8],
+    /// `-min`.
+    pub the_min: [f32; 8],
+    /// The search's quants are `clamp(nearest_int(iscale · (x − qmin)), 0, nmax)` …
+    pub iscale: [f32; 8],
+    /// … (see `iscale`) …
+    pub qmin: [f32; 8],
+    /// … except in flat sub-blocks (bit `j`), where they are 0.
+    pub flat: u8,
+}
+
+/// [`qkx2_x8`] for `S` super-blocks at once (`x[s][i][j]` = element `i` of sub-block `j` of
+/// super-block `s`), with the weights of Q4_K / Q5_K computed here, interleaved so that the
+/// super-blocks' dependent chains overlap. Same two changes of *how* as
+/// `fast_avx512::qkx2_x16` (rounding in the float domain where |t| < 2^22 and every input is
+/// finite, the best candidate's quants recomputed once at the end instead of copied on every
+/// improvement); see there.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn qkx2_x8s<const S: usize>(
+    p: &crate::reference::Qkx2,
+    x: &[[[f32; 8]; 32]; S],
+) -> [Qkx2Lanes8; S] {
+    const ROUND_LIMIT: f32 = 4_000_000.0;
+    // SAFETY (whole body): AVX2 per the contract; every load and store goes through a
+    // `[f32; 8]` reference, i.e. 32 valid bytes.
+    unsafe {
+        let zero = _mm256_setzero_ps();
+        let all = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+        let sign = _mm256_set1_ps(-0.0);
+        let nmaxf = p.nmax as f32;
+        let vnmax = _mm256_set1_ps(nmaxf);
+        let magic = _mm256_set1_ps(12_582_912.0);
+        let mant = _mm256_set1_epi32(0x007F_FFFF);
+        let bias = _mm256_set1_epi32(0x0040_0000);
+        let inmax = _mm256_set1_epi32(p.nmax);
+        let izero = _mm256_setzero_si256();
+        let limit = _mm256_set1_ps(ROUND_LIMIT);
+        let inf = _mm256_set1_ps(f32::INFINITY);
+        let abs = |v: __m256| _mm256_andnot_ps(sign, v);
+        let quant_exact = |t: __m256| {
+            let b = _mm256_castps_si256(_mm256_add_ps(t, magic));
+            let q = _mm256_sub_epi32(_mm256_and_si256(b, mant), bias);
+            _mm256_max_epi32(izero, _mm256_min_epi32(inmax, q))
+        };
+        let quant_exact_f = |t: __m256| _mm256_cvtepi32_ps(quant_exact(t));
+        // maxps(r, 0) returns +0 for r = -0 (the second operand wins ties).
+        let quant_fast = |t: __m256| {
+            let r = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(t);
+            _mm256_min_ps(_mm256_max_ps(r, zero), vnmax)
+        };
+        let ldx = |s: usize, i: usize| _mm256_loadu_ps(x[s][i].as_ptr());
+
+        let mut w = [[[0f32; 8]; 32]; S];
+        let mut finite = true;
+        for s in 0..S {
+            let mut sum_x2 = zero;
+            for i in 0..32 {
+                let v = ldx(s, i);
+                sum_x2 = _mm256_add_ps(sum_x2, _mm256_mul_ps(v, v));
+                finite &= _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_LT_OQ>(abs(v), inf)) == 0xFF;
+            }
+            let av_x = _mm256_sqrt_ps(_mm256_div_ps(sum_x2, _mm256_set1_ps(32.0)));
+            for i in 0..32 {
+                _mm256_storeu_ps(w[s][i].as_mut_ptr(), _mm256_add_ps(av_x, abs(ldx(s, i))));
+            }
+        }
+        let ldw = |s: usize, i: usize| _mm256_loadu_ps(w[s][i].as_ptr());
+
+        let mut lo = [zero; S];
+        let mut min = [zero; S];
+        let mut max = [zero; S];
+        let mut sum_w = [zero; S];
+        let mut sum_x = [zero; S];
+        for s in 0..S {
+            let x0 = ldx(s, 0);
+            min[s] = x0;
+            max[s] = x0;
+            sum_w[s] = ldw(s, 0);
+            sum_x[s] = _mm256_mul_ps(sum_w[s], x0);
+        }
+        for i in 1..32 {
+            for s in 0..S {
+                let v = ldx(s, i);
+                let wi = ldw(s, i);
+                min[s] = _mm256_min_ps(v, min[s]);
+                max[s] = _mm256_max_ps(v, max[s]);
+                sum_w[s] = _mm256_add_ps(sum_w[s], wi);
+                sum_x[s] = _mm256_add_ps(sum_x[s], _mm256_mul_ps(wi, v));
+            }
+        }
+        let mut flat = [zero; S];
+        let mut min0 = [zero; S];
+        let mut scale = [zero; S];
+        let mut best = [zero; S];
+        let mut best_iscale = [zero; S];
+        let mut best_qmin = [zero; S];
+        for s in 0..S {
+            lo[s] = min[s];
+            min[s] = _mm256_blendv_ps(min[s], zero, _mm256_cmp_ps::<_CMP_GT_OQ>(min[s], zero));
+            flat[s] = _mm256_cmp_ps::<_CMP_EQ_OQ>(max[s], min[s]);
+            min0[s] = min[s];
+            let iscale = _mm256_div_ps(vnmax, _mm256_sub_ps(max[s], min[s]));
+            scale[s] = _mm256_div_ps(_mm256_set1_ps(1.0), iscale);
+            best_iscale[s] = iscale;
+            best_qmin[s] = min[s];
+        }
+        for i in 0..32 {
+            for s in 0..S {
+                let v = ldx(s, i);
+                let t = _mm256_mul_ps(best_iscale[s], _mm256_sub_ps(v, min[s]));
+                let qf = quant_exact_f(t);
+                let diff = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(scale[s], qf), min[s]), v);
+                best[s] =
+                    _mm256_add_ps(best[s], _mm256_mul_ps(ldw(s, i), _mm256_mul_ps(diff, diff)));
+            }
+        }
+
+        let mut laux = [[zero; 32]; S];
+        for is in 0..=p.nstep {
+            let num = _mm256_set1_ps(p.rmin + p.rdelta * is as f32 + nmaxf);
+            let mut iscale = [zero; S];
+            let mut fast = finite;
+            for s in 0..S {
+                let range = _mm256_sub_ps(max[s], min[s]);
+                iscale[s] = _mm256_div_ps(num, range);
+                let span = _mm256_max_ps(abs(_mm256_sub_ps(lo[s], min[s])), abs(range));
+                let bound = _mm256_mul_ps(abs(iscale[s]), span);
+                let ok = _mm256_or_ps(_mm256_cmp_ps::<_CMP_LT_OQ>(bound, limit), flat[s]);
+                fast &= _mm256_movemask_ps(ok) == 0xFF;
+            }
+            let mut sum_l = [zero; S];
+            let mut sum_l2 = [zero; S];
+            let mut sum_xl = [zero; S];
+            macro_rules! pass {
+                ($quant:expr) => {
+                    for i in 0..32 {
+                        for s in 0..S {
+                            let v = ldx(s, i);
+                            let qf = $quant(_mm256_mul_ps(iscale[s], _mm256_sub_ps(v, min[s])));
+                            laux[s][i] = qf;
+                            let wq = _mm256_mul_ps(ldw(s, i), qf);
+                            sum_l[s] = _mm256_add_ps(sum_l[s], wq);
+                            sum_l2[s] = _mm256_add_ps(sum_l2[s], _mm256_mul_ps(wq, qf));
+                            sum_xl[s] = _mm256_add_ps(sum_xl[s], _mm256_mul_ps(wq, v));
+                        }
+                    }
+                };
+            }
+            if fast {
+                pass!(quant_fast);
+            } else {
+                pass!(quant_exact_f);
+            }
+            let mut ok = [zero; S];
+            let mut ts = [zero; S];
+            let mut tm = [zero; S];
+            for s in 0..S {
+                let d = _mm256_sub_ps(
+                    _mm256_mul_ps(sum_w[s], sum_l2[s]),
+                    _mm256_mul_ps(sum_l[s], sum_l[s]),
+                );
+                ok[s] = _mm256_cmp_ps::<_CMP_GT_OQ>(d, zero);
+                ts[s] = _mm256_div_ps(
+                    _mm256_sub_ps(
+                        _mm256_mul_ps(sum_w[s], sum_xl[s]),
+                        _mm256_mul_ps(sum_x[s], sum_l[s]),
+                    ),
+                    d,
+                );
+                tm[s] = _mm256_div_ps(
+                    _mm256_sub_ps(
+                        _mm256_mul_ps(sum_l2[s], sum_x[s]),
+                        _mm256_mul_ps(sum_l[s], sum_xl[s]),
+                    ),
+                    d,
+                );
+                let pos = _mm256_cmp_ps::<_CMP_GT_OQ>(tm[s], zero);
+                if _mm256_movemask_ps(pos) != 0 {
+                    tm[s] = _mm256_blendv_ps(tm[s], zero, pos);
+                    ts[s] = _mm256_blendv_ps(ts[s], _mm256_div_ps(sum_xl[s], sum_l2[s]), pos);
+                }
+            }
+            let mut cur = [zero; S];
+            for i in 0..32 {
+                for s in 0..S {
+                    let qf = laux[s][i];
+                    let diff =
+                        _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(ts[s], qf), tm[s]), ldx(s, i));
+                    cur[s] =
+                        _mm256_add_ps(cur[s], _mm256_mul_ps(ldw(s, i), _mm256_mul_ps(diff, diff)));
+                }
+            }
+            for s in 0..S {
+                let take = _mm256_and_ps(ok[s], _mm256_cmp_ps::<_CMP_LT_OQ>(cur[s], best[s]));
+                best[s] = _mm256_blendv_ps(best[s], cur[s], take);
+                scale[s] = _mm256_blendv_ps(scale[s], ts[s], take);
+                best_iscale[s] = _mm256_blendv_ps(best_iscale[s], iscale[s], take);
+                best_qmin[s] = _mm256_blendv_ps(best_qmin[s], min[s], take);
+                min[s] = _mm256_blendv_ps(min[s], tm[s], take);
+            }
+        }
+
+        let mut out = [Qkx2Lanes8::default(); S];
+        for s in 0..S {
+            // max == min: L = 0, scale 0, the_min = -min.
+            let keep = _mm256_xor_ps(flat[s], all);
+            let sc = _mm256_and_ps(keep, scale[s]);
+            let mn = _mm256_blendv_ps(min[s], min0[s], flat[s]);
+            _mm256_storeu_ps(out[s].scale.as_mut_ptr(), sc);
+            _mm256_storeu_ps(out[s].the_min.as_mut_ptr(), _mm256_xor_ps(mn, sign));
+            _mm256_storeu_ps(out[s].iscale.as_mut_ptr(), best_iscale[s]);
+            _mm256_storeu_ps(out[s].qmin.as_mut_ptr(), best_qmin[s]);
+            out[s].flat = _mm256_movemask_ps(flat[s]) as u8;
+        }
+        out
+    }
+}
