@@ -343,29 +343,62 @@ pub(crate) unsafe fn requant_q6(
     }
 }
 
-/// `xt[i][j] = x[n·j + i]`: 16 sub-blocks of `N` consecutive values as lanes (one gather per
-/// element index).
+/// `xt[i][j] = x[N·j + i]`: 16 sub-blocks of `N` consecutive values (N a multiple of 16) as
+/// lanes, through 16×16 register transposes (gathers are slower on this path).
 ///
 /// # Safety
 /// The CPU must support AVX-512F.
 #[target_feature(enable = "avx512f")]
 pub(crate) unsafe fn sub_blocks_as_lanes<const N: usize>(x: &[f32]) -> [[f32; 16]; N] {
-    assert!(x.len() >= 16 * N, "16 sub-blocks of {N}");
+    assert!(x.len() >= 16 * N && N % 16 == 0, "16 sub-blocks of {N}");
     let mut xt = [[0f32; 16]; N];
-    // SAFETY: AVX-512F per the contract; the largest offset read is 15·N + (N − 1) < 16·N ≤
-    // x.len() (asserted above); each store writes one `[f32; 16]`.
+    // SAFETY: AVX-512F per the contract; every load reads 16 values at N·j + 16h + 15 <
+    // 16·N ≤ x.len() (asserted above); each store writes one `[f32; 16]`.
     unsafe {
-        let step = N as i32;
-        let idx = _mm512_mullo_epi32(
-            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-            _mm512_set1_epi32(step),
-        );
-        for (i, row) in xt.iter_mut().enumerate() {
-            let v = _mm512_i32gather_ps::<4>(idx, x.as_ptr().add(i).cast());
-            _mm512_storeu_ps(row.as_mut_ptr(), v);
+        for h in 0..N / 16 {
+            let mut r = [_mm512_setzero_ps(); 16];
+            for (j, row) in r.iter_mut().enumerate() {
+                *row = _mm512_loadu_ps(x.as_ptr().add(N * j + 16 * h));
+            }
+            for (i, col) in transpose_16x16(&r).iter().enumerate() {
+                _mm512_storeu_ps(xt[16 * h + i].as_mut_ptr(), *col);
+            }
         }
     }
     xt
+}
+
+/// Transpose 16 rows of 16 floats: in 32-bit pairs, 64-bit pairs, then 128-bit blocks twice.
+#[inline(always)]
+unsafe fn transpose_16x16(r: &[__m512; 16]) -> [__m512; 16] {
+    // SAFETY: only called from AVX-512F functions.
+    unsafe {
+        let mut t = [_mm512_setzero_ps(); 16];
+        for k in 0..8 {
+            t[2 * k] = _mm512_unpacklo_ps(r[2 * k], r[2 * k + 1]);
+            t[2 * k + 1] = _mm512_unpackhi_ps(r[2 * k], r[2 * k + 1]);
+        }
+        let mut u = [_mm512_setzero_ps(); 16];
+        for k in 0..4 {
+            let b = 4 * k;
+            u[b] = _mm512_shuffle_ps::<0x44>(t[b], t[b + 2]);
+            u[b + 1] = _mm512_shuffle_ps::<0xEE>(t[b], t[b + 2]);
+            u[b + 2] = _mm512_shuffle_ps::<0x44>(t[b + 1], t[b + 3]);
+            u[b + 3] = _mm512_shuffle_ps::<0xEE>(t[b + 1], t[b + 3]);
+        }
+        for k in 0..2 {
+            let b = 8 * k;
+            for m in 0..4 {
+                t[b + m] = _mm512_shuffle_f32x4::<0x88>(u[b + m], u[b + 4 + m]);
+                t[b + 4 + m] = _mm512_shuffle_f32x4::<0xDD>(u[b + m], u[b + 4 + m]);
+            }
+        }
+        for m in 0..8 {
+            u[m] = _mm512_shuffle_f32x4::<0x88>(t[m], t[8 + m]);
+            u[8 + m] = _mm512_shuffle_f32x4::<0xDD>(t[m], t[8 + m]);
+        }
+        u
+    }
 }
 
 /// `make_qx_quants(16, 32, x, L, rmse_type = 1, NULL)` for the 16 sub-blocks of `S` Q6_K

@@ -259,9 +259,15 @@ pub fn find_non_finite(src: &[f32], n_per_row: usize) -> Option<(usize, usize)> 
     if n_per_row == 0 {
         return None;
     }
-    src.iter()
-        .position(|v| !v.is_finite())
-        .map(|i| (i / n_per_row, i % n_per_row))
+    // Chunks are checked without an early exit (so the check vectorizes: exponent bits all
+    // ones is NaN or infinity); only a chunk that has a bad value is searched.
+    const CHUNK: usize = 256;
+    let bad = |v: &f32| (v.to_bits() & 0x7FFF_FFFF) >= 0x7F80_0000;
+    let c = src
+        .chunks(CHUNK)
+        .position(|c| c.iter().fold(false, |any, v| any | bad(v)))?;
+    let i = c * CHUNK + src[c * CHUNK..].iter().position(bad)?;
+    Some((i / n_per_row, i % n_per_row))
 }
 
 /// [`find_non_finite`] as a `Result`: [`QuantizeError::NonFinite`] names the first bad value.
@@ -348,6 +354,27 @@ pub fn validate_row_data(ty: GgmlType, data: &[u8]) -> Result<(), QuantizeError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The first bad value is found wherever it sits relative to the 256-value chunks, for
+    /// NaN and both infinities, and the largest finite values are not flagged.
+    #[test]
+    fn find_non_finite_finds_the_first_bad_value() {
+        let n = 1000;
+        let mut x = vec![0.5f32; 3 * n];
+        x[7] = f32::MAX;
+        x[8] = -f32::MAX;
+        assert_eq!(find_non_finite(&x, n), None);
+        for at in [0, 255, 256, 511, 1000, 2999] {
+            for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+                let mut y = x.clone();
+                y[at] = bad;
+                if at + 300 < y.len() {
+                    y[at + 300] = f32::NAN; // a later one does not matter
+                }
+                assert_eq!(find_non_finite(&y, n), Some((at / n, at % n)), "{bad} at {at}");
+            }
+        }
+    }
 
     /// Every f16 scale of every block format is checked, wherever it sits in the block.
     #[test]
