@@ -541,18 +541,17 @@ fn quantize_block_q6_k<const AVX2: bool>(x: &[f32; QK_K], y: &mut BlockQ6K) {
     let mut lt = [[0i32; 16]; 16];
     #[cfg(target_arch = "x86_64")]
     let scales = if AVX2 {
-        // SAFETY: `AVX2 = true` is only instantiated by the AVX2 entry points, which run only
-        // after `is_x86_feature_detected!("avx2")`.
-        let (a, b) = unsafe {
-            (
-                crate::fast_avx2::qx_x8(&xt, 0, &mut lt),
-                crate::fast_avx2::qx_x8(&xt, 1, &mut lt),
-            )
-        };
-        let mut s = [0f32; 16];
-        s[..8].copy_from_slice(&a);
-        s[8..].copy_from_slice(&b);
-        s
+        // SAFETY: `AVX2 = true` is only instantiated by the AVX2 and AVX-512 entry points,
+        // which run only when `Isa::detected()` reports AVX2 or more.
+        let (scales, iscale, tiny) = unsafe { crate::fast_avx2::qx_x8s(&xt) };
+        // The search's quants, recomputed from the best candidate.
+        for i in 0..16 {
+            for j in 0..16 {
+                let q = ni(iscale[j] * xt[i][j]).clamp(-32, 31) + 32;
+                lt[i][j] = if tiny >> j & 1 == 1 { 0 } else { q };
+            }
+        }
+        scales
     } else {
         qx_x16(&xt, &mut lt)
     };

@@ -371,7 +371,11 @@ mod tests {
                 if at + 300 < y.len() {
                     y[at + 300] = f32::NAN; // a later one does not matter
                 }
-                assert_eq!(find_non_finite(&y, n), Some((at / n, at % n)), "{bad} at {at}");
+                assert_eq!(
+                    find_non_finite(&y, n),
+                    Some((at / n, at % n)),
+                    "{bad} at {at}"
+                );
             }
         }
     }
