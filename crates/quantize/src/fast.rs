@@ -213,13 +213,12 @@ fn finish_kx(
     (d, dmin, packed)
 }
 
-/// The packed 6-bit scales and mins of a Q4_K / Q5_K super-block: (d, dmin, packed, and per
-/// sub-block the effective scale `dl` and min `dml`).
+/// (d, dmin, packed scales and mins, per sub-block effective scale `dl`, effective min `dml`).
+type KxScales = ([u8; 2], [u8; 2], [u8; 12], [f32; 8], [f32; 8]);
+
+/// The packed 6-bit scales and mins of a Q4_K / Q5_K super-block.
 #[inline(always)]
-fn kx_scales(
-    scales: &[f32; 8],
-    mins: &[f32; 8],
-) -> ([u8; 2], [u8; 2], [u8; 12], [f32; 8], [f32; 8]) {
+fn kx_scales(scales: &[f32; 8], mins: &[f32; 8]) -> KxScales {
     let mut max_scale = 0.0f32;
     let mut max_min = 0.0f32;
     for j in 0..8 {

@@ -350,7 +350,10 @@ pub(crate) unsafe fn requant_q6(
 /// The CPU must support AVX-512F.
 #[target_feature(enable = "avx512f")]
 pub(crate) unsafe fn sub_blocks_as_lanes<const N: usize>(x: &[f32]) -> [[f32; 16]; N] {
-    assert!(x.len() >= 16 * N && N % 16 == 0, "16 sub-blocks of {N}");
+    assert!(
+        x.len() >= 16 * N && N.is_multiple_of(16),
+        "16 sub-blocks of {N}"
+    );
     let mut xt = [[0f32; 16]; N];
     // SAFETY: AVX-512F per the contract; every load reads 16 values at N·j + 16h + 15 <
     // 16·N ≤ x.len() (asserted above); each store writes one `[f32; 16]`.

@@ -40,10 +40,10 @@ fn check(
     if n_per_row == 0 {
         return Err(QuantizeError::EmptyRow);
     }
-    if n_per_row % ty.block_size() != 0 {
+    if !n_per_row.is_multiple_of(ty.block_size()) {
         return Err(QuantizeError::NotBlockMultiple { ty, n: n_per_row });
     }
-    if n_values % n_per_row != 0 {
+    if !n_values.is_multiple_of(n_per_row) {
         return Err(QuantizeError::RaggedRows {
             len: n_values,
             n_per_row,
@@ -295,7 +295,7 @@ pub fn validate_row_data(ty: GgmlType, data: &[u8]) -> Result<(), QuantizeError>
     if !SUPPORTED_TYPES.contains(&ty) {
         return Err(QuantizeError::Unsupported(ty));
     }
-    if data.len() % ty.type_size() != 0 {
+    if !data.len().is_multiple_of(ty.type_size()) {
         return Err(QuantizeError::LengthMismatch {
             what: "data",
             ty,
