@@ -15,7 +15,9 @@
 //! which builds llama.cpp from source; `LORAFORGE_BENCH_PYTHON` names the Python that has it,
 //! default `python3`) and compare its output bytes and time with ours. With llama.cpp, a closing
 //! table lists per type the single-thread seconds of both, the ratio and whether the bytes are
-//! identical.
+//! identical. `LORAFORGE_BENCH_MAX_ISA=portable|avx2|avx512` caps the kernels' instruction set
+//! (through `loraforge_quantize::set_isa_limit`; the bytes do not change), to report e.g. the
+//! AVX2 figures of an AVX-512 machine.
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use std::io::Write;
@@ -26,7 +28,7 @@ use loraforge_benches::measure::{cpu_seconds, status_field};
 use loraforge_export::{quantize_file, FileType, QuantizeFileOptions};
 use loraforge_gguf::{GgufWriter, SourceError, TensorInfo, WriteOptions};
 use loraforge_progress::NoProgress;
-use loraforge_quantize::{fp32_to_fp16, GgmlType};
+use loraforge_quantize::{fp32_to_fp16, set_isa_limit, GgmlType, Isa};
 
 const HIDDEN: u64 = 2048;
 const FFN: u64 = 5632;
@@ -186,6 +188,20 @@ fn llama_cpp_quantize(input: &Path, out: &Path, ty: FileType, threads: usize) ->
 
 fn main() {
     let with_llama_cpp = std::env::var("LORAFORGE_BENCH_LLAMA_CPP").is_ok_and(|v| v == "1");
+    if let Ok(max) = std::env::var("LORAFORGE_BENCH_MAX_ISA") {
+        let cap = Isa::ALL
+            .into_iter()
+            .find(|i| i.name() == max)
+            .unwrap_or_else(|| {
+                panic!("LORAFORGE_BENCH_MAX_ISA={max}: expected portable, avx2 or avx512")
+            });
+        set_isa_limit(cap);
+    }
+    println!(
+        "kernels: {} (CPU has {})",
+        loraforge_quantize::active_isa(),
+        Isa::detected()
+    );
     let layers: u32 = env_or("LORAFORGE_BENCH_LAYERS", "22").parse().unwrap();
     let types: Vec<FileType> = match env_or("LORAFORGE_BENCH_TYPES", "all").as_str() {
         "all" => FileType::ALL

@@ -5,7 +5,9 @@
 #![allow(missing_docs)]
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use loraforge_quantize::{dequantize_rows, quantize_rows, quantize_rows_reference, GgmlType};
+use loraforge_quantize::{
+    dequantize_rows, quantize_rows, quantize_rows_reference, quantize_rows_with_isa, GgmlType, Isa,
+};
 
 const N_PER_ROW: usize = 4096;
 const ROWS: usize = 16;
@@ -58,6 +60,16 @@ fn bench_kernels(c: &mut Criterion) {
             ty,
             GgmlType::Q2K | GgmlType::Q3K | GgmlType::Q4K | GgmlType::Q5K | GgmlType::Q6K
         ) {
+            // Each instruction-set level below the one dispatch picks, forced.
+            for isa in Isa::ALL
+                .into_iter()
+                .filter(|&i| i.is_available() && i < Isa::detected())
+            {
+                let id = BenchmarkId::new(format!("fast-{isa}"), ty.name());
+                group.bench_with_input(id, &ty, |b, &ty| {
+                    b.iter(|| quantize_rows_with_isa(isa, ty, black_box(&x), N_PER_ROW, &mut dst))
+                });
+            }
             group.bench_with_input(BenchmarkId::new("reference", ty.name()), &ty, |b, &ty| {
                 b.iter(|| quantize_rows_reference(ty, black_box(&x), N_PER_ROW, &mut dst))
             });

@@ -73,6 +73,14 @@ pub enum QuantizeError {
         /// `"nan"` or `"inf"`.
         what: &'static str,
     },
+    /// A kernel level was requested that this CPU does not have.
+    #[error("the {requested} kernels need a CPU with {requested}; this one has {detected}")]
+    IsaUnavailable {
+        /// The level asked for.
+        requested: crate::Isa,
+        /// The widest level this CPU has.
+        detected: crate::Isa,
+    },
     /// In a mixture-of-experts model, an `ffn_down` tensor whose name has no valid `blk.N.` layer.
     #[error("tensor {tensor}: cannot determine its layer (expected blk.N. with N < {n_layer})")]
     BadLayer {
@@ -96,6 +104,7 @@ impl QuantizeError {
                 | QuantizeError::BadLayer { .. }
                 | QuantizeError::NotBlockMultiple { .. }
                 | QuantizeError::Unsupported(_)
+                | QuantizeError::IsaUnavailable { .. }
         )
     }
 
@@ -109,6 +118,9 @@ impl QuantizeError {
             QuantizeError::NonFinite { .. } | QuantizeError::InvalidData { .. } => {
                 Some("the model has NaN or Inf weights; check the training run".into())
             }
+            QuantizeError::IsaUnavailable { detected, .. } => Some(format!(
+                "ask for {detected} or lower (`Isa::detected()`); every level writes the same bytes"
+            )),
             _ => None,
         }
     }

@@ -15,6 +15,7 @@ use crate::blocks::{
     get_scale_min_k4, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0,
     BlockQ5_1, BlockQ6K, BlockQ8_0, QK, QK_K,
 };
+use crate::isa::Isa;
 use crate::reference::{
     c_f32_to_byte, h, hf, nearest_int as ni, pack_2bit, pack_q2_k_scales, pack_q3_k,
     pack_q3_k_scales, pack_q5, pack_q6, pack_scales_mins, q3_k_scale, Qkx2, GROUP_MAX_EPS,
@@ -153,7 +154,6 @@ fn quantize_kx<const AVX2: bool>(
     x: &[f32; QK_K],
     p: &Qkx2,
 ) -> ([u8; 2], [u8; 2], [u8; 12], [[i32; 8]; 32]) {
-    let nmax = p.nmax;
     let mut xt = [[0f32; 8]; 32];
     for j in 0..8 {
         for i in 0..32 {
@@ -179,14 +179,46 @@ fn quantize_kx<const AVX2: bool>(
     let mut l = [[0i32; 8]; 32];
     #[cfg(target_arch = "x86_64")]
     let (scales, mins) = if AVX2 {
-        // SAFETY: `AVX2 = true` is only instantiated by the AVX2 entry points below, which
-        // run only after `is_x86_feature_detected!("avx2")`.
-        unsafe { crate::fast_avx2::qkx2_x8(nmax, &xt, &w, &mut l, p.rmin, p.nstep) }
+        // SAFETY: `AVX2 = true` is only instantiated by the AVX2 and AVX-512 entry points,
+        // which run only when `Isa::detected()` reports AVX2 or more.
+        unsafe { crate::fast_avx2::qkx2_x8(p.nmax, &xt, &w, &mut l, p.rmin, p.nstep) }
     } else {
         qkx2_lanes(p, &xt, &w, &mut l)
     };
     #[cfg(not(target_arch = "x86_64"))]
     let (scales, mins) = qkx2_lanes(p, &xt, &w, &mut l);
+    let (d, dmin, packed) = finish_kx(&xt, p.nmax, &scales, &mins, &mut l);
+    (d, dmin, packed, l)
+}
+
+/// Q4_K / Q5_K after the search: pack the scales and mins, then requantize every sub-block
+/// whose packed scale is not zero. Returns (d, dmin, packed scales); updates `l`.
+#[inline(always)]
+fn finish_kx(
+    xt: &[[f32; 8]; 32],
+    nmax: i32,
+    scales: &[f32; 8],
+    mins: &[f32; 8],
+    l: &mut [[i32; 8]; 32],
+) -> ([u8; 2], [u8; 2], [u8; 12]) {
+    let (d, dmin, packed, dl, dml) = kx_scales(scales, mins);
+    for i in 0..32 {
+        for j in 0..8 {
+            let q = ni((xt[i][j] + dml[j]) / dl[j]).clamp(0, nmax);
+            if dl[j] != 0.0 {
+                l[i][j] = q;
+            }
+        }
+    }
+    (d, dmin, packed)
+}
+
+/// (d, dmin, packed scales and mins, per sub-block effective scale `dl`, effective min `dml`).
+type KxScales = ([u8; 2], [u8; 2], [u8; 12], [f32; 8], [f32; 8]);
+
+/// The packed 6-bit scales and mins of a Q4_K / Q5_K super-block.
+#[inline(always)]
+fn kx_scales(scales: &[f32; 8], mins: &[f32; 8]) -> KxScales {
     let mut max_scale = 0.0f32;
     let mut max_min = 0.0f32;
     for j in 0..8 {
@@ -197,7 +229,7 @@ fn quantize_kx<const AVX2: bool>(
             max_min = mins[j];
         }
     }
-    let packed = pack_scales_mins(&scales, &mins, max_scale, max_min);
+    let packed = pack_scales_mins(scales, mins, max_scale, max_min);
     let d = h(max_scale / 63.0);
     let dmin = h(max_min / 63.0);
     let mut dl = [0f32; 8];
@@ -207,23 +239,17 @@ fn quantize_kx<const AVX2: bool>(
         dl[j] = hf(d) * f32::from(sc);
         dml[j] = hf(dmin) * f32::from(m);
     }
-    for i in 0..32 {
-        for j in 0..8 {
-            let q = ni((xt[i][j] + dml[j]) / dl[j]).clamp(0, nmax);
-            if dl[j] != 0.0 {
-                l[i][j] = q;
-            }
-        }
-    }
-    (d, dmin, packed, l)
+    (d, dmin, packed, dl, dml)
 }
 
+/// What `quantize_kx` returns, written into a Q4_K or Q5_K block.
+type KxOut = ([u8; 2], [u8; 2], [u8; 12], [[i32; 8]; 32]);
+
 #[inline(always)]
-fn quantize_block_q4_k<const AVX2: bool>(x: &[f32; QK_K], y: &mut BlockQ4K) {
-    let (d, dmin, scales, l) = quantize_kx::<AVX2>(x, &QKX2_Q4K);
-    y.d = d;
-    y.dmin = dmin;
-    y.scales = scales;
+fn write_q4_k((d, dmin, scales, l): &KxOut, y: &mut BlockQ4K) {
+    y.d = *d;
+    y.dmin = *dmin;
+    y.scales = *scales;
     for c in 0..4 {
         for i in 0..32 {
             y.qs[32 * c + i] = (l[i][2 * c] | (l[i][2 * c + 1] << 4)) as u8;
@@ -232,11 +258,10 @@ fn quantize_block_q4_k<const AVX2: bool>(x: &[f32; QK_K], y: &mut BlockQ4K) {
 }
 
 #[inline(always)]
-fn quantize_block_q5_k<const AVX2: bool>(x: &[f32; QK_K], y: &mut BlockQ5K) {
-    let (d, dmin, scales, l) = quantize_kx::<AVX2>(x, &QKX2_Q5K);
-    y.d = d;
-    y.dmin = dmin;
-    y.scales = scales;
+fn write_q5_k((d, dmin, scales, l): &KxOut, y: &mut BlockQ5K) {
+    y.d = *d;
+    y.dmin = *dmin;
+    y.scales = *scales;
     y.qh = [0; 32];
     for c in 0..4 {
         let (m1, m2) = (1u8 << (2 * c), 2u8 << (2 * c));
@@ -252,6 +277,133 @@ fn quantize_block_q5_k<const AVX2: bool>(x: &[f32; QK_K], y: &mut BlockQ5K) {
             }
             y.qs[32 * c + i] = l1 | (l2 << 4);
         }
+    }
+}
+
+/// (d, dmin, packed scales, quants in natural order: `l[j][i]` = element 32j+i).
+#[cfg(target_arch = "x86_64")]
+type KxNatural = ([u8; 2], [u8; 2], [u8; 12], [[i32; 32]; 8]);
+
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn write_q4_k_natural((d, dmin, scales, l): &KxNatural, y: &mut BlockQ4K) {
+    y.d = *d;
+    y.dmin = *dmin;
+    y.scales = *scales;
+    for c in 0..4 {
+        for i in 0..32 {
+            y.qs[32 * c + i] = (l[2 * c][i] | (l[2 * c + 1][i] << 4)) as u8;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn write_q5_k_natural((d, dmin, scales, l): &KxNatural, y: &mut BlockQ5K) {
+    y.d = *d;
+    y.dmin = *dmin;
+    y.scales = *scales;
+    // l ≤ 31: "l > 15, subtract 16" is bit 4, moved to qh.
+    let mut qh = [0i32; 32];
+    for c in 0..4 {
+        for i in 0..32 {
+            let (l1, l2) = (l[2 * c][i], l[2 * c + 1][i]);
+            qh[i] |= ((l1 >> 4) << (2 * c)) | ((l2 >> 4) << (2 * c + 1));
+            y.qs[32 * c + i] = ((l1 & 0xF) | ((l2 & 0xF) << 4)) as u8;
+        }
+    }
+    for i in 0..32 {
+        y.qh[i] = qh[i] as u8;
+    }
+}
+
+#[inline(always)]
+fn quantize_block_q4_k<const AVX2: bool>(x: &[f32; QK_K], y: &mut BlockQ4K) {
+    write_q4_k(&quantize_kx::<AVX2>(x, &QKX2_Q4K), y);
+}
+
+#[inline(always)]
+fn quantize_block_q5_k<const AVX2: bool>(x: &[f32; QK_K], y: &mut BlockQ5K) {
+    write_q5_k(&quantize_kx::<AVX2>(x, &QKX2_Q5K), y);
+}
+
+/// Independent 16-lane registers the AVX-512 searches interleave: enough to hide the latency
+/// of each lane's chain of additions, few enough to stay in the 32 registers.
+#[cfg(target_arch = "x86_64")]
+const AVX512_STREAMS: usize = 2;
+
+/// `2·S` Q4_K / Q5_K super-blocks (`src.len() == 2·S·QK_K`, `dst.len() == 2·S`) through the
+/// AVX-512 search: lanes 0..8 of stream `s` are the sub-blocks of super-block `2s`, lanes
+/// 8..16 those of super-block `2s + 1`. After the search everything stays in natural order
+/// (each sub-block's constants broadcast), so no transposing back.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn kx_group_avx512<B, const S: usize>(
+    src: &[f32],
+    dst: &mut [B],
+    p: &Qkx2,
+    write: fn(&KxNatural, &mut B),
+) {
+    let mut xt = [[[0f32; 16]; 32]; S];
+    for s in 0..S {
+        // SAFETY: the CPU supports AVX-512F (this function's contract).
+        xt[s] = unsafe { crate::fast_avx512::sub_blocks_as_lanes::<32>(&src[2 * QK_K * s..]) };
+    }
+    // SAFETY: as above.
+    let found = unsafe { crate::fast_avx512::qkx2_x16::<S>(p, &xt) };
+    for (b, (x, y)) in blocks::<QK_K>(src).zip(dst.iter_mut()).enumerate() {
+        let f = &found[b / 2];
+        let lanes = 8 * (b % 2)..8 * (b % 2) + 8;
+        let mut scales = [0f32; 8];
+        let mut mins = [0f32; 8];
+        scales.copy_from_slice(&f.scale[lanes.clone()]);
+        mins.copy_from_slice(&f.the_min[lanes.clone()]);
+        let (d, dmin, packed, dl, dml) = kx_scales(&scales, &mins);
+        let mut l = [[0i32; 32]; 8];
+        for (j, lane) in lanes.enumerate() {
+            let found = (f.iscale[lane], f.qmin[lane], f.flat >> lane & 1 == 1);
+            let xs: &[f32; 32] = x[32 * j..32 * j + 32].try_into().expect("32 values");
+            // SAFETY: as above.
+            unsafe { crate::fast_avx512::requant_kx(xs, p.nmax, dl[j], dml[j], found, &mut l[j]) };
+        }
+        write(&(d, dmin, packed, l), y);
+    }
+}
+
+/// Q4_K / Q5_K rows on AVX-512: groups of `2·AVX512_STREAMS` super-blocks, then pairs, then
+/// a last odd super-block through the AVX2 kernel.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn quantize_kx_avx512<B>(
+    src: &[f32],
+    dst: &mut [B],
+    p: &Qkx2,
+    write: fn(&KxNatural, &mut B),
+    odd: fn(&[f32; QK_K], &mut B),
+) {
+    const G: usize = 2 * AVX512_STREAMS;
+    let whole = dst.len() / G * G;
+    let (src_g, src_rest) = src.split_at(whole * QK_K);
+    let (dst_g, dst_rest) = dst.split_at_mut(whole);
+    for (x, y) in src_g.chunks_exact(G * QK_K).zip(dst_g.chunks_exact_mut(G)) {
+        // SAFETY: AVX-512F (this function's contract); `x` and `y` hold G super-blocks.
+        unsafe { kx_group_avx512::<B, AVX512_STREAMS>(x, y, p, write) };
+    }
+    let pairs = dst_rest.len() / 2 * 2;
+    let (src_p, src_last) = src_rest.split_at(pairs * QK_K);
+    let (dst_p, dst_last) = dst_rest.split_at_mut(pairs);
+    for (x, y) in src_p.chunks_exact(2 * QK_K).zip(dst_p.chunks_exact_mut(2)) {
+        // SAFETY: as above, with two super-blocks.
+        unsafe { kx_group_avx512::<B, 1>(x, y, p, write) };
+    }
+    for (x, y) in blocks(src_last).zip(dst_last) {
+        odd(x, y);
     }
 }
 
@@ -388,37 +540,37 @@ fn quantize_block_q6_k<const AVX2: bool>(x: &[f32; QK_K], y: &mut BlockQ6K) {
     let mut lt = [[0i32; 16]; 16];
     #[cfg(target_arch = "x86_64")]
     let scales = if AVX2 {
-        // SAFETY: `AVX2 = true` is only instantiated by the AVX2 entry points, which run only
-        // after `is_x86_feature_detected!("avx2")`.
-        let (a, b) = unsafe {
-            (
-                crate::fast_avx2::qx_x8(&xt, 0, &mut lt),
-                crate::fast_avx2::qx_x8(&xt, 1, &mut lt),
-            )
-        };
-        let mut s = [0f32; 16];
-        s[..8].copy_from_slice(&a);
-        s[8..].copy_from_slice(&b);
-        s
+        // SAFETY: `AVX2 = true` is only instantiated by the AVX2 and AVX-512 entry points,
+        // which run only when `Isa::detected()` reports AVX2 or more.
+        let (scales, iscale, tiny) = unsafe { crate::fast_avx2::qx_x8s(&xt) };
+        // The search's quants, recomputed from the best candidate.
+        for i in 0..16 {
+            for j in 0..16 {
+                let q = ni(iscale[j] * xt[i][j]).clamp(-32, 31) + 32;
+                lt[i][j] = if tiny >> j & 1 == 1 { 0 } else { q };
+            }
+        }
+        scales
     } else {
         qx_x16(&xt, &mut lt)
     };
     #[cfg(not(target_arch = "x86_64"))]
     let scales = qx_x16(&xt, &mut lt);
-    let (max_scale, max_abs_scale) = largest_by_magnitude(&scales);
-    if max_abs_scale < GROUP_MAX_EPS {
-        *y = bytemuck::Zeroable::zeroed();
-        y.d = h(0.0);
+    finish_q6_k(&xt, &scales, &mut lt, y);
+}
+
+/// Q6_K after the search: the 8-bit scales, then requantize every sub-block whose scale is
+/// not zero, and pack.
+#[inline(always)]
+fn finish_q6_k(
+    xt: &[[f32; 16]; 16],
+    scales: &[f32; 16],
+    lt: &mut [[i32; 16]; 16],
+    y: &mut BlockQ6K,
+) {
+    let Some(dl) = q6_k_scales(scales, y) else {
         return;
-    }
-    let iscale = -128.0 / max_scale;
-    y.d = h(1.0 / iscale);
-    let dd = hf(y.d);
-    let mut dl = [0f32; 16];
-    for j in 0..16 {
-        y.scales[j] = ni(iscale * scales[j]).min(127) as i8;
-        dl[j] = dd * f32::from(y.scales[j]);
-    }
+    };
     for i in 0..16 {
         for j in 0..16 {
             let q = ni(xt[i][j] / dl[j]).clamp(-32, 31) + 32;
@@ -434,6 +586,185 @@ fn quantize_block_q6_k<const AVX2: bool>(x: &[f32; QK_K], y: &mut BlockQ6K) {
         }
     }
     pack_q6(&l, y);
+}
+
+/// Q4_K / Q5_K rows on AVX2: pairs of super-blocks through the two-stream search, then a
+/// last odd super-block through the one-block kernel.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn quantize_kx_avx2<B>(
+    src: &[f32],
+    dst: &mut [B],
+    p: &Qkx2,
+    write: fn(&KxOut, &mut B),
+    odd: fn(&[f32; QK_K], &mut B),
+) {
+    let pairs = dst.len() / 2 * 2;
+    let (src_p, src_last) = src.split_at(pairs * QK_K);
+    let (dst_p, dst_last) = dst.split_at_mut(pairs);
+    for (x, y) in src_p.chunks_exact(2 * QK_K).zip(dst_p.chunks_exact_mut(2)) {
+        let mut xt = [[[0f32; 8]; 32]; 2];
+        for s in 0..2 {
+            for j in 0..8 {
+                for i in 0..32 {
+                    xt[s][i][j] = x[QK_K * s + 32 * j + i];
+                }
+            }
+        }
+        // SAFETY: AVX2 (this function's contract).
+        let found = unsafe { crate::fast_avx2::qkx2_x8s::<2>(p, &xt) };
+        for s in 0..2 {
+            let f = &found[s];
+            // The search's quants, recomputed from the best candidate.
+            let mut l = [[0i32; 8]; 32];
+            for i in 0..32 {
+                for j in 0..8 {
+                    let q = ni(f.iscale[j] * (xt[s][i][j] - f.qmin[j])).clamp(0, p.nmax);
+                    l[i][j] = if f.flat >> j & 1 == 1 { 0 } else { q };
+                }
+            }
+            let (d, dmin, packed) = finish_kx(&xt[s], p.nmax, &f.scale, &f.the_min, &mut l);
+            write(&(d, dmin, packed, l), &mut y[s]);
+        }
+    }
+    for (x, y) in blocks(src_last).zip(dst_last) {
+        odd(x, y);
+    }
+}
+
+/// Q4_K rows on AVX2.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn quantize_q4_k_avx2_rows(src: &[f32], dst: &mut [BlockQ4K]) {
+    // SAFETY: AVX2 (this function's contract).
+    unsafe { quantize_kx_avx2(src, dst, &QKX2_Q4K, write_q4_k, quantize_block_q4_k::<true>) }
+}
+
+/// Q5_K rows on AVX2.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn quantize_q5_k_avx2_rows(src: &[f32], dst: &mut [BlockQ5K]) {
+    // SAFETY: AVX2 (this function's contract).
+    unsafe { quantize_kx_avx2(src, dst, &QKX2_Q5K, write_q5_k, quantize_block_q5_k::<true>) }
+}
+
+/// Q4_K rows on AVX-512.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn quantize_q4_k_avx512(src: &[f32], dst: &mut [BlockQ4K]) {
+    // SAFETY: AVX-512F (this function's contract), which includes AVX2 for the odd block.
+    unsafe {
+        quantize_kx_avx512(
+            src,
+            dst,
+            &QKX2_Q4K,
+            write_q4_k_natural,
+            quantize_block_q4_k::<true>,
+        )
+    }
+}
+
+/// Q5_K rows on AVX-512.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn quantize_q5_k_avx512(src: &[f32], dst: &mut [BlockQ5K]) {
+    // SAFETY: AVX-512F (this function's contract), which includes AVX2 for the odd block.
+    unsafe {
+        quantize_kx_avx512(
+            src,
+            dst,
+            &QKX2_Q5K,
+            write_q5_k_natural,
+            quantize_block_q5_k::<true>,
+        )
+    }
+}
+
+/// Q6_K's 8-bit scales and `d` into `y`; returns each sub-block's effective scale, or `None`
+/// (with `y` all zero) when every scale is below `GROUP_MAX_EPS`.
+#[inline(always)]
+fn q6_k_scales(scales: &[f32; 16], y: &mut BlockQ6K) -> Option<[f32; 16]> {
+    let (max_scale, max_abs_scale) = largest_by_magnitude(scales);
+    if max_abs_scale < GROUP_MAX_EPS {
+        *y = bytemuck::Zeroable::zeroed();
+        y.d = h(0.0);
+        return None;
+    }
+    let iscale = -128.0 / max_scale;
+    y.d = h(1.0 / iscale);
+    let dd = hf(y.d);
+    let mut dl = [0f32; 16];
+    for j in 0..16 {
+        y.scales[j] = ni(iscale * scales[j]).min(127) as i8;
+        dl[j] = dd * f32::from(y.scales[j]);
+    }
+    Some(dl)
+}
+
+/// Q6_K rows on AVX-512: groups of `AVX512_STREAMS` super-blocks (all 16 sub-blocks of one
+/// super-block in a register), then single super-blocks.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn quantize_q6_k_avx512(src: &[f32], dst: &mut [BlockQ6K]) {
+    /// # Safety
+    /// The CPU must support AVX-512F; `src` holds `S` super-blocks, `dst` `S` blocks.
+    #[inline(always)]
+    unsafe fn group<const S: usize>(src: &[f32], dst: &mut [BlockQ6K]) {
+        let mut xt = [[[0f32; 16]; 16]; S];
+        for s in 0..S {
+            // SAFETY: the CPU supports AVX-512F (this function's contract).
+            xt[s] = unsafe { crate::fast_avx512::sub_blocks_as_lanes::<16>(&src[QK_K * s..]) };
+        }
+        // SAFETY: as above.
+        let found = unsafe { crate::fast_avx512::qx_x16::<S>(&xt) };
+        for ((x, y), f) in blocks::<QK_K>(src).zip(dst.iter_mut()).zip(&found) {
+            let Some(dl) = q6_k_scales(&f.scale, y) else {
+                continue;
+            };
+            let mut l = [0u8; QK_K];
+            for j in 0..16 {
+                let xs: &[f32; 16] = x[16 * j..16 * j + 16].try_into().expect("16 values");
+                let out: &mut [u8; 16] = (&mut l[16 * j..16 * j + 16]).try_into().expect("16");
+                let tiny = f.tiny >> j & 1 == 1;
+                // SAFETY: as above.
+                unsafe { crate::fast_avx512::requant_q6(xs, dl[j], f.iscale[j], tiny, out) };
+            }
+            pack_q6(&l, y);
+        }
+    }
+    const G: usize = AVX512_STREAMS;
+    let whole = dst.len() / G * G;
+    let (src_g, src_rest) = src.split_at(whole * QK_K);
+    let (dst_g, dst_rest) = dst.split_at_mut(whole);
+    for (x, y) in src_g.chunks_exact(G * QK_K).zip(dst_g.chunks_exact_mut(G)) {
+        // SAFETY: AVX-512F (this function's contract); `x` and `y` hold G super-blocks.
+        unsafe { group::<G>(x, y) };
+    }
+    for (x, y) in src_rest
+        .chunks_exact(QK_K)
+        .zip(dst_rest.chunks_exact_mut(1))
+    {
+        // SAFETY: as above, with one super-block.
+        unsafe { group::<1>(x, y) };
+    }
 }
 
 /// Q2_K: the 16 sub-blocks of 16 as lanes of `make_qkx2_quants(16, 3, …, use_mad = true)`.
@@ -758,27 +1089,46 @@ fn blocks<const N: usize>(x: &[f32]) -> impl Iterator<Item = &[f32; N]> {
     x.chunks_exact(N).filter_map(|c| c.try_into().ok())
 }
 
-/// Defines the row loop for one block kernel twice: portable (SSE2 on x86-64) and compiled
-/// with AVX2 enabled, chosen at run time. AVX2 only widens the lanes; it brings no FMA
-/// (Rust never contracts `a * b + c`), so both produce identical bytes.
+/// Defines the row loop of one block kernel at each [`Isa`] level: portable (SSE2 on x86-64),
+/// compiled with AVX2 enabled, and, for the k-quants that have one, the AVX-512 search. AVX2
+/// and AVX-512 only widen the lanes; they bring no FMA (Rust never contracts `a * b + c`), so
+/// every level produces identical bytes.
 macro_rules! dispatch {
-    ($name:ident, $avx2:ident, $block:ty, $kernel:ident) => {
+    (@avx2_rows $src:ident, $dst:ident, $kernel:ident) => {
+        for (x, y) in blocks($src).zip($dst) {
+            $kernel::<true>(x, y);
+        }
+    };
+    (@avx2_rows $src:ident, $dst:ident, $kernel:ident, $rows:expr) => {
+        // SAFETY: AVX2, as for the enclosing function.
+        unsafe { $rows($src, $dst) }
+    };
+    ($name:ident, $avx2:ident, $block:ty, $kernel:ident $(, avx2 = $rows2:expr)? $(, avx512 = $avx512:expr)?) => {
         /// # Safety
         /// The CPU must support AVX2.
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = "avx2")]
         unsafe fn $avx2(src: &[f32], dst: &mut [$block]) {
-            for (x, y) in blocks(src).zip(dst) {
-                $kernel::<true>(x, y);
-            }
+            dispatch!(@avx2_rows src, dst, $kernel $(, $rows2)?);
         }
 
-        pub(crate) fn $name(src: &[f32], dst: &mut [$block]) {
+        /// The row loop at `isa`, or at what the CPU has if that is less.
+        pub(crate) fn $name(isa: Isa, src: &[f32], dst: &mut [$block]) {
+            let isa = isa.min(Isa::detected());
             #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: the CPU supports AVX2 (checked just above).
-                unsafe { $avx2(src, dst) };
-                return;
+            {
+                $(
+                if isa == Isa::Avx512 {
+                    // SAFETY: the CPU supports AVX-512F (`Isa::detected`).
+                    unsafe { $avx512(src, dst) };
+                    return;
+                }
+                )?
+                if isa >= Isa::Avx2 {
+                    // SAFETY: the CPU supports AVX2 (`Isa::detected`).
+                    unsafe { $avx2(src, dst) };
+                    return;
+                }
             }
             for (x, y) in blocks(src).zip(dst) {
                 $kernel::<false>(x, y);
@@ -833,87 +1183,33 @@ dispatch!(
     quantize_q4_k,
     quantize_q4_k_avx2,
     BlockQ4K,
-    quantize_block_q4_k
+    quantize_block_q4_k,
+    avx2 = quantize_q4_k_avx2_rows,
+    avx512 = quantize_q4_k_avx512
 );
 dispatch!(
     quantize_q5_k,
     quantize_q5_k_avx2,
     BlockQ5K,
-    quantize_block_q5_k
+    quantize_block_q5_k,
+    avx2 = quantize_q5_k_avx2_rows,
+    avx512 = quantize_q5_k_avx512
 );
 dispatch!(
     quantize_q6_k,
     quantize_q6_k_avx2,
     BlockQ6K,
-    quantize_block_q6_k
+    quantize_block_q6_k,
+    avx512 = quantize_q6_k_avx512
 );
-
-/// The portable (non-AVX2) lane kernels, so tests can compare them with the reference on
-/// machines where the AVX2 path is the one `quantize_rows` takes.
-#[cfg(test)]
-fn quantize_portable(ty: crate::GgmlType, src: &[f32], dst: &mut [u8]) {
-    match ty {
-        crate::GgmlType::Q8_0 => {
-            for (x, y) in blocks(src).zip(bytemuck::cast_slice_mut::<u8, BlockQ8_0>(dst)) {
-                quantize_block_q8_0::<false>(x, y);
-            }
-        }
-        crate::GgmlType::Q5_0 => {
-            for (x, y) in blocks(src).zip(bytemuck::cast_slice_mut::<u8, BlockQ5_0>(dst)) {
-                quantize_block_q5_0::<false>(x, y);
-            }
-        }
-        crate::GgmlType::Q5_1 => {
-            for (x, y) in blocks(src).zip(bytemuck::cast_slice_mut::<u8, BlockQ5_1>(dst)) {
-                quantize_block_q5_1::<false>(x, y);
-            }
-        }
-        crate::GgmlType::Q4_0 => {
-            for (x, y) in blocks(src).zip(bytemuck::cast_slice_mut::<u8, BlockQ4_0>(dst)) {
-                quantize_block_q4_0::<false>(x, y);
-            }
-        }
-        crate::GgmlType::Q4_1 => {
-            for (x, y) in blocks(src).zip(bytemuck::cast_slice_mut::<u8, BlockQ4_1>(dst)) {
-                quantize_block_q4_1::<false>(x, y);
-            }
-        }
-        crate::GgmlType::Q2K => {
-            for (x, y) in blocks(src).zip(bytemuck::cast_slice_mut::<u8, BlockQ2K>(dst)) {
-                quantize_block_q2_k::<false>(x, y);
-            }
-        }
-        crate::GgmlType::Q3K => {
-            for (x, y) in blocks(src).zip(bytemuck::cast_slice_mut::<u8, BlockQ3K>(dst)) {
-                quantize_block_q3_k::<false>(x, y);
-            }
-        }
-        crate::GgmlType::Q4K => {
-            for (x, y) in blocks(src).zip(bytemuck::cast_slice_mut::<u8, BlockQ4K>(dst)) {
-                quantize_block_q4_k::<false>(x, y);
-            }
-        }
-        crate::GgmlType::Q5K => {
-            for (x, y) in blocks(src).zip(bytemuck::cast_slice_mut::<u8, BlockQ5K>(dst)) {
-                quantize_block_q5_k::<false>(x, y);
-            }
-        }
-        crate::GgmlType::Q6K => {
-            for (x, y) in blocks(src).zip(bytemuck::cast_slice_mut::<u8, BlockQ6K>(dst)) {
-                quantize_block_q6_k::<false>(x, y);
-            }
-        }
-        other => panic!("no lane kernel for {other}"),
-    }
-}
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::GgmlType;
 
-    /// The portable lane kernels (the AVX2 ones are covered by `tests/fast_vs_reference.rs`
-    /// through `quantize_rows`) equal the scalar reference.
+    /// The portable lane kernels equal the scalar reference (every level is covered by
+    /// `tests/fast_vs_reference.rs`).
     #[test]
     fn portable_lanes_equal_reference() {
         let mut s = 7u64;
@@ -945,7 +1241,8 @@ mod tests {
             ] {
                 let n = ty.row_size(x.len() as u64).expect("whole blocks") as usize;
                 let (mut a, mut b) = (vec![0u8; n], vec![0u8; n]);
-                quantize_portable(ty, &x, &mut a);
+                crate::quantize_rows_with_isa(Isa::Portable, ty, &x, x.len(), &mut a)
+                    .expect("portable");
                 crate::quantize_rows_reference(ty, &x, x.len(), &mut b).expect("reference");
                 assert!(a == b, "{ty} scale {scale}");
             }

@@ -105,7 +105,7 @@ impl GgmlType {
     /// blocks or the size overflows.
     pub fn row_size(self, n_per_row: u64) -> Option<u64> {
         let block = self.block_size() as u64;
-        if n_per_row % block != 0 {
+        if !n_per_row.is_multiple_of(block) {
             return None;
         }
         (n_per_row / block).checked_mul(self.type_size() as u64)

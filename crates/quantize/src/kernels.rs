@@ -4,7 +4,9 @@ use crate::blocks::{
     BlockFormat, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0,
     BlockQ5_1, BlockQ6K, BlockQ8_0,
 };
+use crate::fast;
 use crate::fp::{bf16_to_fp32, fp16_to_fp32, fp32_to_bf16, fp32_to_fp16};
+use crate::isa::Isa;
 use crate::{GgmlType, QuantizeError};
 
 /// Types [`quantize_rows`] and [`dequantize_rows`] support.
@@ -38,10 +40,10 @@ fn check(
     if n_per_row == 0 {
         return Err(QuantizeError::EmptyRow);
     }
-    if n_per_row % ty.block_size() != 0 {
+    if !n_per_row.is_multiple_of(ty.block_size()) {
         return Err(QuantizeError::NotBlockMultiple { ty, n: n_per_row });
     }
-    if n_values % n_per_row != 0 {
+    if !n_values.is_multiple_of(n_per_row) {
         return Err(QuantizeError::RaggedRows {
             len: n_values,
             n_per_row,
@@ -117,6 +119,35 @@ pub fn quantize_rows(
     n_per_row: usize,
     dst: &mut [u8],
 ) -> Result<(), QuantizeError> {
+    quantize_rows_at(crate::isa::active_isa(), ty, src, n_per_row, dst)
+}
+
+/// [`quantize_rows`] at an explicit instruction-set level instead of the one dispatch picks,
+/// so that tests can check every level the CPU has against [`quantize_rows_reference`]. Same
+/// contract and bytes; [`QuantizeError::IsaUnavailable`] when the CPU lacks `isa`.
+pub fn quantize_rows_with_isa(
+    isa: Isa,
+    ty: GgmlType,
+    src: &[f32],
+    n_per_row: usize,
+    dst: &mut [u8],
+) -> Result<(), QuantizeError> {
+    if !isa.is_available() {
+        return Err(QuantizeError::IsaUnavailable {
+            requested: isa,
+            detected: Isa::detected(),
+        });
+    }
+    quantize_rows_at(isa, ty, src, n_per_row, dst)
+}
+
+fn quantize_rows_at(
+    isa: Isa,
+    ty: GgmlType,
+    src: &[f32],
+    n_per_row: usize,
+    dst: &mut [u8],
+) -> Result<(), QuantizeError> {
     check(ty, src.len(), dst.len(), n_per_row, true)?;
     match ty {
         GgmlType::F32 => {
@@ -134,16 +165,16 @@ pub fn quantize_rows(
                 o.copy_from_slice(&fp32_to_bf16(v).to_le_bytes());
             }
         }
-        GgmlType::Q8_0 => crate::fast::quantize_q8_0(src, bytemuck::cast_slice_mut(dst)),
-        GgmlType::Q5_0 => crate::fast::quantize_q5_0(src, bytemuck::cast_slice_mut(dst)),
-        GgmlType::Q5_1 => crate::fast::quantize_q5_1(src, bytemuck::cast_slice_mut(dst)),
-        GgmlType::Q4_0 => crate::fast::quantize_q4_0(src, bytemuck::cast_slice_mut(dst)),
-        GgmlType::Q4_1 => crate::fast::quantize_q4_1(src, bytemuck::cast_slice_mut(dst)),
-        GgmlType::Q2K => crate::fast::quantize_q2_k(src, bytemuck::cast_slice_mut(dst)),
-        GgmlType::Q3K => crate::fast::quantize_q3_k(src, bytemuck::cast_slice_mut(dst)),
-        GgmlType::Q4K => crate::fast::quantize_q4_k(src, bytemuck::cast_slice_mut(dst)),
-        GgmlType::Q5K => crate::fast::quantize_q5_k(src, bytemuck::cast_slice_mut(dst)),
-        GgmlType::Q6K => crate::fast::quantize_q6_k(src, bytemuck::cast_slice_mut(dst)),
+        GgmlType::Q8_0 => fast::quantize_q8_0(isa, src, bytemuck::cast_slice_mut(dst)),
+        GgmlType::Q5_0 => fast::quantize_q5_0(isa, src, bytemuck::cast_slice_mut(dst)),
+        GgmlType::Q5_1 => fast::quantize_q5_1(isa, src, bytemuck::cast_slice_mut(dst)),
+        GgmlType::Q4_0 => fast::quantize_q4_0(isa, src, bytemuck::cast_slice_mut(dst)),
+        GgmlType::Q4_1 => fast::quantize_q4_1(isa, src, bytemuck::cast_slice_mut(dst)),
+        GgmlType::Q2K => fast::quantize_q2_k(isa, src, bytemuck::cast_slice_mut(dst)),
+        GgmlType::Q3K => fast::quantize_q3_k(isa, src, bytemuck::cast_slice_mut(dst)),
+        GgmlType::Q4K => fast::quantize_q4_k(isa, src, bytemuck::cast_slice_mut(dst)),
+        GgmlType::Q5K => fast::quantize_q5_k(isa, src, bytemuck::cast_slice_mut(dst)),
+        GgmlType::Q6K => fast::quantize_q6_k(isa, src, bytemuck::cast_slice_mut(dst)),
         other => return Err(QuantizeError::Unsupported(other)),
     }
     Ok(())
@@ -228,9 +259,15 @@ pub fn find_non_finite(src: &[f32], n_per_row: usize) -> Option<(usize, usize)> 
     if n_per_row == 0 {
         return None;
     }
-    src.iter()
-        .position(|v| !v.is_finite())
-        .map(|i| (i / n_per_row, i % n_per_row))
+    // Chunks are checked without an early exit (so the check vectorizes: exponent bits all
+    // ones is NaN or infinity); only a chunk that has a bad value is searched.
+    const CHUNK: usize = 256;
+    let bad = |v: &f32| (v.to_bits() & 0x7FFF_FFFF) >= 0x7F80_0000;
+    let c = src
+        .chunks(CHUNK)
+        .position(|c| c.iter().fold(false, |any, v| any | bad(v)))?;
+    let i = c * CHUNK + src[c * CHUNK..].iter().position(bad)?;
+    Some((i / n_per_row, i % n_per_row))
 }
 
 /// [`find_non_finite`] as a `Result`: [`QuantizeError::NonFinite`] names the first bad value.
@@ -258,7 +295,7 @@ pub fn validate_row_data(ty: GgmlType, data: &[u8]) -> Result<(), QuantizeError>
     if !SUPPORTED_TYPES.contains(&ty) {
         return Err(QuantizeError::Unsupported(ty));
     }
-    if data.len() % ty.type_size() != 0 {
+    if !data.len().is_multiple_of(ty.type_size()) {
         return Err(QuantizeError::LengthMismatch {
             what: "data",
             ty,
@@ -317,6 +354,31 @@ pub fn validate_row_data(ty: GgmlType, data: &[u8]) -> Result<(), QuantizeError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The first bad value is found wherever it sits relative to the 256-value chunks, for
+    /// NaN and both infinities, and the largest finite values are not flagged.
+    #[test]
+    fn find_non_finite_finds_the_first_bad_value() {
+        let n = 1000;
+        let mut x = vec![0.5f32; 3 * n];
+        x[7] = f32::MAX;
+        x[8] = -f32::MAX;
+        assert_eq!(find_non_finite(&x, n), None);
+        for at in [0, 255, 256, 511, 1000, 2999] {
+            for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+                let mut y = x.clone();
+                y[at] = bad;
+                if at + 300 < y.len() {
+                    y[at + 300] = f32::NAN; // a later one does not matter
+                }
+                assert_eq!(
+                    find_non_finite(&y, n),
+                    Some((at / n, at % n)),
+                    "{bad} at {at}"
+                );
+            }
+        }
+    }
 
     /// Every f16 scale of every block format is checked, wherever it sits in the block.
     #[test]

@@ -11,8 +11,9 @@
 //! files produced by ggml itself.
 //!
 //! * [`quantize_rows`] / [`dequantize_rows`]: F32, F16, BF16, Q8_0, Q5_0, Q5_1, Q4_0, Q4_1,
-//!   Q2_K, Q3_K, Q4_K, Q5_K, Q6_K. The k-quants run a lane-parallel kernel (sub-blocks as SIMD lanes, AVX2 when the CPU
-//!   has it) that performs the reference's float operations in the reference's order;
+//!   Q2_K, Q3_K, Q4_K, Q5_K, Q6_K. The k-quants run a lane-parallel kernel (sub-blocks as SIMD lanes, AVX2 or
+//!   AVX-512 when the CPU has it, see [`Isa`]) that performs the reference's float operations
+//!   in the reference's order;
 //!   [`quantize_rows_reference`] is the plain scalar port, kept as the oracle.
 //! * [`find_non_finite`] and [`validate_row_data`]: the checks llama.cpp applies to input
 //!   tensors and to quantized output.
@@ -40,8 +41,11 @@ mod error;
 mod fast;
 #[cfg(target_arch = "x86_64")]
 mod fast_avx2;
+#[cfg(target_arch = "x86_64")]
+mod fast_avx512;
 mod fp;
 mod ggml_type;
+mod isa;
 mod kernels;
 pub mod recipe;
 mod reference;
@@ -53,9 +57,10 @@ pub use blocks::{
 pub use error::QuantizeError;
 pub use fp::{bf16_to_fp32, fp16_to_fp32, fp32_to_bf16, fp32_to_fp16};
 pub use ggml_type::GgmlType;
+pub use isa::{active_isa, set_isa_limit, Isa};
 pub use kernels::{
     dequantize_rows, ensure_finite, find_non_finite, quantize_rows, quantize_rows_reference,
-    validate_row_data, SUPPORTED_TYPES,
+    quantize_rows_with_isa, validate_row_data, SUPPORTED_TYPES,
 };
 pub use recipe::{
     default_type, llama_tensor_order, plan_tensor_types, Fallback, FileType, ModelHparams,

@@ -324,7 +324,7 @@ fn mixture_type(
 
     if cat == Category::Output || (!c.has_output && cat == Category::TokenEmbd) {
         // Output (and the tied embedding that doubles as output).
-        if falcon || nx % new_type.block_size() as u64 != 0 {
+        if falcon || !nx.is_multiple_of(new_type.block_size() as u64) {
             new_type = T::Q8_0;
         } else if new_type != T::Q8_0 {
             new_type = T::Q6K;

@@ -1,8 +1,12 @@
-//! The lane-parallel k-quant kernels must write exactly the bytes of the scalar reference port
-//! (itself checked against ggml's golden output) on any row.
+//! The lane-parallel kernels must write exactly the bytes of the scalar reference port (itself
+//! checked against ggml's golden output) on any row, at every instruction-set level the CPU
+//! has — each level forced explicitly with `quantize_rows_with_isa`, not just the one dispatch
+//! picks.
 #![allow(clippy::unwrap_used)]
 
-use loraforge_quantize::{quantize_rows, quantize_rows_reference, GgmlType};
+use loraforge_quantize::{
+    quantize_rows, quantize_rows_reference, quantize_rows_with_isa, GgmlType, Isa,
+};
 use proptest::prelude::*;
 
 const K_TYPES: [GgmlType; 10] = [
@@ -18,15 +22,132 @@ const K_TYPES: [GgmlType; 10] = [
     GgmlType::Q6K,
 ];
 
+fn same_bytes_at(isa: Isa, x: &[f32], n_per_row: usize) -> Result<(), TestCaseError> {
+    for ty in K_TYPES {
+        let n = ty.row_size(x.len() as u64).unwrap() as usize;
+        let (mut a, mut b) = (vec![0u8; n], vec![0u8; n]);
+        quantize_rows_with_isa(isa, ty, x, n_per_row, &mut a).unwrap();
+        quantize_rows_reference(ty, x, n_per_row, &mut b).unwrap();
+        prop_assert!(a == b, "{} at {}", ty, isa);
+    }
+    Ok(())
+}
+
+/// Every level this CPU has, and what dispatch picks.
 fn same_bytes(x: &[f32]) -> Result<(), TestCaseError> {
+    for isa in Isa::ALL.into_iter().filter(|i| i.is_available()) {
+        same_bytes_at(isa, x, x.len())?;
+    }
     for ty in K_TYPES {
         let n = ty.row_size(x.len() as u64).unwrap() as usize;
         let (mut a, mut b) = (vec![0u8; n], vec![0u8; n]);
         quantize_rows(ty, x, x.len(), &mut a).unwrap();
         quantize_rows_reference(ty, x, x.len(), &mut b).unwrap();
-        prop_assert_eq!(a, b, "{}", ty);
+        prop_assert!(a == b, "{}", ty);
     }
     Ok(())
+}
+
+/// Rows of every kind the searches must get right, named for the failure message: weight-like
+/// noise, constant, all-zero, tiny and subnormal, huge, one outlier, negative-only, mixed
+/// sub-blocks; 1, 2, 3, 5 and 7 super-blocks per row so the AVX-512 groups of four, pairs and
+/// the odd last super-block are all exercised.
+fn varied_rows() -> Vec<(String, Vec<f32>)> {
+    let mut s = 0x2545_F491_4F6C_DD1Du64;
+    let mut u = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        ((s >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    };
+    let mut gauss = move || ((-2.0 * u().ln()).sqrt() * (std::f64::consts::TAU * u()).cos()) as f32;
+    let mut rows = Vec::new();
+    for blocks in [1usize, 2, 3, 5, 7] {
+        let n = 256 * blocks;
+        let noise: Vec<f32> = (0..n).map(|_| gauss() * 0.02).collect();
+        let kinds: Vec<(&str, Vec<f32>)> = vec![
+            ("weight-like", noise.clone()),
+            ("constant", vec![0.375; n]),
+            ("constant negative", vec![-1.25; n]),
+            ("all-zero", vec![0.0; n]),
+            ("tiny", noise.iter().map(|v| v * 1e-30).collect()),
+            ("subnormal", noise.iter().map(|v| v * 1e-36).collect()),
+            ("huge", noise.iter().map(|v| v * 1e34).collect()),
+            ("large", noise.iter().map(|v| v * 1e6).collect()),
+            ("one outlier", {
+                let mut r = noise.clone();
+                r[n / 3] = 50.0;
+                r
+            }),
+            (
+                "negative-only",
+                noise.iter().map(|v| -v.abs() - 1e-3).collect(),
+            ),
+            (
+                "positive-only",
+                noise.iter().map(|v| v.abs() + 1e-3).collect(),
+            ),
+            ("mixed sub-blocks", {
+                let mut r = noise.clone();
+                for (i, v) in r.iter_mut().enumerate() {
+                    match i / 16 % 6 {
+                        0 => *v = 0.0,
+                        1 => *v = 0.5,
+                        2 => *v *= 1e-20,
+                        3 => *v = -v.abs(),
+                        _ => {}
+                    }
+                }
+                r
+            }),
+        ];
+        for (name, row) in kinds {
+            rows.push((format!("{name}, {blocks} super-blocks"), row));
+        }
+    }
+    rows
+}
+
+/// One level against the reference on every row of `varied_rows`, also as 2 rows per buffer.
+fn level_equals_reference(isa: Isa) {
+    if !isa.is_available() {
+        eprintln!(
+            "{isa}: this CPU lacks it ({} detected); nothing to check",
+            Isa::detected()
+        );
+        return;
+    }
+    for (name, row) in varied_rows() {
+        same_bytes_at(isa, &row, row.len()).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    let mut two = varied_rows()[0].1.clone();
+    two.extend_from_within(..);
+    same_bytes_at(isa, &two, two.len() / 2).unwrap();
+}
+
+#[test]
+fn portable_equals_reference() {
+    level_equals_reference(Isa::Portable);
+}
+
+#[test]
+fn avx2_equals_reference() {
+    level_equals_reference(Isa::Avx2);
+}
+
+#[test]
+fn avx512_equals_reference() {
+    level_equals_reference(Isa::Avx512);
+}
+
+#[test]
+fn unavailable_level_is_an_error() {
+    let x = vec![0.5f32; 256];
+    let mut out = vec![0u8; GgmlType::Q4K.row_size(256).unwrap() as usize];
+    for isa in Isa::ALL {
+        let got = quantize_rows_with_isa(isa, GgmlType::Q4K, &x, 256, &mut out);
+        assert_eq!(got.is_ok(), isa.is_available(), "{isa}");
+    }
 }
 
 /// Values that stress the search: mixed magnitudes, exact zeros, repeated values, tiny and
