@@ -60,8 +60,8 @@ mod kernel;
 mod merge;
 mod plan;
 mod rows;
-mod tensors;
 mod stream;
+mod tensors;
 mod update;
 
 use std::path::PathBuf;
@@ -70,8 +70,8 @@ use std::time::Duration;
 pub use config::{AdapterConfig, ModuleSelector, ADAPTER_CONFIG_FILE, DEFAULT_LORA_TARGETS};
 pub use loraforge_hf_model::{Dtype, HfModelError};
 pub use merge::merge;
-pub use tensors::MergedTensors;
 pub use stream::{MergedModel, MergedTensor};
+pub use tensors::MergedTensors;
 
 /// File name of the adapter weights.
 pub const ADAPTER_WEIGHTS_FILE: &str = "adapter_model.safetensors";
