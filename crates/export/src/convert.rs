@@ -647,7 +647,10 @@ fn convert_inner(
         // A producer thread reads, merges, converts and quantizes tensors ahead (bounded queue
         // of chunks) while this thread writes and hashes: I/O, conversion and sha256 overlap.
         let (chunk_tx, chunk_rx) = std::sync::mpsc::sync_channel::<Result<Vec<u8>, SourceError>>(3);
-        let (buf_tx, buf_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        // Written buffers go back to the producer for reuse, but only a few: a quantized
+        // tensor is emitted in more (smaller) chunks than it is read in, and an unbounded
+        // return queue would grow with the whole output (GBs at 7B).
+        let (buf_tx, buf_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
         let plan = &plan;
         let weights = &weights;
         let output = &output;
@@ -754,7 +757,7 @@ fn convert_inner(
                 total += chunk.len() as u64;
                 in_tensor += chunk.len() as u64;
                 close_tensors(&mut h, &mut ti, &mut in_tensor, &mut total);
-                let _ = buf_tx.send(chunk);
+                let _ = buf_tx.try_send(chunk);
             }
             if total != layout.file_size || ti != sizes.len() {
                 return Err(total);

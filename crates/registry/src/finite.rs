@@ -36,6 +36,34 @@ fn bf16_is_finite(bits: u16) -> bool {
     bits & 0x7f80 != 0x7f80
 }
 
+/// Bytes of a tensor checked between two releases of its mapped pages.
+const CHECK_PIECE: usize = 8 << 20;
+
+/// Whether `data` (whole values or blocks of `ty`) holds only finite values or block scales.
+fn piece_is_finite(ty: GgmlType, data: &[u8]) -> bool {
+    let u16s = || {
+        data.chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+    };
+    match ty {
+        GgmlType::F32 => data
+            .chunks_exact(4)
+            .all(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]).is_finite()),
+        GgmlType::F16 => u16s().all(f16_is_finite),
+        GgmlType::BF16 => u16s().all(bf16_is_finite),
+        ty => match block_scales(ty) {
+            Some((size, offsets)) => data.chunks_exact(size).all(|block| {
+                offsets.iter().all(|&o| {
+                    block
+                        .get(o..o + 2)
+                        .is_some_and(|b| f16_is_finite(u16::from_le_bytes([b[0], b[1]])))
+                })
+            }),
+            None => true,
+        },
+    }
+}
+
 /// Fails with [`RegistryError::BadInput`] naming the first tensor that holds a NaN or an
 /// infinity (F32, F16 and BF16 values; the scales of Q8_0, Q4_K, Q5_K and Q6_K blocks).
 pub(crate) fn check_finite(path: &Path) -> Result<()> {
@@ -46,27 +74,24 @@ pub(crate) fn check_finite(path: &Path) -> Result<()> {
     file.advise_sequential();
     for (i, tensor) in file.tensors().iter().enumerate() {
         let data = file.tensor_data(i);
-        let u16s = || {
-            data.chunks_exact(2)
-                .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        let ty = tensor.info.ty;
+        // Scanned a few MiB at a time, each piece's pages dropped after it is read: the mapped
+        // file would otherwise stay resident and count in this process's RSS (GBs at 7B).
+        let unit = match ty {
+            GgmlType::F32 => 4,
+            GgmlType::F16 | GgmlType::BF16 => 2,
+            ty => block_scales(ty).map_or(data.len().max(1), |(size, _)| size),
         };
-        let finite = match tensor.info.ty {
-            GgmlType::F32 => data
-                .chunks_exact(4)
-                .all(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]).is_finite()),
-            GgmlType::F16 => u16s().all(f16_is_finite),
-            GgmlType::BF16 => u16s().all(bf16_is_finite),
-            ty => match block_scales(ty) {
-                Some((size, offsets)) => data.chunks_exact(size).all(|block| {
-                    offsets.iter().all(|&o| {
-                        block
-                            .get(o..o + 2)
-                            .is_some_and(|b| f16_is_finite(u16::from_le_bytes([b[0], b[1]])))
-                    })
-                }),
-                None => true,
-            },
-        };
+        let piece_len = (CHECK_PIECE / unit).max(1) * unit;
+        let mut finite = true;
+        for (p, piece) in data.chunks(piece_len).enumerate() {
+            finite = piece_is_finite(ty, piece);
+            let start = (p * piece_len) as u64;
+            file.release_tensor_range(i, start..start + piece.len() as u64);
+            if !finite {
+                break;
+            }
+        }
         if !finite {
             return Err(RegistryError::BadInput {
                 path: path.to_owned(),
@@ -152,6 +177,32 @@ mod tests {
         let mut block = vec![0u8; 34];
         block[..2].copy_from_slice(&0x7e00u16.to_le_bytes());
         assert!(check_finite(&gguf_with(dir.path(), GgmlType::Q8_0, 32, block)).is_err());
+    }
+
+    #[test]
+    fn values_past_the_first_piece_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        // Q6_K blocks (210 bytes) do not divide the piece length: the piece must still end on
+        // a block boundary, or the scale of the block at the cut would be read from the
+        // wrong bytes. Every scale here is finite but the one in the last block.
+        let blocks = CHECK_PIECE / 210 * 2 + 3;
+        let mut data = vec![0u8; blocks * 210];
+        for block in data.chunks_exact_mut(210) {
+            block[208..].copy_from_slice(&0x3c00u16.to_le_bytes());
+            block[..208].fill(0x7c);
+        }
+        let ok = gguf_with(
+            dir.path(),
+            GgmlType::Q6K,
+            (blocks * 256) as u64,
+            data.clone(),
+        );
+        check_finite(&ok).unwrap();
+        let last = data.len() - 2;
+        data[last..].copy_from_slice(&0x7c00u16.to_le_bytes());
+        let bad = gguf_with(dir.path(), GgmlType::Q6K, (blocks * 256) as u64, data);
+        let err = check_finite(&bad).unwrap_err();
+        assert!(err.to_string().contains("blk.0.attn_q.weight"), "{err}");
     }
 
     #[test]
