@@ -636,11 +636,20 @@ fn convert_inner(
     }
     let writer = &output.writer;
     let layout = writer.layout().map_err(write_err)?;
-    let files: Vec<File> = weights
+    let maps: Vec<memmap2::Mmap> = weights
         .files
         .iter()
-        .map(|f| File::open(f).map_err(io_err(f)))
-        .collect::<Result<_, _>>()?;
+        .map(|f| {
+            let file = File::open(f).map_err(io_err(f))?;
+            // SAFETY: mapped read-only; the headers were checked against the file's size. A
+            // file truncated by another process while it is read would fault (SIGBUS), as it
+            // would for every reader that maps model files (transformers, llama.cpp).
+            let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io_err(f))?;
+            #[cfg(unix)]
+            let _ = map.advise(memmap2::Advice::Sequential);
+            Ok(map)
+        })
+        .collect::<Result<_, ConvertError>>()?;
     reporter.begin("convert", Some(layout.file_size));
     let n_extra = extra.len();
     let written = std::thread::scope(|scope| {
@@ -658,15 +667,14 @@ fn convert_inner(
         scope.spawn(move || {
             let err_tx = chunk_tx.clone();
             let work = move || -> Result<(), SourceError> {
-                let mut files = files;
                 let mut scratch = Vec::new();
                 for (&item, &to) in output.order.iter().zip(&output.quantize_to) {
                     let Some(p) = item.checked_sub(n_extra).and_then(|i| plan.get(i)) else {
                         continue; // generated tensors are written by the writer itself
                     };
                     let t = &weights.tensors[p.src];
-                    let file = files
-                        .get_mut(t.file)
+                    let map = maps
+                        .get(t.file)
                         .ok_or_else(|| format!("no shard {}", t.file))?;
                     let merged = match merge {
                         Some(m) => m
@@ -684,7 +692,7 @@ fn convert_inner(
                     };
                     data::produce_tensor(
                         &mut data::TensorReader {
-                            file,
+                            map,
                             merge: merged.as_ref(),
                             scratch: &mut scratch,
                         },
