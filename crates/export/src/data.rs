@@ -78,30 +78,13 @@ impl TensorReader<'_, '_> {
         Ok(())
     }
 
-    /// Drops the mapped pages that lie wholly inside elements `first .. first + count` of `t`
-    /// (they stay in the page cache): a mapping read through would otherwise keep the whole
-    /// model resident in this process.
+    /// Drops the mapped pages of elements `first .. first + count` of `t` from this process:
+    /// a mapping read through would otherwise keep the whole model resident.
     fn release(&self, t: &SrcTensor, first: usize, count: usize) {
-        const PAGE: usize = 4096;
         let size = t.dtype.size();
-        let Ok(offset) = usize::try_from(t.offset) else {
-            return;
-        };
-        let start = (offset + first * size).div_ceil(PAGE) * PAGE;
-        let end = ((offset + (first + count) * size) / PAGE * PAGE).min(self.map.len());
-        if end > start {
-            #[cfg(unix)]
-            {
-                // SAFETY: a read-only private file mapping that is never written: dropping its
-                // pages loses nothing, later reads fault them back in from the file.
-                let _ = unsafe {
-                    self.map.unchecked_advise_range(
-                        memmap2::UncheckedAdvice::DontNeed,
-                        start,
-                        end - start,
-                    )
-                };
-            }
+        if let Ok(offset) = usize::try_from(t.offset) {
+            let start = offset + first * size;
+            loraforge_hf_model::release_mapped(self.map, start..start + count * size);
         }
     }
 }

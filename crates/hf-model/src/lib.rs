@@ -41,7 +41,8 @@ use std::path::PathBuf;
 pub use dtype::{bf16_to_f32, decode_f32, encode_f32, f16_to_f32, f32_to_bf16, f32_to_f16, Dtype};
 pub use header::{read_safetensors_header, SafetensorsHeader, TensorInfo, MAX_HEADER_LEN};
 pub use model::{
-    HfModel, SafetensorsFile, ShardIndex, TensorView, CONFIG_FILE, INDEX_FILE, SINGLE_FILE,
+    release_mapped, HfModel, SafetensorsFile, ShardIndex, TensorView, CONFIG_FILE, INDEX_FILE,
+    SINGLE_FILE,
 };
 pub use tokens::stop_tokens;
 pub use writer::{

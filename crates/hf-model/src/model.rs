@@ -242,7 +242,6 @@ impl HfModel {
         let shard = &self.shards[si];
         let Some(map) = &shard.map else { return };
         let info = &shard.header.tensors[ti];
-        let page = 4096u64;
         let tensor_start = shard.header.data_start + info.data_offsets.0;
         let tensor_end = shard.header.data_start + info.data_offsets.1;
         let start = tensor_start
@@ -251,22 +250,9 @@ impl HfModel {
         let end = tensor_start
             .saturating_add(range.end as u64)
             .min(tensor_end);
-        // Only whole pages inside this tensor, so neighbours are not affected in any way.
-        let first = start.div_ceil(page) * page;
-        let last = end / page * page;
-        if last > first {
-            #[cfg(unix)]
-            {
-                // SAFETY: the mapping is a read-only private file mapping that was never written,
-                // so dropping its pages loses nothing: later reads fault them back in from the file.
-                let _ = unsafe {
-                    map.unchecked_advise_range(
-                        memmap2::UncheckedAdvice::DontNeed,
-                        first as usize,
-                        (last - first) as usize,
-                    )
-                };
-            }
+        // Whole pages inside this tensor only, so neighbours are not affected in any way.
+        if let (Ok(start), Ok(end)) = (usize::try_from(start), usize::try_from(end)) {
+            release_mapped(map, start..end);
         }
     }
 
@@ -516,4 +502,24 @@ fn read_index(
         return Err(invalid("weight_map is empty".into()));
     }
     Ok((files, weight_map))
+}
+
+/// Drops from this process the pages of `map` that lie wholly inside the byte range `range`
+/// (they stay in the page cache; later reads fault them back in). For read-only file mappings
+/// read through once, so that streaming a model larger than memory keeps the resident size
+/// bounded; pages shared with bytes outside `range` are kept.
+pub fn release_mapped(map: &Mmap, range: std::ops::Range<usize>) {
+    const PAGE: usize = 4096;
+    let first = range.start.div_ceil(PAGE) * PAGE;
+    let last = (range.end.min(map.len()) / PAGE) * PAGE;
+    if last > first {
+        #[cfg(unix)]
+        {
+            // SAFETY: `Mmap` is a read-only private file mapping that is never written, so
+            // dropping its pages loses nothing: later reads fault them back in from the file.
+            let _ = unsafe {
+                map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, first, last - first)
+            };
+        }
+    }
 }

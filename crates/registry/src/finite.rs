@@ -83,15 +83,12 @@ pub(crate) fn check_finite(path: &Path) -> Result<()> {
             ty => block_scales(ty).map_or(data.len().max(1), |(size, _)| size),
         };
         let piece_len = (CHECK_PIECE / unit).max(1) * unit;
-        let mut finite = true;
-        for (p, piece) in data.chunks(piece_len).enumerate() {
-            finite = piece_is_finite(ty, piece);
+        let finite = data.chunks(piece_len).enumerate().all(|(p, piece)| {
             let start = (p * piece_len) as u64;
+            let finite = piece_is_finite(ty, piece);
             file.release_tensor_range(i, start..start + piece.len() as u64);
-            if !finite {
-                break;
-            }
-        }
+            finite
+        });
         if !finite {
             return Err(RegistryError::BadInput {
                 path: path.to_owned(),
