@@ -262,21 +262,19 @@ fn write_q5_k((d, dmin, scales, l): &KxOut, y: &mut BlockQ5K) {
     y.d = *d;
     y.dmin = *dmin;
     y.scales = *scales;
-    y.qh = [0; 32];
+    // l ≤ 31: the reference's "l > 15: subtract 16, set the qh bit" is bit 4 moved to qh.
+    // Branch-free, because that test is a coin flip per value and mispredicts cost more than
+    // the search.
+    let mut qh = [0i32; 32];
     for c in 0..4 {
-        let (m1, m2) = (1u8 << (2 * c), 2u8 << (2 * c));
         for i in 0..32 {
-            let (mut l1, mut l2) = (l[i][2 * c] as u8, l[i][2 * c + 1] as u8);
-            if l1 > 15 {
-                l1 -= 16;
-                y.qh[i] |= m1;
-            }
-            if l2 > 15 {
-                l2 -= 16;
-                y.qh[i] |= m2;
-            }
-            y.qs[32 * c + i] = l1 | (l2 << 4);
+            let (l1, l2) = (l[i][2 * c], l[i][2 * c + 1]);
+            qh[i] |= ((l1 >> 4) << (2 * c)) | ((l2 >> 4) << (2 * c + 1));
+            y.qs[32 * c + i] = ((l1 & 0xF) | ((l2 & 0xF) << 4)) as u8;
         }
+    }
+    for i in 0..32 {
+        y.qh[i] = qh[i] as u8;
     }
 }
 
