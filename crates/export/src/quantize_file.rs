@@ -311,22 +311,31 @@ fn quantize_file_inner(
         })?;
     let total: u64 = file.tensors().iter().map(|t| t.size).sum();
     reporter.begin("quantize", Some(total));
-    let mut source = QuantSource {
-        file: &file,
-        order: &order,
-        plan: &plan,
-        pool: &pool,
-        reporter,
-    };
-    let written = writer
-        .write_to_path(output, &mut source, &WriteOptions { sha256: true })
-        .map_err(|e| match e {
-            WriteError::Source { source, tensor } => match source.downcast::<QuantizeFileError>() {
-                Ok(inner) => *inner,
-                Err(source) => QuantizeFileError::Write(WriteError::Source { tensor, source }),
-            },
-            other => QuantizeFileError::Write(other),
-        })?;
+    let threads = pool.current_num_threads().max(1);
+    let jobs = chunk_jobs(&file, &order, &plan, threads);
+    let written = std::thread::scope(|scope| {
+        let pipeline = (threads > 1).then(|| Pipeline::start(scope, &jobs, &pool));
+        let mut source = QuantSource {
+            file: &file,
+            order: &order,
+            jobs: &jobs,
+            pipeline,
+            reporter,
+        };
+        writer
+            .write_to_path(output, &mut source, &WriteOptions { sha256: true })
+            .map_err(|e| match e {
+                WriteError::Source { source, tensor } => {
+                    match source.downcast::<QuantizeFileError>() {
+                        Ok(inner) => *inner,
+                        Err(source) => {
+                            QuantizeFileError::Write(WriteError::Source { tensor, source })
+                        }
+                    }
+                }
+                other => QuantizeFileError::Write(other),
+            })
+    })?;
     reporter.finish();
 
     Ok(report_of(
@@ -881,11 +890,85 @@ impl ChunkJob<'_> {
     }
 }
 
+/// The chunks of every quantized tensor, in output order, converted by the worker pool ahead
+/// of the writer across tensor boundaries: a barrier at the end of each tensor would leave
+/// workers idle for most of a chunk, dozens of times per model.
+struct Pipeline {
+    /// Converted chunks, by their position in the whole sequence.
+    done: std::sync::mpsc::Receiver<(usize, Result<Vec<u8>, QuantizeFileError>)>,
+    /// One permit per chunk the writer has taken; bounds the chunks in flight.
+    permits: std::sync::mpsc::SyncSender<()>,
+    /// Chunks that arrived before their turn.
+    pending: std::collections::BTreeMap<usize, Result<Vec<u8>, QuantizeFileError>>,
+    /// The position of the next chunk the writer needs.
+    next: usize,
+}
+
+impl Pipeline {
+    /// Starts converting `jobs` (one per output tensor; `None` for copied tensors) on `pool`
+    /// from a spawner thread of `scope`. The spawner stops when the pipeline is dropped.
+    fn start<'scope, 'env: 'scope>(
+        scope: &'scope std::thread::Scope<'scope, 'env>,
+        jobs: &'env [Option<ChunkJob<'env>>],
+        pool: &'env rayon::ThreadPool,
+    ) -> Pipeline {
+        let threads = pool.current_num_threads().max(1);
+        let in_flight = threads * 4;
+        let (done_tx, done) = std::sync::mpsc::channel();
+        let (permits, permit_rx) = std::sync::mpsc::sync_channel::<()>(in_flight);
+        for _ in 0..in_flight {
+            // Cannot fail: the channel holds `in_flight` and its receiver is alive.
+            let _ = permits.try_send(());
+        }
+        scope.spawn(move || {
+            pool.in_place_scope(|s| {
+                let chunks = jobs
+                    .iter()
+                    .flatten()
+                    .flat_map(|job| (0..job.n_chunks()).map(move |c| (job, c)));
+                for (seq, (job, c)) in chunks.enumerate() {
+                    if permit_rx.recv().is_err() {
+                        break; // the writer stopped
+                    }
+                    let done_tx = done_tx.clone();
+                    s.spawn(move |_| {
+                        let r = F32_BUF.with(|buf| job.convert(c, &mut buf.borrow_mut()));
+                        let _ = done_tx.send((seq, r));
+                    });
+                }
+            });
+        });
+        Pipeline {
+            done,
+            permits,
+            pending: std::collections::BTreeMap::new(),
+            next: 0,
+        }
+    }
+
+    /// The next chunk in sequence, waiting for it if needed.
+    fn next_chunk(&mut self) -> Result<Vec<u8>, SourceError> {
+        let r = loop {
+            if let Some(r) = self.pending.remove(&self.next) {
+                break r;
+            }
+            let (seq, r) = self.done.recv()?;
+            self.pending.insert(seq, r);
+        };
+        self.next += 1;
+        // The spawner may already be done: a closed channel is fine.
+        let _ = self.permits.try_send(());
+        r.map_err(|e| Box::new(e) as SourceError)
+    }
+}
+
 struct QuantSource<'a> {
     file: &'a GgufFile,
     order: &'a [usize],
-    plan: &'a [loraforge_quantize::TensorDecision],
-    pool: &'a rayon::ThreadPool,
+    /// Per output tensor, its chunks when it is quantized.
+    jobs: &'a [Option<ChunkJob<'a>>],
+    /// With more than one thread: the conversion running ahead of the writer.
+    pipeline: Option<Pipeline>,
     reporter: &'a dyn Reporter,
 }
 
@@ -897,11 +980,9 @@ impl TensorSource for QuantSource<'_> {
         out: &mut dyn Write,
     ) -> Result<(), SourceError> {
         let input_index = self.order[index];
-        let decision = &self.plan[index];
-        let entry = &self.file.tensors()[input_index];
         let data = self.file.tensor_data(input_index);
         self.reporter.message(&info.name);
-        if !decision.quantize {
+        let Some(job) = self.jobs.get(index).copied().flatten() else {
             for (k, piece) in data.chunks(COPY_CHUNK).enumerate() {
                 out.write_all(piece)?;
                 let start = (k * COPY_CHUNK) as u64;
@@ -910,71 +991,62 @@ impl TensorSource for QuantSource<'_> {
                 self.reporter.advance(piece.len() as u64);
             }
             return Ok(());
-        }
-        let threads = self.pool.current_num_threads().max(1);
-        let n_per_row = usize::try_from(entry.info.row_len())?;
-        let n_rows = usize::try_from(entry.info.n_rows().unwrap_or(0))?;
-        // Chunks of whole rows: at most CHUNK_ELEMS values, and small tensors still cut into
-        // a few chunks per worker so that no worker idles on them.
-        let rows_per_chunk = (CHUNK_ELEMS as usize / n_per_row.max(1))
-            .min(n_rows.div_ceil(threads * 4))
-            .max(1);
-        let job = ChunkJob {
-            tensor: &info.name,
-            data,
-            from: entry.info.ty,
-            to: decision.ty,
-            n_per_row,
-            n_rows,
-            rows_per_chunk,
-            first_row: 0,
         };
-        let n_chunks = job.n_chunks();
-        let in_flight = threads * 4;
-        let (file, pool, reporter) = (self.file, self.pool, self.reporter);
-        // Workers convert chunks (at most `in_flight` ahead of the writer) while this thread
-        // writes them in order.
-        std::thread::scope(|scope| -> Result<(), SourceError> {
-            type Converted = (usize, Result<Vec<u8>, QuantizeFileError>);
-            let (done_tx, done_rx) = std::sync::mpsc::channel::<Converted>();
-            let (permit_tx, permit_rx) = std::sync::mpsc::sync_channel::<()>(in_flight);
-            for _ in 0..in_flight {
-                permit_tx.send(())?;
-            }
-            scope.spawn(move || {
-                pool.in_place_scope(|s| {
-                    for c in 0..n_chunks {
-                        if permit_rx.recv().is_err() {
-                            break; // the writer stopped
-                        }
-                        let done_tx = done_tx.clone();
-                        s.spawn(move |_| {
-                            let r = F32_BUF.with(|buf| job.convert(c, &mut buf.borrow_mut()));
-                            let _ = done_tx.send((c, r));
-                        });
-                    }
-                });
-            });
-            let mut pending = std::collections::BTreeMap::new();
-            let mut next = 0;
-            while next < n_chunks {
-                let (c, r) = done_rx.recv()?;
-                pending.insert(c, r);
-                while let Some(r) = pending.remove(&next) {
-                    let bytes = r.map_err(|e| Box::new(e) as SourceError)?;
-                    out.write_all(&bytes)?;
-                    let (start, len) = job.input_range(next);
-                    file.release_tensor_range(input_index, start..start + len);
-                    reporter.advance(len);
-                    next += 1;
-                    // The spawner may already be done: a closed channel is fine.
-                    let _ = permit_tx.try_send(());
-                }
-            }
-            Ok(())
-        })?;
+        // One thread means one core: without a pipeline this thread converts as well as
+        // writes, so that a single-thread run is not quietly helped by a second busy thread.
+        let mut buf = Vec::new();
+        for c in 0..job.n_chunks() {
+            let bytes = match self.pipeline.as_mut() {
+                Some(p) => p.next_chunk()?,
+                None => job
+                    .convert(c, &mut buf)
+                    .map_err(|e| Box::new(e) as SourceError)?,
+            };
+            out.write_all(&bytes)?;
+            let (start, len) = job.input_range(c);
+            self.file
+                .release_tensor_range(input_index, start..start + len);
+            self.reporter.advance(len);
+        }
         Ok(())
     }
+}
+
+/// The chunks of each output tensor that `plan` quantizes (`None` for copied tensors), cut
+/// so that `threads` workers share even small tensors.
+fn chunk_jobs<'a>(
+    file: &'a GgufFile,
+    order: &[usize],
+    plan: &[loraforge_quantize::TensorDecision],
+    threads: usize,
+) -> Vec<Option<ChunkJob<'a>>> {
+    order
+        .iter()
+        .zip(plan)
+        .map(|(&input_index, decision)| {
+            if !decision.quantize {
+                return None;
+            }
+            let entry = &file.tensors()[input_index];
+            let n_per_row = usize::try_from(entry.info.row_len()).unwrap_or(0);
+            let n_rows = usize::try_from(entry.info.n_rows().unwrap_or(0)).unwrap_or(0);
+            // Chunks of whole rows: at most CHUNK_ELEMS values, and small tensors still cut
+            // into a few chunks per worker so that no worker idles on them.
+            let rows_per_chunk = (CHUNK_ELEMS as usize / n_per_row.max(1))
+                .min(n_rows.div_ceil(threads * 4))
+                .max(1);
+            Some(ChunkJob {
+                tensor: &entry.info.name,
+                data: file.tensor_data(input_index),
+                from: entry.info.ty,
+                to: decision.ty,
+                n_per_row,
+                n_rows,
+                rows_per_chunk,
+                first_row: 0,
+            })
+        })
+        .collect()
 }
 
 thread_local! {
