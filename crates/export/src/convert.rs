@@ -20,8 +20,10 @@ use sha2::{Digest, Sha256};
 use crate::arch::{self, Arch, Hparams, Transform};
 use crate::data;
 use crate::error::ConvertError;
+use crate::pipeline::Ordered;
 use crate::quantize_file::{
-    check_supported, ggml_dims, quantize_rows_of, quantized_metadata, recipe_hparams, Named,
+    check_supported, ggml_dims, quantize_piece, quantize_rows_of, quantized_metadata,
+    recipe_hparams, Named,
 };
 use crate::source::Weights;
 use crate::vocab::{self, PreTokenizerSource};
@@ -653,82 +655,73 @@ fn convert_inner(
     reporter.begin("convert", Some(layout.file_size));
     let n_extra = extra.len();
     let written = std::thread::scope(|scope| {
-        // A producer thread reads, merges, converts and quantizes tensors ahead (bounded queue
-        // of chunks) while this thread writes and hashes: I/O, conversion and sha256 overlap.
-        let (chunk_tx, chunk_rx) = std::sync::mpsc::sync_channel::<Result<Vec<u8>, SourceError>>(3);
-        // Written buffers go back to the producer for reuse, but only a few: a quantized
-        // tensor is emitted in more (smaller) chunks than it is read in, and an unbounded
+        // Every tensor is cut into pieces (row blocks, heads) that the pool reads, merges,
+        // converts and quantizes ahead of this thread, which writes them in order while a
+        // hasher thread hashes: no barrier between pieces or tensors, memory bounded by the
+        // pieces in flight.
+        // Written buffers go back to the workers for reuse, but only a few: a quantized
+        // tensor is emitted in more (smaller) pieces than it is read in, and an unbounded
         // return queue would grow with the whole output (GBs at 7B).
         let (buf_tx, buf_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+        let recycled = std::sync::Arc::new(std::sync::Mutex::new(buf_rx));
         let plan = &plan;
         let weights = &weights;
         let output = &output;
+        let maps = &maps;
         let merge = inputs.merge;
-        scope.spawn(move || {
-            let err_tx = chunk_tx.clone();
-            let work = move || -> Result<(), SourceError> {
-                let mut scratch = Vec::new();
-                for (&item, &to) in output.order.iter().zip(&output.quantize_to) {
-                    let Some(p) = item.checked_sub(n_extra).and_then(|i| plan.get(i)) else {
-                        continue; // generated tensors are written by the writer itself
+        let tensors =
+            output
+                .order
+                .iter()
+                .zip(&output.quantize_to)
+                .filter_map(move |(&item, &to)| {
+                    // Generated tensors are written by the writer itself.
+                    let p = item.checked_sub(n_extra).and_then(|i| plan.get(i))?;
+                    Some((p, to))
+                });
+        let jobs = tensors.flat_map(move |(p, to)| {
+            let recycled = recycled.clone();
+            let t = &weights.tensors[p.src];
+            let row_len = usize::try_from(p.dims.first().copied().unwrap_or(1)).unwrap_or(1);
+            let resolved = (|| -> Result<_, SourceError> {
+                let map = maps
+                    .get(t.file)
+                    .ok_or_else(|| format!("no shard {}", t.file))?;
+                let merged = match merge {
+                    Some(m) => m
+                        .tensor(&t.name)
+                        .map_err(|e| format!("tensor {}: {e}", t.name))?,
+                    None => None,
+                };
+                let pieces = data::pieces(t, p.transform, row_len)?;
+                Ok((map, std::sync::Arc::new(merged), pieces))
+            })();
+            let pieces: Vec<Result<_, SourceError>> = match resolved {
+                Ok((map, merged, pieces)) => pieces
+                    .into_iter()
+                    .map(|piece| Ok((map, merged.clone(), piece)))
+                    .collect(),
+                Err(e) => vec![Err(e)],
+            };
+            pieces.into_iter().map(move |piece| {
+                let recycled = recycled.clone();
+                move || -> Result<Vec<u8>, SourceError> {
+                    let (map, merged, piece) = piece?;
+                    let take_buf = || {
+                        recycled
+                            .lock()
+                            .ok()
+                            .and_then(|r| r.try_recv().ok())
+                            .unwrap_or_default()
                     };
-                    let t = &weights.tensors[p.src];
-                    let map = maps
-                        .get(t.file)
-                        .ok_or_else(|| format!("no shard {}", t.file))?;
-                    let merged = match merge {
-                        Some(m) => m
-                            .tensor(&t.name)
-                            .map_err(|e| format!("tensor {}: {e}", t.name))?,
-                        None => None,
-                    };
-                    let row_len = usize::try_from(p.dims.first().copied().unwrap_or(1))?;
-                    let in_row = usize::try_from(p.ty.row_size(row_len as u64).unwrap_or(1))?;
-                    let mut rows_done = 0usize;
-                    let mut send = |chunk: Vec<u8>| -> Result<(), SourceError> {
-                        chunk_tx
-                            .send(Ok(chunk))
-                            .map_err(|_| "the writer stopped".into())
-                    };
-                    data::produce_tensor(
-                        &mut data::TensorReader {
-                            map,
-                            merge: merged.as_ref(),
-                            scratch: &mut scratch,
-                        },
-                        t,
-                        p.transform,
-                        p.ty,
-                        row_len,
-                        &mut || buf_rx.try_recv().unwrap_or_default(),
-                        &mut |chunk| match to {
-                            None => send(chunk),
-                            Some(to) => {
-                                let first_row = rows_done;
-                                rows_done += chunk.len() / in_row.max(1);
-                                quantize_rows_of(
-                                    &p.name,
-                                    &chunk,
-                                    (p.ty, to),
-                                    row_len,
-                                    first_row,
-                                    &mut send,
-                                )
-                            }
-                        },
-                    )
-                    .map_err(|e| format!("tensor {}: {e}", t.name))?;
+                    let reader = (map, (*merged).as_ref());
+                    run_piece(reader, t, p, (row_len, piece, to), take_buf)
+                        .map_err(|e| format!("tensor {}: {e}", t.name).into())
                 }
-                Ok(())
-            };
-            let result = match pool {
-                Some(pool) => pool.install(work),
-                None => work(),
-            };
-            if let Err(e) = result {
-                let _ = err_tx.send(Err(e));
-            }
+            })
         });
+        let threads = pool.map_or_else(rayon::current_num_threads, |p| p.current_num_threads());
+        let mut pieces = Ordered::start(scope, pool, threads.max(1) * 3, jobs);
         // A hasher thread computes the file's sha256 from the same bytes (header, tensor data,
         // zero padding) while this thread writes — or, without `sha256`, only checks the byte
         // count — then recycles the buffers to the producer.
@@ -794,7 +787,7 @@ fn convert_inner(
                 let expected = info.n_bytes().ok_or("tensor size overflows")?;
                 let mut done = 0u64;
                 while done < expected {
-                    let chunk = chunk_rx.recv().map_err(|_| "the reader stopped early")??;
+                    let chunk = pieces.next().ok_or("the reader stopped early")???;
                     w.write_all(&chunk)?;
                     done += chunk.len() as u64;
                     reporter.advance(chunk.len() as u64);
@@ -803,7 +796,8 @@ fn convert_inner(
                 Ok(())
             };
         let r = writer.write_to_path(out, &mut source, &WriteOptions { sha256: false });
-        drop(chunk_rx);
+        // Stops the workers (after an error) before the scope waits for them.
+        drop(pieces);
         drop(hash_tx);
         let digest = hasher.join();
         match (r, digest) {
@@ -945,4 +939,64 @@ mod tests {
         ));
         assert!(check_tensor_name("blk.0.attn_q.weight").is_ok());
     }
+}
+
+/// Piece `piece` of tensor `t` (planned as `p`), read from its shard `map` and merged with
+/// `merge` when the adapter changes it, converted and, with `to`, quantized. Runs on a pool
+/// worker; `take_buf` supplies a recycled output buffer.
+fn run_piece(
+    (map, merge): (
+        &memmap2::Mmap,
+        Option<&loraforge_adapter_merge::MergedTensor<'_>>,
+    ),
+    t: &crate::source::SrcTensor,
+    p: &Planned,
+    (row_len, piece, to): (usize, data::Piece, Option<GgmlType>),
+    take_buf: impl FnOnce() -> Vec<u8>,
+) -> Result<Vec<u8>, SourceError> {
+    // Taken out of the thread-local rather than borrowed from it: the merge and the conversion
+    // run nested rayon work, while which this worker may start another piece.
+    let (mut merge_buf, mut converted) =
+        PIECE_SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+    let mut reader = data::TensorReader {
+        map,
+        merge,
+        scratch: &mut merge_buf,
+    };
+    let out = match to {
+        None => {
+            let mut dst = take_buf();
+            data::produce_piece(
+                &mut reader,
+                t,
+                p.transform,
+                (p.ty, row_len),
+                piece,
+                &mut dst,
+            )
+            .map(|()| dst)
+        }
+        Some(to) => data::produce_piece(
+            &mut reader,
+            t,
+            p.transform,
+            (p.ty, row_len),
+            piece,
+            &mut converted,
+        )
+        .and_then(|()| {
+            let first_row = data::first_row_of(t, p.transform, row_len, piece);
+            quantize_piece(&p.name, &converted, (p.ty, to), row_len, first_row)
+                .map_err(|e| Box::new(e) as SourceError)
+        }),
+    };
+    PIECE_SCRATCH.with(|s| *s.borrow_mut() = (merge_buf, converted));
+    out
+}
+
+thread_local! {
+    /// Each worker's buffers for a piece: the merged bytes, and the converted bytes of a piece
+    /// that is then quantized. Reused across pieces.
+    static PIECE_SCRATCH: std::cell::RefCell<(Vec<u8>, Vec<u8>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
 }

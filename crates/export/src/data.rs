@@ -12,8 +12,9 @@ use rayon::prelude::*;
 use crate::arch::Transform;
 use crate::source::SrcTensor;
 
-/// Elements converted per chunk when streaming (4 Mi elements: 8 MiB of bf16).
-const CHUNK_ELEMENTS: usize = 4 << 20;
+/// Elements per piece when streaming without a transform (1 Mi elements: 2 MiB of bf16, a
+/// piece's f32 widening still close to the L2 cache).
+const PIECE_ELEMENTS: usize = 1 << 20;
 /// Elements per parallel work item inside a chunk.
 const PAR_ELEMENTS: usize = 1 << 16;
 
@@ -89,40 +90,44 @@ impl TensorReader<'_, '_> {
     }
 }
 
-/// Reads and converts tensor `t`, handing the output bytes to `emit` in order, in chunks of
-/// whole rows (at most [`CHUNK_ELEMENTS`] elements when no transform is needed).
-/// `take_buf` supplies a recycled output buffer.
-pub(crate) fn produce_tensor(
-    reader: &mut TensorReader<'_, '_>,
+/// A part of a tensor that is read and converted on its own; a tensor's pieces, in order,
+/// make its output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Piece {
+    /// Elements `first .. first + count`, whole rows (no transform).
+    Rows {
+        /// First element.
+        first: usize,
+        /// Elements.
+        count: usize,
+    },
+    /// Head `h` of a Q/K permutation (the permutation never moves a row out of its head).
+    Head(usize),
+    /// The whole tensor (transpose, `+ 1`).
+    Whole,
+}
+
+/// The pieces of tensor `t` under `transform`: whole rows of `row_len`, at most
+/// [`PIECE_ELEMENTS`] elements (at least one row) when there is no transform.
+pub(crate) fn pieces(
     t: &SrcTensor,
     transform: Transform,
-    out_ty: GgmlType,
     row_len: usize,
-    take_buf: &mut dyn FnMut() -> Vec<u8>,
-    emit: &mut dyn FnMut(Vec<u8>) -> Result<(), DataError>,
-) -> Result<(), DataError> {
-    let esize = t.dtype.size();
+) -> Result<Vec<Piece>, DataError> {
     let n = usize::try_from(t.n_elements())?;
     let row_len = row_len.max(1);
-    match transform {
+    Ok(match transform {
         Transform::None => {
-            // Whole rows per chunk so that block types see complete rows.
-            let rows_per_chunk = (CHUNK_ELEMENTS / row_len).max(1);
-            let chunk_el = rows_per_chunk * row_len;
-            let mut done = 0usize;
-            while done < n {
-                let count = chunk_el.min(n - done);
-                let bytes = reader.bytes(t, done, count)?;
-                let mut dst = take_buf();
-                convert(t.dtype, bytes, out_ty, row_len, &mut dst)?;
-                reader.release(t, done, count);
-                emit(dst)?;
-                done += count;
-            }
+            let step = (PIECE_ELEMENTS / row_len).max(1) * row_len;
+            (0..n)
+                .step_by(step)
+                .map(|first| Piece::Rows {
+                    first,
+                    count: step.min(n - first),
+                })
+                .collect()
         }
         Transform::Permute(n_head) => {
-            // The permutation never moves a row out of its head, and a head's rows are
-            // contiguous: stream one head at a time.
             let rows = t.shape.first().copied().unwrap_or(0);
             if n_head == 0 || rows % n_head != 0 || (rows / n_head) % 2 != 0 {
                 return Err(format!(
@@ -131,21 +136,59 @@ pub(crate) fn produce_tensor(
                 )
                 .into());
             }
-            let head_rows = rows / n_head;
+            (0..n_head).map(Piece::Head).collect()
+        }
+        Transform::Transpose | Transform::AddOne => vec![Piece::Whole],
+    })
+}
+
+/// The first output row of `piece` (for error messages).
+pub(crate) fn first_row_of(
+    t: &SrcTensor,
+    transform: Transform,
+    row_len: usize,
+    piece: Piece,
+) -> usize {
+    let n = usize::try_from(t.n_elements()).unwrap_or(0);
+    let first = match (piece, transform) {
+        (Piece::Rows { first, .. }, _) => first,
+        (Piece::Head(h), Transform::Permute(n_head)) => h * (n / n_head.max(1)),
+        _ => 0,
+    };
+    first / row_len.max(1)
+}
+
+/// Reads piece `piece` of tensor `t` (one of [`pieces`]), applies `transform` and converts it
+/// to `out_ty` into `dst`.
+pub(crate) fn produce_piece(
+    reader: &mut TensorReader<'_, '_>,
+    t: &SrcTensor,
+    transform: Transform,
+    (out_ty, row_len): (GgmlType, usize),
+    piece: Piece,
+    dst: &mut Vec<u8>,
+) -> Result<(), DataError> {
+    let esize = t.dtype.size();
+    let n = usize::try_from(t.n_elements())?;
+    let row_len = row_len.max(1);
+    match (transform, piece) {
+        (Transform::None, Piece::Rows { first, count }) => {
+            let bytes = reader.bytes(t, first, count)?;
+            convert(t.dtype, bytes, out_ty, row_len, dst)?;
+            reader.release(t, first, count);
+        }
+        (Transform::Permute(n_head), Piece::Head(h)) => {
+            let rows = t.shape.first().copied().unwrap_or(0);
             let head_el = n / n_head.max(1);
             let mut head_shape = t.shape.clone();
-            head_shape[0] = head_rows;
+            head_shape[0] = rows / n_head.max(1);
             let mut buf = vec![0u8; head_el * esize];
-            for h in 0..n_head {
-                reader.read(t, h * head_el, &mut buf)?;
-                let permuted = permute_rows(&buf, &head_shape, 1, esize)
-                    .ok_or_else(|| format!("tensor {}: cannot permute head {h}", t.name))?;
-                let mut dst = take_buf();
-                convert(t.dtype, &permuted, out_ty, row_len, &mut dst)?;
-                emit(dst)?;
-            }
+            reader.read(t, h * head_el, &mut buf)?;
+            let permuted = permute_rows(&buf, &head_shape, 1, esize)
+                .ok_or_else(|| format!("tensor {}: cannot permute head {h}", t.name))?;
+            convert(t.dtype, &permuted, out_ty, row_len, dst)?;
         }
-        Transform::Transpose => {
+        (Transform::Transpose, Piece::Whole) => {
             let mut all = vec![0u8; n * esize];
             reader.read(t, 0, &mut all)?;
             let [r, c] = t.shape[..] else {
@@ -163,18 +206,21 @@ pub(crate) fn produce_tensor(
                     tr[d..d + esize].copy_from_slice(&all[s..s + esize]);
                 }
             }
-            let mut dst = take_buf();
-            convert(t.dtype, &tr, out_ty, row_len, &mut dst)?;
-            emit(dst)?;
+            convert(t.dtype, &tr, out_ty, row_len, dst)?;
         }
-        Transform::AddOne => {
+        (Transform::AddOne, Piece::Whole) => {
             // Norm vectors: small, read whole.
             let mut all = vec![0u8; n * esize];
             reader.read(t, 0, &mut all)?;
             let plus_one = add_one(t.dtype, &all);
-            let mut dst = take_buf();
-            convert(Dtype::F32, &plus_one, out_ty, row_len, &mut dst)?;
-            emit(dst)?;
+            convert(Dtype::F32, &plus_one, out_ty, row_len, dst)?;
+        }
+        (transform, piece) => {
+            return Err(format!(
+                "tensor {}: piece {piece:?} does not belong to transform {transform:?}",
+                t.name
+            )
+            .into())
         }
     }
     Ok(())

@@ -148,6 +148,7 @@ mod data;
 mod error;
 mod lora;
 mod lora_meta;
+mod pipeline;
 mod quantize_file;
 mod sentencepiece;
 mod source;

@@ -18,6 +18,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use loraforge_progress::Reporter;
+
+use crate::pipeline::Ordered;
 use loraforge_quantize::{
     dequantize_rows, find_non_finite, llama_tensor_order, plan_tensor_types, quantize_rows,
     Fallback, FileType, GgmlType, ModelHparams, QuantizeError, SUPPORTED_TYPES,
@@ -314,7 +316,14 @@ fn quantize_file_inner(
     let threads = pool.current_num_threads().max(1);
     let jobs = chunk_jobs(&file, &order, &plan, threads);
     let written = std::thread::scope(|scope| {
-        let pipeline = (threads > 1).then(|| Pipeline::start(scope, &jobs, &pool));
+        let pipeline = (threads > 1).then(|| {
+            let chunks = jobs
+                .iter()
+                .flatten()
+                .flat_map(|job| (0..job.n_chunks()).map(move |c| (job, c)))
+                .map(|(job, c)| move || F32_BUF.with(|buf| job.convert(c, &mut buf.borrow_mut())));
+            Ordered::start(scope, Some(&pool), threads * 4, chunks)
+        });
         let mut source = QuantSource {
             file: &file,
             order: &order,
@@ -770,6 +779,31 @@ pub(crate) fn quantize_rows_of(
     Ok(())
 }
 
+/// Quantizes `data` (whole rows of `n_per_row` values of type `from`, rows `first_row ..` of
+/// `tensor`) to `to` on this thread, exactly as [`quantize_file`] does (widened to f32,
+/// checked finite, `quantize_rows`).
+pub(crate) fn quantize_piece(
+    tensor: &str,
+    data: &[u8],
+    (from, to): (GgmlType, GgmlType),
+    n_per_row: usize,
+    first_row: usize,
+) -> Result<Vec<u8>, QuantizeFileError> {
+    let in_row = usize::try_from(from.row_size(n_per_row as u64).unwrap_or(0)).unwrap_or(0);
+    let n_rows = data.len().checked_div(in_row).unwrap_or(0);
+    let job = ChunkJob {
+        tensor,
+        data,
+        from,
+        to,
+        n_per_row,
+        n_rows,
+        rows_per_chunk: n_rows.max(1),
+        first_row,
+    };
+    F32_BUF.with(|buf| job.convert(0, &mut buf.borrow_mut()))
+}
+
 /// The metadata keys the type recipe needs, from a GGUF's metadata (`Err`: the missing key).
 pub(crate) fn recipe_hparams(m: &Metadata) -> Result<ModelHparams, String> {
     let arch = m
@@ -890,85 +924,17 @@ impl ChunkJob<'_> {
     }
 }
 
-/// The chunks of every quantized tensor, in output order, converted by the worker pool ahead
-/// of the writer across tensor boundaries: a barrier at the end of each tensor would leave
-/// workers idle for most of a chunk, dozens of times per model.
-struct Pipeline {
-    /// Converted chunks, by their position in the whole sequence.
-    done: std::sync::mpsc::Receiver<(usize, Result<Vec<u8>, QuantizeFileError>)>,
-    /// One permit per chunk the writer has taken; bounds the chunks in flight.
-    permits: std::sync::mpsc::SyncSender<()>,
-    /// Chunks that arrived before their turn.
-    pending: std::collections::BTreeMap<usize, Result<Vec<u8>, QuantizeFileError>>,
-    /// The position of the next chunk the writer needs.
-    next: usize,
-}
-
-impl Pipeline {
-    /// Starts converting `jobs` (one per output tensor; `None` for copied tensors) on `pool`
-    /// from a spawner thread of `scope`. The spawner stops when the pipeline is dropped.
-    fn start<'scope, 'env: 'scope>(
-        scope: &'scope std::thread::Scope<'scope, 'env>,
-        jobs: &'env [Option<ChunkJob<'env>>],
-        pool: &'env rayon::ThreadPool,
-    ) -> Pipeline {
-        let threads = pool.current_num_threads().max(1);
-        let in_flight = threads * 4;
-        let (done_tx, done) = std::sync::mpsc::channel();
-        let (permits, permit_rx) = std::sync::mpsc::sync_channel::<()>(in_flight);
-        for _ in 0..in_flight {
-            // Cannot fail: the channel holds `in_flight` and its receiver is alive.
-            let _ = permits.try_send(());
-        }
-        scope.spawn(move || {
-            pool.in_place_scope(|s| {
-                let chunks = jobs
-                    .iter()
-                    .flatten()
-                    .flat_map(|job| (0..job.n_chunks()).map(move |c| (job, c)));
-                for (seq, (job, c)) in chunks.enumerate() {
-                    if permit_rx.recv().is_err() {
-                        break; // the writer stopped
-                    }
-                    let done_tx = done_tx.clone();
-                    s.spawn(move |_| {
-                        let r = F32_BUF.with(|buf| job.convert(c, &mut buf.borrow_mut()));
-                        let _ = done_tx.send((seq, r));
-                    });
-                }
-            });
-        });
-        Pipeline {
-            done,
-            permits,
-            pending: std::collections::BTreeMap::new(),
-            next: 0,
-        }
-    }
-
-    /// The next chunk in sequence, waiting for it if needed.
-    fn next_chunk(&mut self) -> Result<Vec<u8>, SourceError> {
-        let r = loop {
-            if let Some(r) = self.pending.remove(&self.next) {
-                break r;
-            }
-            let (seq, r) = self.done.recv()?;
-            self.pending.insert(seq, r);
-        };
-        self.next += 1;
-        // The spawner may already be done: a closed channel is fine.
-        let _ = self.permits.try_send(());
-        r.map_err(|e| Box::new(e) as SourceError)
-    }
-}
+/// A chunk of a tensor, quantized.
+type Converted = Result<Vec<u8>, QuantizeFileError>;
 
 struct QuantSource<'a> {
     file: &'a GgufFile,
     order: &'a [usize],
     /// Per output tensor, its chunks when it is quantized.
     jobs: &'a [Option<ChunkJob<'a>>],
-    /// With more than one thread: the conversion running ahead of the writer.
-    pipeline: Option<Pipeline>,
+    /// With more than one thread: every quantized tensor's chunks, in output order, converted
+    /// by the pool ahead of the writer across tensor boundaries.
+    pipeline: Option<Ordered<Converted>>,
     reporter: &'a dyn Reporter,
 }
 
@@ -996,12 +962,11 @@ impl TensorSource for QuantSource<'_> {
         // writes, so that a single-thread run is not quietly helped by a second busy thread.
         let mut buf = Vec::new();
         for c in 0..job.n_chunks() {
-            let bytes = match self.pipeline.as_mut() {
-                Some(p) => p.next_chunk()?,
-                None => job
-                    .convert(c, &mut buf)
-                    .map_err(|e| Box::new(e) as SourceError)?,
+            let converted = match self.pipeline.as_mut() {
+                Some(p) => p.next().ok_or("the conversion stopped early")??,
+                None => job.convert(c, &mut buf),
             };
+            let bytes = converted.map_err(|e| Box::new(e) as SourceError)?;
             out.write_all(&bytes)?;
             let (start, len) = job.input_range(c);
             self.file
