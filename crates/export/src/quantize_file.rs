@@ -322,7 +322,7 @@ fn quantize_file_inner(
                 .flatten()
                 .flat_map(|job| (0..job.n_chunks()).map(move |c| (job, c)))
                 .map(|(job, c)| move || F32_BUF.with(|buf| job.convert(c, &mut buf.borrow_mut())));
-            Ordered::start(scope, Some(&pool), threads * 4, chunks)
+            Ordered::start(scope, Some(&pool), threads * 8, chunks)
         });
         let mut source = QuantSource {
             file: &file,
