@@ -22,8 +22,7 @@ use crate::data;
 use crate::error::ConvertError;
 use crate::pipeline::Ordered;
 use crate::quantize_file::{
-    check_supported, ggml_dims, quantize_piece, quantize_rows_of, quantized_metadata,
-    recipe_hparams, Named,
+    check_supported, ggml_dims, quantize_piece, quantized_metadata, recipe_hparams, Named,
 };
 use crate::source::Weights;
 use crate::vocab::{self, PreTokenizerSource};
@@ -778,8 +777,9 @@ fn convert_inner(
                     return match output.quantize_to.get(index).copied().flatten() {
                         None => put(bytes),
                         Some(to) => {
-                            let (from, n) = (GgmlType::F32, r.len());
-                            quantize_rows_of(name, &bytes, (from, to), n, 0, &mut put)
+                            let from = (GgmlType::F32, to);
+                            put(quantize_piece(name, &bytes, from, r.len(), 0)
+                                .map_err(|e| Box::new(e) as SourceError)?)
                         }
                     };
                 }

@@ -52,7 +52,8 @@ const COPY_CHUNK: usize = 8 << 20;
 /// Options of [`quantize_file`].
 #[derive(Debug, Clone, Default)]
 pub struct QuantizeFileOptions {
-    /// Worker threads; 0 uses one per core.
+    /// Worker threads; 0 uses one per core. With 1, the calling thread converts and writes
+    /// (one core in all); with more, workers convert ahead while the calling thread writes.
     pub threads: usize,
     /// Accept already-quantized input tensors (they are dequantized to f32 first, as
     /// `llama-quantize --allow-requantize` does).
@@ -737,44 +738,6 @@ pub(crate) fn check_supported(
                 ty: bad,
             });
         }
-    }
-    Ok(())
-}
-
-/// Quantizes `data` (whole rows of `n_per_row` values of type `from`, rows `first_row ..` of
-/// `tensor`) to `to` exactly as [`quantize_file`] does (widened to f32, checked finite,
-/// `quantize_rows`), on the current rayon pool; hands the output to `emit` in order.
-pub(crate) fn quantize_rows_of(
-    tensor: &str,
-    data: &[u8],
-    (from, to): (GgmlType, GgmlType),
-    n_per_row: usize,
-    first_row: usize,
-    emit: &mut dyn FnMut(Vec<u8>) -> Result<(), SourceError>,
-) -> Result<(), SourceError> {
-    use rayon::prelude::*;
-    let in_row = usize::try_from(from.row_size(n_per_row as u64).unwrap_or(0))?;
-    let n_rows = data.len().checked_div(in_row).unwrap_or(0);
-    let threads = rayon::current_num_threads().max(1);
-    let rows_per_chunk = (CHUNK_ELEMS as usize / n_per_row.max(1))
-        .min(n_rows.div_ceil(threads * 4))
-        .max(1);
-    let job = ChunkJob {
-        tensor,
-        data,
-        from,
-        to,
-        n_per_row,
-        n_rows,
-        rows_per_chunk,
-        first_row,
-    };
-    let converted: Vec<Vec<u8>> = (0..job.n_chunks())
-        .into_par_iter()
-        .map(|c| F32_BUF.with(|buf| job.convert(c, &mut buf.borrow_mut())))
-        .collect::<Result<_, QuantizeFileError>>()?;
-    for bytes in converted {
-        emit(bytes)?;
     }
     Ok(())
 }
