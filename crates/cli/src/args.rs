@@ -454,7 +454,7 @@ pub struct QuantizeArgs {
     /// q8_0, q4_K_M, q4_K_S, f16, bf16 (case-insensitive).
     #[arg(value_name = "TYPE")]
     pub file_type: String,
-    /// Worker threads (default: all cores).
+    /// Worker threads (default: all cores); 1 does all the work, writing included, on one core.
     #[arg(long, value_parser = thread_count)]
     pub threads: Option<usize>,
     /// Accept already-quantized input tensors.
