@@ -25,7 +25,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
 
-use loraforge_benches::measure::{cpu_seconds, status_field};
+use loraforge_benches::measure::{cpu_seconds, env_usize, status_field};
 use loraforge_export::{quantize_file, FileType, QuantizeFileOptions};
 use loraforge_gguf::{GgufWriter, SourceError, TensorInfo, WriteOptions};
 use loraforge_progress::NoProgress;
@@ -218,8 +218,7 @@ fn main() {
         .split(',')
         .map(|t| t.trim().parse().unwrap())
         .collect();
-    let rounds: usize = env_or("LORAFORGE_BENCH_ROUNDS", "1").parse().unwrap();
-    let rounds = rounds.max(1);
+    let rounds = env_usize("LORAFORGE_BENCH_ROUNDS", 1).max(1);
     let parent = std::env::var_os("LORAFORGE_BENCH_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(std::env::temp_dir);

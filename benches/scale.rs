@@ -32,7 +32,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use loraforge_adapter_merge::{merge, MergeOptions};
-use loraforge_benches::measure::{copy_safetensors, cpu_seconds, run_child, status_field};
+use loraforge_benches::measure::{
+    copy_safetensors, cpu_seconds, env_usize, run_child, status_field,
+};
 use loraforge_benches::{generate_adapter, generate_llama, SynthSpec};
 use loraforge_export::{convert, quantize_file, ConvertOptions, ExportTarget, FileType};
 use loraforge_naming::QuantType;
@@ -304,11 +306,7 @@ fn main() {
         .then(|| ollama_fake::FakeOllama::spawn().unwrap());
     // With `LORAFORGE_BENCH_ROUNDS` > 1, quantize and one-pass run alternately that many
     // times (best of each reported): on this VM one run of either varies by up to 1.5x.
-    let rounds = std::env::var("LORAFORGE_BENCH_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(1)
-        .max(1);
+    let rounds = env_usize("LORAFORGE_BENCH_ROUNDS", 1).max(1);
     let pair = rounds > 1 && steps.contains(&"quantize") && steps.contains(&"onepass");
     let mut schedule: Vec<&str> = Vec::new();
     for step in &steps {

@@ -653,16 +653,17 @@ fn convert_inner(
         .collect::<Result<_, ConvertError>>()?;
     reporter.begin("convert", Some(layout.file_size));
     let n_extra = extra.len();
+    // Written buffers go back to the workers for reuse, but only a few: a quantized tensor is
+    // emitted in more (smaller) pieces than it is read in, and an unbounded return queue would
+    // grow with the whole output (GBs at 7B).
+    let (buf_tx, buf_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+    let recycled = std::sync::Mutex::new(buf_rx);
     let written = std::thread::scope(|scope| {
         // Every tensor is cut into pieces (row blocks, heads) that the pool reads, merges,
         // converts and quantizes ahead of this thread, which writes them in order while a
         // hasher thread hashes: no barrier between pieces or tensors, memory bounded by the
         // pieces in flight.
-        // Written buffers go back to the workers for reuse, but only a few: a quantized
-        // tensor is emitted in more (smaller) pieces than it is read in, and an unbounded
-        // return queue would grow with the whole output (GBs at 7B).
-        let (buf_tx, buf_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
-        let recycled = std::sync::Arc::new(std::sync::Mutex::new(buf_rx));
+        let recycled = &recycled;
         let plan = &plan;
         let weights = &weights;
         let output = &output;
@@ -679,7 +680,6 @@ fn convert_inner(
                     Some((p, to))
                 });
         let jobs = tensors.flat_map(move |(p, to)| {
-            let recycled = recycled.clone();
             let t = &weights.tensors[p.src];
             let row_len = usize::try_from(p.dims.first().copied().unwrap_or(1)).unwrap_or(1);
             let resolved = (|| -> Result<_, SourceError> {
@@ -703,7 +703,6 @@ fn convert_inner(
                 Err(e) => vec![Err(e)],
             };
             pieces.into_iter().map(move |piece| {
-                let recycled = recycled.clone();
                 move || -> Result<Vec<u8>, SourceError> {
                     let (map, merged, piece) = piece?;
                     let take_buf = || {
@@ -723,7 +722,7 @@ fn convert_inner(
         let mut pieces = Ordered::start(scope, pool, threads.max(1) * 3, jobs);
         // A hasher thread computes the file's sha256 from the same bytes (header, tensor data,
         // zero padding) while this thread writes — or, without `sha256`, only checks the byte
-        // count — then recycles the buffers to the producer.
+        // count — then recycles the buffers to the workers.
         let (hash_tx, hash_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(3);
         let layout = &layout;
         let want_sha256 = options.sha256;

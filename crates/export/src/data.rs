@@ -70,15 +70,6 @@ impl TensorReader<'_, '_> {
         }
     }
 
-    /// Fills `buf` with elements `first ..` of `t` (whole rows when `t` is merged).
-    fn read(&mut self, t: &SrcTensor, first: usize, buf: &mut [u8]) -> Result<(), DataError> {
-        let count = buf.len() / t.dtype.size();
-        let bytes = self.bytes(t, first, count)?;
-        buf.copy_from_slice(bytes);
-        self.release(t, first, count);
-        Ok(())
-    }
-
     /// Drops the mapped pages of elements `first .. first + count` of `t` from this process:
     /// a mapping read through would otherwise keep the whole model resident.
     fn release(&self, t: &SrcTensor, first: usize, count: usize) {
@@ -182,15 +173,14 @@ pub(crate) fn produce_piece(
             let head_el = n / n_head.max(1);
             let mut head_shape = t.shape.clone();
             head_shape[0] = rows / n_head.max(1);
-            let mut buf = vec![0u8; head_el * esize];
-            reader.read(t, h * head_el, &mut buf)?;
-            let permuted = permute_rows(&buf, &head_shape, 1, esize)
+            let head = reader.bytes(t, h * head_el, head_el)?;
+            let permuted = permute_rows(head, &head_shape, 1, esize)
                 .ok_or_else(|| format!("tensor {}: cannot permute head {h}", t.name))?;
+            reader.release(t, h * head_el, head_el);
             convert(t.dtype, &permuted, out_ty, row_len, dst)?;
         }
         (Transform::Transpose, Piece::Whole) => {
-            let mut all = vec![0u8; n * esize];
-            reader.read(t, 0, &mut all)?;
+            let all = reader.bytes(t, 0, n)?;
             let [r, c] = t.shape[..] else {
                 return Err(format!(
                     "tensor {}: transpose needs 2 dimensions, has {:?}",
@@ -206,13 +196,13 @@ pub(crate) fn produce_piece(
                     tr[d..d + esize].copy_from_slice(&all[s..s + esize]);
                 }
             }
+            reader.release(t, 0, n);
             convert(t.dtype, &tr, out_ty, row_len, dst)?;
         }
         (Transform::AddOne, Piece::Whole) => {
             // Norm vectors: small, read whole.
-            let mut all = vec![0u8; n * esize];
-            reader.read(t, 0, &mut all)?;
-            let plus_one = add_one(t.dtype, &all);
+            let plus_one = add_one(t.dtype, reader.bytes(t, 0, n)?);
+            reader.release(t, 0, n);
             convert(Dtype::F32, &plus_one, out_ty, row_len, dst)?;
         }
         (transform, piece) => {

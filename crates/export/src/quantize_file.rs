@@ -18,8 +18,6 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use loraforge_progress::Reporter;
-
-use crate::pipeline::Ordered;
 use loraforge_quantize::{
     dequantize_rows, find_non_finite, llama_tensor_order, plan_tensor_types, quantize_rows,
     Fallback, FileType, GgmlType, ModelHparams, QuantizeError, SUPPORTED_TYPES,
@@ -30,6 +28,8 @@ use loraforge_gguf::{
     GgufFile, GgufWriter, Metadata, MetadataValue, ReadError, SourceError, TensorInfo,
     TensorSource, WriteError, WriteOptions,
 };
+
+use crate::pipeline::Ordered;
 
 /// `GGML_QNT_VERSION`, written as `general.quantization_version`.
 pub const GGML_QNT_VERSION: u32 = 2;

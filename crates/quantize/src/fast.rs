@@ -262,13 +262,18 @@ fn write_q5_k((d, dmin, scales, l): &KxOut, y: &mut BlockQ5K) {
     y.d = *d;
     y.dmin = *dmin;
     y.scales = *scales;
-    // l ≤ 31: the reference's "l > 15: subtract 16, set the qh bit" is bit 4 moved to qh.
-    // Branch-free, because that test is a coin flip per value and mispredicts cost more than
-    // the search.
+    pack_q5_k_quants(|j, i| l[i][j], y);
+}
+
+/// Q5_K's `qs` and `qh` from the quants (`quant(j, i)` = element `i` of sub-block `j`, ≤ 31):
+/// the reference's "l > 15: subtract 16, set the qh bit" is bit 4 moved to `qh`. Branch-free,
+/// because that test is a coin flip per value and mispredicts cost more than the search.
+#[inline(always)]
+fn pack_q5_k_quants(quant: impl Fn(usize, usize) -> i32, y: &mut BlockQ5K) {
     let mut qh = [0i32; 32];
     for c in 0..4 {
         for i in 0..32 {
-            let (l1, l2) = (l[i][2 * c], l[i][2 * c + 1]);
+            let (l1, l2) = (quant(2 * c, i), quant(2 * c + 1, i));
             qh[i] |= ((l1 >> 4) << (2 * c)) | ((l2 >> 4) << (2 * c + 1));
             y.qs[32 * c + i] = ((l1 & 0xF) | ((l2 & 0xF) << 4)) as u8;
         }
@@ -301,18 +306,7 @@ fn write_q5_k_natural((d, dmin, scales, l): &KxNatural, y: &mut BlockQ5K) {
     y.d = *d;
     y.dmin = *dmin;
     y.scales = *scales;
-    // l ≤ 31: "l > 15, subtract 16" is bit 4, moved to qh.
-    let mut qh = [0i32; 32];
-    for c in 0..4 {
-        for i in 0..32 {
-            let (l1, l2) = (l[2 * c][i], l[2 * c + 1][i]);
-            qh[i] |= ((l1 >> 4) << (2 * c)) | ((l2 >> 4) << (2 * c + 1));
-            y.qs[32 * c + i] = ((l1 & 0xF) | ((l2 & 0xF) << 4)) as u8;
-        }
-    }
-    for i in 0..32 {
-        y.qh[i] = qh[i] as u8;
-    }
+    pack_q5_k_quants(|j, i| l[j][i], y);
 }
 
 #[inline(always)]
