@@ -975,19 +975,21 @@ fn run_piece(
             )
             .map(|()| dst)
         }
-        Some(to) => data::produce_piece(
-            &mut reader,
-            t,
-            p.transform,
-            (p.ty, row_len),
-            piece,
-            &mut converted,
-        )
-        .and_then(|()| {
+        Some(to) => {
             let first_row = data::first_row_of(t, p.transform, row_len, piece);
-            quantize_piece(&p.name, &converted, (p.ty, to), row_len, first_row)
-                .map_err(|e| Box::new(e) as SourceError)
-        }),
+            data::quantize_produced_piece(
+                &mut reader,
+                t,
+                p.transform,
+                (p.ty, row_len),
+                piece,
+                &mut converted,
+                |bytes| {
+                    quantize_piece(&p.name, bytes, (p.ty, to), row_len, first_row)
+                        .map_err(|e| Box::new(e) as SourceError)
+                },
+            )
+        }
     };
     PIECE_SCRATCH.with(|s| *s.borrow_mut() = (merge_buf, converted));
     out

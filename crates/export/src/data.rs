@@ -159,14 +159,62 @@ pub(crate) fn produce_piece(
     piece: Piece,
     dst: &mut Vec<u8>,
 ) -> Result<(), DataError> {
+    with_piece(reader, t, transform, piece, |dtype, bytes| {
+        convert(dtype, bytes, out_ty, row_len.max(1), dst)
+    })
+}
+
+/// Reads piece `piece` of tensor `t`, applies `transform`, and hands the piece in `out_ty` to
+/// `quantize`. When `out_ty` is the source's own format the piece goes as read (or as merged):
+/// the conversion would copy every finite value unchanged, and `quantize` widens the values
+/// and refuses NaN and infinity itself. Otherwise it is converted into `dst` first.
+pub(crate) fn quantize_produced_piece<R>(
+    reader: &mut TensorReader<'_, '_>,
+    t: &SrcTensor,
+    transform: Transform,
+    (out_ty, row_len): (GgmlType, usize),
+    piece: Piece,
+    dst: &mut Vec<u8>,
+    quantize: impl FnOnce(&[u8]) -> Result<R, DataError>,
+) -> Result<R, DataError> {
+    with_piece(reader, t, transform, piece, |dtype, bytes| {
+        if is_same_format(dtype, out_ty) {
+            quantize(bytes)
+        } else {
+            convert(dtype, bytes, out_ty, row_len.max(1), dst)?;
+            quantize(dst)
+        }
+    })
+}
+
+/// Whether `out_ty` stores values exactly as `dtype` does, so that converting a finite value
+/// leaves its bytes unchanged.
+fn is_same_format(dtype: Dtype, out_ty: GgmlType) -> bool {
+    cfg!(target_endian = "little")
+        && matches!(
+            (dtype, out_ty),
+            (Dtype::F32, GgmlType::F32)
+                | (Dtype::F16, GgmlType::F16)
+                | (Dtype::BF16, GgmlType::BF16)
+        )
+}
+
+/// Reads piece `piece` of tensor `t`, applies `transform`, and calls `use_piece` with the
+/// resulting elements and their dtype.
+fn with_piece<R>(
+    reader: &mut TensorReader<'_, '_>,
+    t: &SrcTensor,
+    transform: Transform,
+    piece: Piece,
+    use_piece: impl FnOnce(Dtype, &[u8]) -> Result<R, DataError>,
+) -> Result<R, DataError> {
     let esize = t.dtype.size();
     let n = usize::try_from(t.n_elements())?;
-    let row_len = row_len.max(1);
     match (transform, piece) {
         (Transform::None, Piece::Rows { first, count }) => {
-            let bytes = reader.bytes(t, first, count)?;
-            convert(t.dtype, bytes, out_ty, row_len, dst)?;
+            let out = use_piece(t.dtype, reader.bytes(t, first, count)?)?;
             reader.release(t, first, count);
+            Ok(out)
         }
         (Transform::Permute(n_head), Piece::Head(h)) => {
             let rows = t.shape.first().copied().unwrap_or(0);
@@ -177,7 +225,7 @@ pub(crate) fn produce_piece(
             let permuted = permute_rows(head, &head_shape, 1, esize)
                 .ok_or_else(|| format!("tensor {}: cannot permute head {h}", t.name))?;
             reader.release(t, h * head_el, head_el);
-            convert(t.dtype, &permuted, out_ty, row_len, dst)?;
+            use_piece(t.dtype, &permuted)
         }
         (Transform::Transpose, Piece::Whole) => {
             let all = reader.bytes(t, 0, n)?;
@@ -197,23 +245,20 @@ pub(crate) fn produce_piece(
                 }
             }
             reader.release(t, 0, n);
-            convert(t.dtype, &tr, out_ty, row_len, dst)?;
+            use_piece(t.dtype, &tr)
         }
         (Transform::AddOne, Piece::Whole) => {
             // Norm vectors: small, read whole.
             let plus_one = add_one(t.dtype, reader.bytes(t, 0, n)?);
             reader.release(t, 0, n);
-            convert(Dtype::F32, &plus_one, out_ty, row_len, dst)?;
+            use_piece(Dtype::F32, &plus_one)
         }
-        (transform, piece) => {
-            return Err(format!(
-                "tensor {}: piece {piece:?} does not belong to transform {transform:?}",
-                t.name
-            )
-            .into())
-        }
+        (transform, piece) => Err(format!(
+            "tensor {}: piece {piece:?} does not belong to transform {transform:?}",
+            t.name
+        )
+        .into()),
     }
-    Ok(())
 }
 
 /// `data_torch + 1` as the reference computes it (Gemma norms), as f32 bytes: bf16 tensors are

@@ -511,3 +511,53 @@ fn values(n: usize, seed: u32, scale: f32) -> Vec<f32> {
         })
         .collect()
 }
+
+#[test]
+fn a_non_finite_base_weight_is_refused_naming_the_tensor_and_nothing_is_written() {
+    // Row 300, column 7 (element 76807) of an up_proj (ffn 512 × hidden 256), infinity then
+    // NaN: the merge keeps it non-finite, and every target refuses it, saying where; quantized
+    // targets too, whose pieces go to the quantizer without a conversion copy.
+    for bad_bits in [0x7f80u16, 0xffc1] {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = tmp.path().join("base");
+        let adapter = tmp.path().join("adapter");
+        let mut tensors = synthetic_llama(&base, true);
+        synthetic_adapter(&adapter, &tensors);
+        let name = "model.layers.1.mlp.up_proj.weight";
+        let t = tensors.iter_mut().find(|t| t.name == name).unwrap();
+        let at = (300 * 256 + 7) * 2;
+        t.data[at..at + 2].copy_from_slice(&bad_bits.to_le_bytes());
+        std::fs::remove_file(base.join("model.safetensors")).unwrap();
+        write_safetensors(&base, "model.safetensors", &tensors);
+
+        let out_dir = tmp.path().join("out");
+        std::fs::create_dir(&out_dir).unwrap();
+        // With the adapter (merged pieces) and without (pieces as read from the base).
+        let runs = targets()
+            .into_iter()
+            .flat_map(|t| [(t, Some(adapter.clone())), (t, None)]);
+        for ((what, target), adapter) in runs {
+            let options = ConvertOptions {
+                target,
+                adapter,
+                threads: Some(2),
+                ..ConvertOptions::default()
+            };
+            let err =
+                convert(&base, &out_dir.join("m.gguf"), &options, &NoProgress).expect_err(what);
+            let mut err: &dyn std::error::Error = &err;
+            let mut chain = err.to_string();
+            while let Some(source) = err.source() {
+                chain = format!("{chain}: {source}");
+                err = source;
+            }
+            let err = chain;
+            assert!(err.contains(name), "{what}: {err}");
+            assert!(
+                err.contains("element 76807") || err.contains("row 300, column 7"),
+                "{what}: {err}"
+            );
+            assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 0, "{what}");
+        }
+    }
+}
