@@ -261,12 +261,15 @@ fn main() {
     for ty in &types {
         let mut shas = Vec::new();
         let mut single = None;
-        for &n in &threads {
-            let out = dir.path().join(format!("out-{ty}-{n}.gguf"));
-            // Best of `rounds` (by wall time): on a shared VM a run can lose a core to a
-            // neighbour for a while, which says nothing about the code.
-            let mut best: Option<(f64, f64, f64, loraforge_export::QuantizeFileReport)> = None;
-            for _ in 0..rounds {
+        // Best of `rounds` (by wall time) per thread count, the thread counts taking turns
+        // round by round: on a shared VM a run can lose a core to a neighbour for a while,
+        // which says nothing about the code, and turns keep a slow spell from landing on one
+        // thread count only.
+        let mut bests: Vec<Option<(f64, f64, f64, loraforge_export::QuantizeFileReport)>> =
+            vec![None; threads.len()];
+        for _ in 0..rounds {
+            for (&n, best) in threads.iter().zip(bests.iter_mut()) {
+                let out = dir.path().join(format!("out-{ty}-{n}.gguf"));
                 reset_peak_rss();
                 let cpu0 = cpu_seconds();
                 let t = Instant::now();
@@ -286,9 +289,11 @@ fn main() {
                 let rss = peak_rss_mib();
                 std::fs::remove_file(&out).unwrap();
                 if best.as_ref().map_or(true, |b| secs < b.0) {
-                    best = Some((secs, cpu, rss, report));
+                    *best = Some((secs, cpu, rss, report));
                 }
             }
+        }
+        for (&n, best) in threads.iter().zip(bests) {
             let (secs, cpu, rss, report) = best.unwrap();
             println!(
                 "{:<8} {:>7} {:>9.2} {:>10.1} {:>9.2} {:>8.2} {:>14.1} {:>12.0} {:>8.3}",

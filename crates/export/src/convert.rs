@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use crate::arch::{self, Arch, Hparams, Transform};
 use crate::data;
 use crate::error::ConvertError;
-use crate::pipeline::Ordered;
+use crate::pipeline::{Consumer, Ordered};
 use crate::quantize_file::{
     check_supported, ggml_dims, quantize_piece, quantized_metadata, recipe_hparams, Named,
 };
@@ -719,7 +719,14 @@ fn convert_inner(
             })
         });
         let threads = pool.map_or_else(rayon::current_num_threads, |p| p.current_num_threads());
-        let mut pieces = Ordered::start(scope, pool, threads.max(1) * 3, jobs);
+        // The workers run rayon work inside pieces: this thread only consumes.
+        let mut pieces = Ordered::start(
+            scope,
+            pool,
+            (threads, Consumer::Waits),
+            threads.max(1) * 3,
+            jobs,
+        );
         // A hasher thread computes the file's sha256 from the same bytes (header, tensor data,
         // zero padding) while this thread writes — or, without `sha256`, only checks the byte
         // count — then recycles the buffers to the workers.

@@ -29,7 +29,7 @@ use loraforge_gguf::{
     TensorSource, WriteError, WriteOptions,
 };
 
-use crate::pipeline::Ordered;
+use crate::pipeline::{Consumer, Ordered};
 
 /// `GGML_QNT_VERSION`, written as `general.quantization_version`.
 pub const GGML_QNT_VERSION: u32 = 2;
@@ -315,21 +315,38 @@ fn quantize_file_inner(
     let total: u64 = file.tensors().iter().map(|t| t.size).sum();
     reporter.begin("quantize", Some(total));
     let threads = pool.current_num_threads().max(1);
-    let jobs = chunk_jobs(&file, &order, &plan, threads);
+    let jobs = chunk_jobs(&file, &order, &plan);
+    let spare = Spare::default();
     let written = std::thread::scope(|scope| {
-        let pipeline = (threads > 1).then(|| {
-            let chunks = jobs
-                .iter()
-                .flatten()
-                .flat_map(|job| (0..job.n_chunks()).map(move |c| (job, c)))
-                .map(|(job, c)| move || F32_BUF.with(|buf| job.convert(c, &mut buf.borrow_mut())));
-            Ordered::start(scope, Some(&pool), threads * 8, chunks)
-        });
+        let chunks = jobs
+            .iter()
+            .flatten()
+            .flat_map(|job| (0..job.n_chunks()).map(move |c| (job, c)))
+            .map(|(job, c)| {
+                let spare = &spare;
+                move || {
+                    let dst = spare.lock().ok().and_then(|mut s| s.pop());
+                    F32_BUF
+                        .with(|buf| job.convert(c, &mut buf.borrow_mut(), dst.unwrap_or_default()))
+                }
+            });
+        // Every quantized tensor's chunks, in output order, converted across tensor
+        // boundaries by `threads` threads, this one included: it writes and hashes each chunk
+        // when its turn comes and quantizes the next ones meanwhile, so that one thread means
+        // one core.
+        let pipeline = Ordered::start(
+            scope,
+            Some(&pool),
+            (threads, Consumer::Helps),
+            threads * 8,
+            chunks,
+        );
         let mut source = QuantSource {
             file: &file,
             order: &order,
             jobs: &jobs,
             pipeline,
+            spare: &spare,
             reporter,
         };
         writer
@@ -764,7 +781,7 @@ pub(crate) fn quantize_piece(
         rows_per_chunk: n_rows.max(1),
         first_row,
     };
-    F32_BUF.with(|buf| job.convert(0, &mut buf.borrow_mut()))
+    F32_BUF.with(|buf| job.convert(0, &mut buf.borrow_mut(), Vec::new()))
 }
 
 /// The metadata keys the type recipe needs, from a GGUF's metadata (`Err`: the missing key).
@@ -836,10 +853,17 @@ impl ChunkJob<'_> {
         )
     }
 
-    /// Widens chunk `c` to f32 (in `buf`), checks it is finite, and quantizes it.
-    fn convert(&self, c: usize, buf: &mut Vec<f32>) -> Result<Vec<u8>, QuantizeFileError> {
+    /// Widens chunk `c` to f32 (in `buf`), checks it is finite, and quantizes it into `dst`
+    /// (a spare buffer to reuse, or empty).
+    fn convert(
+        &self,
+        c: usize,
+        buf: &mut Vec<f32>,
+        mut dst: Vec<u8>,
+    ) -> Result<Vec<u8>, QuantizeFileError> {
         self.widen(c, buf)?;
-        self.quantize(c, buf, self.to)
+        self.quantize_into(c, buf, self.to, &mut dst)?;
+        Ok(dst)
     }
 
     /// Chunk `c` widened to f32 into `buf`, checked finite.
@@ -874,30 +898,45 @@ impl ChunkJob<'_> {
 
     /// Chunk `c`, widened in `buf` by [`ChunkJob::widen`], quantized to `to`.
     fn quantize(&self, c: usize, buf: &[f32], to: GgmlType) -> Result<Vec<u8>, QuantizeFileError> {
+        let mut dst = Vec::new();
+        self.quantize_into(c, buf, to, &mut dst)?;
+        Ok(dst)
+    }
+
+    /// As [`ChunkJob::quantize`], into `dst` (resized; the kernels write every byte of it).
+    fn quantize_into(
+        &self,
+        c: usize,
+        buf: &[f32],
+        to: GgmlType,
+        dst: &mut Vec<u8>,
+    ) -> Result<(), QuantizeFileError> {
         let (r0, r1) = self.rows(c);
         let out_row = to.row_size(self.n_per_row as u64).unwrap_or(0) as usize;
-        let mut dst = vec![0u8; (r1 - r0) * out_row];
-        quantize_rows(to, buf, self.n_per_row, &mut dst).map_err(|source| {
-            QuantizeFileError::Kernel {
-                tensor: self.tensor.to_owned(),
-                source,
-            }
-        })?;
-        Ok(dst)
+        dst.resize((r1 - r0) * out_row, 0);
+        quantize_rows(to, buf, self.n_per_row, dst).map_err(|source| QuantizeFileError::Kernel {
+            tensor: self.tensor.to_owned(),
+            source,
+        })
     }
 }
 
 /// A chunk of a tensor, quantized.
 type Converted = Result<Vec<u8>, QuantizeFileError>;
 
+/// Chunk buffers the writer is done with, for the workers to quantize later chunks into: a
+/// fresh buffer per chunk would be zeroed and faulted in every time.
+type Spare = std::sync::Mutex<Vec<Vec<u8>>>;
+
 struct QuantSource<'a> {
     file: &'a GgufFile,
     order: &'a [usize],
     /// Per output tensor, its chunks when it is quantized.
     jobs: &'a [Option<ChunkJob<'a>>],
-    /// With more than one thread: every quantized tensor's chunks, in output order, converted
-    /// by the pool ahead of the writer across tensor boundaries.
-    pipeline: Option<Ordered<Converted>>,
+    /// Every quantized tensor's chunks, quantized, in output order.
+    pipeline: Ordered<'a, Converted>,
+    /// Where written chunk buffers go back to.
+    spare: &'a Spare,
     reporter: &'a dyn Reporter,
 }
 
@@ -921,16 +960,16 @@ impl TensorSource for QuantSource<'_> {
             }
             return Ok(());
         };
-        // One thread means one core: without a pipeline this thread converts as well as
-        // writes, so that a single-thread run is not quietly helped by a second busy thread.
-        let mut buf = Vec::new();
         for c in 0..job.n_chunks() {
-            let converted = match self.pipeline.as_mut() {
-                Some(p) => p.next().ok_or("the conversion stopped early")??,
-                None => job.convert(c, &mut buf),
-            };
+            let converted = self
+                .pipeline
+                .next()
+                .ok_or("the conversion stopped early")??;
             let bytes = converted.map_err(|e| Box::new(e) as SourceError)?;
             out.write_all(&bytes)?;
+            if let Ok(mut spare) = self.spare.lock() {
+                spare.push(bytes);
+            }
             let (start, len) = job.input_range(c);
             self.file
                 .release_tensor_range(input_index, start..start + len);
@@ -946,7 +985,6 @@ fn chunk_jobs<'a>(
     file: &'a GgufFile,
     order: &[usize],
     plan: &[loraforge_quantize::TensorDecision],
-    threads: usize,
 ) -> Vec<Option<ChunkJob<'a>>> {
     order
         .iter()
@@ -958,11 +996,11 @@ fn chunk_jobs<'a>(
             let entry = &file.tensors()[input_index];
             let n_per_row = usize::try_from(entry.info.row_len()).unwrap_or(0);
             let n_rows = usize::try_from(entry.info.n_rows().unwrap_or(0)).unwrap_or(0);
-            // Chunks of whole rows: at most CHUNK_ELEMS values, and small tensors still cut
-            // into a few chunks per worker so that no worker idles on them.
-            let rows_per_chunk = (CHUNK_ELEMS as usize / n_per_row.max(1))
-                .min(n_rows.div_ceil(threads * 4))
-                .max(1);
+            // Chunks of whole rows, CHUNK_ELEMS values where the tensor has them. Cutting small
+            // tensors finer gains nothing (the pipeline runs across tensor boundaries) and
+            // costs: the pipeline bounds the chunks in flight by count, and a window full of
+            // tiny chunks leaves a worker idle while another finishes a big one.
+            let rows_per_chunk = (CHUNK_ELEMS as usize / n_per_row.max(1)).max(1);
             Some(ChunkJob {
                 tensor: &entry.info.name,
                 data: file.tensor_data(input_index),
