@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use crate::arch::{self, Arch, Hparams, Transform};
 use crate::data;
 use crate::error::ConvertError;
-use crate::pipeline::{Consumer, Ordered};
+use crate::pipeline::Ordered;
 use crate::quantize_file::{
     check_supported, ggml_dims, quantize_piece, quantized_metadata, recipe_hparams, Named,
 };
@@ -80,7 +80,8 @@ pub struct ConvertOptions {
     pub target: ExportTarget,
     /// `general.*` metadata.
     pub general: GeneralMetadata,
-    /// Worker threads for element conversion (default: rayon's global pool).
+    /// Threads converting tensors, the writing thread included (default: one per CPU, as
+    /// rayon counts them).
     pub threads: Option<usize>,
     /// Force `tokenizer.ggml.pre` (a llama.cpp pre-tokenizer name) for BPE tokenizers.
     pub pre_tokenizer: Option<String>,
@@ -143,7 +144,7 @@ pub fn convert(
 ) -> Result<ConvertReport, ConvertError> {
     let report = match &options.adapter {
         Some(adapter) => convert_merged(model_dir, adapter, out, options, reporter)?,
-        None => convert_on_pool(&Inputs::folder(model_dir), out, options, reporter)?,
+        None => convert_with_threads(&Inputs::folder(model_dir), out, options, reporter)?,
     };
     reporter.checkpoint("convert-output");
     Ok(report)
@@ -219,7 +220,7 @@ fn convert_merged(
         merge: Some(&merged),
         merged_shards: Some(&shards),
     };
-    let mut report = convert_on_pool(&inputs, out, options, reporter)?;
+    let mut report = convert_with_threads(&inputs, out, options, reporter)?;
     report
         .warnings
         .splice(0..0, merged.warnings().iter().cloned());
@@ -227,22 +228,16 @@ fn convert_merged(
 }
 
 /// [`convert`] on `options.threads` threads.
-fn convert_on_pool(
+fn convert_with_threads(
     inputs: &Inputs<'_>,
     out: &Path,
     options: &ConvertOptions,
     reporter: &dyn Reporter,
 ) -> Result<ConvertReport, ConvertError> {
-    match options.threads {
-        Some(n) => {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(n.max(1))
-                .build()
-                .map_err(|source| ConvertError::Threads { threads: n, source })?;
-            convert_inner(inputs, out, options, Some(&pool), reporter)
-        }
-        None => convert_inner(inputs, out, options, None, reporter),
-    }
+    let threads = options
+        .threads
+        .map_or_else(rayon::current_num_threads, |n| n.max(1));
+    convert_inner(inputs, out, options, threads, reporter)
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ConvertError + '_ {
@@ -404,7 +399,7 @@ fn convert_inner(
     inputs: &Inputs<'_>,
     out: &Path,
     options: &ConvertOptions,
-    pool: Option<&rayon::ThreadPool>,
+    threads: usize,
     reporter: &dyn Reporter,
 ) -> Result<ConvertReport, ConvertError> {
     let mut warnings = Vec::new();
@@ -659,8 +654,8 @@ fn convert_inner(
     let (buf_tx, buf_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
     let recycled = std::sync::Mutex::new(buf_rx);
     let written = std::thread::scope(|scope| {
-        // Every tensor is cut into pieces (row blocks, heads) that the pool reads, merges,
-        // converts and quantizes ahead of this thread, which writes them in order while a
+        // Every tensor is cut into pieces (row blocks, heads) that the workers read, merge,
+        // convert and quantize ahead of this thread, which writes them in order while a
         // hasher thread hashes: no barrier between pieces or tensors, memory bounded by the
         // pieces in flight.
         let recycled = &recycled;
@@ -718,15 +713,9 @@ fn convert_inner(
                 }
             })
         });
-        let threads = pool.map_or_else(rayon::current_num_threads, |p| p.current_num_threads());
-        // The workers run rayon work inside pieces: this thread only consumes.
-        let mut pieces = Ordered::start(
-            scope,
-            pool,
-            (threads, Consumer::Waits),
-            threads.max(1) * 3,
-            jobs,
-        );
+        // `threads` threads in all, this one included: it writes each piece when its turn
+        // comes and converts the next ones meanwhile.
+        let mut pieces = Ordered::start(scope, threads, threads.max(1) * 3, jobs);
         // A hasher thread computes the file's sha256 from the same bytes (header, tensor data,
         // zero padding) while this thread writes — or, without `sha256`, only checks the byte
         // count — then recycles the buffers to the workers.
@@ -948,8 +937,8 @@ mod tests {
 }
 
 /// Piece `piece` of tensor `t` (planned as `p`), read from its shard `map` and merged with
-/// `merge` when the adapter changes it, converted and, with `to`, quantized. Runs on a pool
-/// worker; `take_buf` supplies a recycled output buffer.
+/// `merge` when the adapter changes it, converted and, with `to`, quantized. Runs on a pipeline
+/// thread; `take_buf` supplies a recycled output buffer.
 fn run_piece(
     (map, merge): (
         &memmap2::Mmap,

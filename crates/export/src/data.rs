@@ -545,8 +545,19 @@ fn any_non_finite(dtype: Dtype, src: &[u8]) -> bool {
             }),
         }
     }
-    src.par_chunks(PAR_ELEMENTS * dtype.size())
-        .any(|chunk| scan(dtype, chunk))
+    let chunk = PAR_ELEMENTS * dtype.size();
+    if on_pool_thread() {
+        src.par_chunks(chunk).any(|c| scan(dtype, c))
+    } else {
+        src.chunks(chunk).any(|c| scan(dtype, c))
+    }
+}
+
+/// Whether this thread is a rayon pool's. The conversion splits a piece over the pool only
+/// there; elsewhere (the pipeline's own threads, which already share the pieces out) it runs
+/// on the calling thread, so that `threads` threads means that many, not a global pool more.
+fn on_pool_thread() -> bool {
+    rayon::current_thread_index().is_some()
 }
 
 /// Index of the first NaN or infinity in `src` (elements of `dtype`), read from the bits.
@@ -591,10 +602,15 @@ pub(crate) fn convert(
         GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => {
             let osize = out_ty.type_size();
             dst.resize(n * osize, 0);
-            let isize = dtype.size();
-            src.par_chunks(PAR_ELEMENTS * isize)
-                .zip(dst.par_chunks_mut(PAR_ELEMENTS * osize))
-                .for_each(|(s, d)| convert_elementwise(dtype, s, out_ty, d));
+            let (s_len, d_len) = (PAR_ELEMENTS * dtype.size(), PAR_ELEMENTS * osize);
+            let pair = |(s, d): (&[u8], &mut [u8])| convert_elementwise(dtype, s, out_ty, d);
+            if on_pool_thread() {
+                src.par_chunks(s_len)
+                    .zip(dst.par_chunks_mut(d_len))
+                    .for_each(pair);
+            } else {
+                src.chunks(s_len).zip(dst.chunks_mut(d_len)).for_each(pair);
+            }
         }
         GgmlType::Q8_0 => {
             let row_bytes = usize::try_from(
@@ -606,14 +622,22 @@ pub(crate) fn convert(
             dst.resize(rows * row_bytes, 0);
             let isize = dtype.size();
             let rows_per_item = (PAR_ELEMENTS / row_len).max(1);
-            src.par_chunks(rows_per_item * row_len * isize)
-                .zip(dst.par_chunks_mut(rows_per_item * row_bytes))
-                .try_for_each(|(s, d)| -> Result<(), String> {
-                    let mut f = vec![0f32; s.len() / isize];
-                    to_f32(dtype, s, &mut f);
-                    loraforge_quantize::quantize_rows(GgmlType::Q8_0, &f, row_len, d)
-                        .map_err(|e| e.to_string())
-                })?;
+            let (s_len, d_len) = (rows_per_item * row_len * isize, rows_per_item * row_bytes);
+            let pair = |(s, d): (&[u8], &mut [u8])| -> Result<(), String> {
+                let mut f = vec![0f32; s.len() / isize];
+                to_f32(dtype, s, &mut f);
+                loraforge_quantize::quantize_rows(GgmlType::Q8_0, &f, row_len, d)
+                    .map_err(|e| e.to_string())
+            };
+            if on_pool_thread() {
+                src.par_chunks(s_len)
+                    .zip(dst.par_chunks_mut(d_len))
+                    .try_for_each(pair)?;
+            } else {
+                src.chunks(s_len)
+                    .zip(dst.chunks_mut(d_len))
+                    .try_for_each(pair)?;
+            }
         }
         other => return Err(format!("the converter does not write {other} tensors").into()),
     }

@@ -1,9 +1,16 @@
-//! Work cut into independent pieces, run on a rayon pool a bounded distance ahead of one
-//! consumer that takes the results in order (the file writer).
+//! Work cut into independent pieces, run a bounded distance ahead of one consumer that takes
+//! the results in order (the file writer), by `threads` threads: the consumer and
+//! `threads - 1` workers.
 //!
 //! Converting tensor by tensor with a barrier at the end of each (or of each chunk) leaves
-//! workers idle for most of a piece, thousands of times per model; here the pool always has the
-//! next pieces, across tensor boundaries, while memory stays bounded by the pieces in flight.
+//! workers idle for most of a piece, thousands of times per model; here the workers always have
+//! the next pieces, across tensor boundaries, while memory stays bounded by the pieces in
+//! flight. The consumer runs jobs itself while the result it needs next is not ready, so that
+//! exactly `threads` threads are busy: a consumer that only waited would wake and sleep once
+//! per result, and on a machine with as many cores as workers the scheduler then at times
+//! stacked two workers on one core while the other idled for milliseconds (`perf sched`: 4–9 %
+//! of a run). None of these threads is a rayon pool's: jobs that use rayon inside would spill
+//! onto the global pool (the converter checks for this and stays sequential).
 
 use std::collections::BTreeMap;
 use std::sync::mpsc::{channel, Receiver};
@@ -20,19 +27,6 @@ type Outcome<T> = Result<T, WorkerPanicked>;
 
 /// A job of the sequence.
 type Job<'scope, T> = Box<dyn FnOnce() -> T + Send + 'scope>;
-
-/// How the consumer takes part in the work.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Consumer {
-    /// Only consumes: the pool's threads run the jobs (which may use rayon themselves).
-    Waits,
-    /// Runs jobs itself while the result it needs next is not ready, beside `threads - 1`
-    /// worker threads: exactly `threads` threads are busy. A consumer that waits wakes and
-    /// sleeps once per result, and on a machine with as many cores as workers the scheduler
-    /// then at times stacks two workers on one core while the other idles for milliseconds.
-    /// For jobs without rayon work of their own: none of these threads is a pool thread.
-    Helps,
-}
 
 /// The jobs not yet taken and the window they are taken within.
 struct Queue<'scope, T> {
@@ -78,18 +72,15 @@ pub(crate) struct Ordered<'scope, T> {
     pending: BTreeMap<usize, Outcome<T>>,
     /// The position of the next result to hand out.
     next: usize,
-    helps: bool,
 }
 
 impl<'scope, T: Send + 'scope> Ordered<'scope, T> {
-    /// Starts running `jobs` at most `in_flight` ahead of [`Ordered::next`]: on `pool`
-    /// (rayon's global pool when `None`) when the consumer waits; on `threads - 1` threads of
-    /// `scope` and the consumer's when it helps. No new job starts once the `Ordered` is
-    /// dropped.
+    /// Starts running `jobs` at most `in_flight` ahead of [`Ordered::next`], on `threads - 1`
+    /// threads of `scope` and, from [`Ordered::next`], the caller's. No new job starts once
+    /// the `Ordered` is dropped.
     pub(crate) fn start<'env: 'scope, J>(
         scope: &'scope std::thread::Scope<'scope, 'env>,
-        pool: Option<&'env rayon::ThreadPool>,
-        (threads, consumer): (usize, Consumer),
+        threads: usize,
         in_flight: usize,
         jobs: impl Iterator<Item = J> + Send + 'scope,
     ) -> Ordered<'scope, T>
@@ -108,52 +99,27 @@ impl<'scope, T: Send + 'scope> Ordered<'scope, T> {
             room: Condvar::new(),
         });
         let (done_tx, done) = channel();
-        match consumer {
-            Consumer::Waits => {
-                let shared = Arc::clone(&shared);
-                // A spawner thread takes the jobs within the window and spawns each on the
-                // pool. Pool threads never block on the window: a pool thread waiting inside
-                // a job's own rayon work may run another spawned job on top of it, and that
-                // one must not wait for the window the job beneath it holds.
-                scope.spawn(move || {
-                    let spawn_all = |s: &rayon::Scope<'scope>| {
-                        while let Some((seq, job)) = wait_for_job(&shared) {
-                            let done_tx = done_tx.clone();
-                            // A closed channel means the consumer stopped: nothing to do.
-                            s.spawn(move |_| drop(done_tx.send((seq, run(job)))));
-                        }
-                    };
-                    match pool {
-                        Some(pool) => pool.in_place_scope(spawn_all),
-                        None => rayon::in_place_scope(spawn_all),
+        for _ in 1..threads {
+            let shared = Arc::clone(&shared);
+            let done_tx = done_tx.clone();
+            scope.spawn(move || {
+                while let Some((seq, job)) = wait_for_job(&shared) {
+                    if done_tx.send((seq, run(job))).is_err() {
+                        return; // the consumer is gone
                     }
-                });
-            }
-            Consumer::Helps => {
-                for _ in 1..threads {
-                    let shared = Arc::clone(&shared);
-                    let done_tx = done_tx.clone();
-                    scope.spawn(move || {
-                        while let Some((seq, job)) = wait_for_job(&shared) {
-                            if done_tx.send((seq, run(job))).is_err() {
-                                return; // the consumer is gone
-                            }
-                        }
-                    });
                 }
-            }
+            });
         }
         Ordered {
             shared,
             done,
             pending: BTreeMap::new(),
             next: 0,
-            helps: consumer == Consumer::Helps,
         }
     }
 
-    /// The next result in sequence, waiting for it (or, helping, working on it); `None`
-    /// after the last one.
+    /// The next result in sequence, working on the jobs while it is not ready, else waiting
+    /// for it; `None` after the last one.
     pub(crate) fn next(&mut self) -> Option<Outcome<T>> {
         loop {
             while let Ok((seq, r)) = self.done.try_recv() {
@@ -167,12 +133,10 @@ impl<'scope, T: Send + 'scope> Ordered<'scope, T> {
                 self.shared.room.notify_all();
                 return Some(r);
             }
-            if self.helps {
-                let job = self.shared.queue.lock().ok().and_then(|mut q| q.take());
-                if let Some((seq, job)) = job {
-                    self.pending.insert(seq, run(job));
-                    continue;
-                }
+            let job = self.shared.queue.lock().ok().and_then(|mut q| q.take());
+            if let Some((seq, job)) = job {
+                self.pending.insert(seq, run(job));
+                continue;
             }
             match self.done.recv() {
                 Ok((seq, r)) => {
@@ -231,20 +195,11 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    /// Every way the pipeline runs: workers only, workers and the consumer, the consumer alone.
-    const MODES: [(usize, Consumer); 4] = [
-        (3, Consumer::Waits),
-        (1, Consumer::Waits),
-        (3, Consumer::Helps),
-        (1, Consumer::Helps),
-    ];
+    /// Thread counts: the consumer with workers, the consumer alone.
+    const MODES: [usize; 3] = [3, 2, 1];
 
     #[test]
     fn results_come_in_order_whatever_order_jobs_finish_in() {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(3)
-            .build()
-            .unwrap();
         for mode in MODES {
             let got: Vec<usize> = std::thread::scope(|scope| {
                 let jobs = (0..200usize).map(|i| {
@@ -255,7 +210,7 @@ mod tests {
                         i
                     }
                 });
-                let mut ordered = Ordered::start(scope, Some(&pool), mode, 6, jobs);
+                let mut ordered = Ordered::start(scope, mode, 6, jobs);
                 std::iter::from_fn(|| ordered.next().map(Result::unwrap)).collect()
             });
             assert_eq!(got, (0..200).collect::<Vec<_>>(), "{mode:?}");
@@ -275,14 +230,14 @@ mod tests {
                         i
                     }
                 });
-                let mut ordered = Ordered::start(scope, None, mode, 4, jobs);
+                let mut ordered = Ordered::start(scope, mode, 4, jobs);
                 assert_eq!(ordered.next().unwrap().unwrap(), 0);
                 assert_eq!(ordered.next().unwrap().unwrap(), 1);
                 std::thread::sleep(std::time::Duration::from_millis(50));
                 // 2 taken + 4 in flight at most; with workers, they filled the window.
                 let n = started.load(Ordering::SeqCst);
                 assert!(n <= 6, "{mode:?}: {n}");
-                if mode != (1, Consumer::Helps) {
+                if mode > 1 {
                     assert_eq!(n, 6, "{mode:?}");
                 }
                 drop(ordered);
@@ -302,7 +257,7 @@ mod tests {
                         i
                     }
                 });
-                let mut ordered = Ordered::start(scope, None, mode, 3, jobs);
+                let mut ordered = Ordered::start(scope, mode, 3, jobs);
                 std::iter::from_fn(|| ordered.next().map(|r| r.map_err(|e| e.to_string())))
                     .collect()
             });
@@ -317,7 +272,7 @@ mod tests {
         let me = std::thread::current().id();
         let ran_here: Vec<bool> = std::thread::scope(|scope| {
             let jobs = (0..50usize).map(|_| move || std::thread::current().id() == me);
-            let mut ordered = Ordered::start(scope, None, (1, Consumer::Helps), 8, jobs);
+            let mut ordered = Ordered::start(scope, 1, 8, jobs);
             std::iter::from_fn(|| ordered.next().map(Result::unwrap)).collect()
         });
         assert_eq!(ran_here, vec![true; 50]);
@@ -328,7 +283,7 @@ mod tests {
         for mode in MODES {
             std::thread::scope(|scope| {
                 let jobs = std::iter::empty::<fn() -> usize>();
-                let mut ordered = Ordered::start(scope, None, mode, 4, jobs);
+                let mut ordered = Ordered::start(scope, mode, 4, jobs);
                 assert!(ordered.next().is_none(), "{mode:?}");
                 assert!(ordered.next().is_none(), "{mode:?}");
             });

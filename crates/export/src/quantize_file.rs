@@ -29,7 +29,7 @@ use loraforge_gguf::{
     TensorSource, WriteError, WriteOptions,
 };
 
-use crate::pipeline::{Consumer, Ordered};
+use crate::pipeline::Ordered;
 
 /// `GGML_QNT_VERSION`, written as `general.quantization_version`.
 pub const GGML_QNT_VERSION: u32 = 2;
@@ -334,13 +334,7 @@ fn quantize_file_inner(
         // boundaries by `threads` threads, this one included: it writes and hashes each chunk
         // when its turn comes and quantizes the next ones meanwhile, so that one thread means
         // one core.
-        let pipeline = Ordered::start(
-            scope,
-            Some(&pool),
-            (threads, Consumer::Helps),
-            threads * 8,
-            chunks,
-        );
+        let pipeline = Ordered::start(scope, threads, threads * 8, chunks);
         let mut source = QuantSource {
             file: &file,
             order: &order,
