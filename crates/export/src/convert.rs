@@ -949,8 +949,8 @@ fn run_piece(
     (row_len, piece, to): (usize, data::Piece, Option<GgmlType>),
     take_buf: impl FnOnce() -> Vec<u8>,
 ) -> Result<Vec<u8>, SourceError> {
-    // Taken out of the thread-local rather than borrowed from it: the merge and the conversion
-    // run nested rayon work, while which this worker may start another piece.
+    // This thread's buffers, taken for the piece and put back after it (not borrowed across the
+    // callbacks below).
     let (mut merge_buf, mut converted) =
         PIECE_SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
     let mut reader = data::TensorReader {

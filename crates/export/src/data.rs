@@ -7,7 +7,6 @@ use loraforge_adapter_merge::MergedTensor;
 use loraforge_hf_model::Dtype;
 use loraforge_quantize::{bf16_to_fp32, fp16_to_fp32, fp32_to_bf16, fp32_to_fp16, GgmlType};
 use memmap2::Mmap;
-use rayon::prelude::*;
 
 use crate::arch::Transform;
 use crate::source::SrcTensor;
@@ -15,8 +14,9 @@ use crate::source::SrcTensor;
 /// Elements per piece when streaming without a transform (1 Mi elements: 2 MiB of bf16, a
 /// piece's f32 widening still close to the L2 cache).
 const PIECE_ELEMENTS: usize = 1 << 20;
-/// Elements per parallel work item inside a chunk.
-const PAR_ELEMENTS: usize = 1 << 16;
+/// Elements per step inside a piece (the finiteness scan, Q8_0's f32 staging): a block that
+/// stays in cache.
+const STEP_ELEMENTS: usize = 1 << 16;
 
 pub(crate) type DataError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -529,8 +529,8 @@ fn convert_elementwise(dtype: Dtype, src: &[u8], out_ty: GgmlType, dst: &mut [u8
 }
 
 /// Whether `src` (elements of `dtype`) holds a NaN or an infinity: a branch-free reduction over
-/// the exponent bits that the compiler vectorizes, run over the CPUs, because it reads every
-/// weight of the model once more.
+/// the exponent bits that the compiler vectorizes, in cache-sized steps so that a bad piece
+/// stops early.
 fn any_non_finite(dtype: Dtype, src: &[u8]) -> bool {
     fn scan(dtype: Dtype, chunk: &[u8]) -> bool {
         match dtype {
@@ -545,19 +545,8 @@ fn any_non_finite(dtype: Dtype, src: &[u8]) -> bool {
             }),
         }
     }
-    let chunk = PAR_ELEMENTS * dtype.size();
-    if on_pool_thread() {
-        src.par_chunks(chunk).any(|c| scan(dtype, c))
-    } else {
-        src.chunks(chunk).any(|c| scan(dtype, c))
-    }
-}
-
-/// Whether this thread is a rayon pool's. The conversion splits a piece over the pool only
-/// there; elsewhere (the pipeline's own threads, which already share the pieces out) it runs
-/// on the calling thread, so that `threads` threads means that many, not a global pool more.
-fn on_pool_thread() -> bool {
-    rayon::current_thread_index().is_some()
+    src.chunks(STEP_ELEMENTS * dtype.size())
+        .any(|c| scan(dtype, c))
 }
 
 /// Index of the first NaN or infinity in `src` (elements of `dtype`), read from the bits.
@@ -602,15 +591,7 @@ pub(crate) fn convert(
         GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => {
             let osize = out_ty.type_size();
             dst.resize(n * osize, 0);
-            let (s_len, d_len) = (PAR_ELEMENTS * dtype.size(), PAR_ELEMENTS * osize);
-            let pair = |(s, d): (&[u8], &mut [u8])| convert_elementwise(dtype, s, out_ty, d);
-            if on_pool_thread() {
-                src.par_chunks(s_len)
-                    .zip(dst.par_chunks_mut(d_len))
-                    .for_each(pair);
-            } else {
-                src.chunks(s_len).zip(dst.chunks_mut(d_len)).for_each(pair);
-            }
+            convert_elementwise(dtype, src, out_ty, dst);
         }
         GgmlType::Q8_0 => {
             let row_bytes = usize::try_from(
@@ -621,22 +602,16 @@ pub(crate) fn convert(
             let rows = n / row_len;
             dst.resize(rows * row_bytes, 0);
             let isize = dtype.size();
-            let rows_per_item = (PAR_ELEMENTS / row_len).max(1);
-            let (s_len, d_len) = (rows_per_item * row_len * isize, rows_per_item * row_bytes);
-            let pair = |(s, d): (&[u8], &mut [u8])| -> Result<(), String> {
-                let mut f = vec![0f32; s.len() / isize];
+            let rows_per_step = (STEP_ELEMENTS / row_len).max(1);
+            let mut f = Vec::new();
+            for (s, d) in src
+                .chunks(rows_per_step * row_len * isize)
+                .zip(dst.chunks_mut(rows_per_step * row_bytes))
+            {
+                f.resize(s.len() / isize, 0f32);
                 to_f32(dtype, s, &mut f);
                 loraforge_quantize::quantize_rows(GgmlType::Q8_0, &f, row_len, d)
-                    .map_err(|e| e.to_string())
-            };
-            if on_pool_thread() {
-                src.par_chunks(s_len)
-                    .zip(dst.par_chunks_mut(d_len))
-                    .try_for_each(pair)?;
-            } else {
-                src.chunks(s_len)
-                    .zip(dst.chunks_mut(d_len))
-                    .try_for_each(pair)?;
+                    .map_err(|e| e.to_string())?;
             }
         }
         other => return Err(format!("the converter does not write {other} tensors").into()),

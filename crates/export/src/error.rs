@@ -206,15 +206,6 @@ pub enum ConvertError {
     /// The output type is not available.
     #[error("output type {0} is not supported by the converter")]
     UnsupportedOutType(String),
-    /// The worker thread pool could not be created.
-    #[error("cannot start {threads} worker threads")]
-    Threads {
-        /// Threads requested.
-        threads: usize,
-        /// The cause.
-        #[source]
-        source: rayon::ThreadPoolBuildError,
-    },
     /// Writing the GGUF failed.
     #[error("writing GGUF {path}")]
     Write {
@@ -269,7 +260,6 @@ impl ConvertError {
     pub fn is_user_error(&self) -> bool {
         match self {
             ConvertError::Io { .. }
-            | ConvertError::Threads { .. }
             | ConvertError::ByteCount { .. }
             | ConvertError::HasherPanicked { .. } => false,
             ConvertError::Write { source, .. } => source.is_user_error(),

@@ -66,10 +66,10 @@
 //! (`tokenizer.model` SentencePiece or `tokenizer.json` byte-level BPE, plus
 //! `tokenizer_config.json`, `added_tokens.json`, `chat_template.jinja` / `chat_template.json`,
 //! special token ids from `config.json`) and `generation_config.json`, and writes a GGUF v3 file
-//! through a temp file renamed into place. Tensors are read in bounded chunks by a producer
-//! thread and converted on rayon workers while the calling thread writes and a third thread
-//! hashes (sha256), so memory stays bounded by a few 8 MiB chunks and the largest tensor that
-//! must be rearranged (Q/K permutation, GPT-2 transposes).
+//! through a temp file renamed into place. Tensors are cut into pieces (row blocks, heads) that
+//! worker threads and the writing thread read, convert (and merge, and quantize) a bounded
+//! distance ahead of the writer, while another thread hashes (sha256), so memory stays bounded
+//! by the pieces in flight and the largest tensor that must be rearranged (GPT-2 transposes).
 //!
 //! Principal items: [`convert`], [`ConvertOptions`] (+ [`ExportTarget`], [`GeneralMetadata`]),
 //! [`ConvertReport`], [`ConvertError`]; for GGUF → GGUF, [`quantize_file`],

@@ -9,8 +9,8 @@
 //! exactly `threads` threads are busy: a consumer that only waited would wake and sleep once
 //! per result, and on a machine with as many cores as workers the scheduler then at times
 //! stacked two workers on one core while the other idled for milliseconds (`perf sched`: 4–9 %
-//! of a run). None of these threads is a rayon pool's: jobs that use rayon inside would spill
-//! onto the global pool (the converter checks for this and stays sequential).
+//! of a run). None of these threads is a rayon pool's: the jobs are sequential (rayon work inside
+//! one would spill onto the global pool and break the thread count).
 
 use std::collections::BTreeMap;
 use std::sync::mpsc::{channel, Receiver};

@@ -305,16 +305,13 @@ fn quantize_file_inner(
         n_fallback,
     } = plan_output(&file, &hparams, &order, ftype, options)?;
 
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(options.threads)
-        .build()
-        .map_err(|source| QuantizeFileError::Threads {
-            threads: options.threads,
-            source,
-        })?;
+    // 0 means the default, as a rayon pool counts it (`RAYON_NUM_THREADS`, else the CPUs).
+    let threads = match options.threads {
+        0 => rayon::current_num_threads().max(1),
+        n => n,
+    };
     let total: u64 = file.tensors().iter().map(|t| t.size).sum();
     reporter.begin("quantize", Some(total));
-    let threads = pool.current_num_threads().max(1);
     let jobs = chunk_jobs(&file, &order, &plan);
     let spare = Spare::default();
     let written = std::thread::scope(|scope| {
