@@ -222,6 +222,7 @@ fn main() {
     let parent = std::env::var_os("LORAFORGE_BENCH_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(std::env::temp_dir);
+    std::fs::create_dir_all(&parent).unwrap();
     let dir = tempfile::tempdir_in(parent).unwrap();
     let input = dir.path().join("bench-f16.gguf");
 

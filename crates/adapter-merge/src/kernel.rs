@@ -15,11 +15,38 @@ extern "C" {
     fn openblas_set_num_threads(num_threads: std::os::raw::c_int);
 }
 
-/// Makes OpenBLAS single-threaded: loraforge parallelises across row blocks with rayon instead
-/// (measured faster for the skinny rank-r products, and it avoids oversubscription).
-pub(crate) fn blas_single_threaded() {
-    // SAFETY: a plain setter in libopenblas with no preconditions.
-    unsafe { openblas_set_num_threads(1) };
+/// Makes OpenBLAS single-threaded and stops its idle worker threads, once per process.
+///
+/// loraforge parallelises across row blocks with its own threads instead (measured faster for
+/// the skinny rank-r products, and it avoids oversubscription). OpenBLAS's pthread build starts
+/// its workers when the library loads, and each one busy-waits (`sched_yield` in a loop) for
+/// about 0.1 s before sleeping: on 2 cores that takes one from the work at every process start.
+/// Call this first thing in a program that links loraforge; the merge calls it too. Stopping
+/// the workers is OpenBLAS's own fork-time shutdown, looked up at run time because only the
+/// pthread build has it. Any later multi-threaded BLAS call (another library raising the
+/// thread count) restarts them lazily, as after a fork.
+pub fn single_threaded_blas() {
+    static DONE: std::sync::Once = std::sync::Once::new();
+    DONE.call_once(|| {
+        // SAFETY: a plain setter in libopenblas with no preconditions. It must come before the
+        // shutdown: it restarts the workers when they are not running.
+        unsafe { openblas_set_num_threads(1) };
+        #[cfg(unix)]
+        {
+            // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name only searches the
+            // loaded objects.
+            let symbol =
+                unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"blas_thread_shutdown_".as_ptr()) };
+            if !symbol.is_null() {
+                // SAFETY: in OpenBLAS this symbol is `int blas_thread_shutdown_(void)`; it
+                // joins the idle workers under OpenBLAS's own lock, and no BLAS call of ours is
+                // running (this runs once, before the first).
+                let shutdown: unsafe extern "C" fn() -> std::os::raw::c_int =
+                    unsafe { std::mem::transmute(symbol) };
+                unsafe { shutdown() };
+            }
+        }
+    });
 }
 
 /// How `B·A` is computed.
@@ -49,7 +76,7 @@ impl Backend {
 pub(crate) fn choose_backend() -> Backend {
     static CHOICE: std::sync::OnceLock<Backend> = std::sync::OnceLock::new();
     *CHOICE.get_or_init(|| {
-        blas_single_threaded();
+        single_threaded_blas();
         let mut seed = 0x9E37_79B9_7F4A_7C15u64;
         let mut next = || {
             seed ^= seed << 13;

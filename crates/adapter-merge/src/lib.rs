@@ -68,6 +68,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use config::{AdapterConfig, ModuleSelector, ADAPTER_CONFIG_FILE, DEFAULT_LORA_TARGETS};
+pub use kernel::single_threaded_blas;
 pub use loraforge_hf_model::{Dtype, HfModelError};
 pub use merge::merge;
 pub use stream::{MergedModel, MergedTensor};

@@ -332,8 +332,12 @@ pub(crate) fn output_specs(
 }
 
 /// Merges the rows of `w` (whole rows of the base weight from `row0` on, in its dtype) into
-/// `out` (the same rows, in the output dtype), in blocks over the current rayon pool. Returns the
-/// flat index in the whole tensor of the first non-finite result, if any.
+/// `out` (the same rows, in the output dtype), block by block. Returns the flat index in the whole
+/// tensor of the first non-finite result, if any.
+///
+/// On a rayon pool thread the blocks are spread over that pool; on any other thread they run on
+/// the calling thread. A caller that brings its own threads (the export pipeline runs exactly N)
+/// would otherwise hand the work to the global pool and sleep: N more threads on N cores.
 pub(crate) fn merge_lora_rows(
     backend: Backend,
     update: &LoraUpdate<'_>,
@@ -344,24 +348,34 @@ pub(crate) fn merge_lora_rows(
     let cols = update.cols.max(1);
     let (in_size, out_size) = (w_dtype.size(), out_dtype.size());
     let rows_per_block = (BLOCK_ELEMS / cols).max(1);
-    out.par_chunks_mut(rows_per_block * cols * out_size)
-        .enumerate()
-        .map_init(Scratch::default, |scratch, (bi, chunk)| {
-            let r = bi * rows_per_block;
-            let nr = chunk.len() / (cols * out_size);
-            let block = RowBlock {
-                row0: row0 + r,
-                n_rows: nr,
-                w: w.get(r * cols * in_size..(r + nr) * cols * in_size)
-                    .unwrap_or(&[]),
-                w_dtype,
-                out: chunk,
-                out_dtype,
-            };
-            merge_rows(backend, update, block, scratch).map(|i| (row0 + r) * cols + i)
-        })
-        .flatten()
-        .min()
+    let merge_block = |scratch: &mut Scratch, (bi, chunk): (usize, &mut [u8])| {
+        let r = bi * rows_per_block;
+        let nr = chunk.len() / (cols * out_size);
+        let block = RowBlock {
+            row0: row0 + r,
+            n_rows: nr,
+            w: w.get(r * cols * in_size..(r + nr) * cols * in_size)
+                .unwrap_or(&[]),
+            w_dtype,
+            out: chunk,
+            out_dtype,
+        };
+        merge_rows(backend, update, block, scratch).map(|i| (row0 + r) * cols + i)
+    };
+    let block_bytes = rows_per_block * cols * out_size;
+    if rayon::current_thread_index().is_some() {
+        out.par_chunks_mut(block_bytes)
+            .enumerate()
+            .map_init(Scratch::default, merge_block)
+            .flatten()
+            .min()
+    } else {
+        let mut scratch = Scratch::default();
+        out.chunks_mut(block_bytes)
+            .enumerate()
+            .filter_map(|job| merge_block(&mut scratch, job))
+            .min()
+    }
 }
 
 /// `lora_B.bias` merged into a bias: `vals` (the base bias as f32, in `dtype`) as PEFT sees it
@@ -479,13 +493,13 @@ fn tokenizer_dir(adapter_dir: &Path, base_dir: &Path) -> Option<PathBuf> {
 
 /// [`MergeReport::backend`] for the chosen `B·A` backend.
 pub(crate) fn backend_name(backend: Backend) -> &'static str {
-    if crate::fused::available() {
-        match backend {
-            Backend::Blas => "fused-avx2-fma (others: openblas-sgemm)",
-            Backend::SequentialFma => "fused-avx2-fma (others: sequential-fma)",
-        }
-    } else {
-        backend.name()
+    use crate::fused::Level;
+    match (crate::fused::report_level(), backend) {
+        (None, backend) => backend.name(),
+        (Some(Level::Avx2), Backend::Blas) => "fused-avx2-fma (others: openblas-sgemm)",
+        (Some(Level::Avx2), Backend::SequentialFma) => "fused-avx2-fma (others: sequential-fma)",
+        (Some(Level::Avx512), Backend::Blas) => "fused-avx512 (others: openblas-sgemm)",
+        (Some(Level::Avx512), Backend::SequentialFma) => "fused-avx512 (others: sequential-fma)",
     }
 }
 

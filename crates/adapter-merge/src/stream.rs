@@ -205,7 +205,8 @@ impl MergedTensor<'_> {
     /// Writes into `out` the merged values of elements `first ..` (row-major), given in `base`
     /// the base tensor's bytes of the same elements; both in [`MergedTensor::dtype`] and of the
     /// same length. A LoRA-updated tensor is merged in whole rows: `first` and the length must
-    /// be multiples of the row length. Runs on the current rayon pool. Fails with
+    /// be multiples of the row length. Called on a rayon pool thread, the rows are spread over
+    /// that pool; on any other thread they are merged on the calling thread. Fails with
     /// [`MergeError::NonFinite`] where [`merge`](crate::merge()) does.
     pub fn merge(&self, first: usize, base: &[u8], out: &mut [u8]) -> Result<(), MergeError> {
         let size = self.dtype.size();
@@ -215,11 +216,11 @@ impl MergedTensor<'_> {
             [_, cols] if self.job_is_lora => (*cols).max(1),
             _ => 1,
         };
-        let fits = base.len() % size == 0
+        let fits = base.len().is_multiple_of(size)
             && out.len() == base.len()
             && first.checked_add(n).is_some_and(|end| end <= total)
-            && first % row_len == 0
-            && n % row_len == 0;
+            && first.is_multiple_of(row_len)
+            && n.is_multiple_of(row_len);
         if !fits {
             return Err(MergeError::BadRange {
                 tensor: self.name.clone(),

@@ -168,7 +168,7 @@ fn truncated_base_file() {
 fn raw_safetensors(header: &str, data_len: usize) -> Vec<u8> {
     let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
     bytes.extend_from_slice(header.as_bytes());
-    bytes.extend(std::iter::repeat(0u8).take(data_len));
+    bytes.extend(std::iter::repeat_n(0u8, data_len));
     bytes
 }
 

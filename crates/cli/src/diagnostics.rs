@@ -107,7 +107,7 @@ pub fn cause_lines(error: &(dyn std::error::Error + 'static)) -> Vec<String> {
         let text = inner.to_string();
         if lines
             .last()
-            .map_or(true, |previous| !previous.contains(&text))
+            .is_none_or(|previous| !previous.contains(&text))
         {
             lines.push(text);
         }

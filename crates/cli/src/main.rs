@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    loraforge_adapter_merge::single_threaded_blas();
     let cli = args::Cli::parse();
     signals::remove_temporaries_on_termination();
     match commands::run(cli) {

@@ -390,7 +390,7 @@ fn a_missing_branch_and_a_file_changed_since_saved_are_refused() {
     assert!(env
         .hub
         .files("alice/changed", "main")
-        .map_or(true, |f| !f.contains_key("model.safetensors")));
+        .is_none_or(|f| !f.contains_key("model.safetensors")));
     let output = env.run(&["saved", "show", &saved], false);
     assert!(!String::from_utf8_lossy(&output.stdout).contains("pushed to the Hub"));
 }

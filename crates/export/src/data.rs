@@ -286,7 +286,7 @@ pub(crate) fn permute_rows(
 ) -> Option<Vec<u8>> {
     let rows = *shape.first()?;
     let row_bytes = shape[1..].iter().product::<usize>().checked_mul(esize)?;
-    if n_head == 0 || rows % n_head != 0 || (rows / n_head) % 2 != 0 {
+    if n_head == 0 || rows % n_head != 0 || !(rows / n_head).is_multiple_of(2) {
         return None;
     }
     let d = rows / n_head;

@@ -207,7 +207,7 @@ pub fn convert_lora(
         .is_some()
         && lcfg
             .get("alora_invocation_tokens")
-            .map_or(true, Json::is_null)
+            .is_none_or(Json::is_null)
     {
         return Err(bad_cfg(
             "aLoRA invocation_string without alora_invocation_tokens is not supported".into(),
@@ -471,7 +471,7 @@ pub fn convert_lora(
         ] {
             let dims: Vec<u64> = shape.iter().rev().map(|&d| d as u64).collect();
             let mut ty = matrix_ty;
-            if ty == GgmlType::Q8_0 && dims[0] % 32 != 0 {
+            if ty == GgmlType::Q8_0 && !dims[0].is_multiple_of(32) {
                 warnings.push(format!(
                     "{gguf_name}.{suffix}: rows of {} are not a multiple of 32, written as f16",
                     dims[0]

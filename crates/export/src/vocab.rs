@@ -826,7 +826,7 @@ impl SpecialVocab {
             });
         }
         let n = n as u64;
-        let in_range = self.n_vocab.map_or(true, |nv| (n as usize) < nv);
+        let in_range = self.n_vocab.is_none_or(|nv| (n as usize) < nv);
         if in_range && !self.ids.iter().any(|(t, _)| t == typ) {
             if let Ok(v) = u32::try_from(n) {
                 self.ids.push((typ.to_string(), v));

@@ -677,11 +677,11 @@ fn parse(bytes: &[u8]) -> Result<GgufHeader, FormatError> {
             tensor: info.name.clone(),
             dims: info.dims.clone(),
         };
-        if !info.n_elements().is_some_and(|n| n < i64::MAX as u64) {
+        if info.n_elements().is_none_or(|n| n >= i64::MAX as u64) {
             return Err(too_large(&info));
         }
         let block = ty.block_size();
-        if info.row_len() % block as u64 != 0 {
+        if !info.row_len().is_multiple_of(block as u64) {
             return Err(FormatError::RowNotBlockMultiple {
                 row_len: info.row_len(),
                 tensor: info.name,

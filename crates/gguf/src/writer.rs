@@ -453,7 +453,7 @@ fn validate_tensor(info: &TensorInfo) -> Result<(), WriteError> {
         });
     }
     let block = info.ty.block_size();
-    if info.row_len() % block as u64 != 0 {
+    if !info.row_len().is_multiple_of(block as u64) {
         return Err(WriteError::RowNotBlockMultiple {
             tensor: info.name.clone(),
             ty: info.ty,

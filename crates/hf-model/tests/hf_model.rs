@@ -208,7 +208,7 @@ fn write_raw(dir: &Path, header: &str, data_len: usize) -> PathBuf {
     let path = dir.join("x.safetensors");
     let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
     bytes.extend_from_slice(header.as_bytes());
-    bytes.extend(std::iter::repeat(0u8).take(data_len));
+    bytes.extend(std::iter::repeat_n(0u8, data_len));
     std::fs::write(&path, bytes).unwrap();
     path
 }

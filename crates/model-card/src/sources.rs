@@ -625,7 +625,7 @@ impl TrainingDate {
                     let Some(secs) = tfevents_seconds(name) else {
                         continue;
                     };
-                    if best.as_ref().map_or(true, |(b, _)| secs < *b) {
+                    if best.as_ref().is_none_or(|(b, _)| secs < *b) {
                         let run_name = run.file_name().to_string_lossy().into_owned();
                         best = Some((secs, format!("runs/{run_name}/{name}")));
                     }

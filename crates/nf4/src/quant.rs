@@ -338,7 +338,7 @@ pub fn block_absmax_streamed(n: usize, decode: Decode, threads: usize) -> (Vec<f
             handles.into_iter().all(|h| h.join().unwrap_or(false))
         })
     };
-    if n % BLOCKSIZE != 0 {
+    if !n.is_multiple_of(BLOCKSIZE) {
         if let Some(last) = absmax.last_mut() {
             *last = last.max(1e-38); // the tail block's `max(absmax, 1e-38)`
         }

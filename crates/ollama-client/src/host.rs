@@ -142,7 +142,7 @@ impl OllamaHost {
             text.push('/');
         }
         let url = reqwest::Url::parse(&text).map_err(|e| invalid(e.to_string()))?;
-        if url.host_str().map_or(true, str::is_empty) {
+        if url.host_str().is_none_or(str::is_empty) {
             return Err(invalid("no host".to_owned()));
         }
         Ok(url)

@@ -822,7 +822,7 @@ fn is_go_semver(v: &str) -> bool {
         Some(pre) => identifiers(pre, true),
         None => rest.is_empty(),
     };
-    pre_ok && build.map_or(true, |b| identifiers(b, false))
+    pre_ok && build.is_none_or(|b| identifiers(b, false))
 }
 
 /// Go's `strconv.ParseFloat(s, 32)`: decimal or hexadecimal (`0x1p-2`, underscores allowed
