@@ -75,6 +75,8 @@ fn save(base: &Path, adapter: &Path, out: &Path, method: &str) -> Run {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--child") {
+        // As the CLI's `main` does: OpenBLAS's idle workers would busy-wait ~0.1 s.
+        loraforge_adapter_merge::single_threaded_blas();
         child(&args[i + 1..]);
         return;
     }

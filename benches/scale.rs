@@ -228,6 +228,8 @@ fn disk_needed(base_bytes: u64, steps: &[&str], have_base: bool) -> u64 {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if let Some(i) = args.iter().position(|a| a == "--child") {
+        // As the CLI's `main` does: OpenBLAS's idle workers would busy-wait ~0.1 s.
+        loraforge_adapter_merge::single_threaded_blas();
         child(&args[i + 1..]);
         return;
     }

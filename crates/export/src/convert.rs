@@ -15,7 +15,6 @@ use loraforge_hf_model::Dtype;
 use loraforge_progress::Reporter;
 use loraforge_quantize::{llama_tensor_order, plan_tensor_types, FileType, GgmlType};
 use serde_json::Value as Json;
-use sha2::{Digest, Sha256};
 
 use crate::arch::{self, Arch, Hparams, Transform};
 use crate::data;
@@ -655,9 +654,8 @@ fn convert_inner(
     let recycled = std::sync::Mutex::new(buf_rx);
     let written = std::thread::scope(|scope| {
         // Every tensor is cut into pieces (row blocks, heads) that the workers read, merge,
-        // convert and quantize ahead of this thread, which writes them in order while a
-        // hasher thread hashes: no barrier between pieces or tensors, memory bounded by the
-        // pieces in flight.
+        // convert and quantize ahead of this thread, which writes (and hashes) them in order:
+        // no barrier between pieces or tensors, memory bounded by the pieces in flight.
         let recycled = &recycled;
         let plan = &plan;
         let weights = &weights;
@@ -716,48 +714,35 @@ fn convert_inner(
         // `threads` threads in all, this one included: it writes each piece when its turn
         // comes and converts the next ones meanwhile.
         let mut pieces = Ordered::start(scope, threads, threads.max(1) * 3, jobs);
-        // A hasher thread computes the file's sha256 from the same bytes (header, tensor data,
-        // zero padding) while this thread writes — or, without `sha256`, only checks the byte
-        // count — then recycles the buffers to the workers.
-        let (hash_tx, hash_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(3);
+        // The writing thread hashes as it writes (`WriteOptions::sha256`), like `quantize`: on
+        // few cores a hasher thread of its own would take a core from the workers. A counting
+        // thread checks the byte count against the header's layout from the same buffers, then
+        // recycles them to the workers.
+        let (count_tx, count_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(3);
         let layout = &layout;
-        let want_sha256 = options.sha256;
-        let hasher = scope.spawn(move || -> Result<Option<String>, u64> {
-            let mut h = want_sha256.then(Sha256::new);
-            if let Some(h) = h.as_mut() {
-                h.update(&layout.header);
-            }
+        let counter = scope.spawn(move || -> Result<(), u64> {
             let mut total = layout.header.len() as u64;
-            let zeros = vec![0u8; usize::try_from(layout.alignment).unwrap_or(32)];
             let sizes = &layout.tensor_sizes;
             let (mut ti, mut in_tensor) = (0usize, 0u64);
-            let close_tensors =
-                |h: &mut Option<Sha256>, ti: &mut usize, in_tensor: &mut u64, total: &mut u64| {
-                    while *ti < sizes.len() && *in_tensor >= sizes[*ti] {
-                        let size = sizes[*ti];
-                        let pad = (layout.alignment - size % layout.alignment) % layout.alignment;
-                        if let Some(h) = h.as_mut() {
-                            h.update(&zeros[..pad as usize]);
-                        }
-                        *total += pad;
-                        *in_tensor -= size;
-                        *ti += 1;
-                    }
-                };
-            close_tensors(&mut h, &mut ti, &mut in_tensor, &mut total);
-            for chunk in hash_rx {
-                if let Some(h) = h.as_mut() {
-                    h.update(&chunk);
+            let close_tensors = |ti: &mut usize, in_tensor: &mut u64, total: &mut u64| {
+                while *ti < sizes.len() && *in_tensor >= sizes[*ti] {
+                    let size = sizes[*ti];
+                    *total += (layout.alignment - size % layout.alignment) % layout.alignment;
+                    *in_tensor -= size;
+                    *ti += 1;
                 }
+            };
+            close_tensors(&mut ti, &mut in_tensor, &mut total);
+            for chunk in count_rx {
                 total += chunk.len() as u64;
                 in_tensor += chunk.len() as u64;
-                close_tensors(&mut h, &mut ti, &mut in_tensor, &mut total);
+                close_tensors(&mut ti, &mut in_tensor, &mut total);
                 let _ = buf_tx.try_send(chunk);
             }
             if total != layout.file_size || ti != sizes.len() {
                 return Err(total);
             }
-            Ok(h.map(|h| hex::encode(h.finalize())))
+            Ok(())
         });
         let mut source =
             |index: usize, info: &TensorInfo, w: &mut dyn Write| -> Result<(), SourceError> {
@@ -766,7 +751,9 @@ fn convert_inner(
                     let bytes: Vec<u8> = r.iter().flat_map(|v| v.to_le_bytes()).collect();
                     let mut put = |bytes: Vec<u8>| -> Result<(), SourceError> {
                         w.write_all(&bytes)?;
-                        hash_tx.send(bytes).map_err(|_| "the hasher stopped")?;
+                        count_tx
+                            .send(bytes)
+                            .map_err(|_| "the byte counter stopped")?;
                         Ok(())
                     };
                     return match output.quantize_to.get(index).copied().flatten() {
@@ -786,17 +773,28 @@ fn convert_inner(
                     w.write_all(&chunk)?;
                     done += chunk.len() as u64;
                     reporter.advance(chunk.len() as u64);
-                    hash_tx.send(chunk).map_err(|_| "the hasher stopped")?;
+                    count_tx
+                        .send(chunk)
+                        .map_err(|_| "the byte counter stopped")?;
                 }
                 Ok(())
             };
-        let r = writer.write_to_path(out, &mut source, &WriteOptions { sha256: false });
+        let r = writer.write_to_path(
+            out,
+            &mut source,
+            &WriteOptions {
+                sha256: options.sha256,
+            },
+        );
         // Stops the workers (after an error) before the scope waits for them.
         drop(pieces);
-        drop(hash_tx);
-        let digest = hasher.join();
-        match (r, digest) {
-            (Ok(w), Ok(Ok(d))) => Ok((w, d)),
+        drop(count_tx);
+        let counted = counter.join();
+        match (r, counted) {
+            (Ok(w), Ok(Ok(()))) => {
+                let sha256 = w.sha256.clone();
+                Ok((w, sha256))
+            }
             (Err(e), _) => Err(write_err(e)),
             (Ok(_), Ok(Err(counted))) => {
                 let _ = std::fs::remove_file(out);
@@ -808,7 +806,7 @@ fn convert_inner(
             }
             (Ok(_), Err(_)) => {
                 let _ = std::fs::remove_file(out);
-                Err(ConvertError::HasherPanicked {
+                Err(ConvertError::CounterPanicked {
                     path: out.to_path_buf(),
                 })
             }

@@ -225,9 +225,9 @@ pub enum ConvertError {
         /// The file size the layout computed.
         expected: u64,
     },
-    /// The thread hashing the output panicked (a bug).
-    #[error("writing GGUF {path}: the sha256 thread panicked")]
-    HasherPanicked {
+    /// The thread counting the output's bytes panicked (a bug).
+    #[error("writing GGUF {path}: the byte-counting thread panicked")]
+    CounterPanicked {
         /// The output path.
         path: PathBuf,
     },
@@ -261,7 +261,7 @@ impl ConvertError {
         match self {
             ConvertError::Io { .. }
             | ConvertError::ByteCount { .. }
-            | ConvertError::HasherPanicked { .. } => false,
+            | ConvertError::CounterPanicked { .. } => false,
             ConvertError::Write { source, .. } => source.is_user_error(),
             ConvertError::Quantize(e) => e.is_user_error(),
             ConvertError::Adapter { source, .. } => source.is_user_error(),
