@@ -1,5 +1,5 @@
 //! Opt-in (set `LORAFORGE_TEST_LLAMA_CPP=1`; needs `pip install llama-cpp-python numpy`, which
-//! compiles llama.cpp): our GGUFs load in llama.cpp and give the logits of the merged Hugging Face
+//! compiles llama.cpp, in `python3` or the interpreter `LORAFORGE_TEST_PYTHON` names): our GGUFs load in llama.cpp and give the logits of the merged Hugging Face
 //! model (`expected/logits.npy`, computed with transformers) for the case's input ids, within
 //! the precision of each out type. Without the variable the test returns at once.
 #![allow(clippy::unwrap_used)]
@@ -70,7 +70,8 @@ fn llama_cpp_logits_match_the_merged_hf_model() {
 
 /// Runs [`SCRIPT`]: the largest |llama.cpp logit - transformers logit| over the case's ids.
 fn max_logit_diff(gguf: &Path, case_json: &Path, logits: &Path) -> f64 {
-    let o = Command::new("python3")
+    let python = std::env::var_os("LORAFORGE_TEST_PYTHON").unwrap_or_else(|| "python3".into());
+    let o = Command::new(python)
         .arg("-c")
         .arg(SCRIPT)
         .arg(gguf)
