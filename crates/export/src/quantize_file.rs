@@ -434,6 +434,7 @@ pub fn quantize_file_multi(
             .map_err(|e| QuantizeFileError::Write(e.into()))?;
         let (temp, f) = loraforge_staging::Staged::file_beside(path)
             .map_err(|e| QuantizeFileError::Write(e.into()))?;
+        loraforge_staging::preallocate(&f, layout.file_size).map_err(file_error(path))?;
         let mut sink = Sink {
             temp,
             out: std::io::BufWriter::with_capacity(1 << 20, f),

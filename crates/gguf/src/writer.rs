@@ -404,6 +404,12 @@ impl GgufWriter {
         // (through the CLI) and, after a SIGKILL, by the next run writing `path`
         loraforge_staging::check_output(path, loraforge_staging::OutputKind::File)?;
         let (temp, file) = loraforge_staging::Staged::file_beside(path)?;
+        loraforge_staging::preallocate(&file, self.layout()?.file_size).map_err(|source| {
+            WriteError::File {
+                path: path.to_path_buf(),
+                source,
+            }
+        })?;
         let hashing = HashingWriter {
             inner: file,
             hasher: options.sha256.then(Sha256::new),

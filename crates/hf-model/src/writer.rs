@@ -349,6 +349,8 @@ impl SafetensorsShardWriter {
             source,
         };
         let file = File::create(&path).map_err(io)?;
+        let data_len = self.shards[self.shard].data_len;
+        loraforge_staging::preallocate(&file, prefix.len() as u64 + data_len).map_err(io)?;
         let mut out = BufWriter::with_capacity(1 << 20, file);
         out.write_all(&prefix).map_err(io)?;
         let hasher = self.checksums.then(|| Sha256::new_with_prefix(&prefix));
