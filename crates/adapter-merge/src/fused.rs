@@ -136,6 +136,21 @@ impl Io {
     }
 }
 
+/// How a kernel walks `n_rows` rows: `(first row, rows)` groups of the widest size that still
+/// fits, among `widest`, 4 and 1 (so after the `widest`-row groups at most one of 4, then single
+/// rows).
+#[cfg(target_arch = "x86_64")]
+fn row_groups(n_rows: usize, widest: usize) -> impl Iterator<Item = (usize, usize)> {
+    let mut first = 0;
+    std::iter::from_fn(move || {
+        let left = n_rows - first;
+        let rows = [widest, 4, 1].into_iter().find(|&r| r <= left)?;
+        let group = (first, rows);
+        first += rows;
+        Some(group)
+    })
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use std::arch::x86_64::*;
@@ -163,32 +178,18 @@ mod avx2 {
     ) -> bool {
         let row_bytes = u.cols * io.size();
         let mut non_finite = 0;
-        let mut i = 0;
-        while i + ROWS <= n_rows {
-            // SAFETY: rows i..i+ROWS are inside the block (caller's contract).
+        for (i, rows) in super::row_groups(n_rows, ROWS) {
+            // SAFETY: rows i..i+rows are inside the block (caller's contract).
             non_finite |= unsafe {
-                row_group::<ROWS>(
-                    io,
-                    u,
-                    row0 + i,
+                let (w, out) = (
                     w.as_ptr().add(i * row_bytes),
                     out.as_mut_ptr().add(i * row_bytes),
-                )
+                );
+                match rows {
+                    ROWS => row_group::<ROWS>(io, u, row0 + i, w, out),
+                    _ => row_group::<1>(io, u, row0 + i, w, out),
+                }
             };
-            i += ROWS;
-        }
-        while i < n_rows {
-            // SAFETY: as above, one row.
-            non_finite |= unsafe {
-                row_group::<1>(
-                    io,
-                    u,
-                    row0 + i,
-                    w.as_ptr().add(i * row_bytes),
-                    out.as_mut_ptr().add(i * row_bytes),
-                )
-            };
-            i += 1;
         }
         non_finite == 0
     }
@@ -371,43 +372,19 @@ mod avx512 {
     ) -> bool {
         let row_bytes = u.cols * io.size();
         let mut non_finite = 0;
-        let mut i = 0;
-        // SAFETY (all three loops): rows i..i+R are inside the block (caller's contract).
-        while i + ROWS <= n_rows {
+        for (i, rows) in super::row_groups(n_rows, ROWS) {
+            // SAFETY: rows i..i+rows are inside the block (caller's contract).
             non_finite |= unsafe {
-                row_group::<ROWS>(
-                    io,
-                    u,
-                    row0 + i,
+                let (w, out) = (
                     w.as_ptr().add(i * row_bytes),
                     out.as_mut_ptr().add(i * row_bytes),
-                )
+                );
+                match rows {
+                    ROWS => row_group::<ROWS>(io, u, row0 + i, w, out),
+                    4 => row_group::<4>(io, u, row0 + i, w, out),
+                    _ => row_group::<1>(io, u, row0 + i, w, out),
+                }
             };
-            i += ROWS;
-        }
-        if i + 4 <= n_rows {
-            non_finite |= unsafe {
-                row_group::<4>(
-                    io,
-                    u,
-                    row0 + i,
-                    w.as_ptr().add(i * row_bytes),
-                    out.as_mut_ptr().add(i * row_bytes),
-                )
-            };
-            i += 4;
-        }
-        while i < n_rows {
-            non_finite |= unsafe {
-                row_group::<1>(
-                    io,
-                    u,
-                    row0 + i,
-                    w.as_ptr().add(i * row_bytes),
-                    out.as_mut_ptr().add(i * row_bytes),
-                )
-            };
-            i += 1;
         }
         non_finite == 0
     }
