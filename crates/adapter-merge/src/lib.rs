@@ -12,7 +12,10 @@
 //! - [`parse_size`]: transformers' `max_shard_size` strings (`"5GB"` = 5·10⁹, `"5GiB"` = 5·2³⁰);
 //! - [`MergedModel`] / [`MergedTensor`]: the same merge as a stream of tensors for another sink
 //!   (the one-pass adapter → GGUF export of `loraforge-export`): checked up front, then merged a
-//!   block of rows at a time from base bytes the caller reads, without writing the merged folder.
+//!   block of rows at a time from base bytes the caller reads, without writing the merged folder;
+//! - [`single_threaded_blas`]: OpenBLAS with one thread and its idle workers stopped (they
+//!   busy-wait for ~0.1 s after every process start); a program linking this crate calls it
+//!   first, as the `loraforge` CLI does.
 //!
 //! ```no_run
 //! use loraforge_adapter_merge::{merge, MergeOptions, OutputDtype};
@@ -46,8 +49,9 @@
 //! ones after DoRA's normalisation). At start the merge probes sgemm against a sequential-FMA
 //! reference and uses it only if it agrees bit for bit; otherwise it uses its own sequential-FMA
 //! loop. The common case — `W [out, in]` kept in its own dtype, no DoRA — skips both: a fused
-//! AVX2/FMA kernel accumulates the same way with `Δ` in registers and decodes, adds and rounds in
-//! the same pass (about a third of the CPU time; same bytes). DoRA's row norm follows torch's
+//! kernel (AVX-512 where the CPU has it, else AVX2/FMA) accumulates the same way with `Δ` in
+//! registers and decodes, adds and rounds in the same pass (about a third of the CPU time; same
+//! bytes). DoRA's row norm follows torch's
 //! vectorised reduction (8 f32 lanes, AVX2). Result: every fixture case a–i is 100%
 //! bit-identical to PEFT.
 #![deny(missing_docs)]
