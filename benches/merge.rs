@@ -149,7 +149,7 @@ fn main() {
             settle(cold);
             let run = merge_child(&base, &adapter, out, threads, fsync, checksums);
             let _ = std::fs::remove_dir_all(out);
-            if best.as_ref().map_or(true, |b| run.secs < b.secs) {
+            if best.as_ref().is_none_or(|b| run.secs < b.secs) {
                 best = Some(run);
             }
         }

@@ -226,7 +226,7 @@ fn main() {
         p.as_os_str().to_owned()
     };
     let keep_best = |best: &mut Option<Run>, r: Run| {
-        if best.map_or(true, |b| r.secs < b.secs) {
+        if best.is_none_or(|b| r.secs < b.secs) {
             *best = Some(r);
         }
     };

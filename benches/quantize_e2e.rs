@@ -289,7 +289,7 @@ fn main() {
                 let cpu = cpu_seconds() - cpu0;
                 let rss = peak_rss_mib();
                 std::fs::remove_file(&out).unwrap();
-                if best.as_ref().map_or(true, |b| secs < b.0) {
+                if best.as_ref().is_none_or(|b| secs < b.0) {
                     *best = Some((secs, cpu, rss, report));
                 }
             }

@@ -124,7 +124,7 @@ fn main() {
                 run.rss_kib / 1024.0,
                 run.bytes / 1e6
             );
-            if slot.as_ref().map_or(true, |b| run.secs < b.secs) {
+            if slot.as_ref().is_none_or(|b| run.secs < b.secs) {
                 *slot = Some(run);
             }
         }
