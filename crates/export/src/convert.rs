@@ -715,35 +715,8 @@ fn convert_inner(
         // comes and converts the next ones meanwhile.
         let mut pieces = Ordered::start(scope, threads, threads.max(1) * 3, jobs);
         // The writing thread hashes as it writes (`WriteOptions::sha256`), like `quantize`: on
-        // few cores a hasher thread of its own would take a core from the workers. A counting
-        // thread checks the byte count against the header's layout from the same buffers, then
-        // recycles them to the workers.
-        let (count_tx, count_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(3);
-        let layout = &layout;
-        let counter = scope.spawn(move || -> Result<(), u64> {
-            let mut total = layout.header.len() as u64;
-            let sizes = &layout.tensor_sizes;
-            let (mut ti, mut in_tensor) = (0usize, 0u64);
-            let close_tensors = |ti: &mut usize, in_tensor: &mut u64, total: &mut u64| {
-                while *ti < sizes.len() && *in_tensor >= sizes[*ti] {
-                    let size = sizes[*ti];
-                    *total += (layout.alignment - size % layout.alignment) % layout.alignment;
-                    *in_tensor -= size;
-                    *ti += 1;
-                }
-            };
-            close_tensors(&mut ti, &mut in_tensor, &mut total);
-            for chunk in count_rx {
-                total += chunk.len() as u64;
-                in_tensor += chunk.len() as u64;
-                close_tensors(&mut ti, &mut in_tensor, &mut total);
-                let _ = buf_tx.try_send(chunk);
-            }
-            if total != layout.file_size || ti != sizes.len() {
-                return Err(total);
-            }
-            Ok(())
-        });
+        // few cores a hasher thread of its own would take a core from the workers. The writer
+        // checks each tensor's byte count; a written buffer goes back to the workers.
         let mut source =
             |index: usize, info: &TensorInfo, w: &mut dyn Write| -> Result<(), SourceError> {
                 let item = output.order.get(index).copied().unwrap_or(usize::MAX);
@@ -751,9 +724,7 @@ fn convert_inner(
                     let bytes: Vec<u8> = r.iter().flat_map(|v| v.to_le_bytes()).collect();
                     let mut put = |bytes: Vec<u8>| -> Result<(), SourceError> {
                         w.write_all(&bytes)?;
-                        count_tx
-                            .send(bytes)
-                            .map_err(|_| "the byte counter stopped")?;
+                        let _ = buf_tx.try_send(bytes);
                         Ok(())
                     };
                     return match output.quantize_to.get(index).copied().flatten() {
@@ -773,9 +744,7 @@ fn convert_inner(
                     w.write_all(&chunk)?;
                     done += chunk.len() as u64;
                     reporter.advance(chunk.len() as u64);
-                    count_tx
-                        .send(chunk)
-                        .map_err(|_| "the byte counter stopped")?;
+                    let _ = buf_tx.try_send(chunk);
                 }
                 Ok(())
             };
@@ -788,36 +757,14 @@ fn convert_inner(
         );
         // Stops the workers (after an error) before the scope waits for them.
         drop(pieces);
-        drop(count_tx);
-        let counted = counter.join();
-        match (r, counted) {
-            (Ok(w), Ok(Ok(()))) => {
-                let sha256 = w.sha256.clone();
-                Ok((w, sha256))
-            }
-            (Err(e), _) => Err(write_err(e)),
-            (Ok(_), Ok(Err(counted))) => {
-                let _ = std::fs::remove_file(out);
-                Err(ConvertError::ByteCount {
-                    path: out.to_path_buf(),
-                    counted,
-                    expected: layout.file_size,
-                })
-            }
-            (Ok(_), Err(_)) => {
-                let _ = std::fs::remove_file(out);
-                Err(ConvertError::CounterPanicked {
-                    path: out.to_path_buf(),
-                })
-            }
-        }
+        r.map_err(write_err)
     })?;
     reporter.finish();
     Ok(ConvertReport {
         path: out.to_path_buf(),
         tensors: writer.tensors().len(),
-        bytes: written.0.bytes,
-        sha256: written.1,
+        bytes: written.bytes,
+        sha256: written.sha256,
         warnings,
         pre_tokenizer: vocab.pre,
         pre_tokenizer_source: vocab.pre_source,

@@ -215,22 +215,6 @@ pub enum ConvertError {
         #[source]
         source: loraforge_gguf::WriteError,
     },
-    /// The bytes streamed to the file do not add up to the size its header promised (a bug).
-    #[error("writing GGUF {path}: streamed {counted} bytes of a {expected}-byte file")]
-    ByteCount {
-        /// The output path.
-        path: PathBuf,
-        /// Bytes that went through.
-        counted: u64,
-        /// The file size the layout computed.
-        expected: u64,
-    },
-    /// The thread counting the output's bytes panicked (a bug).
-    #[error("writing GGUF {path}: the byte-counting thread panicked")]
-    CounterPanicked {
-        /// The output path.
-        path: PathBuf,
-    },
     /// Quantizing the converted model (k-quant targets) failed.
     #[error("quantizing the converted model")]
     Quantize(#[source] Box<crate::QuantizeFileError>),
@@ -259,9 +243,7 @@ impl ConvertError {
     /// malformed files, an output path inside the input) rather than the machine or a bug.
     pub fn is_user_error(&self) -> bool {
         match self {
-            ConvertError::Io { .. }
-            | ConvertError::ByteCount { .. }
-            | ConvertError::CounterPanicked { .. } => false,
+            ConvertError::Io { .. } => false,
             ConvertError::Write { source, .. } => source.is_user_error(),
             ConvertError::Quantize(e) => e.is_user_error(),
             ConvertError::Adapter { source, .. } => source.is_user_error(),

@@ -68,7 +68,7 @@
 //! special token ids from `config.json`) and `generation_config.json`, and writes a GGUF v3 file
 //! through a temp file renamed into place. Tensors are cut into pieces (row blocks, heads) that
 //! worker threads and the writing thread read, convert (and merge, and quantize) a bounded
-//! distance ahead of the writer, while another thread hashes (sha256), so memory stays bounded
+//! distance ahead of the writer, which also hashes (sha256) when asked, so memory stays bounded
 //! by the pieces in flight and the largest tensor that must be rearranged (GPT-2 transposes).
 //!
 //! Principal items: [`convert`], [`ConvertOptions`] (+ [`ExportTarget`], [`GeneralMetadata`]),

@@ -356,7 +356,16 @@ impl GgufWriter {
         out: &mut dyn Write,
         source: &mut dyn TensorSource,
     ) -> Result<u64, WriteError> {
-        let layout = self.layout()?;
+        self.write_laid_out(&self.layout()?, out, source)
+    }
+
+    /// [`GgufWriter::write_to`] with this writer's `layout`, computed once by the caller.
+    fn write_laid_out(
+        &self,
+        layout: &GgufLayout,
+        out: &mut dyn Write,
+        source: &mut dyn TensorSource,
+    ) -> Result<u64, WriteError> {
         out.write_all(&layout.header).map_err(WriteError::Io)?;
         let zeros = vec![0u8; layout.alignment as usize];
         for (index, info) in self.tensors.iter().enumerate() {
@@ -404,7 +413,8 @@ impl GgufWriter {
         // (through the CLI) and, after a SIGKILL, by the next run writing `path`
         loraforge_staging::check_output(path, loraforge_staging::OutputKind::File)?;
         let (temp, file) = loraforge_staging::Staged::file_beside(path)?;
-        loraforge_staging::preallocate(&file, self.layout()?.file_size).map_err(|source| {
+        let layout = self.layout()?;
+        loraforge_staging::preallocate(&file, layout.file_size).map_err(|source| {
             WriteError::File {
                 path: path.to_path_buf(),
                 source,
@@ -415,7 +425,7 @@ impl GgufWriter {
             hasher: options.sha256.then(Sha256::new),
         };
         let mut buffered = BufWriter::with_capacity(1 << 20, hashing);
-        let bytes = match self.write_to(&mut buffered, source) {
+        let bytes = match self.write_laid_out(&layout, &mut buffered, source) {
             Ok(b) => b,
             Err(WriteError::Io(e)) => {
                 return Err(WriteError::File {
